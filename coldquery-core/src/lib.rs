@@ -1,0 +1,31 @@
+//! ColdQuery's core: the seams every other crate is built on.
+//!
+//! This crate knows no database driver, no MCP and no CLI. It defines:
+//! - the [`Executor`], [`SessionStore`] and [`WritePolicy`] traits that `coldquery-pg`
+//!   implements and `coldquery-tools` is written against;
+//! - the identifier sanitizer ([`Ident`], [`QualifiedName`]), the only way a name reaches SQL;
+//! - SQL provenance ([`Sql`]): fixed catalog SQL, SQL built from static fragments and
+//!   identifiers, or caller SQL — never a `String` of unknown origin;
+//! - the value and result model ([`Param`], [`QueryResult`]) and the error model ([`Error`]).
+
+mod error;
+mod exec;
+mod ident;
+mod policy;
+mod session;
+mod sql;
+mod value;
+
+pub mod units;
+
+pub use error::{Error, ErrorKind, Result};
+pub use exec::{Access, Executor, Limits, PoolStatus, Statement};
+pub use ident::{Ident, IdentError, MAX_IDENT_BYTES, QualifiedName};
+pub use policy::{DefaultDeny, WriteIntent, WritePolicy, WriteTarget};
+pub use session::{
+    Isolation, OnError, Owner, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore,
+    TxOptions, TxState, session_not_found,
+};
+pub use sql::{CallerSql, MAX_SQL_BYTES, Origin, Sql, SqlBuilder};
+pub use tokio_util::sync::CancellationToken;
+pub use value::{Field, Param, QueryResult};

@@ -1,0 +1,144 @@
+//! The value and result model of SPEC §2: bind parameters going in, fields and rows coming out.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A bind parameter. Values only ever travel as parameters, never inside SQL text.
+///
+/// Parameters are sent in PostgreSQL's text format with an unspecified type, so the server
+/// infers each one's type from the statement, as `psql`'s `\bind` does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Param {
+    /// SQL NULL.
+    Null,
+    /// A boolean (`true`/`false`).
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// Text, sent as given.
+    Text(String),
+    /// A JSON array or object, sent as JSON text (for `json`/`jsonb` parameters).
+    Json(Value),
+}
+
+impl Param {
+    /// Converts a JSON argument into a parameter.
+    pub fn from_json(value: &Value) -> Param {
+        match value {
+            Value::Null => Param::Null,
+            Value::Bool(b) => Param::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Param::Int(i),
+                None => Param::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Param::Text(s.clone()),
+            Value::Array(_) | Value::Object(_) => Param::Json(value.clone()),
+        }
+    }
+
+    /// The text-format encoding sent to PostgreSQL; `None` is NULL.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            Param::Null => None,
+            Param::Bool(b) => Some(b.to_string()),
+            Param::Int(i) => Some(i.to_string()),
+            Param::Float(f) => Some(f.to_string()),
+            Param::Text(s) => Some(s.clone()),
+            Param::Json(v) => Some(v.to_string()),
+        }
+    }
+}
+
+/// A result column: its name and PostgreSQL type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Field {
+    /// The column name.
+    pub name: String,
+    /// The type name as PostgreSQL spells it (`int4`, `text`, `_int4`, `hstore`...).
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// What a statement returned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResult {
+    /// The result columns (empty for statements that return no rows).
+    pub fields: Vec<Field>,
+    /// Rows in column order, each value already rendered as SPEC §2 says.
+    pub rows: Vec<Vec<Value>>,
+    /// True when `max_rows` or the byte budget stopped the fetch early.
+    pub truncated: bool,
+    /// Rows inserted, updated, deleted or merged, for DML; `None` for queries.
+    pub rows_affected: Option<u64>,
+    /// Wall-clock time of the statement in milliseconds.
+    pub duration_ms: f64,
+}
+
+impl QueryResult {
+    /// Rows as JSON objects keyed by column name. A repeated column name gets a `_2`, `_3`...
+    /// suffix so no value is lost.
+    pub fn rows_as_objects(&self) -> Vec<Value> {
+        let keys = self.keys();
+        self.rows
+            .iter()
+            .map(|row| {
+                let mut object = Map::with_capacity(row.len());
+                for (key, value) in keys.iter().zip(row) {
+                    object.insert(key.clone(), value.clone());
+                }
+                Value::Object(object)
+            })
+            .collect()
+    }
+
+    /// The object keys of [`QueryResult::rows_as_objects`], in column order.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::with_capacity(self.fields.len());
+        for field in &self.fields {
+            let mut key = field.name.clone();
+            let mut n = 1;
+            while keys.contains(&key) {
+                n += 1;
+                key = format!("{}_{n}", field.name);
+            }
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// The first column of the first row, if any.
+    pub fn scalar(&self) -> Option<&Value> {
+        self.rows.first().and_then(|row| row.first())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_from_json() {
+        assert_eq!(Param::from_json(&json!(1)).to_text().as_deref(), Some("1"));
+        assert_eq!(Param::from_json(&json!(1.5)).to_text().as_deref(), Some("1.5"));
+        assert_eq!(Param::from_json(&json!(null)).to_text(), None);
+        assert_eq!(Param::from_json(&json!(true)).to_text().as_deref(), Some("true"));
+        assert_eq!(Param::from_json(&json!({"a": [1]})).to_text().as_deref(), Some(r#"{"a":[1]}"#));
+    }
+
+    #[test]
+    fn duplicate_column_names_keep_every_value() {
+        let result = QueryResult {
+            fields: vec![
+                Field { name: "a".into(), type_name: "int4".into() },
+                Field { name: "a".into(), type_name: "int4".into() },
+            ],
+            rows: vec![vec![json!(1), json!(2)]],
+            ..QueryResult::default()
+        };
+        assert_eq!(result.rows_as_objects(), vec![json!({"a": 1, "a_2": 2})]);
+    }
+}

@@ -1,0 +1,161 @@
+//! [`PgExecutor`]: the sessionless path over the shared pool — read-only transactions that
+//! always roll back, autocommit statements, and atomic batches.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use coldquery_core::{
+    Access, CancellationToken, ErrorKind, Executor, Limits, PoolStatus, QueryResult,
+    Result, Statement, TxOptions,
+};
+use postgres_types::{ToSql, Type};
+
+use crate::Shared;
+use crate::errors;
+use crate::manager::PgConn;
+use crate::run::{self, OnTruncate, Protocol};
+
+/// The [`Executor`] over PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgExecutor {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Pins the snapshot right after `BEGIN` (so `SET TRANSACTION READ WRITE` can no longer flip
+/// a read-only transaction) and sets a server-side statement timeout as a backstop.
+const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true)";
+
+#[async_trait]
+impl Executor for PgExecutor {
+    async fn run(
+        &self,
+        access: Access,
+        statement: &Statement,
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<QueryResult> {
+        let started = Instant::now();
+        let mut conn = self.shared.acquire().await?;
+        let fetched = match access {
+            Access::ReadOnly => {
+                begin(&mut conn, "BEGIN READ ONLY", limits).await?;
+                let fetched = run::fetch(
+                    &mut conn,
+                    &self.shared.tls,
+                    statement,
+                    limits,
+                    cancel,
+                    Protocol::Prepared,
+                    OnTruncate::Cancel,
+                )
+                .await;
+                // Always ROLLBACK: nothing a read did (set_config, advisory state aside) survives.
+                finish(&mut conn, "ROLLBACK").await?;
+                fetched?
+            }
+            Access::Autocommit => {
+                run::fetch(
+                    &mut conn,
+                    &self.shared.tls,
+                    statement,
+                    limits,
+                    cancel,
+                    Protocol::Unnamed,
+                    OnTruncate::Drain,
+                )
+                .await?
+            }
+        };
+        let mut result = run::render(&conn.client, fetched).await;
+        result.duration_ms = elapsed_ms(started);
+        Ok(result)
+    }
+
+    async fn batch(
+        &self,
+        statements: &[Statement],
+        options: &TxOptions,
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>> {
+        let mut conn = self.shared.acquire().await?;
+        let begin_sql = crate::begin_sql(options);
+        begin(&mut conn, begin_sql.text(), limits).await?;
+        let mut results = Vec::with_capacity(statements.len());
+        for (index, statement) in statements.iter().enumerate() {
+            let started = Instant::now();
+            let fetched = run::fetch(
+                &mut conn,
+                &self.shared.tls,
+                statement,
+                limits,
+                cancel,
+                Protocol::Prepared,
+                OnTruncate::Drain,
+            )
+            .await;
+            match fetched {
+                Ok(fetched) => {
+                    let mut result = run::render(&conn.client, fetched).await;
+                    result.duration_ms = elapsed_ms(started);
+                    results.push(result);
+                }
+                Err(err) => {
+                    finish(&mut conn, "ROLLBACK").await?;
+                    let message = format!(
+                        "operation {index} failed and the whole batch was rolled back: {}",
+                        err.message()
+                    );
+                    return Err(err.with_operation_index(index).with_message(message));
+                }
+            }
+        }
+        match conn.client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(results),
+            Err(e) if errors::is_fatal(&e) => {
+                conn.poison();
+                Err(errors::map(&e, "committing")
+                    .with_kind(ErrorKind::CommitOutcomeUnknown)
+                    .with_message("the connection was lost during COMMIT; whether the batch committed is unknown")
+                    .with_hint("check the data before retrying"))
+            }
+            Err(e) => Err(errors::map(&e, "committing")
+                .with_kind(ErrorKind::CommitFailed)
+                .with_hint("PostgreSQL rolled the batch back; nothing was committed")),
+        }
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        self.shared.pool_status()
+    }
+}
+
+/// `BEGIN ...` then the snapshot pin with the statement-timeout backstop, pipelined.
+async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits) -> Result<()> {
+    let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
+    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
+    let (began, pinned) = tokio::join!(
+        conn.client.batch_execute(begin_sql),
+        conn.client.query_typed(PIN_WITH_TIMEOUT, &params)
+    );
+    if let Err(e) = began.and(pinned.map(|_| ())) {
+        conn.poison();
+        return Err(errors::map(&e, "starting a transaction"));
+    }
+    Ok(())
+}
+
+/// Ends the transaction; a connection that cannot end it cleanly is discarded.
+async fn finish(conn: &mut PgConn, sql: &'static str) -> Result<()> {
+    if let Err(e) = conn.client.batch_execute(sql).await {
+        conn.poison();
+        return Err(errors::map(&e, "ending the transaction"));
+    }
+    Ok(())
+}
+
+pub(crate) fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+

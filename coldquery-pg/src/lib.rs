@@ -1,0 +1,202 @@
+//! ColdQuery's PostgreSQL layer: the core traits over a bb8 pool of tokio-postgres
+//! connections.
+//!
+//! - [`PgExecutor`] implements [`coldquery_core::Executor`]: read-only transactions that always
+//!   roll back, autocommit statements, atomic batches — on the shared pool.
+//! - [`PgSessions`] implements [`coldquery_core::SessionStore`]: transactions across calls, on a
+//!   second pool so sessions never starve sessionless calls.
+//! - [`PgConfig`] reads `DATABASE_URL` or the libpq `PG*` variables, with libpq's `sslmode`s.
+//!
+//! This is the only crate that knows tokio-postgres and bb8. Caller SQL goes over the extended
+//! protocol only, as one statement; results are capped while fetching; deadlines and cancels
+//! reach the server as CancelRequests.
+
+mod config;
+mod decode;
+mod errors;
+mod executor;
+mod manager;
+mod run;
+mod sessions;
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coldquery_core::{Error, ErrorKind, Isolation, PoolStatus, Result, Sql, TxOptions};
+
+pub use config::{ConfigError, PgConfig, SslMode};
+pub use tls::PgTls;
+pub use executor::PgExecutor;
+pub use sessions::PgSessions;
+
+use manager::Manager;
+
+/// Pool and session settings (SPEC §5).
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Maximum open sessions (`COLDQUERY_MAX_SESSIONS`).
+    pub max_sessions: usize,
+    /// Idle time after which a session is rolled back (`COLDQUERY_SESSION_TTL`).
+    pub session_ttl: Duration,
+    /// Size of the shared pool (`COLDQUERY_POOL_SIZE`), separate from session connections.
+    pub pool_size: u32,
+    /// How long a call waits for a free connection (`COLDQUERY_ACQUIRE_TIMEOUT`).
+    pub acquire_timeout: Duration,
+    /// How long a call waits for a session busy with another call before `SESSION_BUSY`.
+    pub busy_wait: Duration,
+    /// `application_name` of every connection.
+    pub application_name: String,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            max_sessions: 10,
+            session_ttl: Duration::from_secs(1800),
+            pool_size: 15,
+            acquire_timeout: Duration::from_secs(10),
+            busy_wait: Duration::from_secs(2),
+            application_name: "coldquery".into(),
+        }
+    }
+}
+
+/// A connected database: the executor and the session store, sharing configuration.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// The sessionless path.
+    pub executor: Arc<PgExecutor>,
+    /// Sessions.
+    pub sessions: Arc<PgSessions>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) tls: PgTls,
+    pool: bb8::Pool<Manager>,
+    acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) async fn acquire(&self) -> Result<bb8::PooledConnection<'static, Manager>> {
+        self.get(&self.pool).await
+    }
+
+    pub(crate) async fn get(
+        &self,
+        pool: &bb8::Pool<Manager>,
+    ) -> Result<bb8::PooledConnection<'static, Manager>> {
+        pool.get_owned().await.map_err(|e| match e {
+            bb8::RunError::User(e) => errors::map(&e, "connecting to PostgreSQL"),
+            bb8::RunError::TimedOut => Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "no database connection became free within {} ms",
+                    self.acquire_timeout.as_millis()
+                ),
+            )
+            .with_hint("the server is busy or PostgreSQL is unreachable; retry shortly"),
+        })
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            size: self.pool.config().max_size,
+            connections: state.connections,
+            idle: state.idle_connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+        }
+    }
+}
+
+/// `BEGIN` with the session's options, from static fragments only.
+pub(crate) fn begin_sql(options: &TxOptions) -> Sql {
+    let mut sql = coldquery_core::SqlBuilder::new("BEGIN ISOLATION LEVEL ");
+    sql.push(match options.isolation {
+        Isolation::ReadCommitted => "READ COMMITTED",
+        Isolation::RepeatableRead => "REPEATABLE READ",
+        Isolation::Serializable => "SERIALIZABLE",
+        Isolation::ReadUncommitted => "READ UNCOMMITTED",
+    });
+    sql.push(if options.read_only { " READ ONLY" } else { " READ WRITE" });
+    if options.deferrable {
+        sql.push(" DEFERRABLE");
+    }
+    sql.build()
+}
+
+impl Database {
+    /// Connects: checks the server is reachable with these credentials (so a wrong password
+    /// or an unreachable host is reported as such, not as a pool timeout), then builds the
+    /// shared pool and the session pool.
+    pub async fn connect(config: &PgConfig, options: &PgOptions) -> Result<Database> {
+        let mut config = config.clone();
+        config.set_fallback_application_name(&options.application_name);
+        let mut pg = config.pg().clone();
+        
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(options.acquire_timeout);
+        }
+        pg.keepalives_idle(Duration::from_secs(60));
+        let tls = config.tls_connector().map_err(|e| {
+            Error::new(ErrorKind::InvalidArgument, e.to_string())
+        })?;
+        let manager = { let (pg, tls) = (pg.clone(), tls.clone()); move || Manager::new(pg.clone(), tls.clone()) };
+        // One direct connection first, for an honest error message.
+        let (client, connection) = pg.connect(tls.clone()).await.map_err(|e| {
+            let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
+            err.with_hint("check the host, port, user, password and sslmode (DATABASE_URL or PG* variables)")
+        })?;
+        drop(client);
+        drop(connection);
+        let build = |size: u32| {
+            bb8::Pool::builder()
+                .max_size(size)
+                .min_idle(Some(0))
+                .connection_timeout(options.acquire_timeout)
+                .test_on_check_out(true)
+                .retry_connection(false)
+                .build_unchecked(manager())
+        };
+        let shared = Arc::new(Shared {
+            tls,
+            pool: build(options.pool_size.max(1)),
+            acquire_timeout: options.acquire_timeout,
+        });
+        let session_pool = build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX));
+        let sessions = PgSessions::new(
+            shared.clone(),
+            session_pool,
+            options.max_sessions,
+            options.session_ttl,
+            options.busy_wait,
+        );
+        Ok(Database {
+            executor: Arc::new(PgExecutor { shared }),
+            sessions: Arc::new(sessions),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begin_sql_is_built_from_options() {
+        let sql = begin_sql(&TxOptions {
+            isolation: Isolation::Serializable,
+            read_only: true,
+            deferrable: true,
+            ..TxOptions::default()
+        });
+        assert_eq!(sql.text(), "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE");
+    }
+}

@@ -1,0 +1,75 @@
+//! The bb8 connection manager: bb8-postgres underneath, plus a per-connection set-up and a
+//! "poisoned" flag so ColdQuery can throw away a connection it cannot prove clean (bb8 has no
+//! public discard; see reliability notes, finding 7).
+
+use bb8::ManageConnection;
+use bb8_postgres::PostgresConnectionManager;
+use tokio_postgres::Client;
+use crate::tls::PgTls;
+
+/// A pooled connection.
+#[derive(Debug)]
+pub(crate) struct PgConn {
+    pub(crate) client: Client,
+    poisoned: bool,
+}
+
+impl PgConn {
+    /// Marks the connection for discarding when it goes back to the pool.
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// True once the connection is marked for discarding.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+}
+
+/// Makes connections for both the shared pool and the session pool.
+pub(crate) struct Manager {
+    inner: PostgresConnectionManager<PgTls>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Manager")
+    }
+}
+
+impl Manager {
+    pub(crate) fn new(config: tokio_postgres::Config, tls: PgTls) -> Manager {
+        Manager { inner: PostgresConnectionManager::new(config, tls) }
+    }
+}
+
+/// Settings applied to every new connection, with `set_config` so the statement works the
+/// same through PgBouncer (no startup `options`). `client_connection_check_interval` (14+)
+/// makes a backend stop promptly if ColdQuery dies mid-query.
+pub(crate) const CONNECTION_SETUP: &str = "SELECT set_config('client_connection_check_interval', '2s', false) \
+     WHERE current_setting('server_version_num')::int >= 140000";
+
+impl ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<PgConn, tokio_postgres::Error> {
+        let client = self.inner.connect().await?;
+        client.query_typed(CONNECTION_SETUP, &[]).await?;
+        Ok(PgConn { client, poisoned: false })
+    }
+
+    /// No I/O: a closed connection is invalid; anything subtler is found by the next
+    /// statement, whose failure poisons the connection.
+    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), tokio_postgres::Error> {
+        if conn.client.is_closed() {
+            // Run a trivial query to obtain the driver's "connection closed" error value.
+            conn.client.query_typed("SELECT 1", &[]).await?;
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.poisoned || conn.client.is_closed()
+    }
+}

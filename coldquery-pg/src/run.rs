@@ -1,0 +1,362 @@
+//! Running one statement: extended protocol only, capped while fetching, cancelled on the
+//! server when its deadline passes or the caller cancels, and rendered losslessly.
+//!
+//! Dropping a tokio-postgres future does not stop the server (reliability finding 1), so every
+//! interruption here sends a CancelRequest and then waits for the statement to end.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use coldquery_core::{CancellationToken, Error, ErrorKind, Field, Limits, QueryResult, Statement};
+use futures_util::{StreamExt, pin_mut};
+use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use serde_json::Value;
+use tokio_postgres::{CancelToken, Client, Column, Row};
+use crate::tls::PgTls;
+
+use crate::decode::{self, Plan};
+use crate::errors;
+use crate::manager::PgConn;
+
+/// How long an interrupted statement may take to end after the CancelRequest before its
+/// connection is given up.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// How the statement is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Parse into a named statement, then bind and execute: two round trips, but the result
+    /// columns are known even when no row comes back. Used inside transactions, where even
+    /// PgBouncer in transaction mode keeps the same server connection.
+    Prepared,
+    /// One unnamed statement in one round trip (`query_typed`): safe behind PgBouncer 1.18 in
+    /// transaction mode outside a transaction.
+    Unnamed,
+}
+
+/// What to do with the rows beyond the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnTruncate {
+    /// Cancel the statement on the server (the transaction is aborted; only for work that is
+    /// rolled back anyway).
+    Cancel,
+    /// Read and discard the rest (writes must complete).
+    Drain,
+}
+
+/// Rows fetched but not yet rendered.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    columns: Vec<(String, Type)>,
+    rows: Vec<Row>,
+    truncated: bool,
+    rows_affected: Option<u64>,
+}
+
+/// Runs `statement` on `conn`. On interruption or a fatal error the connection is poisoned.
+pub(crate) async fn fetch(
+    conn: &mut PgConn,
+    tls: &PgTls,
+    statement: &Statement,
+    limits: &Limits,
+    cancel: &CancellationToken,
+    protocol: Protocol,
+    on_truncate: OnTruncate,
+) -> Result<Fetched, Error> {
+    let token = conn.client.cancel_token();
+    let (result, suspect) = {
+        let work = fetch_rows(&conn.client, &token, tls, statement, limits, protocol, on_truncate);
+        pin_mut!(work);
+        tokio::select! {
+            biased;
+            result = &mut work => result,
+            () = cancel.cancelled() => interrupt(&token, tls, work, ErrorKind::Cancelled, limits).await,
+            () = tokio::time::sleep(limits.timeout) => interrupt(&token, tls, work, ErrorKind::Timeout, limits).await,
+        }
+    };
+    if suspect {
+        conn.poison();
+    }
+    result
+}
+
+/// Sends a CancelRequest and waits for the statement to end (or gives the connection up).
+async fn interrupt(
+    token: &CancelToken,
+    tls: &PgTls,
+    work: impl Future<Output = (Result<Fetched, Error>, bool)>,
+    kind: ErrorKind,
+    limits: &Limits,
+) -> (Result<Fetched, Error>, bool) {
+    let sent = token.cancel_query(tls.clone()).await.is_ok();
+    let ended = tokio::time::timeout(CANCEL_GRACE, work).await;
+    let message = match kind {
+        ErrorKind::Timeout => format!(
+            "the statement ran longer than its timeout of {} ms and was cancelled on the server",
+            limits.timeout.as_millis()
+        ),
+        _ => "the call was cancelled; the statement was cancelled on the server".to_owned(),
+    };
+    let err = Error::new(kind, message).with_sqlstate("57014").with_hint(match kind {
+        ErrorKind::Timeout => "narrow the query (WHERE, LIMIT), or pass a larger timeout_ms",
+        _ => "run it again if you still need the result",
+    });
+    // The connection is trusted again only if the statement ended because of our cancel.
+    let clean = sent
+        && matches!(&ended, Ok((Err(e), false)) if e.sqlstate() == Some("57014"));
+    (Err(err), !clean)
+}
+
+async fn fetch_rows(
+    client: &Client,
+    token: &CancelToken,
+    tls: &PgTls,
+    statement: &Statement,
+    limits: &Limits,
+    protocol: Protocol,
+    on_truncate: OnTruncate,
+) -> (Result<Fetched, Error>, bool) {
+    let params: Vec<TextParam> =
+        statement.params.iter().map(|p| TextParam(p.to_text())).collect();
+    let sql = statement.sql.text();
+    let started = match protocol {
+        Protocol::Prepared => match client.prepare(sql).await {
+            Ok(prepared) => {
+                if prepared.params().len() != params.len() {
+                    let err = Error::invalid(format!(
+                        "the statement has {} parameter placeholder(s) ($1...) but {} value(s) were given in 'params'",
+                        prepared.params().len(),
+                        params.len()
+                    ));
+                    return (Err(err), false);
+                }
+                let columns = describe(prepared.columns());
+                client
+                    .query_raw(&prepared, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+                    .await
+                    .map(|stream| (Some(columns), stream))
+            }
+            Err(e) => Err(e),
+        },
+        Protocol::Unnamed => client
+            .query_typed_raw(
+                sql,
+                params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN)),
+            )
+            .await
+            .map(|stream| (None, stream)),
+    };
+    let (columns, stream) = match started {
+        Ok(started) => started,
+        Err(e) => return (Err(errors::map(&e, "running the statement")), errors::is_fatal(&e)),
+    };
+    pin_mut!(stream);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = false;
+    while let Some(next) = stream.next().await {
+        match next {
+            Ok(row) => {
+                bytes += row.raw_size_bytes();
+                if rows.len() >= limits.max_rows || bytes > limits.max_bytes {
+                    truncated = true;
+                    break;
+                }
+                rows.push(row);
+            }
+            Err(e) => return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e)),
+        }
+    }
+    let mut suspect = false;
+    if truncated {
+        if on_truncate == OnTruncate::Cancel {
+            let sent = token.cancel_query(tls.clone()).await.is_ok();
+            let mut cancelled = false;
+            while let Some(next) = stream.next().await {
+                if let Err(e) = next {
+                    cancelled = e.code().is_some_and(|c| c.code() == "57014");
+                    suspect = !cancelled && errors::is_fatal(&e);
+                    break;
+                }
+            }
+            // A cancel that arrived after the statement ended could hit a later one.
+            suspect |= !sent || !cancelled;
+        } else {
+            while let Some(next) = stream.next().await {
+                if let Err(e) = next {
+                    return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e));
+                }
+            }
+        }
+    }
+    let columns = columns
+        .or_else(|| rows.first().map(|r| describe(r.columns())))
+        .unwrap_or_default();
+    let rows_affected = stream.rows_affected();
+    (Ok(Fetched { columns, rows, truncated, rows_affected }), suspect)
+}
+
+/// Renders fetched rows; types not decoded here are rendered by the server over `client`
+/// (which must be usable: not inside an aborted transaction).
+pub(crate) async fn render(client: &Client, fetched: Fetched) -> QueryResult {
+    let Fetched { columns, rows, truncated, rows_affected } = fetched;
+    let fields = columns
+        .iter()
+        .map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() })
+        .collect();
+    let mut out: Vec<Vec<Value>> =
+        rows.iter().map(|_| Vec::with_capacity(columns.len())).collect();
+    for (i, (_, ty)) in columns.iter().enumerate() {
+        let raw: Vec<Option<&[u8]>> = rows.iter().map(|r| raw_value(r, i)).collect();
+        let values = match decode::plan(ty) {
+            Plan::Native => raw
+                .iter()
+                .map(|v| match v {
+                    None => Value::Null,
+                    Some(bytes) => decode::decode(ty, bytes)
+                        .unwrap_or_else(|_| Value::String(decode::hex(bytes))),
+                })
+                .collect(),
+            Plan::ServerText => server_text(client, ty, &raw).await,
+        };
+        for (row, value) in out.iter_mut().zip(values) {
+            row.push(value);
+        }
+    }
+    QueryResult {
+        fields,
+        rows: out,
+        truncated,
+        // PostgreSQL reports a count for SELECT too; the tools layer, which knows the
+        // statement's kind, keeps it only for DML.
+        rows_affected,
+        duration_ms: 0.0,
+    }
+}
+
+fn describe(columns: &[Column]) -> Vec<(String, Type)> {
+    columns.iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect()
+}
+
+fn raw_value(row: &Row, i: usize) -> Option<&[u8]> {
+    row.try_get::<_, RawValue<'_>>(i).ok().and_then(|v| v.0)
+}
+
+/// Renders values of a type this module does not decode by sending them back as parameters
+/// of that very type and casting them to `text` on the server: PostgreSQL's own text form.
+async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>]) -> Vec<Value> {
+    const CHUNK: usize = 1000;
+    let mut out = Vec::with_capacity(raw.len());
+    for chunk in raw.chunks(CHUNK) {
+        let present: Vec<&[u8]> = chunk.iter().flatten().copied().collect();
+        let texts = if present.is_empty() {
+            Ok(Vec::new())
+        } else {
+            cast_to_text(client, ty, &present).await
+        };
+        let mut texts = texts.map(|t| t.into_iter());
+        for value in chunk {
+            out.push(match (value, &mut texts) {
+                (None, _) => Value::Null,
+                (Some(_), Ok(texts)) => texts.next().flatten().map_or(Value::Null, Value::String),
+                // No binary input function for this type: keep the bytes, losslessly.
+                (Some(bytes), Err(_)) => Value::String(decode::hex(bytes)),
+            });
+        }
+    }
+    out
+}
+
+async fn cast_to_text(
+    client: &Client,
+    ty: &Type,
+    values: &[&[u8]],
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    let mut sql = coldquery_core::SqlBuilder::new("SELECT ");
+    for n in 1..=values.len() {
+        if n > 1 {
+            sql.push(", ");
+        }
+        sql.placeholder(n).push("::text");
+    }
+    let sql = sql.build();
+    let params: Vec<RawParam<'_>> = values.iter().map(|v| RawParam(v)).collect();
+    let row = client
+        .query_typed(
+            sql.text(),
+            params.iter().map(|p| (p as &(dyn ToSql + Sync), ty.clone())).collect::<Vec<_>>().as_slice(),
+        )
+        .await?;
+    let row = row.into_iter().next();
+    Ok((0..values.len())
+        .map(|i| row.as_ref().and_then(|r| r.try_get::<_, Option<String>>(i).ok().flatten()))
+        .collect())
+}
+
+/// A parameter sent in text format with an unspecified type, so the server infers it.
+#[derive(Debug)]
+struct TextParam(Option<String>);
+
+impl ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match &self.0 {
+            None => Ok(IsNull::Yes),
+            Some(text) => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> postgres_types::Format {
+        postgres_types::Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// Raw binary bytes sent back with their own type.
+#[derive(Debug)]
+struct RawParam<'a>(&'a [u8]);
+
+impl ToSql for RawParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.extend_from_slice(self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A column's raw binary value, whatever its type.
+struct RawValue<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for RawValue<'a> {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(RawValue(Some(raw)))
+    }
+
+    fn from_sql_null(_ty: &Type) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(RawValue(None))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}

@@ -1,0 +1,580 @@
+//! [`PgSessions`]: transactions that live across tool calls (SPEC §4), each on its own
+//! connection from a pool separate from the shared one, so open sessions never starve
+//! sessionless calls.
+//!
+//! Each session is a small state machine (open / aborted / lost, plus "active" while a call
+//! runs). It is what makes `commit` honest: tokio-postgres returns `Ok` for a COMMIT that
+//! PostgreSQL turned into a ROLLBACK (reliability finding 2), so the state is tracked here and
+//! probed before COMMIT. A session is never reconnected transparently.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bb8::PooledConnection;
+use coldquery_core::{
+    CancellationToken, Error, ErrorKind, Ident, Limits, OnError, Owner, QueryResult, Result,
+    SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, SqlBuilder, Statement,
+    TxOptions, TxState, session_not_found,
+};
+use postgres_types::{ToSql, Type};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::errors;
+use crate::executor::elapsed_ms;
+use crate::manager::{Manager, PgConn};
+use crate::run::{self, OnTruncate, Protocol};
+use crate::{Shared, begin_sql};
+
+/// PostgreSQL ends a session idle in its transaction this long after ColdQuery's own TTL, in
+/// case ColdQuery itself hangs or dies.
+const BACKSTOP_MARGIN: Duration = Duration::from_secs(60);
+
+/// Everything that makes a connection fit for its next owner, short of `DISCARD ALL` (which
+/// would also drop tokio-postgres's own cached statements). SQL-level prepared statements are
+/// checked separately: a connection that has any is discarded.
+const RESET_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
+const LEFTOVER_PREPARED: &str = "SELECT count(*) FROM pg_prepared_statements WHERE from_sql";
+
+/// The [`SessionStore`] over PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgSessions {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    pool: bb8::Pool<Manager>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    permits: Arc<Semaphore>,
+    max: usize,
+    ttl: Duration,
+    busy_wait: Duration,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: SessionId,
+    owner: Owner,
+    options: TxOptions,
+    created: Instant,
+    active: AtomicBool,
+    state: Mutex<SlotState>,
+    live: tokio::sync::Mutex<Live>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    tx: Tx,
+    last_used: Instant,
+    statements: u64,
+    savepoints: Vec<Ident>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tx {
+    Open,
+    Aborted,
+    Lost,
+}
+
+/// The session's connection. Dropped without [`Live::release`] it is poisoned, so a
+/// connection with an open transaction can never go back to the pool as it is.
+#[derive(Debug)]
+struct Live {
+    conn: Option<PooledConnection<'static, Manager>>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.poison();
+        }
+    }
+}
+
+impl Live {
+    fn conn(&mut self) -> Result<&mut PgConn> {
+        self.conn.as_deref_mut().ok_or_else(session_not_found)
+    }
+
+    /// Returns a cleaned connection to the session pool.
+    fn release(&mut self) {
+        drop(self.conn.take());
+    }
+}
+
+impl PgSessions {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        pool: bb8::Pool<Manager>,
+        max: usize,
+        ttl: Duration,
+        busy_wait: Duration,
+    ) -> PgSessions {
+        let inner = Arc::new(Inner {
+            shared,
+            pool,
+            slots: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            ttl,
+            busy_wait,
+        });
+        tokio::spawn(reap(Arc::downgrade(&inner)));
+        PgSessions { inner }
+    }
+}
+
+/// Rolls back sessions idle longer than the TTL.
+async fn reap(inner: Weak<Inner>) {
+    let period = match inner.upgrade() {
+        Some(inner) => (inner.ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let expired: Vec<Arc<Slot>> = {
+            let slots = inner.slots.lock().expect("slots lock");
+            slots.values().filter(|s| s.expired(inner.ttl)).cloned().collect()
+        };
+        for slot in expired {
+            // A session in the middle of a call is not idle.
+            if let Ok(mut live) = slot.live.try_lock() {
+                if slot.expired(inner.ttl) {
+                    inner.remove(&slot);
+                    inner.end_quietly(&slot, &mut live).await;
+                    tracing::info!(session = %slot.id, "session expired and was rolled back");
+                }
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn expired(&self, ttl: Duration) -> bool {
+        !self.active.load(Ordering::Acquire)
+            && self.state.lock().expect("state lock").last_used.elapsed() >= ttl
+    }
+
+    fn info(&self, ttl: Duration) -> SessionInfo {
+        let state = self.state.lock().expect("state lock");
+        let idle = state.last_used.elapsed();
+        SessionInfo {
+            id: self.id.clone(),
+            transaction_state: if state.tx != Tx::Open {
+                TxState::Aborted
+            } else if self.active.load(Ordering::Acquire) {
+                TxState::Active
+            } else {
+                TxState::Idle
+            },
+            expires_in_seconds: ttl.saturating_sub(idle).as_secs(),
+            age_seconds: self.created.elapsed().as_secs(),
+            idle_seconds: idle.as_secs(),
+            options: self.options,
+            statements: state.statements,
+        }
+    }
+
+    fn set_tx(&self, tx: Tx) {
+        self.state.lock().expect("state lock").tx = tx;
+    }
+
+    fn tx(&self) -> Tx {
+        self.state.lock().expect("state lock").tx
+    }
+
+    fn touch(&self) {
+        self.state.lock().expect("state lock").last_used = Instant::now();
+    }
+}
+
+/// Marks a session active for the duration of a call.
+struct ActiveGuard<'a>(&'a Slot);
+
+impl<'a> ActiveGuard<'a> {
+    fn new(slot: &'a Slot) -> ActiveGuard<'a> {
+        slot.active.store(true, Ordering::Release);
+        ActiveGuard(slot)
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.active.store(false, Ordering::Release);
+    }
+}
+
+impl Inner {
+    fn find(&self, owner: &Owner, id: &SessionId) -> Result<Arc<Slot>> {
+        let slot = self.slots.lock().expect("slots lock").get(id.as_str()).cloned();
+        match slot {
+            Some(slot) if slot.owner == *owner && !slot.expired(self.ttl) => Ok(slot),
+            _ => Err(session_not_found()),
+        }
+    }
+
+    fn remove(&self, slot: &Slot) {
+        self.slots.lock().expect("slots lock").remove(slot.id.as_str());
+    }
+
+    async fn lock<'a>(&self, slot: &'a Slot) -> Result<tokio::sync::MutexGuard<'a, Live>> {
+        tokio::time::timeout(self.busy_wait, slot.live.lock()).await.map_err(|_| {
+            Error::new(ErrorKind::SessionBusy, "the session is running another call")
+                .with_hint("a session runs one statement at a time; wait for the other call to finish and retry")
+        })
+    }
+
+    /// Rolls back, cleans and returns the connection (or discards it).
+    async fn end_quietly(&self, slot: &Slot, live: &mut Live) {
+        if slot.tx() != Tx::Lost {
+            if let Ok(conn) = live.conn() {
+                if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                    reset(conn).await;
+                }
+            }
+        }
+        live.release();
+    }
+}
+
+/// Cleans a connection whose transaction has ended; poisons it if that cannot be proven.
+async fn reset(conn: &mut PgConn) {
+    let clean = async {
+        conn.client.batch_execute(RESET_SQL).await.ok()?;
+        conn.client.batch_execute(crate::manager::CONNECTION_SETUP).await.ok()?;
+        let leftover: i64 = conn.client.query_typed(LEFTOVER_PREPARED, &[]).await.ok()?.first()?.get(0);
+        (leftover == 0).then_some(())
+    }
+    .await;
+    if clean.is_none() {
+        conn.poison();
+    }
+}
+
+fn lost_error() -> Error {
+    Error::new(
+        ErrorKind::SessionAborted,
+        "the session's connection to PostgreSQL was lost, so PostgreSQL rolled its transaction back; the session is closed",
+    )
+    .with_hint("begin a new session and redo the work; ColdQuery never reconnects a session silently")
+}
+
+fn aborted_error() -> Error {
+    Error::new(
+        ErrorKind::SessionAborted,
+        "the session's transaction is aborted because an earlier statement failed; statements are ignored until it is rolled back",
+    )
+    .with_hint("call pg_tx rollback (or rollback_to a savepoint made before the failure)")
+}
+
+fn random_id() -> Result<SessionId> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no OS randomness: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(SessionId::new(format!("cqs_{hex}")))
+}
+
+#[async_trait]
+impl SessionStore for PgSessions {
+    async fn begin(&self, owner: &Owner, options: &TxOptions) -> Result<SessionInfo> {
+        let inner = &self.inner;
+        let permit = inner.permits.clone().try_acquire_owned().map_err(|_| {
+            Error::new(
+                ErrorKind::SessionLimit,
+                format!("all {} sessions are open", inner.max),
+            )
+            .with_hint("commit or roll back a session you no longer need (pg_tx list shows yours); sessionless reads still work")
+        })?;
+        let mut conn = inner.shared.get(&inner.pool).await?;
+        let backstop = format!("{}ms", (inner.ttl + BACKSTOP_MARGIN).as_millis());
+        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
+        let begin = begin_sql(options);
+        let (began, pinned) = tokio::join!(
+            conn.client.batch_execute(begin.text()),
+            conn.client.query_typed(
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+                &params
+            )
+        );
+        if let Err(e) = began.and(pinned.map(|_| ())) {
+            conn.poison();
+            return Err(errors::map(&e, "beginning the session"));
+        }
+        let slot = Arc::new(Slot {
+            id: random_id()?,
+            owner: owner.clone(),
+            options: *options,
+            created: Instant::now(),
+            active: AtomicBool::new(false),
+            state: Mutex::new(SlotState {
+                tx: Tx::Open,
+                last_used: Instant::now(),
+                statements: 0,
+                savepoints: Vec::new(),
+            }),
+            live: tokio::sync::Mutex::new(Live { conn: Some(conn) }),
+            _permit: permit,
+        });
+        inner.slots.lock().expect("slots lock").insert(slot.id.as_str().to_owned(), slot.clone());
+        Ok(slot.info(inner.ttl))
+    }
+
+    async fn run(
+        &self,
+        owner: &Owner,
+        id: &SessionId,
+        statement: &Statement,
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<(QueryResult, SessionInfo)> {
+        let inner = &self.inner;
+        let slot = inner.find(owner, id)?;
+        let mut live = inner.lock(&slot).await?;
+        let _active = ActiveGuard::new(&slot);
+        match slot.tx() {
+            Tx::Open => {}
+            Tx::Aborted => return Err(aborted_error()),
+            Tx::Lost => return Err(lost_error()),
+        }
+        let per_statement = slot.options.on_error == OnError::RollbackStatement;
+        let tls = inner.shared.tls.clone();
+        let conn = live.conn()?;
+        if per_statement {
+            if let Err(e) = conn.client.batch_execute("SAVEPOINT coldquery_statement").await {
+                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+                return Err(errors::map(&e, "setting the statement savepoint"));
+            }
+        }
+        let started = Instant::now();
+        // Inside a session a truncated result is drained, not cancelled: a cancel would abort
+        // the caller's transaction.
+        let fetched =
+            run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared, OnTruncate::Drain)
+                .await;
+        slot.state.lock().expect("state lock").statements += 1;
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                let lost = conn.client.is_closed() || conn.is_poisoned();
+                if lost {
+                    slot.set_tx(Tx::Lost);
+                    inner.remove(&slot);
+                    live.release();
+                    return Err(err.with_hint(
+                        "the session's connection was lost, so its transaction was rolled back and the session is closed",
+                    ));
+                }
+                if per_statement
+                    && conn
+                        .client
+                        .batch_execute(
+                            "ROLLBACK TO SAVEPOINT coldquery_statement; RELEASE SAVEPOINT coldquery_statement",
+                        )
+                        .await
+                        .is_ok()
+                {
+                    return Err(err.with_hint(
+                        "only this statement was rolled back (on_error: rollback_statement); the session is still usable",
+                    ));
+                }
+                slot.set_tx(Tx::Aborted);
+                return Err(err.with_hint(
+                    "the session's transaction is now aborted; call pg_tx rollback (or rollback_to a savepoint)",
+                ));
+            }
+        };
+        if per_statement {
+            if let Err(e) = conn.client.batch_execute("RELEASE SAVEPOINT coldquery_statement").await {
+                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+                return Err(errors::map(&e, "releasing the statement savepoint"));
+            }
+        }
+        let mut result = run::render(&conn.client, fetched).await;
+        result.duration_ms = elapsed_ms(started);
+        drop(_active);
+        Ok((result, slot.info(inner.ttl)))
+    }
+
+    async fn end(&self, owner: &Owner, id: &SessionId, end: SessionEnd) -> Result<SessionInfo> {
+        let inner = &self.inner;
+        let slot = inner.find(owner, id)?;
+        let mut live = inner.lock(&slot).await?;
+        inner.remove(&slot);
+        let info = slot.info(inner.ttl);
+        match (end, slot.tx()) {
+            (SessionEnd::Rollback, _) => {
+                inner.end_quietly(&slot, &mut live).await;
+                Ok(info)
+            }
+            (SessionEnd::Commit, Tx::Lost) => Err(Error::new(
+                ErrorKind::CommitFailed,
+                "nothing was committed: the session's connection had been lost, so PostgreSQL rolled the transaction back",
+            )
+            .with_hint("begin a new session and redo the work")),
+            (SessionEnd::Commit, Tx::Aborted) => {
+                inner.end_quietly(&slot, &mut live).await;
+                Err(Error::new(
+                    ErrorKind::CommitFailed,
+                    "nothing was committed: an earlier statement failed, so the transaction was rolled back",
+                )
+                .with_hint("begin a new session and redo the work without the failing statement"))
+            }
+            (SessionEnd::Commit, Tx::Open) => commit(&slot, &mut live).await.map(|()| info),
+        }
+    }
+
+    async fn savepoint(
+        &self,
+        owner: &Owner,
+        id: &SessionId,
+        op: SavepointOp,
+        name: &Ident,
+    ) -> Result<SessionInfo> {
+        let inner = &self.inner;
+        let slot = inner.find(owner, id)?;
+        let mut live = inner.lock(&slot).await?;
+        let _active = ActiveGuard::new(&slot);
+        match (slot.tx(), op) {
+            (Tx::Lost, _) => return Err(lost_error()),
+            (Tx::Aborted, SavepointOp::Create | SavepointOp::Release) => return Err(aborted_error()),
+            _ => {}
+        }
+        // Releasing or rolling back to an unknown savepoint would abort the transaction in
+        // PostgreSQL; refuse it before sending anything.
+        let position = slot.state.lock().expect("state lock").savepoints.iter().rposition(|s| s == name);
+        if op != SavepointOp::Create && position.is_none() {
+            return Err(Error::invalid(format!(
+                "no savepoint named {} in this session",
+                name.as_str()
+            ))
+            .with_hint("create it first with pg_tx savepoint; names are case-sensitive"));
+        }
+        let sql = match op {
+            SavepointOp::Create => SqlBuilder::new("SAVEPOINT ").ident(name).build(),
+            SavepointOp::Release => SqlBuilder::new("RELEASE SAVEPOINT ").ident(name).build(),
+            SavepointOp::RollbackTo => SqlBuilder::new("ROLLBACK TO SAVEPOINT ").ident(name).build(),
+        };
+        let conn = live.conn()?;
+        if let Err(e) = conn.client.query_typed(sql.text(), &[]).await {
+            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+            return Err(errors::map(&e, "changing a savepoint"));
+        }
+        {
+            let mut state = slot.state.lock().expect("state lock");
+            match (op, position) {
+                (SavepointOp::Create, _) => state.savepoints.push(name.clone()),
+                (SavepointOp::Release, Some(at)) => state.savepoints.truncate(at),
+                (SavepointOp::RollbackTo, Some(at)) => {
+                    state.savepoints.truncate(at + 1);
+                    state.tx = Tx::Open;
+                }
+                _ => {}
+            }
+        }
+        drop(_active);
+        Ok(slot.info(inner.ttl))
+    }
+
+    async fn status(&self, owner: &Owner, id: &SessionId) -> Result<SessionInfo> {
+        Ok(self.inner.find(owner, id)?.info(self.inner.ttl))
+    }
+
+    async fn list(&self, owner: &Owner) -> Vec<SessionInfo> {
+        let slots = self.inner.slots.lock().expect("slots lock");
+        let mut infos: Vec<SessionInfo> = slots
+            .values()
+            .filter(|s| s.owner == *owner && !s.expired(self.inner.ttl))
+            .map(|s| s.info(self.inner.ttl))
+            .collect();
+        infos.sort_by(|a, b| b.age_seconds.cmp(&a.age_seconds).then(a.id.as_str().cmp(b.id.as_str())));
+        infos
+    }
+
+    async fn close_owner(&self, owner: &Owner) -> usize {
+        self.close_where(|slot| slot.owner == *owner).await
+    }
+
+    async fn close_all(&self) -> usize {
+        self.close_where(|_| true).await
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (self.inner.slots.lock().expect("slots lock").len(), self.inner.max)
+    }
+}
+
+impl PgSessions {
+    async fn close_where(&self, pick: impl Fn(&Slot) -> bool) -> usize {
+        let inner = &self.inner;
+        let picked: Vec<Arc<Slot>> = {
+            let mut slots = inner.slots.lock().expect("slots lock");
+            let ids: Vec<String> =
+                slots.iter().filter(|(_, s)| pick(s)).map(|(id, _)| id.clone()).collect();
+            ids.iter().filter_map(|id| slots.remove(id)).collect()
+        };
+        for slot in &picked {
+            match tokio::time::timeout(Duration::from_secs(5), slot.live.lock()).await {
+                Ok(mut live) => inner.end_quietly(slot, &mut live).await,
+                // A call still running: its connection is poisoned when the slot is dropped,
+                // and closing it makes PostgreSQL roll the transaction back.
+                Err(_) => tracing::warn!(session = %slot.id, "session busy at close; its connection will be discarded"),
+            }
+        }
+        picked.len()
+    }
+}
+
+/// COMMIT, reported honestly.
+async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
+    let conn = live.conn()?;
+    // A failed transaction answers COMMIT with ROLLBACK and no error; a probe finds out first.
+    if let Err(e) = conn.client.query_typed("SELECT 1", &[]).await {
+        let lost = errors::is_fatal(&e);
+        if !lost {
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+            reset(conn).await;
+        }
+        live.release();
+        slot.set_tx(if lost { Tx::Lost } else { Tx::Aborted });
+        return Err(errors::map(&e, "checking the transaction before COMMIT")
+            .with_kind(ErrorKind::CommitFailed)
+            .with_message("nothing was committed: the transaction had failed and was rolled back"));
+    }
+    match conn.client.batch_execute("COMMIT").await {
+        Ok(()) => {
+            reset(conn).await;
+            live.release();
+            Ok(())
+        }
+        Err(e) if errors::is_fatal(&e) => {
+            conn.poison();
+            live.release();
+            Err(Error::new(
+                ErrorKind::CommitOutcomeUnknown,
+                "the connection was lost during COMMIT; whether the transaction committed is unknown",
+            )
+            .with_hint("check the data before redoing the work"))
+        }
+        Err(e) => {
+            // A COMMIT that fails (deferred constraint, serialization failure) rolls back.
+            reset(conn).await;
+            live.release();
+            let db = errors::map(&e, "committing");
+            let message = format!(
+                "nothing was committed: PostgreSQL rolled the transaction back at COMMIT: {}",
+                db.message()
+            );
+            Err(db.with_kind(ErrorKind::CommitFailed).with_message(message))
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Monitoring and maintenance catalog queries (pg_monitor, pg_admin).

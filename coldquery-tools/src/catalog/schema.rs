@@ -1,0 +1,1 @@
+//! Introspection catalog queries (pg_schema).

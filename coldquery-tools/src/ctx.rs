@@ -1,0 +1,271 @@
+//! The call context every action runs in: the three core seams, the configuration, the
+//! caller, and the helpers that keep each rule in one place (argument parsing, the write
+//! policy, reads that run in a session or on the pool, result shaping).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use coldquery_core::{
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result,
+    SessionId, SessionInfo, SessionStore, Statement, WriteIntent, WritePolicy, WriteTarget,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::audit::{AuditRecord, AuditSink};
+use crate::classify::FunctionDenyList;
+
+/// Settings of the tools layer (SPEC §5).
+#[derive(Debug, Clone)]
+pub struct ToolConfig {
+    /// Default `max_rows` (`COLDQUERY_MAX_ROWS`, 500).
+    pub max_rows: usize,
+    /// The ceiling a call may ask for (`COLDQUERY_MAX_ROWS_LIMIT`).
+    pub max_rows_limit: usize,
+    /// Byte budget of one result (`COLDQUERY_MAX_RESULT_BYTES`, 1 MiB).
+    pub max_result_bytes: usize,
+    /// Default statement timeout (`COLDQUERY_STATEMENT_TIMEOUT`, 30 s).
+    pub statement_timeout: Duration,
+    /// Functions a read may not call.
+    pub function_deny_list: Vec<String>,
+    /// Results of a session closer than this to expiry carry a warning.
+    pub expiry_warning: Duration,
+}
+
+impl Default for ToolConfig {
+    fn default() -> ToolConfig {
+        ToolConfig {
+            max_rows: 500,
+            max_rows_limit: 10_000,
+            max_result_bytes: 1024 * 1024,
+            statement_timeout: Duration::from_secs(30),
+            function_deny_list: FunctionDenyList::default_list().patterns().to_vec(),
+            expiry_warning: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Who is calling, and how to cancel the call.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The session owner (stdio client, or HTTP principal and legacy MCP session).
+    pub owner: Owner,
+    /// The principal's name, for the audit log.
+    pub principal: String,
+    /// Cancelled when the client cancels the request or goes away.
+    pub cancel: CancellationToken,
+}
+
+impl Caller {
+    /// A caller with a fresh cancellation token.
+    pub fn new(owner: Owner, principal: impl Into<String>) -> Caller {
+        Caller { owner, principal: principal.into(), cancel: CancellationToken::new() }
+    }
+}
+
+pub(crate) struct Ctx<'a> {
+    pub(crate) executor: &'a dyn Executor,
+    pub(crate) sessions: &'a dyn SessionStore,
+    pub(crate) policy: &'a dyn WritePolicy,
+    pub(crate) config: &'a ToolConfig,
+    pub(crate) deny: &'a FunctionDenyList,
+    pub(crate) caller: &'a Caller,
+    pub(crate) audit: Option<&'a Arc<dyn AuditSink>>,
+    pub(crate) tool: &'static str,
+    pub(crate) action: String,
+}
+
+/// Deserializes a tool's flat arguments; errors name the parameter and the valid choices.
+pub(crate) fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T> {
+    let args = if args.is_null() { Value::Object(Map::new()) } else { args };
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = if path == "." || path.is_empty() {
+            format!("{tool}: {inner}")
+        } else {
+            format!("{tool}: parameter '{path}': {inner}")
+        };
+        Error::invalid(message)
+    })
+}
+
+/// A required parameter.
+pub(crate) fn required<T>(value: Option<T>, name: &str, tool: &str, action: &str) -> Result<T> {
+    value.ok_or_else(|| {
+        Error::invalid(format!("{tool} {action}: parameter '{name}' is required"))
+    })
+}
+
+/// Refuses parameters that mean nothing for this action, so a typo is not silently ignored.
+pub(crate) fn reject_unused(tool: &str, action: &str, given: &[(&str, bool)]) -> Result<()> {
+    let unused: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
+    if unused.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{tool} {action}: parameter(s) {} do not apply to this action",
+            unused.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+        )))
+    }
+}
+
+impl Ctx<'_> {
+    pub(crate) fn owner(&self) -> &Owner {
+        &self.caller.owner
+    }
+
+    /// Limits for this call: `max_rows` checked against the ceiling, `timeout_ms` if given.
+    pub(crate) fn limits(&self, max_rows: Option<u64>, timeout_ms: Option<u64>) -> Result<Limits> {
+        let ceiling = self.config.max_rows_limit.max(self.config.max_rows);
+        let max_rows = match max_rows {
+            None => self.config.max_rows,
+            Some(0) => return Err(Error::invalid("parameter 'max_rows' must be at least 1")),
+            Some(n) if n as usize > ceiling => {
+                return Err(Error::invalid(format!(
+                    "parameter 'max_rows' is {n}; the ceiling is {ceiling} (COLDQUERY_MAX_ROWS_LIMIT)"
+                ))
+                .with_hint("aggregate in SQL or page with LIMIT/OFFSET"));
+            }
+            Some(n) => n as usize,
+        };
+        let timeout = match timeout_ms {
+            None => self.config.statement_timeout,
+            Some(0) => return Err(Error::invalid("parameter 'timeout_ms' must be at least 1")),
+            Some(ms) => Duration::from_millis(ms),
+        };
+        Ok(Limits { max_rows, max_bytes: self.config.max_result_bytes, timeout })
+    }
+
+    /// Default limits for catalog queries.
+    pub(crate) fn catalog_limits(&self, rows: usize) -> Limits {
+        Limits {
+            max_rows: rows,
+            max_bytes: self.config.max_result_bytes.max(4 * 1024 * 1024),
+            timeout: self.config.statement_timeout,
+        }
+    }
+
+    /// The single place where the write policy is consulted; denials are audited.
+    pub(crate) fn authorize(
+        &self,
+        session_id: Option<&str>,
+        autocommit: Option<bool>,
+        needs_autocommit: bool,
+        statement: Option<&str>,
+    ) -> Result<WriteTarget> {
+        let intent = WriteIntent {
+            tool: self.tool,
+            action: &self.action,
+            session_id,
+            autocommit,
+            needs_autocommit,
+        };
+        self.policy.authorize(&intent).inspect_err(|err| {
+            self.record(AuditRecord::denial(self, session_id, statement, err));
+        })
+    }
+
+    /// Runs a read: inside the session if one is given, else in a read-only transaction.
+    pub(crate) async fn read(
+        &self,
+        session_id: Option<&SessionId>,
+        statement: &Statement,
+        limits: &Limits,
+    ) -> Result<(QueryResult, Option<SessionInfo>)> {
+        match session_id {
+            Some(id) => {
+                let (result, info) = self
+                    .sessions
+                    .run(self.owner(), id, statement, limits, &self.caller.cancel)
+                    .await?;
+                Ok((result, Some(info)))
+            }
+            None => Ok((
+                self.executor.run(Access::ReadOnly, statement, limits, &self.caller.cancel).await?,
+                None,
+            )),
+        }
+    }
+
+    /// Runs a permitted write where the policy said, and audits it.
+    pub(crate) async fn write(
+        &self,
+        target: &WriteTarget,
+        statement: &Statement,
+        limits: &Limits,
+    ) -> Result<(QueryResult, Option<SessionInfo>)> {
+        let started = Instant::now();
+        let outcome = match target {
+            WriteTarget::Session(id) => self
+                .sessions
+                .run(self.owner(), id, statement, limits, &self.caller.cancel)
+                .await
+                .map(|(r, i)| (r, Some(i))),
+            WriteTarget::Autocommit => self
+                .executor
+                .run(Access::Autocommit, statement, limits, &self.caller.cancel)
+                .await
+                .map(|r| (r, None)),
+        };
+        self.record(AuditRecord::write(self, target, statement, &outcome, started.elapsed()));
+        outcome
+    }
+
+    pub(crate) fn record(&self, record: AuditRecord) {
+        if let Some(sink) = self.audit {
+            sink.record(&record);
+        }
+    }
+
+    /// The `session` object of a result, and a warning when the session is close to expiry.
+    pub(crate) fn session_json(&self, info: &SessionInfo) -> Value {
+        let mut session = json!({
+            "id": info.id,
+            "transaction_state": info.transaction_state,
+            "expires_in_seconds": info.expires_in_seconds,
+        });
+        if Duration::from_secs(info.expires_in_seconds) < self.config.expiry_warning {
+            session["warning"] = json!(format!(
+                "this session expires in {} s of inactivity and will then be rolled back; commit soon",
+                info.expires_in_seconds
+            ));
+        }
+        session
+    }
+}
+
+/// The SPEC §2 result object.
+pub(crate) fn result_json(result: &QueryResult, command: &str, keep_rows_affected: bool) -> Value {
+    let mut out = json!({
+        "fields": result.fields,
+        "rows": result.rows_as_objects(),
+        "row_count": result.rows.len(),
+        "truncated": result.truncated,
+        "command": command,
+        "rows_affected": if keep_rows_affected { json!(result.rows_affected) } else { Value::Null },
+        "duration_ms": result.duration_ms,
+    });
+    if result.truncated {
+        out["hint"] = json!(
+            "the result was cut at max_rows or the byte budget; aggregate in SQL, add WHERE/LIMIT, or page with OFFSET"
+        );
+    }
+    out
+}
+
+/// Seconds since the Unix epoch, for the audit log.
+pub(crate) fn unix_time() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Names an error kind as a code (for audit outcomes).
+pub(crate) fn outcome_code<T>(outcome: &Result<T>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(e) => match e.kind() {
+            ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
+            kind => kind.code(),
+        },
+    }
+}

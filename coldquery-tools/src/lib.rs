@@ -1,0 +1,227 @@
+//! ColdQuery's five PostgreSQL tools as pure async functions over the core traits.
+//!
+//! [`Tools`] holds the three seams of `coldquery-core` — an [`Executor`] for sessionless
+//! statements, a [`SessionStore`] for transactions that live across calls, and a
+//! [`WritePolicy`] (Default-Deny) — plus the [`ToolConfig`]. [`Tools::call`] takes a tool name
+//! and its JSON arguments and returns the JSON result, or the SPEC §2 error body. Adapters (the
+//! MCP server, the CLI, your program) only move JSON in and out; nothing here knows MCP.
+//!
+//! ```no_run
+//! # async fn demo(executor: std::sync::Arc<dyn coldquery_core::Executor>,
+//! #               sessions: std::sync::Arc<dyn coldquery_core::SessionStore>) {
+//! use std::sync::Arc;
+//! use coldquery_core::{DefaultDeny, Owner};
+//! use coldquery_tools::{Caller, ToolConfig, Tools};
+//! use serde_json::json;
+//!
+//! let tools = Tools::new(executor, sessions, Arc::new(DefaultDeny { read_only: false }), ToolConfig::default());
+//! let caller = Caller::new(Owner::new("me"), "me");
+//! let output = tools
+//!     .call(&caller, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"}))
+//!     .await
+//!     .expect("pg_query is a tool");
+//! assert!(!output.is_error);
+//! assert_eq!(output.value["rows"][0]["one"], 1);
+//! # }
+//! ```
+
+mod audit;
+mod catalog;
+mod classify;
+mod ctx;
+mod pg_admin;
+mod pg_monitor;
+mod pg_query;
+mod pg_schema;
+mod pg_tx;
+pub mod prompts;
+mod render;
+pub mod resources;
+mod spec;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use coldquery_core::{Error, Executor, SessionStore, WritePolicy};
+use serde_json::Value;
+use tracing::Instrument;
+
+pub use audit::{AuditRecord, AuditSink};
+pub use classify::{Classified, FunctionDenyList, classify};
+pub use ctx::{Caller, ToolConfig};
+pub use pg_admin::PgAdminArgs;
+pub use pg_monitor::PgMonitorArgs;
+pub use pg_query::PgQueryArgs;
+pub use pg_schema::PgSchemaArgs;
+pub use pg_tx::PgTxArgs;
+pub use render::{TextFormat, cell, render_text, table_of};
+pub use spec::{Annotations, ToolSpec, tool_specs};
+
+use crate::ctx::Ctx;
+
+/// The names of the five tools, in registry order.
+pub const TOOL_NAMES: [&str; 5] = ["pg_query", "pg_tx", "pg_schema", "pg_admin", "pg_monitor"];
+
+/// The five tools over one executor, session store and write policy.
+#[derive(Clone)]
+pub struct Tools {
+    executor: Arc<dyn Executor>,
+    sessions: Arc<dyn SessionStore>,
+    policy: Arc<dyn WritePolicy>,
+    config: Arc<ToolConfig>,
+    deny: Arc<FunctionDenyList>,
+    audit: Option<Arc<dyn AuditSink>>,
+}
+
+impl fmt::Debug for Tools {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tools").field("config", &self.config).field("audit", &self.audit.is_some()).finish()
+    }
+}
+
+/// The outcome of a call: the JSON result, or the SPEC §2 error body with `is_error` set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    /// The structured result, or `{"error": {...}}`.
+    pub value: Value,
+    /// True when `value` is an error body (an MCP `isError` result).
+    pub is_error: bool,
+    /// The text rendering the caller asked for (`format`), for the text content.
+    pub format: TextFormat,
+}
+
+impl ToolOutput {
+    fn ok(value: Value, format: TextFormat) -> ToolOutput {
+        ToolOutput { value, is_error: false, format }
+    }
+
+    fn error(error: &Error) -> ToolOutput {
+        ToolOutput { value: error.to_json(), is_error: true, format: TextFormat::Json }
+    }
+
+    /// The text content: the JSON, or the rows as markdown/csv when asked.
+    pub fn text(&self) -> String {
+        render_text(&self.value, self.format)
+    }
+
+    /// The error code, when this is an error.
+    pub fn error_code(&self) -> Option<&str> {
+        if self.is_error { self.value["error"]["code"].as_str() } else { None }
+    }
+}
+
+/// A tool name that is not one of the five (a protocol error in MCP, not a tool result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTool(pub String);
+
+impl fmt::Display for UnknownTool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown tool '{}'; the tools are {}", self.0, TOOL_NAMES.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownTool {}
+
+impl Tools {
+    /// The tools over these seams.
+    pub fn new(
+        executor: Arc<dyn Executor>,
+        sessions: Arc<dyn SessionStore>,
+        policy: Arc<dyn WritePolicy>,
+        config: ToolConfig,
+    ) -> Tools {
+        let deny = FunctionDenyList::new(config.function_deny_list.iter().cloned());
+        Tools { executor, sessions, policy, config: Arc::new(config), deny: Arc::new(deny), audit: None }
+    }
+
+    /// Sends an audit record of every write and every denial to `sink`.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Tools {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ToolConfig {
+        &self.config
+    }
+
+    /// The session store (adapters close an owner's sessions when its client goes away).
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.sessions
+    }
+
+    /// The executor (adapters report pool status in health and metrics).
+    pub fn executor(&self) -> &Arc<dyn Executor> {
+        &self.executor
+    }
+
+    /// Calls tool `name` with `args`. Execution errors are an `is_error` output; only an
+    /// unknown tool name is an `Err`.
+    pub async fn call(&self, caller: &Caller, name: &str, args: Value) -> Result<ToolOutput, UnknownTool> {
+        let Some(tool) = TOOL_NAMES.iter().copied().find(|t| *t == name) else {
+            return Err(UnknownTool(name.to_owned()));
+        };
+        let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
+        let format = pg_query::text_format(&args);
+        let span = tracing::info_span!(
+            "tool_call",
+            tool,
+            action = %action,
+            session = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        if let Some(session) = args.get("session_id").and_then(Value::as_str) {
+            span.record("session", session);
+        }
+        let ctx = Ctx {
+            executor: self.executor.as_ref(),
+            sessions: self.sessions.as_ref(),
+            policy: self.policy.as_ref(),
+            config: &self.config,
+            deny: &self.deny,
+            caller,
+            audit: self.audit.as_ref(),
+            tool,
+            action,
+        };
+        let started = Instant::now();
+        let outcome = async {
+            match tool {
+                "pg_query" => pg_query::run(&ctx, args).await,
+                "pg_tx" => pg_tx::run(&ctx, args).await,
+                "pg_schema" => pg_schema::run(&ctx, args).await,
+                "pg_admin" => pg_admin::run(&ctx, args).await,
+                _ => pg_monitor::run(&ctx, args).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        span.record("duration_ms", elapsed);
+        let output = match outcome {
+            Ok(value) => {
+                span.record("outcome", "ok");
+                ToolOutput::ok(value, format)
+            }
+            Err(error) => {
+                span.record("outcome", error.kind().code());
+                ToolOutput::error(&error)
+            }
+        };
+        span.in_scope(|| tracing::info!("tool call finished"));
+        Ok(output)
+    }
+
+    /// A resource's JSON, by URI (see [`resources`]).
+    pub async fn read_resource(&self, caller: &Caller, uri: &str) -> Result<Value, Error> {
+        let (tool, args) = resources::call_for(uri)?;
+        let output = self.call(caller, tool, args).await.map_err(|e| Error::internal(e.to_string()))?;
+        if output.is_error {
+            let message = output.value["error"]["message"].as_str().unwrap_or("resource failed").to_owned();
+            return Err(Error::invalid(message));
+        }
+        Ok(output.value)
+    }
+}

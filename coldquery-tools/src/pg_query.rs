@@ -1,0 +1,395 @@
+//! `pg_query`: run SQL — `read`, `write`, `explain`, and atomic `transaction` batches.
+//!
+//! Every caller statement is classified with PostgreSQL's own grammar before anything is sent;
+//! writes pass the Default-Deny policy in [`Ctx::authorize`], the one place it is consulted.
+
+use coldquery_core::{
+    CallerSql, Error, ErrorKind, Isolation, Limits, OnError, Param, Result, SessionId, Sql,
+    SqlBuilder, Statement, TxOptions, WriteTarget,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::classify::{self, Classified};
+use crate::ctx::{Ctx, parse_args, reject_unused, required, result_json};
+use crate::render::TextFormat;
+
+/// The actions of `pg_query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryAction {
+    /// Run one read-only statement.
+    Read,
+    /// Run one writing statement (needs session_id or autocommit: true).
+    Write,
+    /// Show a statement's plan.
+    Explain,
+    /// Run several statements atomically.
+    Transaction,
+}
+
+/// One statement of a `transaction` batch.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    /// One SQL statement.
+    pub sql: String,
+    /// Values for $1, $2... in the statement.
+    #[serde(default)]
+    pub params: Vec<Value>,
+}
+
+/// Arguments of `pg_query` (flat; which apply depends on `action`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgQueryArgs {
+    /// What to do
+    pub action: QueryAction,
+    /// One SQL statement (read, write, explain). Use $1, $2... placeholders for values.
+    pub sql: Option<String>,
+    /// Values for the $n placeholders, in order (JSON scalars; arrays/objects are sent as JSON text).
+    pub params: Option<Vec<Value>>,
+    /// Run inside this open transaction from pg_tx begin.
+    pub session_id: Option<String>,
+    /// write / transaction: commit on its own, outside any session. Required for writes without session_id.
+    pub autocommit: Option<bool>,
+    /// Cap on returned rows (default 500; a configured ceiling applies).
+    pub max_rows: Option<u64>,
+    /// Statement timeout in milliseconds for this call.
+    pub timeout_ms: Option<u64>,
+    /// read: text rendering json (default) | markdown | csv. explain: json (default) | text.
+    pub format: Option<String>,
+    /// explain: run the statement and report actual times (EXPLAIN ANALYZE). Writes need a session.
+    pub analyze: Option<bool>,
+    /// explain: report buffer usage (with analyze).
+    pub buffers: Option<bool>,
+    /// explain: verbose plan.
+    pub verbose: Option<bool>,
+    /// transaction: the statements to run atomically, in order.
+    pub operations: Option<Vec<Operation>>,
+    /// transaction: read_committed (default) | repeatable_read | serializable | read_uncommitted.
+    pub isolation_level: Option<String>,
+    /// transaction: run the batch READ ONLY (then autocommit is not needed).
+    pub read_only: Option<bool>,
+}
+
+/// A statement that passed validation and classification.
+#[derive(Debug)]
+struct Checked {
+    sql: CallerSql,
+    classified: Classified,
+    params: Vec<Param>,
+}
+
+impl Checked {
+    fn statement(&self) -> Statement {
+        Statement::with_params(Sql::caller(self.sql.clone()), self.params.clone())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlanFormat {
+    Json,
+    Text,
+}
+
+/// `pg_query` arguments as a typed request.
+#[derive(Debug)]
+enum Request {
+    Read { stmt: Checked, session: Option<SessionId>, limits: Limits, format: TextFormat },
+    Write { stmt: Checked, target: WriteTarget, limits: Limits },
+    Explain {
+        stmt: Checked,
+        analyze: bool,
+        buffers: bool,
+        verbose: bool,
+        format: PlanFormat,
+        session: Option<SessionId>,
+        limits: Limits,
+    },
+    Transaction { ops: Vec<Checked>, options: TxOptions, limits: Limits },
+}
+
+/// The text rendering chosen by a call (used by the adapters for the text content).
+pub(crate) fn text_format(args: &Value) -> TextFormat {
+    args.get("format").and_then(Value::as_str).and_then(TextFormat::parse).unwrap_or_default()
+}
+
+fn check_sql(text: String, params: Option<Vec<Value>>) -> Result<Checked> {
+    let sql = CallerSql::new(text)?;
+    let classified = classify::classify(&sql)?;
+    let params = params.unwrap_or_default().iter().map(Param::from_json).collect();
+    Ok(Checked { sql, classified, params })
+}
+
+fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
+    let tool = "pg_query";
+    let action = ctx.action.as_str();
+    let limits = ctx.limits(args.max_rows, args.timeout_ms)?;
+    let session = args.session_id.clone().map(SessionId::new);
+    match args.action {
+        QueryAction::Read => {
+            reject_unused(tool, action, &[
+                ("autocommit", args.autocommit.is_some()),
+                ("operations", args.operations.is_some()),
+                ("analyze", args.analyze.is_some()),
+                ("isolation_level", args.isolation_level.is_some()),
+            ])?;
+            let format = match args.format.as_deref() {
+                None => TextFormat::Json,
+                Some(f) => TextFormat::parse(f).ok_or_else(|| {
+                    Error::invalid(format!("pg_query read: parameter 'format' is '{f}'; choose json, markdown or csv"))
+                })?,
+            };
+            let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params)?;
+            classify::check_read(&stmt.classified, ctx.deny)?;
+            Ok(Request::Read { stmt, session, limits, format })
+        }
+        QueryAction::Write => {
+            reject_unused(tool, action, &[
+                ("operations", args.operations.is_some()),
+                ("analyze", args.analyze.is_some()),
+                ("format", args.format.is_some()),
+                ("isolation_level", args.isolation_level.is_some()),
+            ])?;
+            let sql = required(args.sql, "sql", tool, action)?;
+            let stmt = check_sql(sql, args.params)?;
+            classify::check_write(&stmt.classified)?;
+            let target = ctx.authorize(
+                args.session_id.as_deref(),
+                args.autocommit,
+                classify::needs_autocommit(&stmt.classified),
+                Some(stmt.sql.as_str()),
+            )?;
+            if target == WriteTarget::Autocommit {
+                classify::check_autocommit(&stmt.classified)?;
+            }
+            Ok(Request::Write { stmt, target, limits })
+        }
+        QueryAction::Explain => {
+            reject_unused(tool, action, &[
+                ("autocommit", args.autocommit.is_some()),
+                ("operations", args.operations.is_some()),
+                ("isolation_level", args.isolation_level.is_some()),
+            ])?;
+            let format = match args.format.as_deref() {
+                None | Some("json") => PlanFormat::Json,
+                Some("text") => PlanFormat::Text,
+                Some(f) => {
+                    return Err(Error::invalid(format!(
+                        "pg_query explain: parameter 'format' is '{f}'; choose json or text"
+                    )));
+                }
+            };
+            let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params)?;
+            classify::check_explainable(&stmt.classified)?;
+            let analyze = args.analyze.unwrap_or(false);
+            if analyze {
+                if stmt.classified.writes {
+                    classify::check_write(&stmt.classified)?;
+                    if session.is_none() {
+                        // EXPLAIN ANALYZE executes the statement: a write needs a session to
+                        // run in (and a rollback to undo it if wanted).
+                        ctx.authorize(None, None, false, Some(stmt.sql.as_str())).map_err(|e| {
+                            e.with_hint("EXPLAIN ANALYZE runs the statement; for a write, begin a session (pg_tx begin) and pass its session_id, then roll back if you only wanted the plan")
+                        })?;
+                    }
+                } else {
+                    classify::check_read(&stmt.classified, ctx.deny)?;
+                }
+            }
+            Ok(Request::Explain {
+                stmt,
+                analyze,
+                buffers: args.buffers.unwrap_or(false),
+                verbose: args.verbose.unwrap_or(false),
+                format,
+                session,
+                limits,
+            })
+        }
+        QueryAction::Transaction => {
+            reject_unused(tool, action, &[
+                ("sql", args.sql.is_some()),
+                ("params", args.params.is_some()),
+                ("session_id", args.session_id.is_some()),
+                ("analyze", args.analyze.is_some()),
+            ])?;
+            let operations = required(args.operations, "operations", tool, action)?;
+            if operations.is_empty() {
+                return Err(Error::invalid("pg_query transaction: parameter 'operations' is empty"));
+            }
+            let isolation = match args.isolation_level.as_deref() {
+                None => Isolation::default(),
+                Some(text) => Isolation::parse(text).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "pg_query transaction: parameter 'isolation_level' is '{text}'; choose one of {}",
+                        Isolation::CHOICES
+                    ))
+                })?,
+            };
+            let read_only = args.read_only.unwrap_or(false);
+            let mut ops = Vec::with_capacity(operations.len());
+            for (index, op) in operations.into_iter().enumerate() {
+                let checked = check_sql(op.sql, Some(op.params))
+                    .and_then(|c| {
+                        if read_only {
+                            classify::check_read(&c.classified, ctx.deny)?;
+                        } else {
+                            classify::check_write(&c.classified)?;
+                            classify::check_autocommit(&c.classified)?;
+                            if classify::needs_autocommit(&c.classified) {
+                                return Err(Error::new(
+                                    ErrorKind::StatementNotAllowed,
+                                    format!("{} cannot run inside a transaction block", c.classified.tag),
+                                )
+                                .with_hint("run it alone with pg_query write and autocommit: true"));
+                            }
+                        }
+                        Ok(c)
+                    })
+                    .map_err(|e| e.with_operation_index(index))?;
+                ops.push(checked);
+            }
+            if !read_only {
+                let joined: Vec<&str> = ops.iter().map(|o| o.sql.as_str()).collect();
+                ctx.authorize(None, args.autocommit, false, Some(&joined.join(";\n")))
+                    .map_err(|e| e.with_hint("a batch that writes needs 'autocommit: true' (it commits atomically on its own), or pass read_only: true"))?;
+            }
+            let options = TxOptions { isolation, read_only, deferrable: false, on_error: OnError::Abort };
+            Ok(Request::Transaction { ops, options, limits })
+        }
+    }
+}
+
+/// Statement kinds whose row count is "affected".
+fn counts_rows(tag: &str) -> bool {
+    matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY")
+}
+
+pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
+    let args: PgQueryArgs = parse_args("pg_query", args)?;
+    let request = parse(ctx, args)?;
+    match request {
+        Request::Read { stmt, session, limits, format: _ } => {
+            let (result, info) = ctx.read(session.as_ref(), &stmt.statement(), &limits).await?;
+            let mut out = result_json(&result, &stmt.classified.tag, false);
+            if let Some(info) = info {
+                out["session"] = ctx.session_json(&info);
+            }
+            Ok(out)
+        }
+        Request::Write { stmt, target, limits } => {
+            let (result, info) = ctx.write(&target, &stmt.statement(), &limits).await?;
+            let mut out = result_json(&result, &stmt.classified.tag, counts_rows(&stmt.classified.tag));
+            if let Some(info) = info {
+                out["session"] = ctx.session_json(&info);
+            }
+            Ok(out)
+        }
+        Request::Explain { stmt, analyze, buffers, verbose, format, session, limits } => {
+            let mut sql = SqlBuilder::new("EXPLAIN (FORMAT ");
+            sql.push(match format {
+                PlanFormat::Json => "JSON",
+                PlanFormat::Text => "TEXT",
+            });
+            if analyze {
+                sql.push(", ANALYZE");
+            }
+            if buffers {
+                sql.push(", BUFFERS");
+            }
+            if verbose {
+                sql.push(", VERBOSE");
+            }
+            sql.push(") ").caller(&stmt.sql);
+            let statement = Statement::with_params(sql.build(), stmt.params.clone());
+            let limits = Limits { max_rows: 100_000, ..limits };
+            let (result, info) = match (&session, analyze && stmt.classified.writes) {
+                (Some(id), true) => ctx.write(&WriteTarget::Session(id.clone()), &statement, &limits).await?,
+                _ => ctx.read(session.as_ref(), &statement, &limits).await?,
+            };
+            let mut out = explain_json(&result, format);
+            if let Some(info) = info {
+                out["session"] = ctx.session_json(&info);
+            }
+            Ok(out)
+        }
+        Request::Transaction { ops, options, limits } => {
+            let statements: Vec<Statement> = ops.iter().map(Checked::statement).collect();
+            let started = std::time::Instant::now();
+            let outcome =
+                ctx.executor.batch(&statements, &options, &limits, &ctx.caller.cancel).await;
+            if !options.read_only {
+                for statement in &statements {
+                    let per_op = outcome.as_ref().map(|_| (Default::default(), None)).map_err(Clone::clone);
+                    ctx.record(crate::audit::AuditRecord::write(
+                        ctx,
+                        &WriteTarget::Autocommit,
+                        statement,
+                        &per_op,
+                        started.elapsed(),
+                    ));
+                }
+            }
+            let results = outcome?;
+            let results: Vec<Value> = ops
+                .iter()
+                .zip(&results)
+                .map(|(op, r)| result_json(r, &op.classified.tag, counts_rows(&op.classified.tag)))
+                .collect();
+            Ok(json!({
+                "committed": !options.read_only,
+                "isolation_level": options.isolation,
+                "read_only": options.read_only,
+                "results": results,
+            }))
+        }
+    }
+}
+
+/// The plan plus a short summary: total cost, estimated/actual rows, times.
+fn explain_json(result: &coldquery_core::QueryResult, format: PlanFormat) -> Value {
+    match format {
+        PlanFormat::Json => {
+            let plan = result.scalar().cloned().unwrap_or(Value::Null);
+            let top = &plan[0];
+            let node = &top["Plan"];
+            json!({
+                "plan": plan,
+                "summary": {
+                    "node": node["Node Type"],
+                    "total_cost": node["Total Cost"],
+                    "estimated_rows": node["Plan Rows"],
+                    "actual_rows": node.get("Actual Rows"),
+                    "planning_time_ms": top.get("Planning Time"),
+                    "execution_time_ms": top.get("Execution Time"),
+                },
+            })
+        }
+        PlanFormat::Text => {
+            let lines: Vec<String> = result
+                .rows
+                .iter()
+                .filter_map(|row| row.first().and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            let first = lines.first().cloned().unwrap_or_default();
+            let total_cost = first
+                .split("cost=")
+                .nth(1)
+                .and_then(|s| s.split("..").nth(1))
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse::<f64>().ok());
+            let estimated_rows = first
+                .split(" rows=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse::<u64>().ok());
+            json!({
+                "plan": lines.join("\n"),
+                "summary": { "total_cost": total_cost, "estimated_rows": estimated_rows },
+            })
+        }
+    }
+}

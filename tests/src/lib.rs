@@ -1,0 +1,8 @@
+//! ColdQuery's test support: in-memory fakes of the core traits and a real-PostgreSQL harness.
+//!
+//! - [`fakes`]: [`fakes::FakeExecutor`] and [`fakes::FakeSessions`], for unit tests of the tools.
+//! - [`harness`]: [`harness::test_db`], a fresh database per test on a throwaway cluster (or on
+//!   the server named by `COLDQUERY_TEST_DATABASE_URL`).
+
+pub mod fakes;
+pub mod harness;

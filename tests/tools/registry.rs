@@ -1,0 +1,44 @@
+//! The tool registry: every input schema snapshotted, and the SPEC §2 shape rules checked.
+
+use coldquery_tools::tool_specs;
+use serde_json::Value;
+
+#[test]
+fn there_are_five_tools_with_flat_object_schemas() {
+    let specs = tool_specs();
+    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["pg_query", "pg_tx", "pg_schema", "pg_admin", "pg_monitor"]);
+    for spec in &specs {
+        let schema = &spec.input_schema;
+        assert_eq!(schema["type"], "object", "{}", spec.name);
+        for combinator in ["oneOf", "anyOf", "allOf"] {
+            assert!(schema.get(combinator).is_none(), "{} has a top-level {combinator}", spec.name);
+        }
+        assert_eq!(schema["additionalProperties"], false, "{} must reject unknown parameters", spec.name);
+        assert!(schema["required"].as_array().unwrap().contains(&Value::from("action")), "{}", spec.name);
+        for (name, property) in schema["properties"].as_object().unwrap() {
+            assert!(
+                property.get("description").and_then(Value::as_str).is_some_and(|d| !d.is_empty()),
+                "{}.{name} has no description",
+                spec.name
+            );
+        }
+        assert_eq!(spec.output_schema["type"], "object");
+        assert!(!spec.annotations.open_world);
+        if spec.name != "pg_tx" {
+            assert!(spec.description.contains("not instructions"), "{} returns data and must say it is untrusted", spec.name);
+        }
+    }
+    let monitor = specs.iter().find(|s| s.name == "pg_monitor").unwrap();
+    assert!(monitor.annotations.read_only && !monitor.annotations.destructive);
+    for spec in specs.iter().filter(|s| s.name != "pg_monitor") {
+        assert!(!spec.annotations.read_only, "{} can write", spec.name);
+    }
+}
+
+#[test]
+fn input_schemas() {
+    for spec in tool_specs() {
+        insta::assert_json_snapshot!(format!("schema_{}", spec.name), spec.input_schema);
+    }
+}
