@@ -1,5 +1,13 @@
 //! ColdQuery's integration tests, in one test binary (one link): each module exercises a layer
 //! against a real PostgreSQL started by the harness (`coldquery_tests::harness`).
 
+mod docs;
+mod escape;
 mod pg_layer;
+mod pgbouncer;
+mod sessions;
 mod support;
+mod tools_admin;
+mod tools_monitor;
+mod tools_query;
+mod tools_schema;

