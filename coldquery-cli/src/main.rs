@@ -1,1 +1,311 @@
-fn main() {}
+//! `coldquery`: ColdQuery's five PostgreSQL tools from a terminal.
+//!
+//! A thin adapter, like `coldquery-mcp`: every subcommand becomes a tool name and its JSON
+//! arguments ([`cli`]), [`coldquery_tools::Tools::call`] does the work, and the result is
+//! printed ([`output`]). The configuration is the server's ([`config`]); `coldquery shell`
+//! ([`shell`]) keeps a transaction open across statements the way an agent's session does.
+//! Exit codes ([`fail`]): 0 ok, 1 a tool error, 2 a usage or configuration error.
+
+mod cli;
+mod config;
+mod fail;
+mod output;
+mod shell;
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use coldquery_core::{CancellationToken, Owner};
+use coldquery_tools::{Caller, ToolSpec, Tools, tool_specs};
+use serde_json::{Value, json};
+
+use crate::cli::{Cli, Command, Format, Request};
+use crate::fail::{Exit, Failure};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version print to stdout and succeed; every other error is usage.
+            return if e.use_stderr() { ExitCode::from(Exit::Usage as u8) } else { ExitCode::SUCCESS };
+        }
+    };
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::ToolError as u8);
+        }
+    };
+    let format = cli.format;
+    let exit = runtime.block_on(async move {
+        match run(cli).await {
+            Ok(exit) => exit,
+            Err(failure) => {
+                report(&failure, format);
+                failure.exit
+            }
+        }
+    });
+    // Nothing is left to wait for; a stdin reader blocked in a worker must not hold the exit.
+    runtime.shutdown_background();
+    ExitCode::from(exit as u8)
+}
+
+async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let format = cli.format;
+    // Everything the command line says is checked before anything connects.
+    let request = match &cli.command {
+        Command::Query(query) => Some(query.request()?),
+        Command::Schema(schema) => Some(schema.request()),
+        Command::Admin(admin) => Some(admin.request()),
+        Command::Monitor(monitor) => Some(monitor.request()),
+        Command::Call { tool, args } => Some(cli::call_request(tool, args, read_stdin)?),
+        Command::Tools { tool } => {
+            print(&render_tools(tool.as_deref(), format)?);
+            return Ok(Exit::Ok);
+        }
+        Command::Shell(_) => None,
+    };
+    let config = config::resolve(&cli.settings)?;
+    let interrupt = Interrupt::install();
+    let connection = config::connect(&config).await?;
+    let exit = match (&cli.command, request) {
+        (Command::Shell(args), _) => shell::run(&connection.tools, &interrupt, args, format).await,
+        (command, Some(request)) => match call(&connection.tools, &interrupt, &request).await {
+            Ok(value) => {
+                print(&output::render(&value, format));
+                Exit::Ok
+            }
+            Err(failure) => {
+                report(&failure, format);
+                let denied = failure.error["code"] == "WRITE_DENIED" && !config.read_only;
+                if denied && format != Format::Json && !matches!(command, Command::Call { .. }) {
+                    // The tools' hint speaks of parameters; say it in flags too.
+                    eprintln!(
+                        "coldquery: add --autocommit to commit it on its own, or run it in `coldquery shell` \
+                         between begin and commit"
+                    );
+                }
+                failure.exit
+            }
+        },
+        (_, None) => Exit::Ok,
+    };
+    connection.close().await;
+    Ok(exit)
+}
+
+/// Calls a tool with a fresh cancellation token that Ctrl-C cancels.
+pub(crate) async fn call(tools: &Tools, interrupt: &Interrupt, request: &Request) -> Result<Value, Failure> {
+    let caller = interrupt.caller();
+    let outcome = tools.call(&caller, &request.tool, request.args.clone()).await;
+    interrupt.done();
+    match outcome {
+        Ok(output) if output.is_error => Err(Failure::from_error_json(&output.value)),
+        Ok(output) => Ok(output.value),
+        Err(unknown) => Err(Failure::usage(unknown.to_string())),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`coldquery ... | head`) is not an error.
+pub(crate) fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
+/// Writes an error to stderr, as JSON with `--format json`.
+pub(crate) fn report(failure: &Failure, format: Format) {
+    let text = match format {
+        Format::Json => failure.render_json() + "\n",
+        _ => failure.render_text(),
+    };
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes()).and_then(|()| stderr.flush());
+}
+
+fn read_stdin() -> std::io::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Ctrl-C cancels the call in flight (the tools send PostgreSQL a CancelRequest); with no call
+/// in flight it exits, except in an interactive shell, where it only reminds how to quit.
+#[derive(Debug, Clone)]
+pub(crate) struct Interrupt {
+    owner: Owner,
+    current: Arc<Mutex<Option<CancellationToken>>>,
+    keep_running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Interrupt {
+    fn install() -> Interrupt {
+        let user = std::env::var("USER").unwrap_or_else(|_| "cli".to_owned());
+        let interrupt = Interrupt {
+            owner: Owner::new(format!("cli:{user}")),
+            current: Arc::new(Mutex::new(None)),
+            keep_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let handler = interrupt.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                let running = handler.lock().clone();
+                match running {
+                    Some(token) if !token.is_cancelled() => {
+                        eprintln!("\ncancelling the statement...");
+                        token.cancel();
+                    }
+                    _ if handler.keep_running.load(std::sync::atomic::Ordering::Relaxed) => {
+                        eprintln!("\n(use \\q or Ctrl-D to quit; an open transaction is then rolled back)");
+                    }
+                    // The connection closing makes PostgreSQL roll back whatever was open.
+                    _ => std::process::exit(130),
+                }
+            }
+        });
+        interrupt
+    }
+
+    /// Keeps the process alive on Ctrl-C between calls (the interactive shell).
+    pub(crate) fn keep_running(&self) {
+        self.keep_running.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<CancellationToken>> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn caller(&self) -> Caller {
+        let caller = Caller::new(self.owner.clone(), self.owner.as_str());
+        *self.lock() = Some(caller.cancel.clone());
+        caller
+    }
+
+    fn done(&self) {
+        *self.lock() = None;
+    }
+}
+
+/// `coldquery tools`: a summary of every tool, or one tool's parameters; JSON gives the specs.
+fn render_tools(tool: Option<&str>, format: Format) -> Result<String, Failure> {
+    let specs = tool_specs();
+    let chosen: Vec<&ToolSpec> = match tool {
+        None => specs.iter().collect(),
+        Some(name) => match specs.iter().find(|spec| spec.name == name) {
+            Some(spec) => vec![spec],
+            None => {
+                return Err(Failure::usage(format!(
+                    "unknown tool '{name}'; the tools are {}",
+                    coldquery_tools::TOOL_NAMES.join(", ")
+                )));
+            }
+        },
+    };
+    if format == Format::Json {
+        let value = serde_json::to_value(&chosen).unwrap_or(Value::Null);
+        return Ok(output::render(&value, Format::Json));
+    }
+    let value = match tool {
+        None => json!({"tools": chosen.iter().map(|spec| json!({
+            "tool": spec.name,
+            "title": spec.title,
+            "actions": actions(spec),
+            "read_only": spec.annotations.read_only,
+            "destructive": spec.annotations.destructive,
+        })).collect::<Vec<_>>()}),
+        Some(_) => {
+            let spec = chosen[0];
+            json!({
+                "tool": spec.name,
+                "title": spec.title,
+                "description": spec.description,
+                "parameters": parameters(spec),
+            })
+        }
+    };
+    Ok(match format {
+        Format::Table => output::render(&value, Format::Table),
+        other => output::render(&json!({"rows": value.get("parameters").or(value.get("tools"))}), other),
+    })
+}
+
+/// The `action` parameter's choices, as its schema describes them.
+fn actions(spec: &ToolSpec) -> String {
+    let action = &spec.input_schema["properties"]["action"];
+    let resolved = match action.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.rsplit('/').next().unwrap_or_default();
+            &spec.input_schema["$defs"][name]
+        }
+        None => action,
+    };
+    if let Some(choices) = enum_of(resolved) {
+        return choices.join(" | ");
+    }
+    action["description"].as_str().unwrap_or_default().trim_end_matches('.').to_owned()
+}
+
+fn enum_of(schema: &Value) -> Option<Vec<String>> {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return Some(values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+    }
+    let variants = schema.get("oneOf").or(schema.get("anyOf"))?.as_array()?;
+    let mut out = Vec::new();
+    for variant in variants {
+        match (variant.get("const").and_then(Value::as_str), enum_of(variant)) {
+            (Some(value), _) => out.push(value.to_owned()),
+            (None, Some(values)) => out.extend(values),
+            (None, None) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// One row per parameter: name, type, required, description.
+fn parameters(spec: &ToolSpec) -> Vec<Value> {
+    let required: Vec<&str> = spec.input_schema["required"]
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = spec.input_schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .map(|(name, schema)| {
+            json!({
+                "parameter": name,
+                "type": type_of(schema),
+                "required": required.contains(&name.as_str()),
+                "description": schema["description"].as_str().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn type_of(schema: &Value) -> String {
+    match &schema["type"] {
+        Value::String(t) if t == "array" => format!("array of {}", type_of(&schema["items"])),
+        Value::String(t) => t.clone(),
+        Value::Array(types) => {
+            types.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" | ")
+        }
+        _ if schema.get("$ref").is_some() => "string (enum)".to_owned(),
+        _ => enum_of(schema).map_or_else(|| "any".to_owned(), |_| "string (enum)".to_owned()),
+    }
+}
+
+/// True when stdin is a terminal (the shell then prints its prompt by default).
+pub(crate) fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}

@@ -1,6 +1,8 @@
 //! The error model shared by every layer: a closed set of codes (SPEC §2) plus what
 //! PostgreSQL said (SQLSTATE, detail, hint, position).
 
+use std::fmt;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -92,10 +94,13 @@ impl std::fmt::Display for ErrorKind {
 }
 
 /// An error a caller can act on: a code, a message saying what to do next, and, when
-/// PostgreSQL produced it, the server's own diagnostics.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{kind}: {message}")]
-pub struct Error {
+/// PostgreSQL produced it, the server's own diagnostics. Boxed, so `Result<T, Error>` stays
+/// one pointer wide on the happy path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error(Box<Inner>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
@@ -105,10 +110,18 @@ pub struct Error {
     operation_index: Option<usize>,
 }
 
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.0.kind, self.0.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             hint: None,
@@ -116,7 +129,7 @@ impl Error {
             detail: None,
             position: None,
             operation_index: None,
-        }
+        }))
     }
 
     /// Shorthand for an [`ErrorKind::InvalidArgument`] error.
@@ -132,105 +145,105 @@ impl Error {
     /// Adds a hint saying how to recover.
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
         self
     }
 
     /// Adds PostgreSQL's SQLSTATE.
     #[must_use]
     pub fn with_sqlstate(mut self, sqlstate: impl Into<String>) -> Error {
-        self.sqlstate = Some(sqlstate.into());
+        self.0.sqlstate = Some(sqlstate.into());
         self
     }
 
     /// Adds PostgreSQL's detail line.
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Error {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// Adds the 1-based character position in the statement where the error was found.
     #[must_use]
     pub fn with_position(mut self, position: u32) -> Error {
-        self.position = Some(position);
+        self.0.position = Some(position);
         self
     }
 
     /// Marks which operation of a batch failed (0-based).
     #[must_use]
     pub fn with_operation_index(mut self, index: usize) -> Error {
-        self.operation_index = Some(index);
+        self.0.operation_index = Some(index);
         self
     }
 
     /// Replaces the kind, keeping everything else.
     #[must_use]
     pub fn with_kind(mut self, kind: ErrorKind) -> Error {
-        self.kind = kind;
+        self.0.kind = kind;
         self
     }
 
     /// Replaces the message, keeping everything else.
     #[must_use]
     pub fn with_message(mut self, message: impl Into<String>) -> Error {
-        self.message = message.into();
+        self.0.message = message.into();
         self
     }
 
     /// The error's code.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The hint, if any.
     pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
+        self.0.hint.as_deref()
     }
 
     /// PostgreSQL's SQLSTATE, if the database produced this error.
     pub fn sqlstate(&self) -> Option<&str> {
-        self.sqlstate.as_deref()
+        self.0.sqlstate.as_deref()
     }
 
     /// PostgreSQL's detail, if any.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 
     /// The error position in the statement (1-based characters), if any.
     pub fn position(&self) -> Option<u32> {
-        self.position
+        self.0.position
     }
 
     /// The failing operation of a batch, if any.
     pub fn operation_index(&self) -> Option<usize> {
-        self.operation_index
+        self.0.operation_index
     }
 
     /// The wire body of SPEC §2: `{"error": {"code", "message", "hint"?, ...}}`.
     pub fn to_json(&self) -> Value {
         let mut body = serde_json::Map::new();
-        body.insert("code".into(), json!(self.kind.code()));
-        body.insert("message".into(), json!(self.message));
-        if let Some(hint) = &self.hint {
+        body.insert("code".into(), json!(self.0.kind.code()));
+        body.insert("message".into(), json!(self.0.message));
+        if let Some(hint) = &self.0.hint {
             body.insert("hint".into(), json!(hint));
         }
-        if let Some(sqlstate) = &self.sqlstate {
+        if let Some(sqlstate) = &self.0.sqlstate {
             body.insert("sqlstate".into(), json!(sqlstate));
         }
-        if let Some(detail) = &self.detail {
+        if let Some(detail) = &self.0.detail {
             body.insert("detail".into(), json!(detail));
         }
-        if let Some(position) = self.position {
+        if let Some(position) = self.0.position {
             body.insert("position".into(), json!(position));
         }
-        if let Some(index) = self.operation_index {
+        if let Some(index) = self.0.operation_index {
             body.insert("operation_index".into(), json!(index));
         }
         json!({ "error": Value::Object(body) })
@@ -254,9 +267,7 @@ mod tests {
 
     #[test]
     fn wire_body_omits_absent_fields() {
-        let err = Error::new(ErrorKind::DatabaseError, "syntax error")
-            .with_sqlstate("42601")
-            .with_position(8);
+        let err = Error::new(ErrorKind::DatabaseError, "syntax error").with_sqlstate("42601").with_position(8);
         assert_eq!(
             err.to_json(),
             json!({"error": {"code": "DATABASE_ERROR", "message": "syntax error", "sqlstate": "42601", "position": 8}})

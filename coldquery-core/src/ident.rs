@@ -87,9 +87,7 @@ pub(crate) fn push_quoted(out: &mut String, name: &str) {
 }
 
 fn parse_quoted(s: &str) -> Result<(Ident, &str), IdentError> {
-    let body = s
-        .strip_prefix('"')
-        .ok_or(IdentError::Malformed("a quoted identifier must start with '\"'"))?;
+    let body = s.strip_prefix('"').ok_or(IdentError::Malformed("a quoted identifier must start with '\"'"))?;
     let mut name = String::new();
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -138,9 +136,7 @@ impl QualifiedName {
             if after.is_empty() {
                 break;
             }
-            rest = after
-                .strip_prefix('.')
-                .ok_or(IdentError::Malformed("expected '.' between name parts"))?;
+            rest = after.strip_prefix('.').ok_or(IdentError::Malformed("expected '.' between name parts"))?;
         }
         match parts.len() {
             1 => Ok(QualifiedName { schema: None, name: parts.remove(0) }),
@@ -180,10 +176,7 @@ mod tests {
     fn quoting_doubles_quotes() {
         assert_eq!(Ident::new("users").unwrap().quoted(), r#""users""#);
         assert_eq!(Ident::new(r#"a"b"#).unwrap().quoted(), r#""a""b""#);
-        assert_eq!(
-            Ident::new(r#"t"; DROP TABLE x; --"#).unwrap().quoted(),
-            r#""t""; DROP TABLE x; --""#
-        );
+        assert_eq!(Ident::new(r#"t"; DROP TABLE x; --"#).unwrap().quoted(), r#""t""; DROP TABLE x; --""#);
     }
 
     #[test]
@@ -210,17 +203,8 @@ mod tests {
     }
 
     /// Injection payloads that must come out as exactly one quoted identifier.
-    const PAYLOADS: &[&str] = &[
-        r#"t"; DROP TABLE x; --"#,
-        r#"""#,
-        r#"a""b"#,
-        "a\nb",
-        "x' OR '1'='1",
-        "/* */ x",
-        "$$ x $$",
-        r#"\"#,
-        "ß",
-    ];
+    const PAYLOADS: &[&str] =
+        &[r#"t"; DROP TABLE x; --"#, r#"""#, r#"a""b"#, "a\nb", "x' OR '1'='1", "/* */ x", "$$ x $$", r#"\"#, "ß"];
 
     #[test]
     fn injection_payloads_are_one_quoted_identifier() {

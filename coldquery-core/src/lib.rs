@@ -23,8 +23,8 @@ pub use exec::{Access, Executor, Limits, PoolStatus, Statement};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES, QualifiedName};
 pub use policy::{DefaultDeny, WriteIntent, WritePolicy, WriteTarget};
 pub use session::{
-    Isolation, OnError, Owner, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore,
-    TxOptions, TxState, session_not_found,
+    Isolation, OnError, Owner, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, TxOptions, TxState,
+    session_not_found,
 };
 pub use sql::{CallerSql, MAX_SQL_BYTES, Origin, Sql, SqlBuilder};
 pub use tokio_util::sync::CancellationToken;

@@ -52,7 +52,9 @@ impl WritePolicy for DefaultDeny {
                 ErrorKind::WriteDenied,
                 format!("{tool} {action} is a write and this server runs in read-only mode"),
             )
-            .with_hint("read-only mode (--read-only / COLDQUERY_READ_ONLY) refuses every write; ask the operator to change it"));
+            .with_hint(
+                "read-only mode (--read-only / COLDQUERY_READ_ONLY) refuses every write; ask the operator to change it",
+            ));
         }
         match (session_id, autocommit == Some(true)) {
             (Some(_), true) => Err(Error::invalid(format!(
@@ -97,14 +99,8 @@ mod tests {
         assert_eq!(policy.authorize(&intent(None, None)).unwrap_err().kind(), ErrorKind::WriteDenied);
         assert_eq!(policy.authorize(&intent(None, Some(false))).unwrap_err().kind(), ErrorKind::WriteDenied);
         assert_eq!(policy.authorize(&intent(None, Some(true))).unwrap(), WriteTarget::Autocommit);
-        assert_eq!(
-            policy.authorize(&intent(Some("s"), None)).unwrap(),
-            WriteTarget::Session(SessionId::new("s"))
-        );
-        assert_eq!(
-            policy.authorize(&intent(Some("s"), Some(true))).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
-        );
+        assert_eq!(policy.authorize(&intent(Some("s"), None)).unwrap(), WriteTarget::Session(SessionId::new("s")));
+        assert_eq!(policy.authorize(&intent(Some("s"), Some(true))).unwrap_err().kind(), ErrorKind::InvalidArgument);
         let denied = policy.authorize(&intent(None, None)).unwrap_err();
         assert!(denied.hint().unwrap().contains("session_id"));
         assert!(denied.hint().unwrap().contains("autocommit: true"));

@@ -68,16 +68,12 @@ pub enum Isolation {
 
 impl Isolation {
     /// The valid spellings, for error messages.
-    pub const CHOICES: &'static str =
-        "read_committed, repeatable_read, serializable, read_uncommitted";
+    pub const CHOICES: &'static str = "read_committed, repeatable_read, serializable, read_uncommitted";
 
     /// Parses `read_committed` or the SQL spelling `READ COMMITTED` (any case).
     pub fn parse(text: &str) -> Option<Isolation> {
-        let norm: String = text
-            .trim()
-            .chars()
-            .map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() })
-            .collect();
+        let norm: String =
+            text.trim().chars().map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() }).collect();
         match norm.as_str() {
             "read_committed" => Some(Isolation::ReadCommitted),
             "repeatable_read" => Some(Isolation::RepeatableRead),
@@ -195,13 +191,7 @@ pub trait SessionStore: Send + Sync {
     async fn end(&self, owner: &Owner, id: &SessionId, end: SessionEnd) -> Result<SessionInfo>;
 
     /// Creates, releases or rolls back to a savepoint.
-    async fn savepoint(
-        &self,
-        owner: &Owner,
-        id: &SessionId,
-        op: SavepointOp,
-        name: &Ident,
-    ) -> Result<SessionInfo>;
+    async fn savepoint(&self, owner: &Owner, id: &SessionId, op: SavepointOp, name: &Ident) -> Result<SessionInfo>;
 
     /// One of the owner's sessions.
     async fn status(&self, owner: &Owner, id: &SessionId) -> Result<SessionInfo>;

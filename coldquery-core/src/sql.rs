@@ -72,10 +72,7 @@ impl CallerSql {
         if text.len() > MAX_SQL_BYTES {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!(
-                    "parameter 'sql' is {} bytes; the limit is {MAX_SQL_BYTES} bytes",
-                    text.len()
-                ),
+                format!("parameter 'sql' is {} bytes; the limit is {MAX_SQL_BYTES} bytes", text.len()),
             ));
         }
         if text.contains('\0') {
@@ -155,11 +152,7 @@ mod tests {
     #[test]
     fn builder_quotes_identifiers_and_numbers_placeholders() {
         let name = QualifiedName::parse(r#"public.t"x"#).unwrap();
-        let sql = SqlBuilder::new("SELECT * FROM ")
-            .name(&name)
-            .push(" WHERE id = ")
-            .placeholder(1)
-            .build();
+        let sql = SqlBuilder::new("SELECT * FROM ").name(&name).push(" WHERE id = ").placeholder(1).build();
         assert_eq!(sql.text(), r#"SELECT * FROM "public"."t""x" WHERE id = $1"#);
         assert_eq!(sql.origin(), Origin::Built);
     }

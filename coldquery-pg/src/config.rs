@@ -37,13 +37,8 @@ pub enum SslMode {
 
 impl SslMode {
     /// Every mode, weakest first.
-    pub const ALL: [SslMode; 5] = [
-        SslMode::Disable,
-        SslMode::Prefer,
-        SslMode::Require,
-        SslMode::VerifyCa,
-        SslMode::VerifyFull,
-    ];
+    pub const ALL: [SslMode; 5] =
+        [SslMode::Disable, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull];
 
     /// The libpq spelling, e.g. `verify-full`.
     pub fn as_str(self) -> &'static str {
@@ -79,10 +74,7 @@ impl FromStr for SslMode {
         SslMode::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| ConfigError::InvalidSslMode {
-                origin: "the value".to_owned(),
-                value: shorten(s),
-            })
+            .ok_or_else(|| ConfigError::InvalidSslMode { origin: "the value".to_owned(), value: shorten(s) })
     }
 }
 
@@ -156,9 +148,7 @@ pub enum ConfigError {
         default_path: Option<String>,
     },
     /// `sslrootcert=system` with an `sslmode` weaker than `verify-full` (libpq's rule).
-    #[error(
-        "`sslmode={mode}` (from {origin}) is too weak to use with `sslrootcert=system`: use `sslmode=verify-full`"
-    )]
+    #[error("`sslmode={mode}` (from {origin}) is too weak to use with `sslrootcert=system`: use `sslmode=verify-full`")]
     WeakSslModeWithSystemRoots {
         /// Where the `sslmode` came from.
         origin: String,
@@ -181,45 +171,26 @@ impl ConfigError {
                 .fold(s, |s, secret| s.replace(secret.as_str(), "***"))
         };
         match self {
-            ConfigError::Malformed { origin, reason } => ConfigError::Malformed {
-                origin: scrub(origin),
-                reason: scrub(reason),
-            },
-            ConfigError::UnknownOption { origin, option } => ConfigError::UnknownOption {
-                origin: scrub(origin),
-                option: scrub(option),
-            },
-            ConfigError::InvalidValue {
-                origin,
-                option,
-                reason,
-            } => ConfigError::InvalidValue {
-                origin: scrub(origin),
-                option: scrub(option),
-                reason: scrub(reason),
-            },
-            ConfigError::InvalidSslMode { origin, value } => ConfigError::InvalidSslMode {
-                origin: scrub(origin),
-                value: scrub(value),
-            },
-            ConfigError::RootCertUnreadable {
-                origin,
-                path,
-                reason,
-            } => ConfigError::RootCertUnreadable {
-                origin: scrub(origin),
-                path: scrub(path),
-                reason: scrub(reason),
-            },
-            ConfigError::RootCertMissing { mode, default_path } => ConfigError::RootCertMissing {
-                mode,
-                default_path: default_path.map(scrub),
-            },
+            ConfigError::Malformed { origin, reason } => {
+                ConfigError::Malformed { origin: scrub(origin), reason: scrub(reason) }
+            }
+            ConfigError::UnknownOption { origin, option } => {
+                ConfigError::UnknownOption { origin: scrub(origin), option: scrub(option) }
+            }
+            ConfigError::InvalidValue { origin, option, reason } => {
+                ConfigError::InvalidValue { origin: scrub(origin), option: scrub(option), reason: scrub(reason) }
+            }
+            ConfigError::InvalidSslMode { origin, value } => {
+                ConfigError::InvalidSslMode { origin: scrub(origin), value: scrub(value) }
+            }
+            ConfigError::RootCertUnreadable { origin, path, reason } => {
+                ConfigError::RootCertUnreadable { origin: scrub(origin), path: scrub(path), reason: scrub(reason) }
+            }
+            ConfigError::RootCertMissing { mode, default_path } => {
+                ConfigError::RootCertMissing { mode, default_path: default_path.map(scrub) }
+            }
             ConfigError::WeakSslModeWithSystemRoots { origin, mode } => {
-                ConfigError::WeakSslModeWithSystemRoots {
-                    origin: scrub(origin),
-                    mode,
-                }
+                ConfigError::WeakSslModeWithSystemRoots { origin: scrub(origin), mode }
             }
             ConfigError::Tls(reason) => ConfigError::Tls(scrub(reason)),
         }
@@ -256,106 +227,34 @@ struct Known {
 }
 
 const KNOWN: &[Known] = &[
-    Known {
-        key: "host",
-        env: Some("PGHOST"),
-        expected: "host names or socket directories",
-    },
-    Known {
-        key: "hostaddr",
-        env: Some("PGHOSTADDR"),
-        expected: "a comma-separated list of numeric IP addresses",
-    },
+    Known { key: "host", env: Some("PGHOST"), expected: "host names or socket directories" },
+    Known { key: "hostaddr", env: Some("PGHOSTADDR"), expected: "a comma-separated list of numeric IP addresses" },
     Known {
         key: "port",
         env: Some("PGPORT"),
         expected: "a port number from 1 to 65535, or a comma-separated list of them",
     },
-    Known {
-        key: "dbname",
-        env: Some("PGDATABASE"),
-        expected: "a database name",
-    },
-    Known {
-        key: "user",
-        env: Some("PGUSER"),
-        expected: "a user name",
-    },
-    Known {
-        key: "password",
-        env: Some("PGPASSWORD"),
-        expected: "a password",
-    },
-    Known {
-        key: "options",
-        env: Some("PGOPTIONS"),
-        expected: "server options",
-    },
-    Known {
-        key: "application_name",
-        env: Some("PGAPPNAME"),
-        expected: "a name",
-    },
-    Known {
-        key: "sslmode",
-        env: Some("PGSSLMODE"),
-        expected: SSL_MODES,
-    },
-    Known {
-        key: "sslrootcert",
-        env: Some("PGSSLROOTCERT"),
-        expected: "a PEM file or `system`",
-    },
-    Known {
-        key: "sslnegotiation",
-        env: Some("PGSSLNEGOTIATION"),
-        expected: "one of postgres, direct",
-    },
-    Known {
-        key: "connect_timeout",
-        env: Some("PGCONNECT_TIMEOUT"),
-        expected: "a whole number of seconds",
-    },
-    Known {
-        key: "tcp_user_timeout",
-        env: None,
-        expected: "a whole number",
-    },
-    Known {
-        key: "keepalives",
-        env: None,
-        expected: "0 or 1",
-    },
-    Known {
-        key: "keepalives_idle",
-        env: None,
-        expected: "a whole number of seconds",
-    },
-    Known {
-        key: "keepalives_interval",
-        env: None,
-        expected: "a whole number of seconds",
-    },
-    Known {
-        key: "keepalives_retries",
-        env: None,
-        expected: "a non-negative whole number",
-    },
+    Known { key: "dbname", env: Some("PGDATABASE"), expected: "a database name" },
+    Known { key: "user", env: Some("PGUSER"), expected: "a user name" },
+    Known { key: "password", env: Some("PGPASSWORD"), expected: "a password" },
+    Known { key: "options", env: Some("PGOPTIONS"), expected: "server options" },
+    Known { key: "application_name", env: Some("PGAPPNAME"), expected: "a name" },
+    Known { key: "sslmode", env: Some("PGSSLMODE"), expected: SSL_MODES },
+    Known { key: "sslrootcert", env: Some("PGSSLROOTCERT"), expected: "a PEM file or `system`" },
+    Known { key: "sslnegotiation", env: Some("PGSSLNEGOTIATION"), expected: "one of postgres, direct" },
+    Known { key: "connect_timeout", env: Some("PGCONNECT_TIMEOUT"), expected: "a whole number of seconds" },
+    Known { key: "tcp_user_timeout", env: None, expected: "a whole number" },
+    Known { key: "keepalives", env: None, expected: "0 or 1" },
+    Known { key: "keepalives_idle", env: None, expected: "a whole number of seconds" },
+    Known { key: "keepalives_interval", env: None, expected: "a whole number of seconds" },
+    Known { key: "keepalives_retries", env: None, expected: "a non-negative whole number" },
     Known {
         key: "target_session_attrs",
         env: Some("PGTARGETSESSIONATTRS"),
         expected: "one of any, read-write, read-only",
     },
-    Known {
-        key: "channel_binding",
-        env: Some("PGCHANNELBINDING"),
-        expected: "one of disable, prefer, require",
-    },
-    Known {
-        key: "load_balance_hosts",
-        env: Some("PGLOADBALANCEHOSTS"),
-        expected: "one of disable, random",
-    },
+    Known { key: "channel_binding", env: Some("PGCHANNELBINDING"), expected: "one of disable, prefer, require" },
+    Known { key: "load_balance_hosts", env: Some("PGLOADBALANCEHOSTS"), expected: "one of disable, random" },
 ];
 
 /// Options handled here rather than by tokio-postgres.
@@ -381,10 +280,8 @@ struct Options {
 
 impl Options {
     fn set(&mut self, key: &str, value: String, origin: Origin) -> Result<(), ConfigError> {
-        let known = known(key).ok_or_else(|| ConfigError::UnknownOption {
-            origin: origin.to_string(),
-            option: describe_option(key),
-        })?;
+        let known = known(key)
+            .ok_or_else(|| ConfigError::UnknownOption { origin: origin.to_string(), option: describe_option(key) })?;
         self.values.insert(known.key, (value, origin));
         Ok(())
     }
@@ -395,10 +292,7 @@ impl Options {
 
     /// The value of `key` unless unset or empty.
     fn get(&self, key: &str) -> Option<(&str, Origin)> {
-        self.values
-            .get(key)
-            .filter(|(v, _)| !v.is_empty())
-            .map(|(v, o)| (v.as_str(), *o))
+        self.values.get(key).filter(|(v, _)| !v.is_empty()).map(|(v, o)| (v.as_str(), *o))
     }
 }
 
@@ -407,14 +301,8 @@ impl Options {
 fn describe_option(key: &str) -> String {
     let plain = !key.is_empty()
         && key.len() <= 40
-        && key
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        format!("`{key}`")
-    } else {
-        "(a name that is not an option name)".to_owned()
-    }
+        && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { format!("`{key}`") } else { "(a name that is not an option name)".to_owned() }
 }
 
 /// At most 40 characters of `s`, for echoing a (non-secret) bad value.
@@ -442,11 +330,7 @@ fn quote(value: &str) -> String {
 
 /// Quotes a value for display only when it needs it.
 fn display_value(value: &str) -> String {
-    if value.is_empty()
-        || value
-            .chars()
-            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
-    {
+    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\') {
         quote(value)
     } else {
         value.to_owned()
@@ -454,15 +338,9 @@ fn display_value(value: &str) -> String {
 }
 
 /// Parses a libpq connection string (URI or `key=value`) into `opts`.
-fn parse_conninfo(
-    s: &str,
-    opts: &mut Options,
-    secrets: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    let malformed = |reason: &str| ConfigError::Malformed {
-        origin: Origin::Url.to_string(),
-        reason: reason.to_owned(),
-    };
+fn parse_conninfo(s: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Result<(), ConfigError> {
+    let malformed =
+        |reason: &str| ConfigError::Malformed { origin: Origin::Url.to_string(), reason: reason.to_owned() };
     let trimmed = s.trim();
     for prefix in ["postgresql://", "postgres://"] {
         if let Some(rest) = trimmed.strip_prefix(prefix) {
@@ -471,11 +349,7 @@ fn parse_conninfo(
     }
     if let Some(idx) = trimmed.find("://") {
         let scheme = &trimmed[..idx];
-        if !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        {
+        if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) {
             return Err(malformed(&format!(
                 "unsupported URI scheme `{}`: expected postgres:// or postgresql://, or libpq key=value pairs",
                 shorten(scheme)
@@ -487,15 +361,8 @@ fn parse_conninfo(
 
 /// libpq's `key=value` syntax: whitespace-separated pairs, spaces allowed around `=`,
 /// values optionally single-quoted; `\` escapes the next character.
-fn parse_key_values(
-    s: &str,
-    opts: &mut Options,
-    secrets: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    let malformed = |reason: String| ConfigError::Malformed {
-        origin: Origin::Url.to_string(),
-        reason,
-    };
+fn parse_key_values(s: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Result<(), ConfigError> {
+    let malformed = |reason: String| ConfigError::Malformed { origin: Origin::Url.to_string(), reason };
     let mut it = s.char_indices().peekable();
     loop {
         while it.next_if(|(_, c)| c.is_whitespace()).is_some() {}
@@ -554,17 +421,12 @@ fn parse_key_values(
 /// libpq's URI syntax (after the scheme):
 /// `[user[:password]@][host][:port][,...][/dbname][?param=value&...]`.
 fn parse_uri(rest: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Result<(), ConfigError> {
-    let malformed = |reason: &str| ConfigError::Malformed {
-        origin: Origin::Url.to_string(),
-        reason: reason.to_owned(),
-    };
+    let malformed =
+        |reason: &str| ConfigError::Malformed { origin: Origin::Url.to_string(), reason: reason.to_owned() };
 
     // Credentials: libpq looks for `@` before the first `/`.
     let mut rest = rest;
-    if let Some(at) = rest
-        .find(['@', '/'])
-        .filter(|&i| rest.as_bytes()[i] == b'@')
-    {
+    if let Some(at) = rest.find(['@', '/']).filter(|&i| rest.as_bytes()[i] == b'@') {
         let creds = &rest[..at];
         rest = &rest[at + 1..];
         let (user, password) = match creds.split_once(':') {
@@ -591,9 +453,8 @@ fn parse_uri(rest: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Resul
     if !netloc.is_empty() {
         for chunk in netloc.split(',') {
             let (host, port) = if let Some(bracketed) = chunk.strip_prefix('[') {
-                let close = bracketed
-                    .find(']')
-                    .ok_or_else(|| malformed("missing `]` after an IPv6 address in the host"))?;
+                let close =
+                    bracketed.find(']').ok_or_else(|| malformed("missing `]` after an IPv6 address in the host"))?;
                 let host = &bracketed[..close];
                 if host.is_empty() {
                     return Err(malformed("empty IPv6 address in the host"));
@@ -617,16 +478,7 @@ fn parse_uri(rest: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Resul
         }
     }
     if hosts.iter().any(|h| !h.is_empty()) || hosts.len() > 1 {
-        let hosts: Vec<&str> = hosts
-            .iter()
-            .map(|h| {
-                if h.is_empty() {
-                    "localhost"
-                } else {
-                    h.as_str()
-                }
-            })
-            .collect();
+        let hosts: Vec<&str> = hosts.iter().map(|h| if h.is_empty() { "localhost" } else { h.as_str() }).collect();
         opts.set("host", hosts.join(","), Origin::Url)?;
     }
     if ports.iter().any(|p| !p.is_empty()) || ports.len() > 1 {
@@ -648,14 +500,10 @@ fn parse_uri(rest: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Resul
     if let Some(query) = tail.strip_prefix('?') {
         for param in query.split('&').filter(|p| !p.is_empty()) {
             let Some((key, value)) = param.split_once('=') else {
-                return Err(malformed(
-                    "a query parameter has no `=` (expected `?key=value&...`)",
-                ));
+                return Err(malformed("a query parameter has no `=` (expected `?key=value&...`)"));
             };
             if value.contains('=') {
-                return Err(malformed(
-                    "a query parameter has more than one `=` (percent-encode it as %3D)",
-                ));
+                return Err(malformed("a query parameter has more than one `=` (percent-encode it as %3D)"));
             }
             let key = percent_decode(key, "a query parameter name")?;
             let value = percent_decode(value, &format!("the `{}` query parameter", shorten(&key)))?;
@@ -668,8 +516,7 @@ fn parse_uri(rest: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Resul
                     return Err(ConfigError::InvalidValue {
                         origin: Origin::Url.to_string(),
                         option: "ssl".to_owned(),
-                        reason: "the only accepted value is `true` (meaning sslmode=require)"
-                            .to_owned(),
+                        reason: "the only accepted value is `true` (meaning sslmode=require)".to_owned(),
                     });
                 }
                 opts.set("sslmode", "require".to_owned(), Origin::Url)?;
@@ -683,18 +530,13 @@ fn parse_uri(rest: &str, opts: &mut Options, secrets: &mut Vec<String>) -> Resul
 
 /// Decodes `%XX` escapes; `what` names the part of the URI for error messages.
 fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
-    let malformed = |reason: String| ConfigError::Malformed {
-        origin: Origin::Url.to_string(),
-        reason,
-    };
+    let malformed = |reason: String| ConfigError::Malformed { origin: Origin::Url.to_string(), reason };
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             let byte = hex
                 .filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -709,8 +551,7 @@ fn percent_decode(s: &str, what: &str) -> Result<String, ConfigError> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| malformed(format!("{what} is not valid UTF-8 once percent-decoded")))
+    String::from_utf8(out).map_err(|_| malformed(format!("{what} is not valid UTF-8 once percent-decoded")))
 }
 
 /// Connection settings for tokio-postgres plus the TLS settings it cannot hold.
@@ -746,10 +587,7 @@ impl PgConfig {
     /// (`verify-full` with `sslrootcert=system`). Root certificates are libpq's:
     /// `sslrootcert`, else `~/.postgresql/root.crt` when it exists (`HOME` is looked up
     /// through `env` too). `env` looks up environment variables (injected for tests).
-    pub fn from_env_and_url(
-        url: Option<&str>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<PgConfig, ConfigError> {
+    pub fn from_env_and_url(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<PgConfig, ConfigError> {
         let mut secrets = Vec::new();
         Self::build(url, env, &mut secrets).map_err(|e| e.redact(&secrets))
     }
@@ -796,10 +634,7 @@ impl PgConfig {
             opts.set("user", user, Origin::Default)?;
         }
         if opts.get("dbname").is_none() {
-            let user = opts
-                .get("user")
-                .map(|(u, _)| u.to_owned())
-                .unwrap_or_default();
+            let user = opts.get("user").map(|(u, _)| u.to_owned()).unwrap_or_default();
             opts.set("dbname", user, Origin::Default)?;
         }
 
@@ -808,15 +643,10 @@ impl PgConfig {
         let system_roots = opts.get("sslrootcert").is_some_and(|(v, _)| v == "system");
         let ssl_mode = match opts.get("sslmode") {
             Some((value, origin)) => {
-                let mode = SslMode::from_str(value).map_err(|_| ConfigError::InvalidSslMode {
-                    origin: origin.to_string(),
-                    value: shorten(value),
-                })?;
+                let mode = SslMode::from_str(value)
+                    .map_err(|_| ConfigError::InvalidSslMode { origin: origin.to_string(), value: shorten(value) })?;
                 if system_roots && mode != SslMode::VerifyFull {
-                    return Err(ConfigError::WeakSslModeWithSystemRoots {
-                        origin: origin.to_string(),
-                        mode,
-                    });
+                    return Err(ConfigError::WeakSslModeWithSystemRoots { origin: origin.to_string(), mode });
                 }
                 mode
             }
@@ -845,32 +675,20 @@ impl PgConfig {
                     }
                 }
             }
-            tokio_postgres::Config::from_str(&pair)
-                .map_err(|_| invalid(&format!("expected {expected}")))?;
+            tokio_postgres::Config::from_str(&pair).map_err(|_| invalid(&format!("expected {expected}")))?;
             conninfo.push_str(&pair);
             conninfo.push(' ');
         }
-        let mut pg =
-            tokio_postgres::Config::from_str(&conninfo).map_err(|e| ConfigError::Malformed {
-                origin: Origin::Url.to_string(),
-                reason: e.to_string(),
-            })?;
+        let mut pg = tokio_postgres::Config::from_str(&conninfo)
+            .map_err(|e| ConfigError::Malformed { origin: Origin::Url.to_string(), reason: e.to_string() })?;
         if let Some((password, _)) = opts.get("password") {
             pg.password(password);
         }
 
         // Host, hostaddr and port lists must line up (tokio-postgres would only say so
         // when connecting).
-        let (n_hosts, n_addrs, n_ports) = (
-            pg.get_hosts().len(),
-            pg.get_hostaddrs().len(),
-            pg.get_ports().len(),
-        );
-        let origin_of = |key: &str| {
-            opts.get(key)
-                .map_or(Origin::Default, |(_, o)| o)
-                .to_string()
-        };
+        let (n_hosts, n_addrs, n_ports) = (pg.get_hosts().len(), pg.get_hostaddrs().len(), pg.get_ports().len());
+        let origin_of = |key: &str| opts.get(key).map_or(Origin::Default, |(_, o)| o).to_string();
         if n_hosts > 0 && n_addrs > 0 && n_hosts != n_addrs {
             return Err(ConfigError::InvalidValue {
                 origin: origin_of("hostaddr"),
@@ -883,13 +701,10 @@ impl PgConfig {
             return Err(ConfigError::InvalidValue {
                 origin: origin_of("port"),
                 option: "port".to_owned(),
-                reason: format!(
-                    "{n_ports} ports for {n_targets} hosts: give one port, or one per host"
-                ),
+                reason: format!("{n_ports} ports for {n_targets} hosts: give one port, or one per host"),
             });
         }
-        if pg.get_ssl_negotiation() == SslNegotiation::Direct
-            && matches!(ssl_mode, SslMode::Disable | SslMode::Prefer)
+        if pg.get_ssl_negotiation() == SslNegotiation::Direct && matches!(ssl_mode, SslMode::Disable | SslMode::Prefer)
         {
             return Err(ConfigError::InvalidValue {
                 origin: origin_of("sslnegotiation"),
@@ -904,11 +719,7 @@ impl PgConfig {
         // only socket hosts, TLS is off whatever the mode (ssl_mode() still reports it).
         let only_sockets = n_addrs == 0 && pg.get_hosts().iter().all(is_socket);
         let tls_active = ssl_mode != SslMode::Disable && !only_sockets;
-        let roots = if tls_active {
-            Self::roots(&opts, env)?
-        } else {
-            None
-        };
+        let roots = if tls_active { Self::roots(&opts, env)? } else { None };
         let root_cert = roots.as_ref().map(Roots::describe);
         let verification = match (tls_active, ssl_mode, roots) {
             (false, _, _) => Verification::Off,
@@ -922,45 +733,25 @@ impl PgConfig {
             }
             (true, _, None) => Verification::EncryptOnly,
         };
-        pg.ssl_mode(if tls_active {
-            ssl_mode.to_pg()
-        } else {
-            PgSslMode::Disable
-        });
+        pg.ssl_mode(if tls_active { ssl_mode.to_pg() } else { PgSslMode::Disable });
 
-        Ok(PgConfig {
-            pg,
-            ssl_mode,
-            verification,
-            root_cert,
-        })
+        Ok(PgConfig { pg, ssl_mode, verification, root_cert })
     }
 
     /// The root certificates: `sslrootcert` (a file, or `system`), else libpq's default
     /// file when it exists. An explicit file that cannot be used is an error in every mode.
-    fn roots(
-        opts: &Options,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Roots>, ConfigError> {
+    fn roots(opts: &Options, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Roots>, ConfigError> {
         match opts.get("sslrootcert") {
             Some(("system", _)) => Ok(Some(Roots::System)),
-            Some((path, origin)) => {
-                Roots::from_pem_file(path.as_ref())
-                    .map(Some)
-                    .map_err(|reason| ConfigError::RootCertUnreadable {
-                        origin: origin.to_string(),
-                        path: path.to_owned(),
-                        reason,
-                    })
-            }
+            Some((path, origin)) => Roots::from_pem_file(path.as_ref()).map(Some).map_err(|reason| {
+                ConfigError::RootCertUnreadable { origin: origin.to_string(), path: path.to_owned(), reason }
+            }),
             None => match default_root_cert(env) {
                 Some(path) if path.exists() => {
-                    Roots::from_pem_file(&path).map(Some).map_err(|reason| {
-                        ConfigError::RootCertUnreadable {
-                            origin: Origin::Default.to_string(),
-                            path: path.display().to_string(),
-                            reason,
-                        }
+                    Roots::from_pem_file(&path).map(Some).map_err(|reason| ConfigError::RootCertUnreadable {
+                        origin: Origin::Default.to_string(),
+                        path: path.display().to_string(),
+                        reason,
                     })
                 }
                 _ => Ok(None),
@@ -1036,11 +827,8 @@ impl PgConfig {
             parts.push(format!("hostaddr={}", addrs.join(",")));
         }
         let ports = self.pg.get_ports();
-        let ports: Vec<String> = if ports.is_empty() {
-            vec!["5432".to_owned()]
-        } else {
-            ports.iter().map(ToString::to_string).collect()
-        };
+        let ports: Vec<String> =
+            if ports.is_empty() { vec!["5432".to_owned()] } else { ports.iter().map(ToString::to_string).collect() };
         parts.push(format!("port={}", ports.join(",")));
         if let Some(dbname) = self.pg.get_dbname() {
             parts.push(format!("dbname={}", display_value(dbname)));
@@ -1076,13 +864,9 @@ fn is_socket(_host: &Host) -> bool {
 /// (`%APPDATA%\postgresql\root.crt` on Windows).
 fn default_root_cert(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     #[cfg(windows)]
-    let dir = env("APPDATA")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join("postgresql"));
+    let dir = env("APPDATA").filter(|d| !d.is_empty()).map(|d| PathBuf::from(d).join("postgresql"));
     #[cfg(not(windows))]
-    let dir = env("HOME")
-        .filter(|d| !d.is_empty())
-        .map(|d| PathBuf::from(d).join(".postgresql"));
+    let dir = env("HOME").filter(|d| !d.is_empty()).map(|d| PathBuf::from(d).join(".postgresql"));
     dir.map(|d| d.join("root.crt"))
 }
 
@@ -1097,10 +881,7 @@ mod tests {
     const PW: &str = "s3cr3t-pw";
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |name: &str| map.get(name).cloned()
     }
 
@@ -1171,12 +952,7 @@ mod tests {
 
     #[test]
     fn uri_with_everything() {
-        let c = ok(
-            &format!(
-                "postgres://bob:{PW}@db.example.com:6543/app?sslmode=require&application_name=cq"
-            ),
-            &[],
-        );
+        let c = ok(&format!("postgres://bob:{PW}@db.example.com:6543/app?sslmode=require&application_name=cq"), &[]);
         assert_eq!(hosts(&c), ["db.example.com"]);
         assert_eq!(c.pg().get_ports(), [6543]);
         assert_eq!(c.pg().get_user(), Some("bob"));
@@ -1196,10 +972,7 @@ mod tests {
 
     #[test]
     fn uri_percent_decoding_sockets_and_defaults() {
-        let c = ok(
-            "postgresql://us%40er:p%23w@%2Fvar%2Frun%2Fpostgresql/my%20db",
-            &[],
-        );
+        let c = ok("postgresql://us%40er:p%23w@%2Fvar%2Frun%2Fpostgresql/my%20db", &[]);
         assert_eq!(c.pg().get_user(), Some("us@er"));
         assert_eq!(c.pg().get_password(), Some("p#w".as_bytes()));
         assert_eq!(hosts(&c), ["unix:/var/run/postgresql"]);
@@ -1207,10 +980,7 @@ mod tests {
         assert_eq!(c.ssl_mode(), SslMode::Prefer);
         // No TLS over Unix sockets (libpq never tries).
         assert_eq!(c.pg().get_ssl_mode(), PgSslMode::Disable);
-        assert_eq!(
-            c.redacted(),
-            "host=/var/run/postgresql port=5432 dbname='my db' user=us@er sslmode=prefer"
-        );
+        assert_eq!(c.redacted(), "host=/var/run/postgresql port=5432 dbname='my db' user=us@er sslmode=prefer");
 
         let c = ok("postgres:///app?host=/tmp&port=5433", &[("USER", "carol")]);
         assert_eq!(hosts(&c), ["unix:/tmp"]);
@@ -1230,9 +1000,7 @@ mod tests {
         assert_eq!(c.pg().get_ports(), [5433, 5432, 7000]);
         assert_eq!(
             c.redacted(),
-            format!(
-                "host=::1,fe80::1,db2 port=5433,5432,7000 dbname=db user=postgres sslmode=prefer"
-            )
+            format!("host=::1,fe80::1,db2 port=5433,5432,7000 dbname=db user=postgres sslmode=prefer")
         );
 
         let c = ok("postgres://h1,h2/db", &[("PGPORT", "6000")]);
@@ -1242,10 +1010,7 @@ mod tests {
 
     #[test]
     fn uri_ssl_true_means_require() {
-        assert_eq!(
-            ok("postgres://h/db?ssl=true", &[]).ssl_mode(),
-            SslMode::Require
-        );
+        assert_eq!(ok("postgres://h/db?ssl=true", &[]).ssl_mode(), SslMode::Require);
         let e = err("postgres://h/db?ssl=yes", &[]);
         assert!(e.to_string().contains("`ssl`"), "{e}");
     }
@@ -1271,19 +1036,10 @@ mod tests {
         assert_eq!(c.pg().get_ssl_mode(), PgSslMode::Disable);
 
         // Values that tokio-postgres must get back intact.
-        let c = ok(
-            r"options='-c search_path=a\'b' connect_timeout=9 hostaddr=127.0.0.1",
-            &[],
-        );
+        let c = ok(r"options='-c search_path=a\'b' connect_timeout=9 hostaddr=127.0.0.1", &[]);
         assert_eq!(c.pg().get_options(), Some("-c search_path=a'b"));
-        assert_eq!(
-            c.pg().get_connect_timeout(),
-            Some(&std::time::Duration::from_secs(9))
-        );
-        assert!(
-            c.pg().get_hosts().is_empty(),
-            "hostaddr alone needs no default host"
-        );
+        assert_eq!(c.pg().get_connect_timeout(), Some(&std::time::Duration::from_secs(9)));
+        assert!(c.pg().get_hosts().is_empty(), "hostaddr alone needs no default host");
         assert_eq!(
             c.redacted(),
             "hostaddr=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=9 sslmode=prefer"
@@ -1310,10 +1066,7 @@ mod tests {
         assert_eq!(c.pg().get_password(), Some(PW.as_bytes()));
         assert_eq!(c.pg().get_dbname(), Some("shop"));
         assert_eq!(c.pg().get_application_name(), Some("tool"));
-        assert_eq!(
-            c.pg().get_connect_timeout(),
-            Some(&std::time::Duration::from_secs(7))
-        );
+        assert_eq!(c.pg().get_connect_timeout(), Some(&std::time::Duration::from_secs(7)));
         assert_eq!(c.ssl_mode(), SslMode::Disable);
         assert_eq!(
             c.redacted(),
@@ -1323,12 +1076,7 @@ mod tests {
 
     #[test]
     fn pg_variables_fill_in_what_the_url_leaves_out() {
-        let vars = [
-            ("PGUSER", "alice"),
-            ("PGDATABASE", "envdb"),
-            ("PGPORT", "6000"),
-            ("PGHOST", "envhost"),
-        ];
+        let vars = [("PGUSER", "alice"), ("PGDATABASE", "envdb"), ("PGPORT", "6000"), ("PGHOST", "envhost")];
         let c = ok("postgres://urlhost/", &vars);
         assert_eq!(hosts(&c), ["urlhost"]);
         assert_eq!(c.pg().get_ports(), [6000]);
@@ -1351,16 +1099,10 @@ mod tests {
     #[test]
     fn defaults() {
         let c = PgConfig::from_env_and_url(None, &env_of(&[("USER", "carol")])).expect("config");
-        assert_eq!(
-            c.redacted(),
-            "host=localhost port=5432 dbname=carol user=carol sslmode=prefer"
-        );
+        assert_eq!(c.redacted(), "host=localhost port=5432 dbname=carol user=carol sslmode=prefer");
         assert_eq!(c.pg().get_ssl_mode(), PgSslMode::Prefer);
         let c = PgConfig::from_env_and_url(None, &env_of(&[])).expect("config");
-        assert_eq!(
-            c.redacted(),
-            "host=localhost port=5432 dbname=postgres user=postgres sslmode=prefer"
-        );
+        assert_eq!(c.redacted(), "host=localhost port=5432 dbname=postgres user=postgres sslmode=prefer");
         // An empty or blank URL is no setting at all.
         let c = ok("   ", &[("PGUSER", "dave")]);
         assert_eq!(c.pg().get_user(), Some("dave"));
@@ -1370,20 +1112,12 @@ mod tests {
     fn all_five_ssl_modes() {
         let dir = TempDir::new();
         let ca = dir.write("ca.crt", CA_PEM);
-        let expected_pg = [
-            PgSslMode::Disable,
-            PgSslMode::Prefer,
-            PgSslMode::Require,
-            PgSslMode::Require,
-            PgSslMode::Require,
-        ];
+        let expected_pg =
+            [PgSslMode::Disable, PgSslMode::Prefer, PgSslMode::Require, PgSslMode::Require, PgSslMode::Require];
         for (mode, pg_mode) in SslMode::ALL.into_iter().zip(expected_pg) {
             assert_eq!(SslMode::from_str(mode.as_str()).expect("parse"), mode);
             assert_eq!(mode.to_string(), mode.as_str());
-            let url = format!(
-                "postgres://h/db?sslmode={mode}&sslrootcert={}",
-                ca.display()
-            );
+            let url = format!("postgres://h/db?sslmode={mode}&sslrootcert={}", ca.display());
             let c = ok(&url, &[]);
             assert_eq!(c.ssl_mode(), mode);
             assert_eq!(c.pg().get_ssl_mode(), pg_mode);
@@ -1396,25 +1130,16 @@ mod tests {
             }
             c.make_tls().expect("make_tls");
             c.tls_connector().expect("tls_connector");
-            let kv = ok(
-                &format!("host=h sslmode={mode}  sslrootcert='{}'", ca.display()),
-                &[],
-            );
+            let kv = ok(&format!("host=h sslmode={mode}  sslrootcert='{}'", ca.display()), &[]);
             assert_eq!(kv.ssl_mode(), mode);
             let env = PgConfig::from_env_and_url(
                 None,
-                &env_of(&[
-                    ("PGSSLMODE", mode.as_str()),
-                    ("PGSSLROOTCERT", &ca.display().to_string()),
-                ]),
+                &env_of(&[("PGSSLMODE", mode.as_str()), ("PGSSLROOTCERT", &ca.display().to_string())]),
             )
             .expect("env");
             assert_eq!(env.ssl_mode(), mode);
         }
-        assert!(
-            SslMode::from_str("Require").is_err(),
-            "case-sensitive, as libpq"
-        );
+        assert!(SslMode::from_str("Require").is_err(), "case-sensitive, as libpq");
         assert!(SslMode::from_str("allow").is_err());
     }
 
@@ -1422,19 +1147,10 @@ mod tests {
     fn root_certificates() {
         let dir = TempDir::new();
         let ca = dir.write("ca.crt", CA_PEM);
-        let c = ok(
-            &format!(
-                "postgres://h/db?sslmode=verify-ca&sslrootcert={}",
-                ca.display()
-            ),
-            &[],
-        );
+        let c = ok(&format!("postgres://h/db?sslmode=verify-ca&sslrootcert={}", ca.display()), &[]);
         assert_eq!(
             c.redacted(),
-            format!(
-                "host=h port=5432 dbname=db user=postgres sslmode=verify-ca sslrootcert={}",
-                ca.display()
-            )
+            format!("host=h port=5432 dbname=db user=postgres sslmode=verify-ca sslrootcert={}", ca.display())
         );
         // require without roots: encrypt only.
         let c = ok("postgres://h/db?sslmode=require", &[]);
@@ -1446,16 +1162,8 @@ mod tests {
         let home_var = home.path().display().to_string();
         let c = ok("postgres://h/db?sslmode=require", &[("HOME", &home_var)]);
         assert!(matches!(c.verification, Verification::Chain(_)));
-        assert!(
-            c.redacted()
-                .ends_with(&format!("sslrootcert={}", default.display())),
-            "{}",
-            c.redacted()
-        );
-        let c = ok(
-            "postgres://h/db?sslmode=verify-full",
-            &[("HOME", &home_var)],
-        );
+        assert!(c.redacted().ends_with(&format!("sslrootcert={}", default.display())), "{}", c.redacted());
+        let c = ok("postgres://h/db?sslmode=verify-full", &[("HOME", &home_var)]);
         assert!(matches!(c.verification, Verification::Full(_)));
         // ...but not with sslmode=disable.
         let c = ok("postgres://h/db?sslmode=disable", &[("HOME", &home_var)]);
@@ -1466,13 +1174,9 @@ mod tests {
         let c = ok("postgres://h/db?sslrootcert=system", &[]);
         assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
         assert!(matches!(c.verification, Verification::Full(Roots::System)));
-        assert!(
-            c.redacted()
-                .ends_with("sslmode=verify-full sslrootcert=system")
-        );
+        assert!(c.redacted().ends_with("sslmode=verify-full sslrootcert=system"));
         c.make_tls().expect("make_tls");
-        let c =
-            PgConfig::from_env_and_url(None, &env_of(&[("PGSSLROOTCERT", "system")])).expect("env");
+        let c = PgConfig::from_env_and_url(None, &env_of(&[("PGSSLROOTCERT", "system")])).expect("env");
         assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
 
         // Only Unix sockets: no TLS, so no roots needed (libpq never tries TLS there).
@@ -1504,129 +1208,44 @@ mod tests {
         /// A connection string, the environment, and what the message must mention.
         type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
         let cases: Vec<Case<'_>> = vec![
-            (
-                format!("postgres://u:{PW}@host:notaport/db"),
-                vec![],
-                vec!["`port`", "DATABASE_URL", "1 to 65535"],
-            ),
-            (
-                format!("postgres://u:{PW}@host:0/db"),
-                vec![],
-                vec!["`port`"],
-            ),
-            (
-                format!("postgres://u:{PW}@[::1"),
-                vec![],
-                vec!["malformed", "IPv6"],
-            ),
-            (
-                "postgres://[::1".to_owned(),
-                vec![],
-                vec!["malformed", "IPv6"],
-            ),
-            (
-                format!("postgres://u:{PW}@[::1]x/db"),
-                vec![],
-                vec!["malformed", "IPv6"],
-            ),
+            (format!("postgres://u:{PW}@host:notaport/db"), vec![], vec!["`port`", "DATABASE_URL", "1 to 65535"]),
+            (format!("postgres://u:{PW}@host:0/db"), vec![], vec!["`port`"]),
+            (format!("postgres://u:{PW}@[::1"), vec![], vec!["malformed", "IPv6"]),
+            ("postgres://[::1".to_owned(), vec![], vec!["malformed", "IPv6"]),
+            (format!("postgres://u:{PW}@[::1]x/db"), vec![], vec!["malformed", "IPv6"]),
             ("garbage".to_owned(), vec![], vec!["malformed", "key=value"]),
-            (
-                format!("total garbage {PW}"),
-                vec![],
-                vec!["malformed", "missing `=`"],
-            ),
-            (
-                format!("mysql://u:{PW}@h/db"),
-                vec![],
-                vec!["malformed", "`mysql`", "postgres://"],
-            ),
+            (format!("total garbage {PW}"), vec![], vec!["malformed", "missing `=`"]),
+            (format!("mysql://u:{PW}@h/db"), vec![], vec!["malformed", "`mysql`", "postgres://"]),
             (
                 format!("postgres://u:{PW}@h/db?sslmode=bogus"),
                 vec![],
                 vec!["`sslmode`", "\"bogus\"", SSL_MODES, "DATABASE_URL"],
             ),
-            (
-                format!("host=h password={PW} sslmode=bogus"),
-                vec![],
-                vec!["`sslmode`", SSL_MODES],
-            ),
-            (
-                format!("host=h password='{PW}"),
-                vec![],
-                vec!["malformed", "unterminated"],
-            ),
-            (
-                format!("host=h password={PW} port=x"),
-                vec![],
-                vec!["`port`"],
-            ),
-            (
-                format!("postgres://u:{PW}@h/db?bogus_option=1"),
-                vec![],
-                vec!["`bogus_option`"],
-            ),
-            (
-                format!("postgres://u:{PW}@h/db?noequals"),
-                vec![],
-                vec!["malformed", "`=`"],
-            ),
-            (
-                format!("postgres://u:{PW}@h/db?a=b=c"),
-                vec![],
-                vec!["malformed", "`=`"],
-            ),
-            (
-                format!("postgres://u:{PW}@h/d%zzb"),
-                vec![],
-                vec!["malformed", "percent-encoding", "database name"],
-            ),
-            (
-                format!("postgres://u:{PW}%00@h/db"),
-                vec![],
-                vec!["malformed", "%00", "password"],
-            ),
-            (
-                format!("postgres://u:{PW}@h/db?connect_timeout=soon"),
-                vec![],
-                vec!["`connect_timeout`", "seconds"],
-            ),
+            (format!("host=h password={PW} sslmode=bogus"), vec![], vec!["`sslmode`", SSL_MODES]),
+            (format!("host=h password='{PW}"), vec![], vec!["malformed", "unterminated"]),
+            (format!("host=h password={PW} port=x"), vec![], vec!["`port`"]),
+            (format!("postgres://u:{PW}@h/db?bogus_option=1"), vec![], vec!["`bogus_option`"]),
+            (format!("postgres://u:{PW}@h/db?noequals"), vec![], vec!["malformed", "`=`"]),
+            (format!("postgres://u:{PW}@h/db?a=b=c"), vec![], vec!["malformed", "`=`"]),
+            (format!("postgres://u:{PW}@h/d%zzb"), vec![], vec!["malformed", "percent-encoding", "database name"]),
+            (format!("postgres://u:{PW}%00@h/db"), vec![], vec!["malformed", "%00", "password"]),
+            (format!("postgres://u:{PW}@h/db?connect_timeout=soon"), vec![], vec!["`connect_timeout`", "seconds"]),
             (
                 format!("postgres://u:{PW}@h/db?target_session_attrs=primary"),
                 vec![],
                 vec!["`target_session_attrs`", "read-write"],
             ),
+            (format!("postgres://u:{PW}@h/db?hostaddr=not-an-ip"), vec![], vec!["`hostaddr`"]),
+            (format!("postgres://u:{PW}@a,b/db?port=1,2,3"), vec![], vec!["`port`", "3 ports for 2 hosts"]),
+            (format!("postgres://u:{PW}@a,b/db?hostaddr=127.0.0.1"), vec![], vec!["`hostaddr`"]),
+            (format!("postgres://u:{PW}@h/db?sslnegotiation=direct"), vec![], vec!["`sslnegotiation`", "prefer"]),
             (
-                format!("postgres://u:{PW}@h/db?hostaddr=not-an-ip"),
-                vec![],
-                vec!["`hostaddr`"],
-            ),
-            (
-                format!("postgres://u:{PW}@a,b/db?port=1,2,3"),
-                vec![],
-                vec!["`port`", "3 ports for 2 hosts"],
-            ),
-            (
-                format!("postgres://u:{PW}@a,b/db?hostaddr=127.0.0.1"),
-                vec![],
-                vec!["`hostaddr`"],
-            ),
-            (
-                format!("postgres://u:{PW}@h/db?sslnegotiation=direct"),
-                vec![],
-                vec!["`sslnegotiation`", "prefer"],
-            ),
-            (
-                format!(
-                    "postgres://u:{PW}@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/root.crt"
-                ),
+                format!("postgres://u:{PW}@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/root.crt"),
                 vec![],
                 vec!["`sslrootcert`", "/nonexistent/root.crt", "DATABASE_URL"],
             ),
             (
-                format!(
-                    "postgres://u:{PW}@h/db?sslmode=require&sslrootcert={}",
-                    junk.display()
-                ),
+                format!("postgres://u:{PW}@h/db?sslmode=require&sslrootcert={}", junk.display()),
                 vec![],
                 vec!["`sslrootcert`", "no PEM certificate"],
             ),
@@ -1648,11 +1267,7 @@ mod tests {
             // A password with an unencoded '/' is mis-split by libpq's rules: still no echo.
             (format!("postgres://u:{PW}/x@h/db"), vec![], vec!["`port`"]),
             // Settings from PG* variables are named by their variable.
-            (
-                "postgres://h/db".to_owned(),
-                vec![("PGPASSWORD", PW), ("PGPORT", "x")],
-                vec!["`port`", "PGPORT"],
-            ),
+            ("postgres://h/db".to_owned(), vec![("PGPASSWORD", PW), ("PGPORT", "x")], vec!["`port`", "PGPORT"]),
             (
                 "postgres://h/db".to_owned(),
                 vec![("PGPASSWORD", PW), ("PGSSLMODE", "bogus")],
@@ -1669,26 +1284,17 @@ mod tests {
             let (display, debug) = (e.to_string(), format!("{e:?}"));
             for text in [&display, &debug] {
                 assert!(!text.contains(PW), "{url}: password leaked: {text}");
-                assert!(
-                    !text.contains("s3cr3t"),
-                    "{url}: part of the password leaked: {text}"
-                );
+                assert!(!text.contains("s3cr3t"), "{url}: part of the password leaked: {text}");
             }
             for needle in needles {
-                assert!(
-                    display.contains(needle),
-                    "{url}: {display:?} should mention {needle:?}"
-                );
+                assert!(display.contains(needle), "{url}: {display:?} should mention {needle:?}");
             }
         }
     }
 
     #[test]
     fn scrubbing_is_a_second_line_of_defence() {
-        let e = ConfigError::Malformed {
-            origin: "x".into(),
-            reason: format!("oops {PW}"),
-        };
+        let e = ConfigError::Malformed { origin: "x".into(), reason: format!("oops {PW}") };
         let e = e.redact(&[PW.to_owned()]);
         assert_eq!(e.to_string(), "x is malformed: oops ***");
     }

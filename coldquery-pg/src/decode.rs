@@ -22,6 +22,9 @@ pub(crate) fn plan(ty: &Type) -> Plan {
     match ty.kind() {
         Kind::Enum(_) => Plan::Native,
         Kind::Array(elem) => plan(elem),
+        // PostgreSQL describes a domain column as its base type, but an array of a domain
+        // (`posint[]`) has the domain as its element type; its values use the base's format.
+        Kind::Domain(base) => plan(base),
         _ if native(ty) => Plan::Native,
         _ => Plan::ServerText,
     }
@@ -60,8 +63,10 @@ pub(crate) fn decode(ty: &Type, raw: &[u8]) -> Result<Value, String> {
     if let Kind::Array(elem) = ty.kind() {
         return decode_array(elem, raw);
     }
-    if let Kind::Enum(_) = ty.kind() {
-        return text(raw);
+    match ty.kind() {
+        Kind::Enum(_) => return text(raw),
+        Kind::Domain(base) => return decode(base, raw),
+        _ => {}
     }
     match *ty {
         Type::BOOL => Ok(Value::Bool(fixed::<1>(raw)?[0] != 0)),
@@ -145,9 +150,7 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
         _ => {}
     }
     let digits = (0..ndigits).map(|i| word(4 + i)).collect::<Result<Vec<_>, _>>()?;
-    let digit = |i: i64| -> u16 {
-        usize::try_from(i).ok().and_then(|i| digits.get(i).copied()).unwrap_or(0)
-    };
+    let digit = |i: i64| -> u16 { usize::try_from(i).ok().and_then(|i| digits.get(i).copied()).unwrap_or(0) };
     let mut out = String::new();
     if sign == 0x4000 {
         out.push('-');
@@ -226,8 +229,7 @@ fn timestamp(micros: i64, zone: &str) -> String {
     let in_day = micros.rem_euclid(DAY);
     let secs = in_day / 1_000_000;
     let frac = in_day % 1_000_000;
-    let mut out =
-        format!("{day_text}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = format!("{day_text}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
     if frac != 0 {
         let digits = format!("{frac:06}");
         out.push('.');
@@ -259,11 +261,7 @@ fn decode_array(elem: &Type, raw: &[u8]) -> Result<Value, String> {
     let mut flat = Vec::with_capacity(total);
     for _ in 0..total {
         let len = cur.i32()?;
-        flat.push(if len < 0 {
-            Value::Null
-        } else {
-            decode(elem, cur.take(len as usize)?)?
-        });
+        flat.push(if len < 0 { Value::Null } else { decode(elem, cur.take(len as usize)?)? });
     }
     Ok(nest(&dims, &mut flat.into_iter()))
 }

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, ErrorKind, Executor, Limits, PoolStatus, QueryResult,
-    Result, Statement, TxOptions,
+    Access, CancellationToken, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, Statement, TxOptions,
 };
 use postgres_types::{ToSql, Type};
 
@@ -51,20 +50,30 @@ impl Executor for PgExecutor {
                 )
                 .await;
                 // Always ROLLBACK: nothing a read did (set_config, advisory state aside) survives.
-                finish(&mut conn, "ROLLBACK").await?;
-                fetched?
+                // The statement's own error wins over a failed ROLLBACK (e.g. 57P01 when the
+                // backend was terminated), and a poisoned connection is not asked anything more:
+                // it may be dead, or still busy with a statement that ignored its cancel.
+                let fetched = match fetched {
+                    Ok(fetched) => fetched,
+                    Err(err) => {
+                        if !conn.is_poisoned() {
+                            let _ = finish(&mut conn, "ROLLBACK").await;
+                        }
+                        return Err(err);
+                    }
+                };
+                // A truncated read whose CancelRequest arrived after the statement had ended
+                // leaves the connection poisoned: the stray cancel may still land on the next
+                // statement (it made the ROLLBACK fail with 57014). Closing the connection
+                // rolls back instead.
+                if !conn.is_poisoned() {
+                    finish(&mut conn, "ROLLBACK").await?;
+                }
+                fetched
             }
             Access::Autocommit => {
-                run::fetch(
-                    &mut conn,
-                    &self.shared.tls,
-                    statement,
-                    limits,
-                    cancel,
-                    Protocol::Unnamed,
-                    OnTruncate::Drain,
-                )
-                .await?
+                run::fetch(&mut conn, &self.shared.tls, statement, limits, cancel, Protocol::Unnamed, OnTruncate::Drain)
+                    .await?
             }
         };
         let mut result = run::render(&conn.client, fetched).await;
@@ -102,11 +111,13 @@ impl Executor for PgExecutor {
                     results.push(result);
                 }
                 Err(err) => {
-                    finish(&mut conn, "ROLLBACK").await?;
-                    let message = format!(
-                        "operation {index} failed and the whole batch was rolled back: {}",
-                        err.message()
-                    );
+                    // A connection that fails to roll back is discarded, which rolls back too:
+                    // either way the operation's own error is the one to report.
+                    if !conn.is_poisoned() {
+                        let _ = finish(&mut conn, "ROLLBACK").await;
+                    }
+                    let message =
+                        format!("operation {index} failed and the whole batch was rolled back: {}", err.message());
                     return Err(err.with_operation_index(index).with_message(message));
                 }
             }
@@ -135,10 +146,8 @@ impl Executor for PgExecutor {
 async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits) -> Result<()> {
     let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
-    let (began, pinned) = tokio::join!(
-        conn.client.batch_execute(begin_sql),
-        conn.client.query_typed(PIN_WITH_TIMEOUT, &params)
-    );
+    let (began, pinned) =
+        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params));
     if let Err(e) = began.and(pinned.map(|_| ())) {
         conn.poison();
         return Err(errors::map(&e, "starting a transaction"));
@@ -158,4 +167,3 @@ async fn finish(conn: &mut PgConn, sql: &'static str) -> Result<()> {
 pub(crate) fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
-

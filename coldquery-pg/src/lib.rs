@@ -11,8 +11,10 @@
 //! protocol only, as one statement; results are capped while fetching; deadlines and cancels
 //! reach the server as CancelRequests.
 
+mod cancel;
 mod config;
 mod decode;
+pub mod ephemeral;
 mod errors;
 mod executor;
 mod manager;
@@ -26,9 +28,9 @@ use std::time::Duration;
 use coldquery_core::{Error, ErrorKind, Isolation, PoolStatus, Result, Sql, TxOptions};
 
 pub use config::{ConfigError, PgConfig, SslMode};
-pub use tls::PgTls;
 pub use executor::PgExecutor;
 pub use sessions::PgSessions;
+pub use tls::PgTls;
 
 use manager::Manager;
 
@@ -72,7 +74,9 @@ pub struct Database {
 }
 
 pub(crate) struct Shared {
-    pub(crate) tls: PgTls,
+    /// How to send CancelRequests (TLS set-up and server address). Named `tls` for the
+    /// callers that pass it on to [`run::fetch`].
+    pub(crate) tls: cancel::Canceller,
     pool: bb8::Pool<Manager>,
     acquire_timeout: Duration,
 }
@@ -88,18 +92,12 @@ impl Shared {
         self.get(&self.pool).await
     }
 
-    pub(crate) async fn get(
-        &self,
-        pool: &bb8::Pool<Manager>,
-    ) -> Result<bb8::PooledConnection<'static, Manager>> {
+    pub(crate) async fn get(&self, pool: &bb8::Pool<Manager>) -> Result<bb8::PooledConnection<'static, Manager>> {
         pool.get_owned().await.map_err(|e| match e {
             bb8::RunError::User(e) => errors::map(&e, "connecting to PostgreSQL"),
             bb8::RunError::TimedOut => Error::new(
                 ErrorKind::Unavailable,
-                format!(
-                    "no database connection became free within {} ms",
-                    self.acquire_timeout.as_millis()
-                ),
+                format!("no database connection became free within {} ms", self.acquire_timeout.as_millis()),
             )
             .with_hint("the server is busy or PostgreSQL is unreachable; retry shortly"),
         })
@@ -140,15 +138,16 @@ impl Database {
         let mut config = config.clone();
         config.set_fallback_application_name(&options.application_name);
         let mut pg = config.pg().clone();
-        
+
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(options.acquire_timeout);
         }
         pg.keepalives_idle(Duration::from_secs(60));
-        let tls = config.tls_connector().map_err(|e| {
-            Error::new(ErrorKind::InvalidArgument, e.to_string())
-        })?;
-        let manager = { let (pg, tls) = (pg.clone(), tls.clone()); move || Manager::new(pg.clone(), tls.clone()) };
+        let tls = config.tls_connector().map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))?;
+        let manager = {
+            let (pg, tls) = (pg.clone(), tls.clone());
+            move || Manager::new(pg.clone(), tls.clone())
+        };
         // One direct connection first, for an honest error message.
         let (client, connection) = pg.connect(tls.clone()).await.map_err(|e| {
             let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
@@ -166,22 +165,14 @@ impl Database {
                 .build_unchecked(manager())
         };
         let shared = Arc::new(Shared {
-            tls,
+            tls: cancel::Canceller::new(tls, &pg),
             pool: build(options.pool_size.max(1)),
             acquire_timeout: options.acquire_timeout,
         });
         let session_pool = build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX));
-        let sessions = PgSessions::new(
-            shared.clone(),
-            session_pool,
-            options.max_sessions,
-            options.session_ttl,
-            options.busy_wait,
-        );
-        Ok(Database {
-            executor: Arc::new(PgExecutor { shared }),
-            sessions: Arc::new(sessions),
-        })
+        let sessions =
+            PgSessions::new(shared.clone(), session_pool, options.max_sessions, options.session_ttl, options.busy_wait);
+        Ok(Database { executor: Arc::new(PgExecutor { shared }), sessions: Arc::new(sessions) })
     }
 }
 

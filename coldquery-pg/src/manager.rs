@@ -2,10 +2,10 @@
 //! "poisoned" flag so ColdQuery can throw away a connection it cannot prove clean (bb8 has no
 //! public discard; see reliability notes, finding 7).
 
+use crate::tls::PgTls;
 use bb8::ManageConnection;
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::Client;
-use crate::tls::PgTls;
 
 /// A pooled connection.
 #[derive(Debug)]

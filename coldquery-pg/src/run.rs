@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use coldquery_core::{CancellationToken, Error, ErrorKind, Field, Limits, QueryResult, Statement};
 use futures_util::{StreamExt, pin_mut};
-use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use serde_json::Value;
 use tokio_postgres::{CancelToken, Client, Column, Row};
-use crate::tls::PgTls;
 
+use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
 use crate::manager::PgConn;
@@ -56,7 +56,7 @@ pub(crate) struct Fetched {
 /// Runs `statement` on `conn`. On interruption or a fatal error the connection is poisoned.
 pub(crate) async fn fetch(
     conn: &mut PgConn,
-    tls: &PgTls,
+    tls: &Canceller,
     statement: &Statement,
     limits: &Limits,
     cancel: &CancellationToken,
@@ -83,12 +83,12 @@ pub(crate) async fn fetch(
 /// Sends a CancelRequest and waits for the statement to end (or gives the connection up).
 async fn interrupt(
     token: &CancelToken,
-    tls: &PgTls,
+    tls: &Canceller,
     work: impl Future<Output = (Result<Fetched, Error>, bool)>,
     kind: ErrorKind,
     limits: &Limits,
 ) -> (Result<Fetched, Error>, bool) {
-    let sent = token.cancel_query(tls.clone()).await.is_ok();
+    let sent = tls.cancel(token).await;
     let ended = tokio::time::timeout(CANCEL_GRACE, work).await;
     let message = match kind {
         ErrorKind::Timeout => format!(
@@ -102,22 +102,20 @@ async fn interrupt(
         _ => "run it again if you still need the result",
     });
     // The connection is trusted again only if the statement ended because of our cancel.
-    let clean = sent
-        && matches!(&ended, Ok((Err(e), false)) if e.sqlstate() == Some("57014"));
+    let clean = sent && matches!(&ended, Ok((Err(e), false)) if e.sqlstate() == Some("57014"));
     (Err(err), !clean)
 }
 
 async fn fetch_rows(
     client: &Client,
     token: &CancelToken,
-    tls: &PgTls,
+    tls: &Canceller,
     statement: &Statement,
     limits: &Limits,
     protocol: Protocol,
     on_truncate: OnTruncate,
 ) -> (Result<Fetched, Error>, bool) {
-    let params: Vec<TextParam> =
-        statement.params.iter().map(|p| TextParam(p.to_text())).collect();
+    let params: Vec<TextParam> = statement.params.iter().map(|p| TextParam(p.to_text())).collect();
     let sql = statement.sql.text();
     let started = match protocol {
         Protocol::Prepared => match client.prepare(sql).await {
@@ -139,10 +137,7 @@ async fn fetch_rows(
             Err(e) => Err(e),
         },
         Protocol::Unnamed => client
-            .query_typed_raw(
-                sql,
-                params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN)),
-            )
+            .query_typed_raw(sql, params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN)))
             .await
             .map(|stream| (None, stream)),
     };
@@ -170,7 +165,7 @@ async fn fetch_rows(
     let mut suspect = false;
     if truncated {
         if on_truncate == OnTruncate::Cancel {
-            let sent = token.cancel_query(tls.clone()).await.is_ok();
+            let sent = tls.cancel(token).await;
             let mut cancelled = false;
             while let Some(next) = stream.next().await {
                 if let Err(e) = next {
@@ -189,9 +184,7 @@ async fn fetch_rows(
             }
         }
     }
-    let columns = columns
-        .or_else(|| rows.first().map(|r| describe(r.columns())))
-        .unwrap_or_default();
+    let columns = columns.or_else(|| rows.first().map(|r| describe(r.columns()))).unwrap_or_default();
     let rows_affected = stream.rows_affected();
     (Ok(Fetched { columns, rows, truncated, rows_affected }), suspect)
 }
@@ -200,12 +193,9 @@ async fn fetch_rows(
 /// (which must be usable: not inside an aborted transaction).
 pub(crate) async fn render(client: &Client, fetched: Fetched) -> QueryResult {
     let Fetched { columns, rows, truncated, rows_affected } = fetched;
-    let fields = columns
-        .iter()
-        .map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() })
-        .collect();
-    let mut out: Vec<Vec<Value>> =
-        rows.iter().map(|_| Vec::with_capacity(columns.len())).collect();
+    let fields =
+        columns.iter().map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() }).collect();
+    let mut out: Vec<Vec<Value>> = rows.iter().map(|_| Vec::with_capacity(columns.len())).collect();
     for (i, (_, ty)) in columns.iter().enumerate() {
         let raw: Vec<Option<&[u8]>> = rows.iter().map(|r| raw_value(r, i)).collect();
         let values = match decode::plan(ty) {
@@ -213,8 +203,7 @@ pub(crate) async fn render(client: &Client, fetched: Fetched) -> QueryResult {
                 .iter()
                 .map(|v| match v {
                     None => Value::Null,
-                    Some(bytes) => decode::decode(ty, bytes)
-                        .unwrap_or_else(|_| Value::String(decode::hex(bytes))),
+                    Some(bytes) => decode::decode(ty, bytes).unwrap_or_else(|_| Value::String(decode::hex(bytes))),
                 })
                 .collect(),
             Plan::ServerText => server_text(client, ty, &raw).await,
@@ -244,21 +233,19 @@ fn raw_value(row: &Row, i: usize) -> Option<&[u8]> {
 
 /// Renders values of a type this module does not decode by sending them back as parameters
 /// of that very type and casting them to `text` on the server: PostgreSQL's own text form.
+/// Arrays of such types are cast to `text[]` instead, so they still render as JSON arrays
+/// (of their elements' text forms).
 async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>]) -> Vec<Value> {
     const CHUNK: usize = 1000;
     let mut out = Vec::with_capacity(raw.len());
     for chunk in raw.chunks(CHUNK) {
         let present: Vec<&[u8]> = chunk.iter().flatten().copied().collect();
-        let texts = if present.is_empty() {
-            Ok(Vec::new())
-        } else {
-            cast_to_text(client, ty, &present).await
-        };
+        let texts = if present.is_empty() { Ok(Vec::new()) } else { cast_to_text(client, ty, &present).await };
         let mut texts = texts.map(|t| t.into_iter());
         for value in chunk {
             out.push(match (value, &mut texts) {
                 (None, _) => Value::Null,
-                (Some(_), Ok(texts)) => texts.next().flatten().map_or(Value::Null, Value::String),
+                (Some(_), Ok(texts)) => texts.next().flatten().unwrap_or(Value::Null),
                 // No binary input function for this type: keep the bytes, losslessly.
                 (Some(bytes), Err(_)) => Value::String(decode::hex(bytes)),
             });
@@ -271,13 +258,14 @@ async fn cast_to_text(
     client: &Client,
     ty: &Type,
     values: &[&[u8]],
-) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+) -> Result<Vec<Option<Value>>, tokio_postgres::Error> {
+    let is_array = matches!(ty.kind(), Kind::Array(_));
     let mut sql = coldquery_core::SqlBuilder::new("SELECT ");
     for n in 1..=values.len() {
         if n > 1 {
             sql.push(", ");
         }
-        sql.placeholder(n).push("::text");
+        sql.placeholder(n).push(if is_array { "::text[]" } else { "::text" });
     }
     let sql = sql.build();
     let params: Vec<RawParam<'_>> = values.iter().map(|v| RawParam(v)).collect();
@@ -289,7 +277,11 @@ async fn cast_to_text(
         .await?;
     let row = row.into_iter().next();
     Ok((0..values.len())
-        .map(|i| row.as_ref().and_then(|r| r.try_get::<_, Option<String>>(i).ok().flatten()))
+        .map(|i| {
+            let raw = row.as_ref().and_then(|r| raw_value(r, i))?;
+            let text_type = if is_array { Type::TEXT_ARRAY } else { Type::TEXT };
+            Some(decode::decode(&text_type, raw).unwrap_or_else(|_| Value::String(decode::hex(raw))))
+        })
         .collect())
 }
 
@@ -298,11 +290,7 @@ async fn cast_to_text(
 struct TextParam(Option<String>);
 
 impl ToSql for TextParam {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(&self, _ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match &self.0 {
             None => Ok(IsNull::Yes),
             Some(text) => {
@@ -328,11 +316,7 @@ impl ToSql for TextParam {
 struct RawParam<'a>(&'a [u8]);
 
 impl ToSql for RawParam<'_> {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(&self, _ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         out.extend_from_slice(self.0);
         Ok(IsNull::No)
     }

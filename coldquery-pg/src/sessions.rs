@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bb8::PooledConnection;
 use coldquery_core::{
-    CancellationToken, Error, ErrorKind, Ident, Limits, OnError, Owner, QueryResult, Result,
-    SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, SqlBuilder, Statement,
-    TxOptions, TxState, session_not_found,
+    CancellationToken, Error, ErrorKind, Ident, Limits, OnError, Owner, QueryResult, Result, SavepointOp, SessionEnd,
+    SessionId, SessionInfo, SessionStore, SqlBuilder, Statement, TxOptions, TxState, session_not_found,
 };
 use postgres_types::{ToSql, Type};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -147,12 +146,12 @@ async fn reap(inner: Weak<Inner>) {
         };
         for slot in expired {
             // A session in the middle of a call is not idle.
-            if let Ok(mut live) = slot.live.try_lock() {
-                if slot.expired(inner.ttl) {
-                    inner.remove(&slot);
-                    inner.end_quietly(&slot, &mut live).await;
-                    tracing::info!(session = %slot.id, "session expired and was rolled back");
-                }
+            if let Ok(mut live) = slot.live.try_lock()
+                && slot.expired(inner.ttl)
+            {
+                inner.remove(&slot);
+                inner.end_quietly(&slot, &mut live).await;
+                tracing::info!(session = %slot.id, "session expired and was rolled back");
             }
         }
     }
@@ -160,8 +159,7 @@ async fn reap(inner: Weak<Inner>) {
 
 impl Slot {
     fn expired(&self, ttl: Duration) -> bool {
-        !self.active.load(Ordering::Acquire)
-            && self.state.lock().expect("state lock").last_used.elapsed() >= ttl
+        !self.active.load(Ordering::Acquire) && self.state.lock().expect("state lock").last_used.elapsed() >= ttl
     }
 
     fn info(&self, ttl: Duration) -> SessionInfo {
@@ -176,7 +174,11 @@ impl Slot {
             } else {
                 TxState::Idle
             },
-            expires_in_seconds: ttl.saturating_sub(idle).as_secs(),
+            // Rounded up: a fresh session shows the full TTL, and 0 only once it is due.
+            expires_in_seconds: {
+                let left = ttl.saturating_sub(idle);
+                left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            },
             age_seconds: self.created.elapsed().as_secs(),
             idle_seconds: idle.as_secs(),
             options: self.options,
@@ -236,15 +238,22 @@ impl Inner {
 
     /// Rolls back, cleans and returns the connection (or discards it).
     async fn end_quietly(&self, slot: &Slot, live: &mut Live) {
-        if slot.tx() != Tx::Lost {
-            if let Ok(conn) = live.conn() {
-                if conn.client.batch_execute("ROLLBACK").await.is_ok() {
-                    reset(conn).await;
-                }
-            }
+        if let Ok(conn) = live.conn() {
+            rollback_and_reset(conn, slot.tx() == Tx::Lost).await;
         }
         live.release();
     }
+}
+
+/// Ends the transaction and cleans the connection for its next owner. A connection whose
+/// ROLLBACK fails (or that is known to be lost) is poisoned: returned to the pool as it is, it
+/// could hand an open transaction to the next caller (bb8 does not reset connections).
+async fn rollback_and_reset(conn: &mut PgConn, lost: bool) {
+    if lost || conn.client.batch_execute("ROLLBACK").await.is_err() {
+        conn.poison();
+        return;
+    }
+    reset(conn).await;
 }
 
 /// Cleans a connection whose transaction has ended; poisons it if that cannot be proven.
@@ -301,10 +310,7 @@ impl SessionStore for PgSessions {
         let begin = begin_sql(options);
         let (began, pinned) = tokio::join!(
             conn.client.batch_execute(begin.text()),
-            conn.client.query_typed(
-                "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
-                &params
-            )
+            conn.client.query_typed("SELECT set_config('idle_in_transaction_session_timeout', $1, true)", &params)
         );
         if let Err(e) = began.and(pinned.map(|_| ())) {
             conn.poison();
@@ -349,18 +355,14 @@ impl SessionStore for PgSessions {
         let per_statement = slot.options.on_error == OnError::RollbackStatement;
         let tls = inner.shared.tls.clone();
         let conn = live.conn()?;
-        if per_statement {
-            if let Err(e) = conn.client.batch_execute("SAVEPOINT coldquery_statement").await {
-                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
-                return Err(errors::map(&e, "setting the statement savepoint"));
-            }
+        if per_statement && let Err(e) = conn.client.batch_execute("SAVEPOINT coldquery_statement").await {
+            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+            return Err(errors::map(&e, "setting the statement savepoint"));
         }
         let started = Instant::now();
         // Inside a session a truncated result is drained, not cancelled: a cancel would abort
         // the caller's transaction.
-        let fetched =
-            run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared, OnTruncate::Drain)
-                .await;
+        let fetched = run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared, OnTruncate::Drain).await;
         slot.state.lock().expect("state lock").statements += 1;
         let fetched = match fetched {
             Ok(fetched) => fetched,
@@ -393,11 +395,9 @@ impl SessionStore for PgSessions {
                 ));
             }
         };
-        if per_statement {
-            if let Err(e) = conn.client.batch_execute("RELEASE SAVEPOINT coldquery_statement").await {
-                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
-                return Err(errors::map(&e, "releasing the statement savepoint"));
-            }
+        if per_statement && let Err(e) = conn.client.batch_execute("RELEASE SAVEPOINT coldquery_statement").await {
+            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+            return Err(errors::map(&e, "releasing the statement savepoint"));
         }
         let mut result = run::render(&conn.client, fetched).await;
         result.duration_ms = elapsed_ms(started);
@@ -433,13 +433,7 @@ impl SessionStore for PgSessions {
         }
     }
 
-    async fn savepoint(
-        &self,
-        owner: &Owner,
-        id: &SessionId,
-        op: SavepointOp,
-        name: &Ident,
-    ) -> Result<SessionInfo> {
+    async fn savepoint(&self, owner: &Owner, id: &SessionId, op: SavepointOp, name: &Ident) -> Result<SessionInfo> {
         let inner = &self.inner;
         let slot = inner.find(owner, id)?;
         let mut live = inner.lock(&slot).await?;
@@ -453,11 +447,8 @@ impl SessionStore for PgSessions {
         // PostgreSQL; refuse it before sending anything.
         let position = slot.state.lock().expect("state lock").savepoints.iter().rposition(|s| s == name);
         if op != SavepointOp::Create && position.is_none() {
-            return Err(Error::invalid(format!(
-                "no savepoint named {} in this session",
-                name.as_str()
-            ))
-            .with_hint("create it first with pg_tx savepoint; names are case-sensitive"));
+            return Err(Error::invalid(format!("no savepoint named {} in this session", name.as_str()))
+                .with_hint("create it first with pg_tx savepoint; names are case-sensitive"));
         }
         let sql = match op {
             SavepointOp::Create => SqlBuilder::new("SAVEPOINT ").ident(name).build(),
@@ -518,8 +509,7 @@ impl PgSessions {
         let inner = &self.inner;
         let picked: Vec<Arc<Slot>> = {
             let mut slots = inner.slots.lock().expect("slots lock");
-            let ids: Vec<String> =
-                slots.iter().filter(|(_, s)| pick(s)).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = slots.iter().filter(|(_, s)| pick(s)).map(|(id, _)| id.clone()).collect();
             ids.iter().filter_map(|id| slots.remove(id)).collect()
         };
         for slot in &picked {
@@ -540,15 +530,18 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
     // A failed transaction answers COMMIT with ROLLBACK and no error; a probe finds out first.
     if let Err(e) = conn.client.query_typed("SELECT 1", &[]).await {
         let lost = errors::is_fatal(&e);
-        if !lost {
-            let _ = conn.client.batch_execute("ROLLBACK").await;
-            reset(conn).await;
-        }
+        rollback_and_reset(conn, lost).await;
         live.release();
         slot.set_tx(if lost { Tx::Lost } else { Tx::Aborted });
+        let message = if lost {
+            "nothing was committed: the session's connection had been lost before COMMIT, so PostgreSQL rolled the transaction back"
+        } else {
+            "nothing was committed: the transaction had failed and was rolled back"
+        };
         return Err(errors::map(&e, "checking the transaction before COMMIT")
             .with_kind(ErrorKind::CommitFailed)
-            .with_message("nothing was committed: the transaction had failed and was rolled back"));
+            .with_message(message)
+            .with_hint("the session is closed; begin a new session and redo the work"));
     }
     match conn.client.batch_execute("COMMIT").await {
         Ok(()) => {
@@ -570,10 +563,8 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
             reset(conn).await;
             live.release();
             let db = errors::map(&e, "committing");
-            let message = format!(
-                "nothing was committed: PostgreSQL rolled the transaction back at COMMIT: {}",
-                db.message()
-            );
+            let message =
+                format!("nothing was committed: PostgreSQL rolled the transaction back at COMMIT: {}", db.message());
             Err(db.with_kind(ErrorKind::CommitFailed).with_message(message))
         }
     }

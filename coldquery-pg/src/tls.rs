@@ -21,9 +21,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -62,10 +60,7 @@ impl Roots {
         if added == 0 {
             return Err("none of the file's certificates can be used as a trust anchor".to_owned());
         }
-        Ok(Roots::File {
-            path: path.to_path_buf(),
-            store: Arc::new(store),
-        })
+        Ok(Roots::File { path: path.to_path_buf(), store: Arc::new(store) })
     }
 
     /// The value to show for `sslrootcert`: the path, or `system`.
@@ -79,9 +74,7 @@ impl Roots {
     fn store(&self) -> Arc<RootCertStore> {
         match self {
             Roots::File { store, .. } => Arc::clone(store),
-            Roots::System => Arc::new(RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            }),
+            Roots::System => Arc::new(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
         }
     }
 }
@@ -89,11 +82,9 @@ impl Roots {
 impl fmt::Debug for Roots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Roots::File { path, store } => f
-                .debug_struct("File")
-                .field("path", path)
-                .field("certificates", &store.len())
-                .finish(),
+            Roots::File { path, store } => {
+                f.debug_struct("File").field("path", path).field("certificates", &store.len()).finish()
+            }
             Roots::System => f.write_str("System"),
         }
     }
@@ -124,17 +115,14 @@ fn provider() -> Arc<CryptoProvider> {
 /// closed should it ever be used.
 pub(crate) fn client_config(verification: &Verification) -> Result<ClientConfig, rustls::Error> {
     let provider = provider();
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()?;
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
     let webpki = |roots: &Roots| {
         WebPkiServerVerifier::builder_with_provider(roots.store(), Arc::clone(&provider))
             .build()
             .map_err(|e| rustls::Error::General(format!("cannot use the root certificates: {e}")))
     };
     let mut config = match verification {
-        Verification::Off => builder
-            .with_webpki_verifier(webpki(&Roots::System)?)
-            .with_no_client_auth(),
+        Verification::Off => builder.with_webpki_verifier(webpki(&Roots::System)?).with_no_client_auth(),
         Verification::EncryptOnly => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
@@ -143,13 +131,9 @@ pub(crate) fn client_config(verification: &Verification) -> Result<ClientConfig,
             .with_no_client_auth(),
         Verification::Chain(roots) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                inner: webpki(roots)?,
-            }))
+            .with_custom_certificate_verifier(Arc::new(ChainOnly { inner: webpki(roots)? }))
             .with_no_client_auth(),
-        Verification::Full(roots) => builder
-            .with_webpki_verifier(webpki(roots)?)
-            .with_no_client_auth(),
+        Verification::Full(roots) => builder.with_webpki_verifier(webpki(roots)?).with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(config)
@@ -216,13 +200,7 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -269,9 +247,7 @@ pub struct PgTls {
 impl PgTls {
     /// Wraps a rustls client configuration.
     pub(crate) fn new(config: ClientConfig) -> PgTls {
-        PgTls {
-            inner: MakeRustlsConnect::new(config),
-        }
+        PgTls { inner: MakeRustlsConnect::new(config) }
     }
 }
 
@@ -290,11 +266,7 @@ where
     type Error = <MakeRustlsConnect as MakeTlsConnect<S>>::Error;
 
     fn make_tls_connect(&mut self, hostname: &str) -> Result<Self::TlsConnect, Self::Error> {
-        let hostname = if hostname.is_empty() {
-            "localhost"
-        } else {
-            hostname
-        };
+        let hostname = if hostname.is_empty() { "localhost" } else { hostname };
         <MakeRustlsConnect as MakeTlsConnect<S>>::make_tls_connect(&mut self.inner, hostname)
     }
 }
@@ -363,27 +335,19 @@ mod tests {
     use rustls::{ClientConnection, ServerConfig, ServerConnection};
 
     fn roots(pem: &str) -> Roots {
-        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .expect("test PEM");
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().expect("test PEM");
         let mut store = RootCertStore::empty();
         store.add_parsable_certificates(certs);
-        Roots::File {
-            path: PathBuf::from("test.crt"),
-            store: Arc::new(store),
-        }
+        Roots::File { path: PathBuf::from("test.crt"), store: Arc::new(store) }
     }
 
     /// Runs a full TLS handshake in memory between a client using `verification` and a
     /// server presenting the `db.test` certificate; the client connects to `name`.
     fn handshake(verification: &Verification, name: &str) -> Result<(), rustls::Error> {
-        let certs = rustls_pemfile::certs(&mut SERVER_PEM.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("server cert");
+        let certs =
+            rustls_pemfile::certs(&mut SERVER_PEM.as_bytes()).collect::<Result<Vec<_>, _>>().expect("server cert");
         let key: PrivateKeyDer<'static> =
-            rustls_pemfile::private_key(&mut SERVER_KEY_PEM.as_bytes())
-                .expect("server key")
-                .expect("a key");
+            rustls_pemfile::private_key(&mut SERVER_KEY_PEM.as_bytes()).expect("server key").expect("a key");
         let server = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
@@ -421,12 +385,7 @@ mod tests {
     }
 
     fn is_unknown_issuer(r: Result<(), rustls::Error>) -> bool {
-        matches!(
-            r,
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer
-            ))
-        )
+        matches!(r, Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)))
     }
 
     #[test]
@@ -453,8 +412,7 @@ mod tests {
             matches!(
                 r,
                 Err(rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                        | CertificateError::NotValidForNameContext { .. }
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
                 ))
             ),
             "{r:?}"
@@ -476,15 +434,9 @@ mod tests {
         let mut tls = PgTls::new(client_config(&Verification::EncryptOnly).expect("config"));
         let made = <PgTls as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(&mut tls, "");
         assert!(made.is_ok());
-        let mut plain =
-            MakeRustlsConnect::new(client_config(&Verification::EncryptOnly).expect("config"));
-        let made = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
-            &mut plain, "",
-        );
-        assert!(
-            made.is_err(),
-            "MakeRustlsConnect rejects an empty name; PgTls exists for that"
-        );
+        let mut plain = MakeRustlsConnect::new(client_config(&Verification::EncryptOnly).expect("config"));
+        let made = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(&mut plain, "");
+        assert!(made.is_err(), "MakeRustlsConnect rejects an empty name; PgTls exists for that");
         assert!(format!("{tls:?}").starts_with("PgTls"));
     }
 }

@@ -75,12 +75,7 @@ impl AuditRecord {
         }
     }
 
-    pub(crate) fn denial(
-        ctx: &Ctx<'_>,
-        session: Option<&str>,
-        statement: Option<&str>,
-        err: &Error,
-    ) -> AuditRecord {
+    pub(crate) fn denial(ctx: &Ctx<'_>, session: Option<&str>, statement: Option<&str>, err: &Error) -> AuditRecord {
         AuditRecord {
             decision: "denied",
             outcome: err.kind().code().to_owned(),

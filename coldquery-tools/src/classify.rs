@@ -13,6 +13,7 @@
 //! (functions such as `pg_terminate_backend` or `dblink_exec`, see the deny-list).
 
 use coldquery_core::{CallerSql, Error, ErrorKind, Result};
+use pg_query::protobuf::{ObjectType, VariableSetKind};
 use serde_json::Value;
 
 /// What a statement is, as far as the policy cares.
@@ -46,6 +47,8 @@ struct Flags {
     needs_autocommit: bool,
     /// Leaves state on the connection after the statement (SET, temp tables, LISTEN, ...).
     session_state: bool,
+    /// `SET TRANSACTION …`, `SET SESSION CHARACTERISTICS …`, `SET transaction_read_only …`.
+    sets_transaction_characteristics: bool,
 }
 
 /// The statement kinds a read may run.
@@ -210,11 +213,17 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
             writes = flags.explain_analyze && walk.writes;
         }
         "CopyStmt" => {
-            flags.copy_server_side = body["is_program"] == true || body["filename"].as_str().is_some_and(|f| !f.is_empty());
+            flags.copy_server_side =
+                body["is_program"] == true || body["filename"].as_str().is_some_and(|f| !f.is_empty());
             flags.copy_stdio = !flags.copy_server_side;
             writes = true;
         }
-        "VacuumStmt" | "CreatedbStmt" | "DropdbStmt" | "CreateTableSpaceStmt" | "DropTableSpaceStmt" | "AlterSystemStmt" => {
+        "VacuumStmt"
+        | "CreatedbStmt"
+        | "DropdbStmt"
+        | "CreateTableSpaceStmt"
+        | "DropTableSpaceStmt"
+        | "AlterSystemStmt" => {
             flags.needs_autocommit = true;
             writes = true;
         }
@@ -228,6 +237,16 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
         }
         "VariableSetStmt" => {
             flags.session_state = body["is_local"] != true;
+            let name = body["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+            flags.sets_transaction_characteristics = matches!(
+                name.as_str(),
+                "transaction"
+                    | "session characteristics"
+                    | "transaction_read_only"
+                    | "transaction_isolation"
+                    | "transaction_deferrable"
+                    | "default_transaction_read_only"
+            );
             writes = true;
         }
         _ => writes = true,
@@ -321,11 +340,7 @@ impl Walk {
                     self.writes = true;
                 }
             }
-            "CreateStmt" => {
-                if body["relation"]["relpersistence"] == "t" {
-                    self.session_state = true;
-                }
-            }
+            "CreateStmt" if body["relation"]["relpersistence"] == "t" => self.session_state = true,
             "CreateTableAsStmt" => {
                 if body["into"]["rel"]["relpersistence"] == "t" {
                     self.session_state = true;
@@ -354,7 +369,9 @@ fn command_tag(kind: &str, body: &Value) -> String {
         "MergeStmt" => "MERGE",
         "VariableShowStmt" => "SHOW",
         "VariableSetStmt" => {
-            if body["kind"] == "VarReset" || body["kind"] == "VarResetAll" {
+            // Enum fields of the parse tree serialize as their protobuf numbers.
+            let reset = [VariableSetKind::VarReset as i32, VariableSetKind::VarResetAll as i32];
+            if body["kind"].as_i64().is_some_and(|k| reset.iter().any(|r| i64::from(*r) == k)) {
                 "RESET"
             } else {
                 "SET"
@@ -362,7 +379,7 @@ fn command_tag(kind: &str, body: &Value) -> String {
         }
         "CreateStmt" => "CREATE TABLE",
         "CreateTableAsStmt" => {
-            if body["objtype"] == "ObjectMatview" {
+            if body["objtype"].as_i64() == Some(i64::from(ObjectType::ObjectMatview as i32)) {
                 "CREATE MATERIALIZED VIEW"
             } else {
                 "CREATE TABLE AS"
@@ -477,6 +494,12 @@ pub(crate) fn check_write(c: &Classified) -> Result<()> {
     if let Some(why) = never_reason(&c.kind) {
         return Err(not_allowed(format!("{} is not allowed here", c.tag), why));
     }
+    if c.flags.sets_transaction_characteristics {
+        return Err(not_allowed(
+            "changing the transaction's characteristics with SET is not allowed here".to_owned(),
+            "isolation level, read_only and deferrable are chosen once, at pg_tx begin",
+        ));
+    }
     if c.flags.copy_server_side {
         return Err(not_allowed(
             "COPY to or from a server file or program is not allowed".to_owned(),
@@ -500,7 +523,8 @@ pub(crate) fn needs_autocommit(c: &Classified) -> bool {
 
 /// An autocommit statement runs on a pooled connection: it must not leave state there.
 pub(crate) fn check_autocommit(c: &Classified) -> Result<()> {
-    let function = c.functions.iter().find(|f| SESSION_STATE_FUNCTIONS.iter().any(|p| matches_pattern(p, unqualified(f))));
+    let function =
+        c.functions.iter().find(|f| SESSION_STATE_FUNCTIONS.iter().any(|p| matches_pattern(p, unqualified(f))));
     if c.flags.session_state || function.is_some() {
         let what = function.map_or_else(|| c.tag.clone(), |f| format!("{f}()"));
         return Err(not_allowed(
@@ -513,14 +537,8 @@ pub(crate) fn check_autocommit(c: &Classified) -> Result<()> {
 
 /// `explain` accepts the statements PostgreSQL can explain.
 pub(crate) fn check_explainable(c: &Classified) -> Result<()> {
-    const EXPLAINABLE: &[&str] = &[
-        "SelectStmt",
-        "InsertStmt",
-        "UpdateStmt",
-        "DeleteStmt",
-        "MergeStmt",
-        "CreateTableAsStmt",
-    ];
+    const EXPLAINABLE: &[&str] =
+        &["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CreateTableAsStmt"];
     if c.kind == "ExplainStmt" {
         return Err(Error::invalid(
             "pg_query explain: pass the statement itself in 'sql', without EXPLAIN; use analyze/buffers/verbose/format for the options",
@@ -570,7 +588,11 @@ pub(crate) fn check_ddl_verb(c: &Classified, verb: DdlVerb) -> Result<()> {
         Ok(())
     } else {
         Err(not_allowed(
-            format!("pg_schema {}: the statement is {tag}, not a {} statement", verb.action(), verb.action().to_uppercase()),
+            format!(
+                "pg_schema {}: the statement is {tag}, not a {} statement",
+                verb.action(),
+                verb.action().to_uppercase()
+            ),
             "use the pg_schema action that matches the statement, or pg_query write for other statements",
         ))
     }
@@ -687,6 +709,10 @@ mod tests {
         assert_eq!(c("ALTER TABLE t ADD COLUMN x int").unwrap().tag, "ALTER TABLE");
         assert_eq!(c("CREATE TABLE t (x int)").unwrap().tag, "CREATE TABLE");
         assert_eq!(c("create extension hstore").unwrap().tag, "CREATE EXTENSION");
+        assert_eq!(c("CREATE MATERIALIZED VIEW m AS SELECT 1").unwrap().tag, "CREATE MATERIALIZED VIEW");
+        assert_eq!(c("CREATE TABLE n AS SELECT 1").unwrap().tag, "CREATE TABLE AS");
+        assert_eq!(c("RESET ALL").unwrap().tag, "RESET");
+        assert_eq!(c("SET work_mem = '64MB'").unwrap().tag, "SET");
         let drop = c("DROP TABLE t").unwrap();
         assert!(check_ddl_verb(&drop, DdlVerb::Drop).is_ok());
         assert_eq!(check_ddl_verb(&drop, DdlVerb::Create).unwrap_err().kind(), ErrorKind::StatementNotAllowed);
@@ -703,6 +729,15 @@ mod tests {
         assert!(!needs_autocommit(&c("CREATE INDEX i ON t (x)").unwrap()));
         assert!(check_write(&c("BEGIN").unwrap()).is_err());
         assert!(check_write(&c("SAVEPOINT a").unwrap()).is_err());
+        for sql in [
+            "SET TRANSACTION READ WRITE",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+            "SET transaction_read_only = off",
+            "set default_transaction_read_only to off",
+        ] {
+            assert_eq!(check_write(&c(sql).unwrap()).unwrap_err().kind(), ErrorKind::StatementNotAllowed, "{sql}");
+        }
+        assert!(check_write(&c("SET LOCAL work_mem = '64MB'").unwrap()).is_ok());
         assert!(check_write(&c("COPY t FROM STDIN").unwrap()).is_err());
         assert!(check_write(&c("INSERT INTO t VALUES (1)").unwrap()).is_ok());
         assert!(check_autocommit(&c("SET search_path = x").unwrap()).is_err());

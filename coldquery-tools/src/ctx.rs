@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result,
-    SessionId, SessionInfo, SessionStore, Statement, WriteIntent, WritePolicy, WriteTarget,
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result, SessionId, SessionInfo,
+    SessionStore, Statement, WriteIntent, WritePolicy, WriteTarget,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -92,9 +92,7 @@ pub(crate) fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result
 
 /// A required parameter.
 pub(crate) fn required<T>(value: Option<T>, name: &str, tool: &str, action: &str) -> Result<T> {
-    value.ok_or_else(|| {
-        Error::invalid(format!("{tool} {action}: parameter '{name}' is required"))
-    })
+    value.ok_or_else(|| Error::invalid(format!("{tool} {action}: parameter '{name}' is required")))
 }
 
 /// Refuses parameters that mean nothing for this action, so a typo is not silently ignored.
@@ -154,13 +152,7 @@ impl Ctx<'_> {
         needs_autocommit: bool,
         statement: Option<&str>,
     ) -> Result<WriteTarget> {
-        let intent = WriteIntent {
-            tool: self.tool,
-            action: &self.action,
-            session_id,
-            autocommit,
-            needs_autocommit,
-        };
+        let intent = WriteIntent { tool: self.tool, action: &self.action, session_id, autocommit, needs_autocommit };
         self.policy.authorize(&intent).inspect_err(|err| {
             self.record(AuditRecord::denial(self, session_id, statement, err));
         })
@@ -175,16 +167,11 @@ impl Ctx<'_> {
     ) -> Result<(QueryResult, Option<SessionInfo>)> {
         match session_id {
             Some(id) => {
-                let (result, info) = self
-                    .sessions
-                    .run(self.owner(), id, statement, limits, &self.caller.cancel)
-                    .await?;
+                let (result, info) =
+                    self.sessions.run(self.owner(), id, statement, limits, &self.caller.cancel).await?;
                 Ok((result, Some(info)))
             }
-            None => Ok((
-                self.executor.run(Access::ReadOnly, statement, limits, &self.caller.cancel).await?,
-                None,
-            )),
+            None => Ok((self.executor.run(Access::ReadOnly, statement, limits, &self.caller.cancel).await?, None)),
         }
     }
 
@@ -202,11 +189,9 @@ impl Ctx<'_> {
                 .run(self.owner(), id, statement, limits, &self.caller.cancel)
                 .await
                 .map(|(r, i)| (r, Some(i))),
-            WriteTarget::Autocommit => self
-                .executor
-                .run(Access::Autocommit, statement, limits, &self.caller.cancel)
-                .await
-                .map(|r| (r, None)),
+            WriteTarget::Autocommit => {
+                self.executor.run(Access::Autocommit, statement, limits, &self.caller.cancel).await.map(|r| (r, None))
+            }
         };
         self.record(AuditRecord::write(self, target, statement, &outcome, started.elapsed()));
         outcome

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The session id the examples show; the example runner substitutes the real one.
-pub const EXAMPLE_SESSION_ID: &str = "6f1c0e2a9b3d4c5e8f7a6b5c4d3e2f1a";
+pub const EXAMPLE_SESSION_ID: &str = "cqs_6f1c0e2a9b3d4c5e8f7a6b5c4d3e2f1a";
 
 /// One documented call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -217,6 +217,31 @@ impl Tools {
         Ok(output)
     }
 
+    /// Completions for an argument of the resource template `postgres://schema/{schema}/{table}`:
+    /// schema names, or table names (in the schema already chosen, if any), that start with
+    /// `prefix`. Prompt arguments are free text and get none.
+    pub async fn complete(
+        &self,
+        caller: &Caller,
+        template: &str,
+        argument: &str,
+        prefix: &str,
+        schema: Option<&str>,
+    ) -> Vec<String> {
+        let Some((args, key)) = resources::completion_call(template, argument, prefix, schema) else {
+            return Vec::new();
+        };
+        match self.call(caller, "pg_schema", args).await {
+            Ok(output) if !output.is_error => output.value["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item[key].as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// A resource's JSON, by URI (see [`resources`]).
     pub async fn read_resource(&self, caller: &Caller, uri: &str) -> Result<Value, Error> {
         let (tool, args) = resources::call_for(uri)?;

@@ -4,8 +4,8 @@
 //! writes pass the Default-Deny policy in [`Ctx::authorize`], the one place it is consulted.
 
 use coldquery_core::{
-    CallerSql, Error, ErrorKind, Isolation, Limits, OnError, Param, Result, SessionId, Sql,
-    SqlBuilder, Statement, TxOptions, WriteTarget,
+    CallerSql, Error, ErrorKind, Isolation, Limits, OnError, Param, Result, SessionId, Sql, SqlBuilder, Statement,
+    TxOptions, WriteTarget,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -97,8 +97,16 @@ enum PlanFormat {
 /// `pg_query` arguments as a typed request.
 #[derive(Debug)]
 enum Request {
-    Read { stmt: Checked, session: Option<SessionId>, limits: Limits, format: TextFormat },
-    Write { stmt: Checked, target: WriteTarget, limits: Limits },
+    Read {
+        stmt: Checked,
+        session: Option<SessionId>,
+        limits: Limits,
+    },
+    Write {
+        stmt: Checked,
+        target: WriteTarget,
+        limits: Limits,
+    },
     Explain {
         stmt: Checked,
         analyze: bool,
@@ -108,7 +116,11 @@ enum Request {
         session: Option<SessionId>,
         limits: Limits,
     },
-    Transaction { ops: Vec<Checked>, options: TxOptions, limits: Limits },
+    Transaction {
+        ops: Vec<Checked>,
+        options: TxOptions,
+        limits: Limits,
+    },
 }
 
 /// The text rendering chosen by a call (used by the adapters for the text content).
@@ -130,29 +142,37 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
     let session = args.session_id.clone().map(SessionId::new);
     match args.action {
         QueryAction::Read => {
-            reject_unused(tool, action, &[
-                ("autocommit", args.autocommit.is_some()),
-                ("operations", args.operations.is_some()),
-                ("analyze", args.analyze.is_some()),
-                ("isolation_level", args.isolation_level.is_some()),
-            ])?;
-            let format = match args.format.as_deref() {
-                None => TextFormat::Json,
-                Some(f) => TextFormat::parse(f).ok_or_else(|| {
+            reject_unused(
+                tool,
+                action,
+                &[
+                    ("autocommit", args.autocommit.is_some()),
+                    ("operations", args.operations.is_some()),
+                    ("analyze", args.analyze.is_some()),
+                    ("isolation_level", args.isolation_level.is_some()),
+                ],
+            )?;
+            // The format shapes only the text content (see `Tools::call`); here it is validated.
+            if let Some(f) = args.format.as_deref() {
+                TextFormat::parse(f).ok_or_else(|| {
                     Error::invalid(format!("pg_query read: parameter 'format' is '{f}'; choose json, markdown or csv"))
-                })?,
-            };
+                })?;
+            }
             let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params)?;
             classify::check_read(&stmt.classified, ctx.deny)?;
-            Ok(Request::Read { stmt, session, limits, format })
+            Ok(Request::Read { stmt, session, limits })
         }
         QueryAction::Write => {
-            reject_unused(tool, action, &[
-                ("operations", args.operations.is_some()),
-                ("analyze", args.analyze.is_some()),
-                ("format", args.format.is_some()),
-                ("isolation_level", args.isolation_level.is_some()),
-            ])?;
+            reject_unused(
+                tool,
+                action,
+                &[
+                    ("operations", args.operations.is_some()),
+                    ("analyze", args.analyze.is_some()),
+                    ("format", args.format.is_some()),
+                    ("isolation_level", args.isolation_level.is_some()),
+                ],
+            )?;
             let sql = required(args.sql, "sql", tool, action)?;
             let stmt = check_sql(sql, args.params)?;
             classify::check_write(&stmt.classified)?;
@@ -168,11 +188,15 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             Ok(Request::Write { stmt, target, limits })
         }
         QueryAction::Explain => {
-            reject_unused(tool, action, &[
-                ("autocommit", args.autocommit.is_some()),
-                ("operations", args.operations.is_some()),
-                ("isolation_level", args.isolation_level.is_some()),
-            ])?;
+            reject_unused(
+                tool,
+                action,
+                &[
+                    ("autocommit", args.autocommit.is_some()),
+                    ("operations", args.operations.is_some()),
+                    ("isolation_level", args.isolation_level.is_some()),
+                ],
+            )?;
             let format = match args.format.as_deref() {
                 None | Some("json") => PlanFormat::Json,
                 Some("text") => PlanFormat::Text,
@@ -210,12 +234,16 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             })
         }
         QueryAction::Transaction => {
-            reject_unused(tool, action, &[
-                ("sql", args.sql.is_some()),
-                ("params", args.params.is_some()),
-                ("session_id", args.session_id.is_some()),
-                ("analyze", args.analyze.is_some()),
-            ])?;
+            reject_unused(
+                tool,
+                action,
+                &[
+                    ("sql", args.sql.is_some()),
+                    ("params", args.params.is_some()),
+                    ("session_id", args.session_id.is_some()),
+                    ("analyze", args.analyze.is_some()),
+                ],
+            )?;
             let operations = required(args.operations, "operations", tool, action)?;
             if operations.is_empty() {
                 return Err(Error::invalid("pg_query transaction: parameter 'operations' is empty"));
@@ -272,7 +300,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
     let args: PgQueryArgs = parse_args("pg_query", args)?;
     let request = parse(ctx, args)?;
     match request {
-        Request::Read { stmt, session, limits, format: _ } => {
+        Request::Read { stmt, session, limits } => {
             let (result, info) = ctx.read(session.as_ref(), &stmt.statement(), &limits).await?;
             let mut out = result_json(&result, &stmt.classified.tag, false);
             if let Some(info) = info {
@@ -319,8 +347,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
         Request::Transaction { ops, options, limits } => {
             let statements: Vec<Statement> = ops.iter().map(Checked::statement).collect();
             let started = std::time::Instant::now();
-            let outcome =
-                ctx.executor.batch(&statements, &options, &limits, &ctx.caller.cancel).await;
+            let outcome = ctx.executor.batch(&statements, &options, &limits, &ctx.caller.cancel).await;
             if !options.read_only {
                 for statement in &statements {
                     let per_op = outcome.as_ref().map(|_| (Default::default(), None)).map_err(Clone::clone);
@@ -369,11 +396,8 @@ fn explain_json(result: &coldquery_core::QueryResult, format: PlanFormat) -> Val
             })
         }
         PlanFormat::Text => {
-            let lines: Vec<String> = result
-                .rows
-                .iter()
-                .filter_map(|row| row.first().and_then(Value::as_str).map(str::to_owned))
-                .collect();
+            let lines: Vec<String> =
+                result.rows.iter().filter_map(|row| row.first().and_then(Value::as_str).map(str::to_owned)).collect();
             let first = lines.first().cloned().unwrap_or_default();
             let total_cost = first
                 .split("cost=")

@@ -2,8 +2,7 @@
 //! status. The session machinery itself is the [`coldquery_core::SessionStore`]'s.
 
 use coldquery_core::{
-    Error, Ident, Isolation, OnError, Result, SavepointOp, SessionEnd, SessionId, SessionInfo,
-    TxOptions,
+    Error, Ident, Isolation, OnError, Result, SavepointOp, SessionEnd, SessionId, SessionInfo, TxOptions,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -71,9 +70,7 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
         ("deferrable", args.deferrable.is_some()),
         ("on_error", args.on_error.is_some()),
     ];
-    let session = |args: &PgTxArgs| {
-        required(args.session_id.clone(), "session_id", tool, action).map(SessionId::new)
-    };
+    let session = |args: &PgTxArgs| required(args.session_id.clone(), "session_id", tool, action).map(SessionId::new);
     match args.action {
         TxAction::Begin => {
             reject_unused(tool, action, &[("session_id", args.session_id.is_some()), ("name", args.name.is_some())])?;
@@ -118,8 +115,8 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
             reject_unused(tool, action, &begin_only)?;
             let id = session(&args)?;
             let name = required(args.name.as_deref(), "name", tool, action)?;
-            let name = Ident::new(name)
-                .map_err(|e| Error::invalid(format!("pg_tx {action}: parameter 'name': {e}")))?;
+            let name =
+                Ident::new(name).map_err(|e| Error::invalid(format!("pg_tx {action}: parameter 'name': {e}")))?;
             let op = match args.action {
                 TxAction::Savepoint => SavepointOp::Create,
                 TxAction::Release => SavepointOp::Release,
@@ -161,7 +158,9 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let info = ctx.sessions.begin(owner, &options).await?;
             let mut out = session_details(&info);
             out["session"] = ctx.session_json(&info);
-            out["next"] = json!("pass this session_id to pg_query (read/write/explain), pg_schema or pg_admin calls; finish with pg_tx commit or rollback");
+            out["next"] = json!(
+                "pass this session_id to pg_query (read/write/explain), pg_schema or pg_admin calls; finish with pg_tx commit or rollback"
+            );
             Ok(out)
         }
         Request::End(id, end) => {

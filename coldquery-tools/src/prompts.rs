@@ -31,11 +31,7 @@ pub fn prompts() -> Vec<Prompt> {
         Prompt {
             name: "analyze_query_performance",
             description: "A step-by-step plan to find out why a query is slow and what to change, using pg_query explain, pg_schema describe, pg_admin stats and pg_monitor top_queries.",
-            arguments: vec![PromptArgument {
-                name: "sql",
-                description: "The slow SQL statement.",
-                required: true,
-            }],
+            arguments: vec![PromptArgument { name: "sql", description: "The slow SQL statement.", required: true }],
         },
         Prompt {
             name: "debug_lock_contention",

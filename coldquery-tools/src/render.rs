@@ -63,10 +63,8 @@ pub fn table_of(output: &Value) -> Option<(Vec<String>, Vec<Vec<Value>>)> {
         }
         None => rows.first()?.as_object()?.keys().cloned().collect(),
     };
-    let cells = rows
-        .iter()
-        .map(|row| columns.iter().map(|c| row.get(c).cloned().unwrap_or(Value::Null)).collect())
-        .collect();
+    let cells =
+        rows.iter().map(|row| columns.iter().map(|c| row.get(c).cloned().unwrap_or(Value::Null)).collect()).collect();
     Some((columns, cells))
 }
 
@@ -92,11 +90,7 @@ fn markdown(columns: &[String], rows: &[Vec<Value>]) -> String {
 
 fn csv(columns: &[String], rows: &[Vec<Value>]) -> String {
     let field = |s: String| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
     };
     let mut out = String::new();
     out.push_str(&columns.iter().map(|c| field(c.clone())).collect::<Vec<_>>().join(","));

@@ -89,6 +89,33 @@ pub(crate) fn call_for(uri: &str) -> Result<(&'static str, Value)> {
     }
 }
 
+/// The `pg_schema list` call that completes `argument` of the table template, and the item key
+/// holding the names. `%` and `_` in the prefix are escaped so they match themselves.
+pub(crate) fn completion_call(
+    template: &str,
+    argument: &str,
+    prefix: &str,
+    schema: Option<&str>,
+) -> Option<(Value, &'static str)> {
+    if template != "postgres://schema/{schema}/{table}" {
+        return None;
+    }
+    let escaped: String =
+        prefix.chars().flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] }).collect();
+    let pattern = format!("{escaped}%");
+    match argument {
+        "schema" => Some((json!({"action": "list", "target": "schemas", "pattern": pattern, "limit": 100}), "name")),
+        "table" => {
+            let mut args = json!({"action": "list", "target": "tables", "pattern": pattern, "limit": 100});
+            if let Some(schema) = schema.filter(|s| !s.is_empty()) {
+                args["schema"] = json!(schema);
+            }
+            Some((args, "name"))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes `%XX` escapes (names with spaces or slashes are percent-encoded in URIs).
 fn percent_decode(text: &str) -> Result<String> {
     let bytes = text.as_bytes();
@@ -124,5 +151,17 @@ mod tests {
         assert!(call_for("postgres://schema/a/b/c").is_err());
         assert!(call_for("postgres://schema/a/%zz").is_err());
         assert!(call_for("http://x").is_err());
+    }
+
+    #[test]
+    fn completions_list_schemas_and_tables_by_prefix() {
+        let (args, key) =
+            completion_call("postgres://schema/{schema}/{table}", "table", "ord_", Some("public")).unwrap();
+        assert_eq!(key, "name");
+        assert_eq!(args["pattern"], "ord\\_%");
+        assert_eq!(args["schema"], "public");
+        let (args, _) = completion_call("postgres://schema/{schema}/{table}", "schema", "pu", None).unwrap();
+        assert_eq!(args["target"], "schemas");
+        assert!(completion_call("postgres://other/{x}", "x", "", None).is_none());
     }
 }

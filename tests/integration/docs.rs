@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use coldquery_pg::ephemeral::DEMO_SQL;
-use coldquery_tools::examples::{EXAMPLE_SESSION_ID, Example, examples};
+use coldquery_tools::examples::{EXAMPLE_SESSION_ID, examples};
 use coldquery_tools::{ToolConfig, actions, reference_markdown, render_reference, tool_specs};
 use serde_json::{Value, json};
 
@@ -43,7 +43,9 @@ fn same_shape(documented: &Value, actual: &Value, path: &str, problems: &mut Vec
                 same_shape(d, a, &format!("{path}[0]"), problems);
             }
         }
-        (Value::Bool(_), Value::Bool(_)) | (Value::Number(_), Value::Number(_)) | (Value::String(_), Value::String(_)) => {}
+        (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_)) => {}
         (d, a) => problems.push(format!("{path}: {d} documented, {a} returned")),
     }
 }
@@ -97,7 +99,12 @@ async fn tools_reference_is_current() {
         } else if example.result.is_null() {
             problems.push(format!("{} {} ({}): no documented result", example.tool, example.action, example.title));
         } else {
-            same_shape(&example.result, &result, &format!("{} {} ({})", example.tool, example.action, example.title), &mut problems);
+            same_shape(
+                &example.result,
+                &result,
+                &format!("{} {} ({})", example.tool, example.action, example.title),
+                &mut problems,
+            );
         }
     }
     if update {

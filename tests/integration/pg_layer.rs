@@ -74,23 +74,27 @@ async fn errors_carry_sqlstate_and_position() {
 #[tokio::test]
 async fn wrong_parameter_count_and_nul_parameters_are_clear_errors() {
     let db = test_db().await;
-    let cq = connect(&db, &options()).await;
-    let statement = Statement::new(Sql::catalog("SELECT $1::int + $2::int"));
-    let err = cq.executor.run(Access::ReadOnly, &statement, &Limits::default(), &CancellationToken::new()).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
-    let statement = Statement::with_params(
-        Sql::catalog("SELECT $1::text"),
-        vec![coldquery_core::Param::Text("a\0b".into())],
-    );
-    let err = cq.executor.run(Access::ReadOnly, &statement, &Limits::default(), &CancellationToken::new()).await.unwrap_err();
-    assert_eq!(err.sqlstate(), Some("22021"), "{err}");
-    let statement = Statement::with_params(
-        Sql::catalog("SELECT $1::int"),
-        vec![coldquery_core::Param::Text("not a number".into())],
-    );
-    let err = cq.executor.run(Access::ReadOnly, &statement, &Limits::default(), &CancellationToken::new()).await.unwrap_err();
-    assert_eq!(err.sqlstate(), Some("22P02"), "{err}");
-    assert_eq!(run(&cq, Access::ReadOnly, "SELECT 1").await.unwrap().rows.len(), 1);
+    let cq = connect(&db, &PgOptions { pool_size: 1, ..options() }).await;
+    let text = |value: &str| coldquery_core::Param::Text(value.into());
+    // Both paths: a prepared statement in a read-only transaction, and one unnamed statement.
+    for access in [Access::ReadOnly, Access::Autocommit] {
+        let go = |statement: Statement| {
+            let executor = cq.executor.clone();
+            async move { executor.run(access, &statement, &Limits::default(), &CancellationToken::new()).await }
+        };
+        let err = go(Statement::new(Sql::catalog("SELECT $1::int + $2::int"))).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{access:?}: {err}");
+        assert!(err.message().contains('2'), "{access:?}: the message gives the count: {err}");
+        let err = go(Statement::with_params(Sql::catalog("SELECT $1::text"), vec![text("a\0b")])).await.unwrap_err();
+        assert_eq!(err.sqlstate(), Some("22021"), "{access:?}: {err}");
+        assert!(err.message().contains("0x00"), "{access:?}: {err}");
+        let err =
+            go(Statement::with_params(Sql::catalog("SELECT $1::int"), vec![text("not a number")])).await.unwrap_err();
+        assert_eq!(err.sqlstate(), Some("22P02"), "{access:?}: {err}");
+        assert!(err.message().contains("not a number"), "{access:?}: {err}");
+        // The single pooled connection (or its replacement) is fine afterwards.
+        assert_eq!(run(&cq, access, "SELECT 1").await.unwrap().rows.len(), 1);
+    }
 }
 
 #[tokio::test]
@@ -135,7 +139,8 @@ async fn cancelling_the_call_cancels_the_server_statement() {
         trigger.cancel();
     });
     let statement = Statement::new(Sql::catalog("SELECT pg_sleep(30)"));
-    let err = cq.executor.run(Access::ReadOnly, &statement, &limits(Duration::from_secs(60)), &cancel).await.unwrap_err();
+    let err =
+        cq.executor.run(Access::ReadOnly, &statement, &limits(Duration::from_secs(60)), &cancel).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
     let next = Instant::now();
     assert_eq!(run(&cq, Access::ReadOnly, "SELECT 1").await.unwrap().rows.len(), 1);
@@ -149,17 +154,19 @@ async fn a_capped_read_stops_fetching_early() {
     // Each row costs 20 ms on the server: fetching all 100 000 would take over half an hour,
     // so returning within the 60 s timeout proves the server stopped at max_rows + 1.
     let capped = Limits { max_rows: 5, max_bytes: 1 << 20, timeout: Duration::from_secs(60) };
-    let result = run_caller(&cq, Access::ReadOnly, "SELECT g, pg_sleep(0.02) FROM generate_series(1, 100000) g", &capped)
-        .await
-        .unwrap();
+    let result =
+        run_caller(&cq, Access::ReadOnly, "SELECT g, pg_sleep(0.02) FROM generate_series(1, 100000) g", &capped)
+            .await
+            .unwrap();
     assert_eq!(result.rows.len(), 5);
     assert!(result.truncated);
     assert_eq!(result.rows[4][0], serde_json::json!(5));
     // The byte budget stops a result of huge rows the same way.
     let budget = Limits { max_rows: 1000, max_bytes: 3 * 1024 * 1024, timeout: Duration::from_secs(60) };
-    let result = run_caller(&cq, Access::ReadOnly, "SELECT repeat('x', 1000000) FROM generate_series(1, 1000)", &budget)
-        .await
-        .unwrap();
+    let result =
+        run_caller(&cq, Access::ReadOnly, "SELECT repeat('x', 1000000) FROM generate_series(1, 1000)", &budget)
+            .await
+            .unwrap();
     assert!(result.truncated);
     assert!(result.rows.len() <= 3, "{} rows", result.rows.len());
     // And the single connection is immediately usable again.
@@ -170,15 +177,75 @@ async fn a_capped_read_stops_fetching_early() {
 async fn a_capped_read_of_a_million_rows_returns_the_cap() {
     let db = test_db().await;
     let side = db.client().await;
-    side.batch_execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 1000000) g").await.unwrap();
+    side.batch_execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 1000000) g")
+        .await
+        .unwrap();
     let cq = connect(&db, &PgOptions { pool_size: 1, ..options() }).await;
-    let capped = Limits { max_rows: 1000, ..Limits::default() };
+    // No parallel workers: the scan reads the heap in insertion order, so rows beyond the
+    // first 2 000 each cost 10 ms. Reading the whole table would take hours; returning
+    // within the 60 s timeout proves the fetch stopped at the cap and the scan was cancelled.
+    side.batch_execute("ALTER TABLE big SET (parallel_workers = 0)").await.unwrap();
+    let capped = Limits { max_rows: 1000, max_bytes: 1 << 20, timeout: Duration::from_secs(60) };
+    let started = Instant::now();
+    let result = run_caller(
+        &cq,
+        Access::ReadOnly,
+        "SELECT id, h, CASE WHEN id > 2000 THEN pg_sleep(0.01) END AS slow FROM big",
+        &capped,
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.rows.len(), 1000);
+    assert!(result.truncated);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(
+        count(&side, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%FROM big%' AND state = 'active' AND pid <> pg_backend_pid()").await,
+        0,
+        "the scan is no longer running on the server"
+    );
     let result = run_caller(&cq, Access::ReadOnly, "SELECT * FROM big", &capped).await.unwrap();
     assert_eq!(result.rows.len(), 1000);
     assert!(result.truncated);
     let small = run_caller(&cq, Access::ReadOnly, "SELECT * FROM big WHERE id <= 1000", &capped).await.unwrap();
     assert_eq!(small.rows.len(), 1000);
     assert!(!small.truncated);
+}
+
+#[tokio::test]
+async fn a_killed_connection_is_a_clear_error_and_the_pool_recovers() {
+    let db = test_db().await;
+    let side = db.client().await;
+    let cq = connect(&db, &PgOptions { pool_size: 1, application_name: "cq-killed".into(), ..options() }).await;
+    let executor = cq.executor.clone();
+    let running = tokio::spawn(async move {
+        let statement = Statement::new(Sql::catalog("SELECT pg_sleep(30)"));
+        executor.run(Access::ReadOnly, &statement, &limits(Duration::from_secs(60)), &CancellationToken::new()).await
+    });
+    let waiting = Instant::now();
+    let active = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cq-killed' AND query LIKE '%pg_sleep(30)%' AND state = 'active'";
+    while count(&side, active).await == 0 {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "the statement never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = count(
+        &side,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cq-killed') k",
+    )
+    .await;
+    assert_eq!(killed, 1);
+    let err = running.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.sqlstate(), Some("57P01"), "{err}");
+    assert!(err.message().contains("terminating connection"), "{err}");
+    // The dead connection was discarded: the single-connection pool serves the next call.
+    assert_eq!(run(&cq, Access::ReadOnly, "SELECT 1").await.unwrap().rows.len(), 1);
+    // A connection killed while idle in the pool is noticed on checkout or on first use.
+    count(&side, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cq-killed') k").await;
+    let first = run(&cq, Access::ReadOnly, "SELECT 1").await;
+    if let Err(err) = &first {
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    }
+    assert_eq!(run(&cq, Access::ReadOnly, "SELECT 1").await.unwrap().rows.len(), 1);
 }
 
 #[tokio::test]
@@ -215,12 +282,11 @@ async fn every_type_renders() {
 async fn identifier_oracle_the_server_reads_back_the_original_name() {
     let db = test_db().await;
     let cq = connect(&db, &options()).await;
-    let mut names: Vec<String> = [
-        "users", "Users", "select", "a\"b", "t\"; DROP TABLE x; --", "a b", "ß", "日本語", "a\nb", "$1", "x'y", "\\",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut names: Vec<String> =
+        ["users", "Users", "select", "a\"b", "t\"; DROP TABLE x; --", "a b", "ß", "日本語", "a\nb", "$1", "x'y", "\\"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let mut runner = TestRunner::deterministic();
     let strategy = proptest::string::string_regex("\\PC{1,20}").unwrap();
     for _ in 0..100 {
@@ -242,19 +308,24 @@ async fn identifier_oracle_the_server_reads_back_the_original_name() {
 #[tokio::test]
 async fn configuration_errors_name_the_problem_and_hide_the_password() {
     let env = |_: &str| None;
-    let bad = [
-        "postgres://u:s3cr3t-pw@localhost:notaport/db",
-        "postgres://u:s3cr3t-pw@localhost/db?sslmode=bogus",
-    ];
-    for url in bad {
+    let bad = ["postgres://u:s3cr3t-pw@localhost:notaport/db", "postgres://u:s3cr3t-pw@localhost/db?sslmode=bogus"];
+    for (url, names) in bad.iter().zip(["port", "sslmode"]) {
         let err = PgConfig::from_env_and_url(Some(url), &env).unwrap_err();
         let text = format!("{err} {err:?}");
         assert!(!text.contains("s3cr3t-pw"), "{text}");
+        assert!(err.to_string().contains(names), "{err}");
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     }
     let err = PgConfig::from_env_and_url(Some("postgres://u:s3cr3t-pw@localhost/db?sslmode=bogus"), &env).unwrap_err();
-    assert!(err.to_string().contains("sslmode"), "{err}");
+    assert!(err.to_string().contains("bogus"), "{err}");
+    assert!(err.to_string().contains("verify-full"), "the valid choices are listed: {err}");
+    // A URL that is not a URL at all.
+    let err = PgConfig::from_env_and_url(Some("mysql://u:s3cr3t-pw@localhost/db"), &env).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("s3cr3t-pw"), "{err:?}");
+    assert!(err.to_string().contains("scheme"), "{err}");
     // Unreachable server: nothing listens on port 1.
-    let config = PgConfig::from_env_and_url(Some("postgres://u:s3cr3t-pw@127.0.0.1:1/db?connect_timeout=5"), &env).unwrap();
+    let config =
+        PgConfig::from_env_and_url(Some("postgres://u:s3cr3t-pw@127.0.0.1:1/db?connect_timeout=5"), &env).unwrap();
     let err = Database::connect(&config, &PgOptions::default()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     let text = format!("{err} {:?}", err.hint());

@@ -13,7 +13,9 @@ CREATE TABLE type_matrix (
     c_bytea bytea, c_int_arr int4[], c_text_arr2 text[], c_enum_arr mood[], c_empty_arr int4[],
     c_domain posint, c_composite pair, c_range int4range, c_tsrange tsrange,
     c_hstore hstore, c_citext citext, c_tsvector tsvector, c_xml xml,
-    c_oid oid, c_regclass regclass, c_bit bit(4), c_point point, c_hstore_arr hstore[]
+    c_oid oid, c_regclass regclass, c_bit bit(4), c_point point, c_hstore_arr hstore[],
+    c_numeric_nan numeric, c_ts_ninf timestamp, c_tstz_inf timestamptz, c_date_bc date,
+    c_pair_arr pair[], c_range_arr2 int4range[], c_jsonb_arr jsonb[], c_uuid_arr uuid[], c_domain_arr posint[]
 );
 INSERT INTO type_matrix VALUES (
     1,
@@ -27,6 +29,9 @@ INSERT INTO type_matrix VALUES (
     '\xdeadbeef', '{1,NULL,3}', '{{a,b},{c,"d e"}}', '{sad,happy}', '{}',
     42, ROW(1, 'x y'), '[1,5)', '["2024-01-01 00:00","2024-01-02 00:00")',
     'a=>1, b=>NULL', 'MiXeD', 'the quick fox', '<a>1</a>',
-    1259, 'pg_class', B'1010', '(1.5,2)', ARRAY['k=>v'::hstore]
+    1259, 'pg_class', B'1010', '(1.5,2)', ARRAY['k=>v'::hstore],
+    'NaN', '-infinity', 'infinity', '0044-03-15 BC',
+    ARRAY[ROW(1, 'a'), ROW(2, NULL)]::pair[], '{{"[1,2)",NULL},{empty,"(,3]"}}',
+    ARRAY['{"k": [1]}'::jsonb, 'null'::jsonb, NULL], '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{1,2}'
 );
 INSERT INTO type_matrix (id) VALUES (2);

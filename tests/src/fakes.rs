@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Ident, Limits, OnError, Origin, Owner,
-    Param, PoolStatus, QueryResult, Result, SavepointOp, SessionEnd, SessionId, SessionInfo,
-    SessionStore, Statement, TxOptions, TxState, session_not_found,
+    Access, CancellationToken, Error, ErrorKind, Executor, Ident, Limits, OnError, Origin, Owner, Param, PoolStatus,
+    QueryResult, Result, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, Statement, TxOptions, TxState,
+    session_not_found,
 };
 
 /// What the next call answers.
@@ -28,9 +28,7 @@ enum Outcome {
 }
 
 fn pop_outcome(queue: &mut VecDeque<Outcome>) -> Outcome {
-    queue
-        .pop_front()
-        .unwrap_or_else(|| Outcome::Result(QueryResult::default()))
+    queue.pop_front().unwrap_or_else(|| Outcome::Result(QueryResult::default()))
 }
 
 /// Resolves an outcome outside any lock.
@@ -46,10 +44,7 @@ async fn resolve(outcome: Outcome, cancel: &CancellationToken) -> Result<QueryRe
 }
 
 fn cancelled() -> Error {
-    Error::new(
-        ErrorKind::Cancelled,
-        "the call was cancelled; the statement was cancelled on the server",
-    )
+    Error::new(ErrorKind::Cancelled, "the call was cancelled; the statement was cancelled on the server")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,12 +115,7 @@ impl Default for FakeExecutor {
 
 impl FakeExecutor {
     /// The pool status reported until [`FakeExecutor::set_pool_status`] changes it.
-    pub const POOL_STATUS: PoolStatus = PoolStatus {
-        size: 10,
-        connections: 2,
-        idle: 2,
-        in_use: 0,
-    };
+    pub const POOL_STATUS: PoolStatus = PoolStatus { size: 10, connections: 2, idle: 2, in_use: 0 };
 
     /// An executor with an empty queue.
     pub fn new() -> FakeExecutor {
@@ -140,9 +130,7 @@ impl FakeExecutor {
 
     /// Queues a result for the next statement.
     pub fn push_result(&self, result: QueryResult) {
-        lock(&self.state)
-            .outcomes
-            .push_back(Outcome::Result(result));
+        lock(&self.state).outcomes.push_back(Outcome::Result(result));
     }
 
     /// Queues an error for the next statement.
@@ -167,11 +155,7 @@ impl FakeExecutor {
 
     /// The SQL text of every statement asked so far, in order.
     pub fn sql(&self) -> Vec<String> {
-        lock(&self.state)
-            .calls
-            .iter()
-            .map(|call| call.sql.clone())
-            .collect()
+        lock(&self.state).calls.iter().map(|call| call.sql.clone()).collect()
     }
 
     /// Returns and forgets the statements recorded so far.
@@ -226,10 +210,7 @@ impl Executor for FakeExecutor {
             if cancel.is_cancelled() {
                 return Err(cancelled().with_operation_index(index));
             }
-            let mode = CallMode::Batch {
-                index,
-                options: *options,
-            };
+            let mode = CallMode::Batch { index, options: *options };
             let outcome = self.record(mode, statement, limits);
             match resolve(outcome, cancel).await {
                 Ok(result) => results.push(result),
@@ -293,11 +274,8 @@ impl FakeSession {
     /// The refusal of an aborted session, if it is aborted.
     fn aborted_error(&self) -> Option<Error> {
         (self.state == TxState::Aborted).then(|| {
-            Error::new(
-                ErrorKind::SessionAborted,
-                "the session's transaction failed; nothing more runs in it",
-            )
-            .with_hint("call pg_tx with action 'rollback' (or 'rollback_to' a savepoint) and retry")
+            Error::new(ErrorKind::SessionAborted, "the session's transaction failed; nothing more runs in it")
+                .with_hint("call pg_tx with action 'rollback' (or 'rollback_to' a savepoint) and retry")
         })
     }
 
@@ -322,9 +300,7 @@ struct SessionsState {
 impl SessionsState {
     /// The open session `id` of `owner`.
     fn find(&mut self, owner: &Owner, id: &SessionId) -> Option<&mut FakeSession> {
-        self.sessions
-            .iter_mut()
-            .find(|session| session.open && &session.id == id && &session.owner == owner)
+        self.sessions.iter_mut().find(|session| session.open && &session.id == id && &session.owner == owner)
     }
 
     fn open_count(&self) -> usize {
@@ -332,18 +308,12 @@ impl SessionsState {
     }
 
     fn any(&self, id: &str) -> Option<&FakeSession> {
-        self.sessions
-            .iter()
-            .find(|session| session.id.as_str() == id)
+        self.sessions.iter().find(|session| session.id.as_str() == id)
     }
 
     fn force_rollback(&mut self, filter: impl Fn(&FakeSession) -> bool) -> usize {
         let mut closed = 0;
-        for session in self
-            .sessions
-            .iter_mut()
-            .filter(|session| session.open && filter(session))
-        {
+        for session in self.sessions.iter_mut().filter(|session| session.open && filter(session)) {
             session.open = false;
             session.events.push(SessionEvent::ForcedRollback);
             closed += 1;
@@ -386,9 +356,7 @@ impl FakeSessions {
 
     /// Queues a result for the next statement run in any session.
     pub fn push_result(&self, result: QueryResult) {
-        lock(&self.state)
-            .outcomes
-            .push_back(Outcome::Result(result));
+        lock(&self.state).outcomes.push_back(Outcome::Result(result));
     }
 
     /// Queues an error for the next statement run in any session.
@@ -426,10 +394,7 @@ impl FakeSessions {
 
     /// Everything that happened to session `id` (open or closed), in order; empty if unknown.
     pub fn events(&self, id: &str) -> Vec<SessionEvent> {
-        lock(&self.state)
-            .any(id)
-            .map(|session| session.events.clone())
-            .unwrap_or_default()
+        lock(&self.state).any(id).map(|session| session.events.clone()).unwrap_or_default()
     }
 
     /// The savepoint operations of session `id`, in order.
@@ -445,10 +410,7 @@ impl FakeSessions {
 
     /// The transaction state of open session `id`; `None` when closed or unknown.
     pub fn state_of(&self, id: &str) -> Option<TxState> {
-        lock(&self.state)
-            .any(id)
-            .filter(|session| session.open)
-            .map(|session| session.state)
+        lock(&self.state).any(id).filter(|session| session.open).map(|session| session.state)
     }
 
     /// True while session `id` is open.
@@ -467,10 +429,7 @@ impl SessionStore for FakeSessions {
         if state.open_count() >= state.max {
             return Err(Error::new(
                 ErrorKind::SessionLimit,
-                format!(
-                    "{} sessions are open, the most this server allows",
-                    state.max
-                ),
+                format!("{} sessions are open, the most this server allows", state.max),
             )
             .with_hint("commit or roll back a session you no longer need, then begin again"));
         }
@@ -508,10 +467,9 @@ impl SessionStore for FakeSessions {
             if cancel.is_cancelled() {
                 return Err(cancelled());
             }
-            session.events.push(SessionEvent::Run {
-                sql: statement.sql.text().to_owned(),
-                params: statement.params.clone(),
-            });
+            session
+                .events
+                .push(SessionEvent::Run { sql: statement.sql.text().to_owned(), params: statement.params.clone() });
             session.statements += 1;
             pop_outcome(&mut state.outcomes)
         };
@@ -543,20 +501,12 @@ impl SessionStore for FakeSessions {
                 ErrorKind::CommitFailed,
                 "COMMIT did not commit: the transaction had failed, so PostgreSQL rolled it back",
             )
-            .with_hint(
-                "nothing of this session was saved; begin a new session and redo the work",
-            ));
+            .with_hint("nothing of this session was saved; begin a new session and redo the work"));
         }
         Ok(session.info())
     }
 
-    async fn savepoint(
-        &self,
-        owner: &Owner,
-        id: &SessionId,
-        op: SavepointOp,
-        name: &Ident,
-    ) -> Result<SessionInfo> {
+    async fn savepoint(&self, owner: &Owner, id: &SessionId, op: SavepointOp, name: &Ident) -> Result<SessionInfo> {
         let mut state = lock(&self.state);
         let session = state.find(owner, id).ok_or_else(session_not_found)?;
         if op != SavepointOp::RollbackTo
@@ -564,13 +514,8 @@ impl SessionStore for FakeSessions {
         {
             return Err(error);
         }
-        session
-            .events
-            .push(SessionEvent::Savepoint(op, name.as_str().to_owned()));
-        let position = session
-            .savepoints
-            .iter()
-            .rposition(|saved| saved == name.as_str());
+        session.events.push(SessionEvent::Savepoint(op, name.as_str().to_owned()));
+        let position = session.savepoints.iter().rposition(|saved| saved == name.as_str());
         match (op, position) {
             (SavepointOp::Create, _) => session.savepoints.push(name.as_str().to_owned()),
             (SavepointOp::Release, Some(at)) => session.savepoints.truncate(at),
@@ -591,10 +536,7 @@ impl SessionStore for FakeSessions {
     }
 
     async fn status(&self, owner: &Owner, id: &SessionId) -> Result<SessionInfo> {
-        lock(&self.state)
-            .find(owner, id)
-            .map(|session| session.info())
-            .ok_or_else(session_not_found)
+        lock(&self.state).find(owner, id).map(|session| session.info()).ok_or_else(session_not_found)
     }
 
     async fn list(&self, owner: &Owner) -> Vec<SessionInfo> {
@@ -632,10 +574,7 @@ mod tests {
 
     fn one_row() -> QueryResult {
         QueryResult {
-            fields: vec![Field {
-                name: "n".into(),
-                type_name: "int4".into(),
-            }],
+            fields: vec![Field { name: "n".into(), type_name: "int4".into() }],
             rows: vec![vec![json!(1)]],
             ..QueryResult::default()
         }
@@ -654,24 +593,13 @@ mod tests {
         exec.push_result(one_row());
         exec.push_error(db_error());
 
-        let caller = Statement::with_params(
-            Sql::caller(CallerSql::new("SELECT $1").unwrap()),
-            vec![Param::Int(7)],
-        );
-        let first = handle
-            .run(Access::ReadOnly, &caller, &limits, &cancel)
-            .await
-            .unwrap();
+        let caller = Statement::with_params(Sql::caller(CallerSql::new("SELECT $1").unwrap()), vec![Param::Int(7)]);
+        let first = handle.run(Access::ReadOnly, &caller, &limits, &cancel).await.unwrap();
         assert_eq!(first, one_row());
-        let second = handle
-            .run(Access::Autocommit, &stmt("SELECT 1/0"), &limits, &cancel)
-            .await;
+        let second = handle.run(Access::Autocommit, &stmt("SELECT 1/0"), &limits, &cancel).await;
         assert_eq!(second.unwrap_err(), db_error());
         // Queue empty: an empty result.
-        let third = handle
-            .run(Access::ReadOnly, &stmt("SELECT 2"), &limits, &cancel)
-            .await
-            .unwrap();
+        let third = handle.run(Access::ReadOnly, &stmt("SELECT 2"), &limits, &cancel).await.unwrap();
         assert_eq!(third, QueryResult::default());
         assert_eq!(exec.pending(), 0);
 
@@ -687,12 +615,7 @@ mod tests {
         assert_eq!(exec.take_calls().len(), 3);
         assert!(exec.calls().is_empty());
         assert_eq!(handle.pool_status(), FakeExecutor::POOL_STATUS);
-        let busy = PoolStatus {
-            size: 1,
-            connections: 1,
-            idle: 0,
-            in_use: 1,
-        };
+        let busy = PoolStatus { size: 1, connections: 1, idle: 0, in_use: 1 };
         exec.set_pool_status(busy);
         assert_eq!(handle.pool_status(), busy);
     }
@@ -706,30 +629,17 @@ mod tests {
         let statements = [stmt("INSERT 1"), stmt("INSERT 2"), stmt("INSERT 3")];
 
         exec.push_result(one_row());
-        let results = exec
-            .batch(&statements, &options, &limits, &cancel)
-            .await
-            .unwrap();
-        assert_eq!(
-            results,
-            vec![one_row(), QueryResult::default(), QueryResult::default()]
-        );
+        let results = exec.batch(&statements, &options, &limits, &cancel).await.unwrap();
+        assert_eq!(results, vec![one_row(), QueryResult::default(), QueryResult::default()]);
 
         exec.take_calls();
         exec.push_result(one_row());
         exec.push_error(db_error());
-        let error = exec
-            .batch(&statements, &options, &limits, &cancel)
-            .await
-            .unwrap_err();
+        let error = exec.batch(&statements, &options, &limits, &cancel).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::DatabaseError);
         assert_eq!(error.operation_index(), Some(1));
         let calls = exec.calls();
-        assert_eq!(
-            calls.len(),
-            2,
-            "the statement after the failure is not sent"
-        );
+        assert_eq!(calls.len(), 2, "the statement after the failure is not sent");
         assert_eq!(calls[1].mode, CallMode::Batch { index: 1, options });
         assert_eq!(calls[1].access(), None);
     }
@@ -744,27 +654,12 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             canceller.cancel();
         });
-        let error = exec
-            .run(
-                Access::ReadOnly,
-                &stmt("SELECT pg_sleep(60)"),
-                &Limits::default(),
-                &cancel,
-            )
-            .await
-            .unwrap_err();
+        let error =
+            exec.run(Access::ReadOnly, &stmt("SELECT pg_sleep(60)"), &Limits::default(), &cancel).await.unwrap_err();
         task.await.unwrap();
         assert_eq!(error.kind(), ErrorKind::Cancelled);
         // Already cancelled: refused before anything is recorded.
-        let error = exec
-            .run(
-                Access::ReadOnly,
-                &stmt("SELECT 1"),
-                &Limits::default(),
-                &cancel,
-            )
-            .await
-            .unwrap_err();
+        let error = exec.run(Access::ReadOnly, &stmt("SELECT 1"), &Limits::default(), &cancel).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Cancelled);
         assert_eq!(exec.sql(), ["SELECT pg_sleep(60)"]);
     }
@@ -784,51 +679,23 @@ mod tests {
         assert_eq!(a.expires_in_seconds, FakeSessions::TTL_SECONDS);
 
         let not_found = session_not_found();
-        let stolen = store
-            .run(&bob, &a.id, &stmt("DELETE FROM t"), &limits, &cancel)
-            .await;
+        let stolen = store.run(&bob, &a.id, &stmt("DELETE FROM t"), &limits, &cancel).await;
         assert_eq!(stolen.unwrap_err(), not_found);
         assert_eq!(store.status(&bob, &a.id).await.unwrap_err(), not_found);
-        assert_eq!(
-            store
-                .end(&bob, &a.id, SessionEnd::Commit)
-                .await
-                .unwrap_err(),
-            not_found
-        );
+        assert_eq!(store.end(&bob, &a.id, SessionEnd::Commit).await.unwrap_err(), not_found);
         let name = Ident::new("sp").unwrap();
-        let savepoint = store
-            .savepoint(&bob, &a.id, SavepointOp::Create, &name)
-            .await;
+        let savepoint = store.savepoint(&bob, &a.id, SavepointOp::Create, &name).await;
         assert_eq!(savepoint.unwrap_err(), not_found);
-        assert!(
-            store.statements("sess-1").is_empty(),
-            "nothing ran for the wrong owner"
-        );
-        let bobs: Vec<String> = store
-            .list(&bob)
-            .await
-            .iter()
-            .map(|s| s.id.to_string())
-            .collect();
+        assert!(store.statements("sess-1").is_empty(), "nothing ran for the wrong owner");
+        let bobs: Vec<String> = store.list(&bob).await.iter().map(|s| s.id.to_string()).collect();
         assert_eq!(bobs, ["sess-2"]);
         let unknown = SessionId::new("sess-99");
         assert_eq!(store.status(&alice, &unknown).await.unwrap_err(), not_found);
 
-        let (result, info) = store
-            .run(&alice, &a.id, &stmt("SELECT 1"), &limits, &cancel)
-            .await
-            .unwrap();
+        let (result, info) = store.run(&alice, &a.id, &stmt("SELECT 1"), &limits, &cancel).await.unwrap();
         assert_eq!(result, QueryResult::default());
         assert_eq!(info.statements, 1);
-        assert_eq!(
-            store
-                .end(&alice, &a.id, SessionEnd::Commit)
-                .await
-                .unwrap()
-                .id,
-            a.id
-        );
+        assert_eq!(store.end(&alice, &a.id, SessionEnd::Commit).await.unwrap().id, a.id);
         // Closed: gone for its owner too, but its history stays inspectable.
         assert_eq!(store.status(&alice, &a.id).await.unwrap_err(), not_found);
         assert_eq!(store.statements("sess-1"), ["SELECT 1"]);
@@ -836,10 +703,7 @@ mod tests {
             store.events("sess-1"),
             vec![
                 SessionEvent::Begin(TxOptions::default()),
-                SessionEvent::Run {
-                    sql: "SELECT 1".into(),
-                    params: vec![]
-                },
+                SessionEvent::Run { sql: "SELECT 1".into(), params: vec![] },
                 SessionEvent::End(SessionEnd::Commit),
             ]
         );
@@ -862,20 +726,14 @@ mod tests {
         assert_eq!(store.close_owner(&bob).await, 0);
         assert_eq!(store.close_owner(&alice).await, 2);
         assert_eq!(store.counts(), (0, 2));
-        assert_eq!(
-            store.events("sess-2").last(),
-            Some(&SessionEvent::ForcedRollback)
-        );
+        assert_eq!(store.events("sess-2").last(), Some(&SessionEvent::ForcedRollback));
         let b = store.begin(&bob, &options).await.unwrap();
         assert_eq!(b.id.as_str(), "sess-3");
         assert_eq!(store.close_all().await, 1);
         assert!(store.list(&bob).await.is_empty());
 
         store.fail_next_begin(Error::new(ErrorKind::Unavailable, "database unreachable"));
-        assert_eq!(
-            store.begin(&bob, &options).await.unwrap_err().kind(),
-            ErrorKind::Unavailable
-        );
+        assert_eq!(store.begin(&bob, &options).await.unwrap_err().kind(), ErrorKind::Unavailable);
         assert_eq!(store.counts(), (0, 2));
     }
 
@@ -889,59 +747,31 @@ mod tests {
 
         store.push_result(one_row());
         store.push_error(db_error());
-        let (result, _) = store
-            .run(&owner, &s.id, &stmt("SELECT 1"), &limits, &cancel)
-            .await
-            .unwrap();
+        let (result, _) = store.run(&owner, &s.id, &stmt("SELECT 1"), &limits, &cancel).await.unwrap();
         assert_eq!(result, one_row());
-        let error = store
-            .run(&owner, &s.id, &stmt("SELECT 1/0"), &limits, &cancel)
-            .await
-            .unwrap_err();
+        let error = store.run(&owner, &s.id, &stmt("SELECT 1/0"), &limits, &cancel).await.unwrap_err();
         assert_eq!(error, db_error());
         assert_eq!(store.state_of("sess-1"), Some(TxState::Aborted));
-        assert_eq!(
-            store.status(&owner, &s.id).await.unwrap().transaction_state,
-            TxState::Aborted
-        );
-        let refused = store
-            .run(&owner, &s.id, &stmt("SELECT 2"), &limits, &cancel)
-            .await;
+        assert_eq!(store.status(&owner, &s.id).await.unwrap().transaction_state, TxState::Aborted);
+        let refused = store.run(&owner, &s.id, &stmt("SELECT 2"), &limits, &cancel).await;
         assert_eq!(refused.unwrap_err().kind(), ErrorKind::SessionAborted);
         assert_eq!(store.statements("sess-1"), ["SELECT 1", "SELECT 1/0"]);
 
-        let commit = store
-            .end(&owner, &s.id, SessionEnd::Commit)
-            .await
-            .unwrap_err();
+        let commit = store.end(&owner, &s.id, SessionEnd::Commit).await.unwrap_err();
         assert_eq!(commit.kind(), ErrorKind::CommitFailed);
-        assert!(
-            !store.is_open("sess-1"),
-            "a failed commit still ends the session"
-        );
+        assert!(!store.is_open("sess-1"), "a failed commit still ends the session");
 
         // Rollback of an aborted session is fine.
         let s = store.begin(&owner, &TxOptions::default()).await.unwrap();
         store.push_error(db_error());
-        let _ = store
-            .run(&owner, &s.id, &stmt("BAD"), &limits, &cancel)
-            .await;
-        let info = store
-            .end(&owner, &s.id, SessionEnd::Rollback)
-            .await
-            .unwrap();
+        let _ = store.run(&owner, &s.id, &stmt("BAD"), &limits, &cancel).await;
+        let info = store.end(&owner, &s.id, SessionEnd::Rollback).await.unwrap();
         assert_eq!(info.id, s.id);
 
         // An injected end failure closes the session and is returned as is.
         let s = store.begin(&owner, &TxOptions::default()).await.unwrap();
-        store.fail_next_end(Error::new(
-            ErrorKind::CommitOutcomeUnknown,
-            "connection lost during COMMIT",
-        ));
-        let error = store
-            .end(&owner, &s.id, SessionEnd::Commit)
-            .await
-            .unwrap_err();
+        store.fail_next_end(Error::new(ErrorKind::CommitOutcomeUnknown, "connection lost during COMMIT"));
+        let error = store.end(&owner, &s.id, SessionEnd::Commit).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::CommitOutcomeUnknown);
         assert!(!store.is_open(s.id.as_str()));
     }
@@ -950,26 +780,15 @@ mod tests {
     async fn rollback_statement_sessions_survive_failures() {
         let store = FakeSessions::new(5);
         let owner = Owner::new("o");
-        let options = TxOptions {
-            on_error: OnError::RollbackStatement,
-            ..TxOptions::default()
-        };
+        let options = TxOptions { on_error: OnError::RollbackStatement, ..TxOptions::default() };
         let s = store.begin(&owner, &options).await.unwrap();
         assert_eq!(s.options, options);
         store.push_error(db_error());
         let cancel = CancellationToken::new();
         let limits = Limits::default();
-        assert!(
-            store
-                .run(&owner, &s.id, &stmt("BAD"), &limits, &cancel)
-                .await
-                .is_err()
-        );
+        assert!(store.run(&owner, &s.id, &stmt("BAD"), &limits, &cancel).await.is_err());
         assert_eq!(store.state_of("sess-1"), Some(TxState::Idle));
-        let (_, info) = store
-            .run(&owner, &s.id, &stmt("GOOD"), &limits, &cancel)
-            .await
-            .unwrap();
+        let (_, info) = store.run(&owner, &s.id, &stmt("GOOD"), &limits, &cancel).await.unwrap();
         assert_eq!(info.statements, 2);
         store.end(&owner, &s.id, SessionEnd::Commit).await.unwrap();
     }
@@ -984,32 +803,16 @@ mod tests {
         let a = Ident::new("a").unwrap();
         let missing = Ident::new("missing").unwrap();
 
-        store
-            .savepoint(&owner, &s.id, SavepointOp::Create, &a)
-            .await
-            .unwrap();
+        store.savepoint(&owner, &s.id, SavepointOp::Create, &a).await.unwrap();
         store.push_error(db_error());
-        let _ = store
-            .run(&owner, &s.id, &stmt("BAD"), &limits, &cancel)
-            .await;
-        let refused = store
-            .savepoint(&owner, &s.id, SavepointOp::Create, &missing)
-            .await;
+        let _ = store.run(&owner, &s.id, &stmt("BAD"), &limits, &cancel).await;
+        let refused = store.savepoint(&owner, &s.id, SavepointOp::Create, &missing).await;
         assert_eq!(refused.unwrap_err().kind(), ErrorKind::SessionAborted);
-        let info = store
-            .savepoint(&owner, &s.id, SavepointOp::RollbackTo, &a)
-            .await
-            .unwrap();
+        let info = store.savepoint(&owner, &s.id, SavepointOp::RollbackTo, &a).await.unwrap();
         assert_eq!(info.transaction_state, TxState::Idle);
-        store
-            .savepoint(&owner, &s.id, SavepointOp::Release, &a)
-            .await
-            .unwrap();
+        store.savepoint(&owner, &s.id, SavepointOp::Release, &a).await.unwrap();
 
-        let error = store
-            .savepoint(&owner, &s.id, SavepointOp::Release, &a)
-            .await
-            .unwrap_err();
+        let error = store.savepoint(&owner, &s.id, SavepointOp::Release, &a).await.unwrap_err();
         assert_eq!(error.sqlstate(), Some("3B001"));
         assert_eq!(store.state_of("sess-1"), Some(TxState::Aborted));
         assert_eq!(
@@ -1035,16 +838,8 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             canceller.cancel();
         });
-        let error = store
-            .run(
-                &owner,
-                &s.id,
-                &stmt("SELECT pg_sleep(60)"),
-                &Limits::default(),
-                &cancel,
-            )
-            .await
-            .unwrap_err();
+        let error =
+            store.run(&owner, &s.id, &stmt("SELECT pg_sleep(60)"), &Limits::default(), &cancel).await.unwrap_err();
         task.await.unwrap();
         assert_eq!(error.kind(), ErrorKind::Cancelled);
         assert_eq!(store.state_of("sess-1"), Some(TxState::Aborted));

@@ -106,16 +106,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
-        let drop_sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&self.name)
-        );
+        let drop_sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name));
         // On its own thread and runtime: Drop may run inside (or outside) any runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async move {
@@ -147,20 +141,14 @@ pub async fn test_db() -> TestDb {
             Err(err) => panic!("starting the PostgreSQL harness failed: {err}"),
         },
     };
-    create_test_db(&admin_url)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"))
+    create_test_db(&admin_url).await.unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// A fresh database on the server at `admin_url` (a superuser URL), building that server's
 /// fixture first if needed. For tests that run their own [`PgCluster`].
 pub async fn test_db_at(admin_url: &str) -> TestDb {
-    ensure_fixture(admin_url)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    create_test_db(admin_url)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"))
+    ensure_fixture(admin_url).await.unwrap_or_else(|err| panic!("{err}"));
+    create_test_db(admin_url).await.unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// The admin URL (superuser, admin database) of the server in use: the value of
@@ -170,9 +158,7 @@ pub fn server_url() -> Option<String> {
     if let Some(Ok(server)) = SERVER.get() {
         return Some(server.admin_url.clone());
     }
-    std::env::var(DATABASE_URL_ENV)
-        .ok()
-        .filter(|url| !url.trim().is_empty())
+    std::env::var(DATABASE_URL_ENV).ok().filter(|url| !url.trim().is_empty())
 }
 
 /// The temporary directory of the harness's shared cluster (data directory `data/`, log
@@ -180,17 +166,15 @@ pub fn server_url() -> Option<String> {
 /// `COLDQUERY_TEST_DATABASE_URL` or before the first [`test_db`].
 pub fn cluster_dir() -> Option<PathBuf> {
     match SERVER.get() {
-        Some(Ok(Server {
-            cluster: Some(cluster),
-            ..
-        })) => Some(cluster.dir().to_path_buf()),
+        Some(Ok(Server { cluster: Some(cluster), .. })) => Some(cluster.dir().to_path_buf()),
         _ => None,
     }
 }
 
-/// True when `initdb` and `postgres` are on `PATH`.
+/// True when `initdb` and `postgres` are on `PATH` (or in Debian's
+/// `/usr/lib/postgresql/<major>/bin`).
 pub fn pg_binaries_available() -> bool {
-    find_on_path("initdb").is_some() && find_on_path("postgres").is_some()
+    find_pg_binary("initdb").is_some() && find_pg_binary("postgres").is_some()
 }
 
 /// A side connection to `url`, its connection task spawned on the current tokio runtime.
@@ -223,8 +207,7 @@ fn init_server() -> Result<Server, String> {
         }
     };
     let url = admin_url.clone();
-    block_on_own_thread(move || async move { ensure_fixture(&url).await })
-        .map_err(|err| unavailable(&err))?;
+    block_on_own_thread(move || async move { ensure_fixture(&url).await }).map_err(|err| unavailable(&err))?;
     Ok(Server { admin_url, cluster })
 }
 
@@ -236,53 +219,33 @@ fn unavailable(reason: &str) -> String {
     };
     format!(
         "no PostgreSQL available for the tests ({ci}): {reason}\n\
-         Put initdb and postgres on PATH (Debian: postgresql and postgresql-contrib) or set \
+         Install PostgreSQL (Debian: apt-get install postgresql postgresql-contrib) or put \
+         initdb and postgres on PATH, or set \
          {DATABASE_URL_ENV} to a superuser URL."
     )
 }
 
 async fn create_test_db(admin_url: &str) -> Result<TestDb, String> {
     let name = format!("cq_t_{}", random_hex(8));
-    let (admin, task) = try_connect(admin_url)
-        .await
-        .map_err(|err| format!("cannot connect to {}: {err}", redact(admin_url)))?;
-    admin
-        .batch_execute(LOCK_SQL)
-        .await
-        .map_err(|err| format!("advisory lock: {err}"))?;
+    let (admin, task) =
+        try_connect(admin_url).await.map_err(|err| format!("cannot connect to {}: {err}", redact(admin_url)))?;
+    admin.batch_execute(LOCK_SQL).await.map_err(|err| format!("advisory lock: {err}"))?;
     let created = admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {} TEMPLATE {}",
-            quote_ident(&name),
-            quote_ident(FIXTURE_DB)
-        ))
+        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(FIXTURE_DB)))
         .await;
     let _ = admin.batch_execute(UNLOCK_SQL).await;
     drop(admin);
     let _ = task.await;
-    created.map_err(|err| {
-        format!(
-            "CREATE DATABASE {name} TEMPLATE {FIXTURE_DB}: {}",
-            db_error(&err)
-        )
-    })?;
-    Ok(TestDb {
-        url: edit_url(admin_url, Some(&name), None),
-        name,
-        admin_url: admin_url.to_owned(),
-    })
+    created.map_err(|err| format!("CREATE DATABASE {name} TEMPLATE {FIXTURE_DB}: {}", db_error(&err)))?;
+    Ok(TestDb { url: edit_url(admin_url, Some(&name), None), name, admin_url: admin_url.to_owned() })
 }
 
 /// Builds the fixture database and the roles on the server at `admin_url` unless this
 /// fixture version is already there. Serialised across processes by an advisory lock.
 async fn ensure_fixture(admin_url: &str) -> Result<(), String> {
-    let (admin, task) = try_connect(admin_url)
-        .await
-        .map_err(|err| format!("cannot connect to {}: {err}", redact(admin_url)))?;
-    admin
-        .batch_execute(LOCK_SQL)
-        .await
-        .map_err(|err| format!("advisory lock: {err}"))?;
+    let (admin, task) =
+        try_connect(admin_url).await.map_err(|err| format!("cannot connect to {}: {err}", redact(admin_url)))?;
+    admin.batch_execute(LOCK_SQL).await.map_err(|err| format!("advisory lock: {err}"))?;
     let result = build_fixture(&admin, admin_url).await;
     let _ = admin.batch_execute(UNLOCK_SQL).await;
     drop(admin);
@@ -298,10 +261,7 @@ async fn build_fixture(admin: &Client, admin_url: &str) -> Result<(), String> {
             .map_err(|err| db_error(&err))?
             .is_some();
         if !exists {
-            let sql = format!(
-                "CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD '{ROLE_PASSWORD}'",
-                quote_ident(role)
-            );
+            let sql = format!("CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD '{ROLE_PASSWORD}'", quote_ident(role));
             if let Err(err) = admin.batch_execute(&sql).await
                 && err.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
             {
@@ -312,10 +272,7 @@ async fn build_fixture(admin: &Client, admin_url: &str) -> Result<(), String> {
 
     let fixture = quote_ident(FIXTURE_DB);
     let existing: Option<Option<String>> = admin
-        .query_opt(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-            &[&FIXTURE_DB],
-        )
+        .query_opt("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", &[&FIXTURE_DB])
         .await
         .map_err(|err| db_error(&err))?
         .map(|row| row.get(0));
@@ -323,9 +280,7 @@ async fn build_fixture(admin: &Client, admin_url: &str) -> Result<(), String> {
         Some(Some(version)) if version == FIXTURE_VERSION => return Ok(()),
         Some(_) => {
             // An older or half-built fixture: rebuild it.
-            let _ = admin
-                .batch_execute(&format!("ALTER DATABASE {fixture} IS_TEMPLATE false"))
-                .await;
+            let _ = admin.batch_execute(&format!("ALTER DATABASE {fixture} IS_TEMPLATE false")).await;
             admin
                 .batch_execute(&format!("DROP DATABASE {fixture} WITH (FORCE)"))
                 .await
@@ -341,25 +296,17 @@ async fn build_fixture(admin: &Client, admin_url: &str) -> Result<(), String> {
         .map_err(|err| format!("CREATE DATABASE {FIXTURE_DB}: {}", db_error(&err)))?;
 
     let fixture_url = edit_url(admin_url, Some(FIXTURE_DB), None);
-    let (db, task) = try_connect(&fixture_url)
-        .await
-        .map_err(|err| format!("cannot connect to {FIXTURE_DB}: {err}"))?;
+    let (db, task) = try_connect(&fixture_url).await.map_err(|err| format!("cannot connect to {FIXTURE_DB}: {err}"))?;
     let setup = setup_fixture(&db).await;
     drop(db);
     let _ = task.await;
     setup?;
 
     // No connection may ever stay open to a template that is being cloned.
-    let _ = admin
-        .batch_execute(&format!("ALTER DATABASE {fixture} ALLOW_CONNECTIONS false"))
-        .await;
-    let _ = admin
-        .batch_execute(&format!("ALTER DATABASE {fixture} IS_TEMPLATE true"))
-        .await;
+    let _ = admin.batch_execute(&format!("ALTER DATABASE {fixture} ALLOW_CONNECTIONS false")).await;
+    let _ = admin.batch_execute(&format!("ALTER DATABASE {fixture} IS_TEMPLATE true")).await;
     admin
-        .batch_execute(&format!(
-            "COMMENT ON DATABASE {fixture} IS '{FIXTURE_VERSION}'"
-        ))
+        .batch_execute(&format!("COMMENT ON DATABASE {fixture} IS '{FIXTURE_VERSION}'"))
         .await
         .map_err(|err| format!("COMMENT ON DATABASE {FIXTURE_DB}: {}", db_error(&err)))?;
     Ok(())
@@ -367,26 +314,18 @@ async fn build_fixture(admin: &Client, admin_url: &str) -> Result<(), String> {
 
 async fn setup_fixture(db: &Client) -> Result<(), String> {
     for extension in ["hstore", "citext"] {
-        db.batch_execute(&format!(
-            "CREATE EXTENSION IF NOT EXISTS {}",
-            quote_ident(extension)
-        ))
-        .await
-        .map_err(|err| format!("CREATE EXTENSION {extension}: {}", db_error(&err)))?;
+        db.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(extension)))
+            .await
+            .map_err(|err| format!("CREATE EXTENSION {extension}: {}", db_error(&err)))?;
     }
     let statements_available = db
-        .query_opt(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'",
-            &[],
-        )
+        .query_opt("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'", &[])
         .await
         .map_err(|err| db_error(&err))?
         .is_some();
     if statements_available {
         // Best effort: a non-superuser owner may not create it.
-        let _ = db
-            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            .await;
+        let _ = db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await;
     }
     let ro = quote_ident(RO_ROLE);
     let rw = quote_ident(RW_ROLE);
@@ -465,10 +404,7 @@ struct Watchdog {
 
 impl fmt::Debug for PgCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgCluster")
-            .field("dir", &self.dir)
-            .field("port", &self.port())
-            .finish()
+        f.debug_struct("PgCluster").field("dir", &self.dir).field("port", &self.port()).finish()
     }
 }
 
@@ -476,45 +412,19 @@ impl PgCluster {
     /// Runs `initdb` and starts `postgres` on a free port (as the `postgres` OS user when
     /// running as root), waiting until it accepts connections. Blocks.
     pub fn start() -> Result<PgCluster, String> {
-        let initdb = find_on_path("initdb").ok_or("initdb is not on PATH")?;
-        let postgres = find_on_path("postgres").ok_or("postgres is not on PATH")?;
+        let initdb =
+            find_pg_binary("initdb").ok_or("initdb is not on PATH (nor in /usr/lib/postgresql/<major>/bin)")?;
+        let postgres =
+            find_pg_binary("postgres").ok_or("postgres is not on PATH (nor in /usr/lib/postgresql/<major>/bin)")?;
         let as_root = is_root();
-        let dir = std::env::temp_dir().join(format!(
-            "coldquery-pg-{}-{}",
-            std::process::id(),
-            random_hex(6)
-        ));
-        std::fs::create_dir(&dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
+        let dir = private_dir("coldquery-pg", as_root)?;
         let cleanup = |message: String| {
             let _ = std::fs::remove_dir_all(&dir);
             message
         };
-        if as_root {
-            let status = Command::new("chown")
-                .arg("postgres")
-                .arg(&dir)
-                .status()
-                .map_err(|err| cleanup(format!("chown postgres {}: {err}", dir.display())))?;
-            if !status.success() {
-                return Err(cleanup(format!(
-                    "chown postgres {} failed: {status}",
-                    dir.display()
-                )));
-            }
-        }
         let data = dir.join("data");
         let output = as_user(as_root, &initdb)
-            .args([
-                "-A",
-                "trust",
-                "--nosync",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "-D",
-            ])
+            .args(["-A", "trust", "--nosync", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D"])
             .arg(&data)
             .current_dir(&dir)
             .stdin(Stdio::null())
@@ -531,15 +441,14 @@ impl PgCluster {
 
         // PASSWORD_ROLE must authenticate (first matching line wins); everyone else is trusted.
         let hba = data.join("pg_hba.conf");
-        let trusted = std::fs::read_to_string(&hba)
-            .map_err(|err| cleanup(format!("reading {}: {err}", hba.display())))?;
+        let trusted =
+            std::fs::read_to_string(&hba).map_err(|err| cleanup(format!("reading {}: {err}", hba.display())))?;
         let strict = format!(
             "local all {PASSWORD_ROLE} scram-sha-256\n\
              host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n\
              host all {PASSWORD_ROLE} ::1/128 scram-sha-256\n{trusted}"
         );
-        std::fs::write(&hba, strict)
-            .map_err(|err| cleanup(format!("writing {}: {err}", hba.display())))?;
+        std::fs::write(&hba, strict).map_err(|err| cleanup(format!("writing {}: {err}", hba.display())))?;
 
         let mut settings = vec![
             "listen_addresses=127.0.0.1".to_owned(),
@@ -556,14 +465,7 @@ impl PgCluster {
             settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
         }
         let mut command = as_user(as_root, Path::new("sh"));
-        command
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("sh")
-            .arg(&dir)
-            .arg(&postgres)
-            .arg("-D")
-            .arg(&data);
+        command.arg("-c").arg(WATCHDOG).arg("sh").arg(&dir).arg(&postgres).arg("-D").arg(&data);
         for setting in &settings {
             command.arg("-c").arg(setting);
         }
@@ -595,8 +497,8 @@ impl PgCluster {
             match cluster.start_again() {
                 Ok(()) => return Ok(cluster),
                 Err(err) => {
-                    let bind_failure = err.contains("could not bind")
-                        || err.contains("could not create any TCP/IP sockets");
+                    let bind_failure =
+                        err.contains("could not bind") || err.contains("could not create any TCP/IP sockets");
                     last = err;
                     if !bind_failure {
                         break;
@@ -663,11 +565,7 @@ impl PgCluster {
         let result = wait_ready(url, log.clone(), offset);
         if let Err(err) = result {
             let _ = self.stop(StopMode::Immediate);
-            return Err(format!(
-                "{err}\n--- tail of {} ---\n{}",
-                log.display(),
-                log_tail(&log, 40)
-            ));
+            return Err(format!("{err}\n--- tail of {} ---\n{}", log.display(), log_tail(&log, 40)));
         }
         Ok(())
     }
@@ -679,18 +577,13 @@ impl PgCluster {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Watchdog> {
-        self.watchdog
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.watchdog.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let watchdog = self
-            .watchdog
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let watchdog = self.watchdog.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Closing stdin tells the watchdog to stop postgres and delete the directory.
         drop(watchdog.stdin.take());
         let _ = watchdog.child.wait();
@@ -704,16 +597,246 @@ impl Watchdog {
             .and_then(|()| stdin.flush())
             .map_err(|err| format!("writing to the postgres watchdog: {err}"))?;
         let mut answer = String::new();
-        self.stdout
-            .read_line(&mut answer)
-            .map_err(|err| format!("reading from the postgres watchdog: {err}"))?;
+        self.stdout.read_line(&mut answer).map_err(|err| format!("reading from the postgres watchdog: {err}"))?;
         if answer.trim() == reply {
             Ok(())
         } else {
-            Err(format!(
-                "the postgres watchdog answered {answer:?} to {line:?}"
-            ))
+            Err(format!("the postgres watchdog answered {answer:?} to {line:?}"))
         }
+    }
+}
+
+/// Where Debian's package installs PgBouncer (its `sbin` is often not on a user's `PATH`).
+const PGBOUNCER_DEBIAN: &str = "/usr/sbin/pgbouncer";
+
+/// The PgBouncer watchdog: starts `pgbouncer` in the background, waits for its stdin to close,
+/// then stops it (SIGINT: immediate shutdown) and deletes the directory. `$1` is the directory,
+/// the rest the pgbouncer command.
+const PGBOUNCER_WATCHDOG: &str = r#"dir=$1
+shift
+"$@" >>"$dir/pgbouncer.out" 2>&1 &
+pid=$!
+echo started
+while read -r _; do :; done
+kill -INT "$pid" 2>/dev/null
+wait "$pid"
+rm -rf "$dir"
+"#;
+
+/// The `pgbouncer` program: on `PATH`, else Debian's `/usr/sbin/pgbouncer`.
+pub fn pgbouncer_program() -> Option<PathBuf> {
+    find_on_path("pgbouncer").or_else(|| Some(PathBuf::from(PGBOUNCER_DEBIAN)).filter(|path| path.is_file()))
+}
+
+/// A PgBouncer in **transaction pooling** mode in front of the server of `db`, for the
+/// sessionless path's compatibility tests (SPEC §9).
+///
+/// `None` when `pgbouncer` is not installed and `CI` is not set (the caller says so on stderr);
+/// with `CI` set a missing PgBouncer panics, since CI must never skip. Panics when it cannot
+/// start. The PgBouncer stops when the returned value is dropped (or the test process exits).
+pub async fn pgbouncer_for(db: &TestDb) -> Option<PgBouncer> {
+    let Some(program) = pgbouncer_program() else {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "pgbouncer is not installed, and CI is set, where the PgBouncer tests must never be \
+                 skipped: install it (Debian: apt-get install pgbouncer; `cargo xtask ci` does)"
+            );
+        }
+        return None;
+    };
+    let url = db.url.clone();
+    let started = tokio::task::spawn_blocking(move || PgBouncer::start(&program, &url)).await;
+    match started {
+        Ok(Ok(bouncer)) => Some(bouncer),
+        Ok(Err(err)) => panic!("starting PgBouncer failed: {err}"),
+        Err(err) => panic!("starting PgBouncer failed: {err}"),
+    }
+}
+
+/// A throwaway PgBouncer (`pool_mode = transaction`, `auth_type = trust`) listening on a free
+/// port of 127.0.0.1, forwarding every database name to one PostgreSQL server. Run as the
+/// `postgres` OS user when running as root (PgBouncer refuses root). Dropping it stops it.
+pub struct PgBouncer {
+    dir: PathBuf,
+    port: u16,
+    user: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl fmt::Debug for PgBouncer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgBouncer").field("dir", &self.dir).field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl PgBouncer {
+    /// Starts `program` in front of the server of `upstream_url` (a libpq URI; its user, and
+    /// password if any, are the ones PgBouncer logs in with) and waits until it accepts
+    /// connections. Blocks.
+    pub fn start(program: &Path, upstream_url: &str) -> Result<PgBouncer, String> {
+        let upstream: tokio_postgres::Config =
+            upstream_url.parse().map_err(|err| format!("cannot parse {}: {err}", redact(upstream_url)))?;
+        let host = match upstream.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
+        let port = upstream.get_ports().first().copied().unwrap_or(5432);
+        let user = upstream.get_user().unwrap_or("postgres").to_owned();
+        let password = upstream.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+        // The port is free when probed but may be taken before pgbouncer binds it: retry.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match PgBouncer::start_once(program, &host, port, &user, &password) {
+                Ok(bouncer) => return Ok(bouncer),
+                Err(err) => {
+                    let retry = err.contains("Address already in use");
+                    last = err;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(program: &Path, host: &str, port: u16, user: &str, password: &str) -> Result<PgBouncer, String> {
+        let as_root = is_root();
+        let dir = private_dir("coldquery-pgbouncer", as_root)?;
+        let listen_port = match free_port() {
+            Ok(listen_port) => listen_port,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(err);
+            }
+        };
+        let quoted = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+        let userlist = dir.join("userlist.txt");
+        let ini = dir.join("pgbouncer.ini");
+        // auth_type = trust still needs the user in auth_file; the password there is what
+        // PgBouncer logs in to PostgreSQL with.
+        let written = std::fs::write(&userlist, format!("{} {}\n", quoted(user), quoted(password))).and_then(|()| {
+            std::fs::write(
+                &ini,
+                format!(
+                    "[databases]\n\
+                     * = host={host} port={port}\n\
+                     [pgbouncer]\n\
+                     listen_addr = 127.0.0.1\n\
+                     listen_port = {listen_port}\n\
+                     unix_socket_dir =\n\
+                     auth_type = trust\n\
+                     auth_file = {userlist}\n\
+                     admin_users = {admin}\n\
+                     pool_mode = transaction\n\
+                     default_pool_size = 4\n\
+                     max_client_conn = 200\n\
+                     server_round_robin = 1\n\
+                     logfile = {log}\n",
+                    userlist = userlist.display(),
+                    admin = user,
+                    log = dir.join("pgbouncer.log").display(),
+                ),
+            )
+        });
+        if let Err(err) = written {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("writing the pgbouncer configuration in {}: {err}", dir.display()));
+        }
+        if as_root {
+            // The log is created by pgbouncer itself, as the postgres user, in its own directory.
+            let _ = Command::new("chown").arg("-R").arg("postgres").arg(&dir).status();
+        }
+        let mut command = as_user(as_root, Path::new("sh"));
+        command.arg("-c").arg(PGBOUNCER_WATCHDOG).arg("sh").arg(&dir).arg(program).arg(&ini);
+        let spawned =
+            command.current_dir(&dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("starting the pgbouncer watchdog: {err}"));
+            }
+        };
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        // From here on, dropping `bouncer` stops pgbouncer and deletes the directory.
+        let bouncer = PgBouncer { dir, port: listen_port, user: user.to_owned(), child, stdin };
+        let mut answer = String::new();
+        if let Some(stdout) = stdout {
+            let _ = BufReader::new(stdout).read_line(&mut answer);
+        }
+        if answer.trim() != "started" {
+            return Err(format!("the pgbouncer watchdog answered {answer:?}"));
+        }
+        match bouncer.wait_ready() {
+            Ok(()) => Ok(bouncer),
+            Err(err) => {
+                Err(format!("{err}\n--- tail of {} ---\n{}", bouncer.log_path().display(), bouncer.log_tail(20)))
+            }
+        }
+    }
+
+    /// The port PgBouncer listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URI of database `dbname` through this PgBouncer.
+    pub fn url_for(&self, dbname: &str) -> String {
+        format!("postgresql://{}@127.0.0.1:{}/{dbname}", percent_encode(&self.user), self.port)
+    }
+
+    /// PgBouncer's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("pgbouncer.log")
+    }
+
+    /// The last `lines` lines of PgBouncer's log (and of its stderr).
+    pub fn log_tail(&self, lines: usize) -> String {
+        format!("{}\n{}", log_tail(&self.log_path(), lines), log_tail(&self.dir.join("pgbouncer.out"), lines))
+    }
+
+    fn wait_ready(&self) -> Result<(), String> {
+        let url = format!("postgresql://{}@127.0.0.1:{}/pgbouncer", percent_encode(&self.user), self.port);
+        let out = self.dir.join("pgbouncer.out");
+        let log = self.log_path();
+        block_on_own_thread(move || async move {
+            let deadline = Instant::now() + READY_TIMEOUT;
+            loop {
+                // The admin console answers SHOW commands over the simple protocol only.
+                let last = match try_connect(&url).await {
+                    Ok((client, task)) => match client.simple_query("SHOW VERSION").await {
+                        Ok(_) => {
+                            drop(client);
+                            let _ = task.await;
+                            return Ok(());
+                        }
+                        Err(err) => err.to_string(),
+                    },
+                    Err(err) => err.to_string(),
+                };
+                let output = std::fs::read_to_string(&out).unwrap_or_default()
+                    + &std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(line) = output.lines().find(|line| line.contains("FATAL") || line.contains("ERROR")) {
+                    return Err(format!("pgbouncer failed to start: {line}"));
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("pgbouncer did not accept connections within {READY_TIMEOUT:?} ({last})"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        // Closing stdin tells the watchdog to stop PgBouncer and delete the directory.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
     }
 }
 
@@ -792,9 +915,7 @@ where
 }
 
 /// Connects with a 10 s timeout and spawns the connection task on the current runtime.
-async fn try_connect(
-    url: &str,
-) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+async fn try_connect(url: &str) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.connect_timeout(Duration::from_secs(10));
     let (client, connection) = config.connect(NoTls).await?;
@@ -832,16 +953,10 @@ fn edit_url(url: &str, dbname: Option<&str>, user: Option<(&str, &str)>) -> Stri
         Some(at) => remainder.split_at(at),
         None => (remainder, ""),
     };
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     let authority = match user {
         Some((user, password)) => {
-            format!(
-                "{}:{}@{host}",
-                percent_encode(user),
-                percent_encode(password)
-            )
+            format!("{}:{}@{host}", percent_encode(user), percent_encode(password))
         }
         None => authority.to_owned(),
     };
@@ -890,9 +1005,7 @@ fn random_hex(bytes: usize) -> String {
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
         hasher.write_u32(std::process::id());
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
         hasher.write_u128(nanos);
         out.push_str(&format!("{:016x}", hasher.finish()));
     }
@@ -901,26 +1014,101 @@ fn random_hex(bytes: usize) -> String {
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|err| format!("finding a free port: {err}"))?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|err| format!("finding a free port: {err}"))
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| format!("finding a free port: {err}"))?;
+    listener.local_addr().map(|addr| addr.port()).map_err(|err| format!("finding a free port: {err}"))
+}
+
+/// A new, empty temporary directory (`<prefix>-<pid>-<random>`) owned by the user the server
+/// will run as. As root that is the `postgres` OS user, who must be able to reach the
+/// directory: when `TMPDIR` is not reachable for it (say under `/root`), `/tmp` is used instead.
+fn private_dir(prefix: &str, as_root: bool) -> Result<PathBuf, String> {
+    if as_root {
+        let known = Command::new("id")
+            .args(["-u", "postgres"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !known {
+            return Err("running as root, the harness starts servers as the `postgres` OS user, \
+                        but there is no such user (create it: useradd --system postgres)"
+                .to_owned());
+        }
+    }
+    let mut bases = vec![std::env::temp_dir()];
+    if as_root && bases[0] != Path::new("/tmp") {
+        bases.push(PathBuf::from("/tmp"));
+    }
+    let mut last = String::new();
+    for base in bases {
+        let dir = base.join(format!("{prefix}-{}-{}", std::process::id(), random_hex(6)));
+        std::fs::create_dir(&dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
+        if !as_root {
+            return Ok(dir);
+        }
+        let owned = Command::new("chown")
+            .arg("postgres")
+            .arg(&dir)
+            .status()
+            .map_err(|err| format!("chown postgres {}: {err}", dir.display()))
+            .and_then(|status| {
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("chown postgres {} failed: {status}", dir.display()))
+                }
+            });
+        if let Err(err) = owned {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+        let reachable = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if reachable {
+            return Ok(dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        last = format!(
+            "the `postgres` OS user cannot write to {} (are its parent directories searchable?)",
+            dir.display()
+        );
+    }
+    Err(last)
+}
+
+/// A PostgreSQL server program: from `PATH`, else from the newest Debian
+/// `/usr/lib/postgresql/<major>/bin` (Debian puts only client wrappers on `PATH`).
+fn find_pg_binary(name: &str) -> Option<PathBuf> {
+    if let Some(found) = find_on_path(name) {
+        return Some(found);
+    }
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let major = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((major, entry.path().join("bin").join(name)))
+        })
+        .filter(|(_, path)| path.is_file())
+        .collect();
+    majors.sort();
+    majors.pop().map(|(_, path)| path)
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
 fn is_root() -> bool {
     match Command::new("id").arg("-u").stderr(Stdio::null()).output() {
-        Ok(output) if output.status.success() => {
-            String::from_utf8_lossy(&output.stdout).trim() == "0"
-        }
+        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim() == "0",
         _ => std::env::var("USER").is_ok_and(|user| user == "root"),
     }
 }
@@ -943,31 +1131,22 @@ fn pg_stat_statements_installed(postgres: &Path) -> bool {
         && let Ok(output) = Command::new(pg_config).arg("--sharedir").output()
         && output.status.success()
     {
-        share_dirs.push(PathBuf::from(
-            String::from_utf8_lossy(&output.stdout).trim(),
-        ));
+        share_dirs.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
     }
     if let Ok(output) = Command::new(postgres).arg("--version").output() {
         // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
         let version = String::from_utf8_lossy(&output.stdout).into_owned();
-        if let Some(major) = version
-            .split_whitespace()
-            .nth(2)
-            .and_then(|number| number.split('.').next())
-        {
+        if let Some(major) = version.split_whitespace().nth(2).and_then(|number| number.split('.').next()) {
             share_dirs.push(PathBuf::from(format!("/usr/share/postgresql/{major}")));
         }
     }
-    if let Some(prefix) = std::fs::canonicalize(postgres)
-        .ok()
-        .and_then(|bin| bin.parent().and_then(Path::parent).map(Path::to_path_buf))
+    if let Some(prefix) =
+        std::fs::canonicalize(postgres).ok().and_then(|bin| bin.parent().and_then(Path::parent).map(Path::to_path_buf))
     {
         share_dirs.push(prefix.join("share"));
         share_dirs.push(prefix.join("share/postgresql"));
     }
-    share_dirs
-        .iter()
-        .any(|dir| dir.join("extension/pg_stat_statements.control").is_file())
+    share_dirs.iter().any(|dir| dir.join("extension/pg_stat_statements.control").is_file())
 }
 
 #[cfg(test)]
@@ -978,16 +1157,9 @@ mod tests {
     #[tokio::test]
     async fn test_db_is_a_fresh_clone_of_the_fixture() {
         let db = test_db().await;
-        assert!(
-            db.name.starts_with("cq_t_") && db.name.len() == 21,
-            "{}",
-            db.name
-        );
+        assert!(db.name.starts_with("cq_t_") && db.name.len() == 21, "{}", db.name);
         let client = db.client().await;
-        let row = client
-            .query_one("SELECT current_database()", &[])
-            .await
-            .unwrap();
+        let row = client.query_one("SELECT current_database()", &[]).await.unwrap();
         assert_eq!(row.get::<_, String>(0), db.name);
         let extensions: Vec<String> = client
             .query("SELECT extname::text FROM pg_extension ORDER BY 1", &[])
@@ -998,20 +1170,13 @@ mod tests {
             .collect();
         assert!(extensions.iter().any(|e| e == "hstore"), "{extensions:?}");
         assert!(extensions.iter().any(|e| e == "citext"), "{extensions:?}");
-        let value: String = client
-            .query_one("SELECT ('a=>1'::hstore -> 'a')", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let value: String = client.query_one("SELECT ('a=>1'::hstore -> 'a')", &[]).await.unwrap().get(0);
         assert_eq!(value, "1");
 
         // The roles exist and can log in to the clone.
         for role in [RO_ROLE, RW_ROLE, PASSWORD_ROLE] {
             let as_role = db.client_as(role).await;
-            let row = as_role
-                .query_one("SELECT current_user::text", &[])
-                .await
-                .unwrap();
+            let row = as_role.query_one("SELECT current_user::text", &[]).await.unwrap();
             assert_eq!(row.get::<_, String>(0), role);
         }
 
@@ -1023,34 +1188,24 @@ mod tests {
             };
             let code = error.code().map(|code| code.code().to_owned());
             assert_eq!(code.as_deref(), Some("28P01"), "{error}");
-            let (right, _task) = try_connect(&password_url(&db, ROLE_PASSWORD))
-                .await
-                .expect("the right password is accepted");
+            let (right, _task) =
+                try_connect(&password_url(&db, ROLE_PASSWORD)).await.expect("the right password is accepted");
             right.simple_query("SELECT 1").await.unwrap();
         }
 
         // A second database is a different, independent clone.
         let other = test_db().await;
         assert_ne!(other.name, db.name);
-        client
-            .batch_execute("CREATE TABLE only_here (id int)")
-            .await
-            .unwrap();
+        client.batch_execute("CREATE TABLE only_here (id int)").await.unwrap();
         let other_client = other.client().await;
-        let found = other_client
-            .query_opt("SELECT 1 FROM pg_class WHERE relname = 'only_here'", &[])
-            .await
-            .unwrap();
+        let found = other_client.query_opt("SELECT 1 FROM pg_class WHERE relname = 'only_here'", &[]).await.unwrap();
         assert!(found.is_none());
 
         // Dropping a TestDb drops its database.
         let name = other.name.clone();
         drop(other_client);
         drop(other);
-        let gone = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .await
-            .unwrap();
+        let gone = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.unwrap();
         assert!(gone.is_none(), "{name} was not dropped");
         assert!(server_url().is_some());
     }
@@ -1075,29 +1230,18 @@ mod tests {
 
     #[tokio::test]
     async fn own_cluster_survives_restart_and_crash() {
-        let cluster = tokio::task::spawn_blocking(|| Arc::new(PgCluster::start().unwrap()))
-            .await
-            .unwrap();
+        let cluster = tokio::task::spawn_blocking(|| Arc::new(PgCluster::start().unwrap())).await.unwrap();
         let dir = cluster.dir().to_path_buf();
         assert!(dir.join("data/PG_VERSION").is_file());
         let db = test_db_at(&cluster.admin_url()).await;
         let client = db.client().await;
-        client
-            .batch_execute("CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)")
-            .await
-            .unwrap();
+        client.batch_execute("CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)").await.unwrap();
 
         let port = cluster.port();
         let handle = Arc::clone(&cluster);
-        tokio::task::spawn_blocking(move || handle.restart())
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::task::spawn_blocking(move || handle.restart()).await.unwrap().unwrap();
         assert_eq!(cluster.port(), port);
-        assert!(
-            client.simple_query("SELECT 1").await.is_err(),
-            "old connections die"
-        );
+        assert!(client.simple_query("SELECT 1").await.is_err(), "old connections die");
 
         let handle = Arc::clone(&cluster);
         tokio::task::spawn_blocking(move || {
@@ -1108,53 +1252,29 @@ mod tests {
         .unwrap()
         .unwrap();
         let client = db.client().await;
-        let kept: i32 = client
-            .query_one("SELECT id FROM kept", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let kept: i32 = client.query_one("SELECT id FROM kept", &[]).await.unwrap().get(0);
         assert_eq!(kept, 1);
-        assert!(
-            cluster
-                .log_tail(200)
-                .contains("database system was interrupted")
-        );
+        assert!(cluster.log_tail(200).contains("database system was interrupted"));
 
         drop(client);
         drop(db);
-        tokio::task::spawn_blocking(move || drop(cluster))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
         assert!(!dir.exists(), "dropping the cluster deletes its directory");
     }
 
     #[test]
     fn urls_are_edited_and_redacted() {
         assert_eq!(
-            edit_url(
-                "postgresql://postgres@127.0.0.1:5432/postgres",
-                Some("x"),
-                None
-            ),
+            edit_url("postgresql://postgres@127.0.0.1:5432/postgres", Some("x"), None),
             "postgresql://postgres@127.0.0.1:5432/x"
         );
         assert_eq!(
-            edit_url(
-                "postgres://u:p@h:1/db?sslmode=disable",
-                Some("x"),
-                Some(("r", "pw"))
-            ),
+            edit_url("postgres://u:p@h:1/db?sslmode=disable", Some("x"), Some(("r", "pw"))),
             "postgres://r:pw@h:1/x?sslmode=disable"
         );
         assert_eq!(edit_url("postgres://h", Some("x"), None), "postgres://h/x");
-        assert_eq!(
-            edit_url("host=h user=u", Some("x"), None),
-            "host=h user=u dbname='x'"
-        );
-        assert_eq!(
-            edit_url("postgres://h/db", None, Some(("r", "p@ss:w/rd"))),
-            "postgres://r:p%40ss%3Aw%2Frd@h/db"
-        );
+        assert_eq!(edit_url("host=h user=u", Some("x"), None), "host=h user=u dbname='x'");
+        assert_eq!(edit_url("postgres://h/db", None, Some(("r", "p@ss:w/rd"))), "postgres://r:p%40ss%3Aw%2Frd@h/db");
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");

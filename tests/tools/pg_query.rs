@@ -11,7 +11,12 @@ use crate::support::{Fixture, code, rows, transcript};
 async fn read_runs_read_only_with_params() {
     let f = Fixture::new();
     f.executor.push_result(rows("name", "text", vec![json!("alice")]));
-    let t = transcript(&f, "pg_query", json!({"action": "read", "sql": "SELECT name FROM users WHERE id = $1", "params": [7]})).await;
+    let t = transcript(
+        &f,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT name FROM users WHERE id = $1", "params": [7]}),
+    )
+    .await;
     assert_json_snapshot!("read", t);
 }
 
@@ -21,7 +26,8 @@ async fn read_in_a_session_echoes_the_session() {
     let begun = f.call("pg_tx", json!({"action": "begin"})).await;
     let id = begun["session_id"].as_str().unwrap().to_owned();
     f.sessions.push_result(rows("n", "int8", vec![json!(3)]));
-    let out = f.call("pg_query", json!({"action": "read", "sql": "SELECT count(*) AS n FROM t", "session_id": id})).await;
+    let out =
+        f.call("pg_query", json!({"action": "read", "sql": "SELECT count(*) AS n FROM t", "session_id": id})).await;
     assert_eq!(out["rows"][0]["n"], 3);
     assert_eq!(out["session"]["id"], id.as_str());
     assert_eq!(f.sessions.statements(&id), vec!["SELECT count(*) AS n FROM t"]);
@@ -61,7 +67,12 @@ async fn write_is_denied_without_session_or_autocommit() {
 async fn write_with_autocommit_runs_on_the_pool() {
     let f = Fixture::new();
     f.executor.push_result(QueryResult { rows_affected: Some(2), ..QueryResult::default() });
-    let t = transcript(&f, "pg_query", json!({"action": "write", "sql": "UPDATE t SET a = $1", "params": ["x"], "autocommit": true})).await;
+    let t = transcript(
+        &f,
+        "pg_query",
+        json!({"action": "write", "sql": "UPDATE t SET a = $1", "params": ["x"], "autocommit": true}),
+    )
+    .await;
     assert_eq!(t["output"]["rows_affected"], 2);
     assert_json_snapshot!("write_autocommit", t);
 }
@@ -117,7 +128,12 @@ async fn explain_builds_the_explain_statement() {
         "text",
         vec![json!("Seq Scan on t  (cost=0.00..35.50 rows=2550 width=4)")],
     ));
-    let t = transcript(&f, "pg_query", json!({"action": "explain", "sql": "SELECT * FROM t", "format": "text", "verbose": true})).await;
+    let t = transcript(
+        &f,
+        "pg_query",
+        json!({"action": "explain", "sql": "SELECT * FROM t", "format": "text", "verbose": true}),
+    )
+    .await;
     assert_eq!(t["output"]["summary"]["estimated_rows"], 2550);
     assert_json_snapshot!("explain_text", t);
 }
@@ -155,9 +171,8 @@ async fn transaction_runs_a_batch() {
 #[tokio::test]
 async fn transaction_refusals_carry_the_operation_index() {
     let f = Fixture::new();
-    let out = f
-        .call("pg_query", json!({"action": "transaction", "operations": [{"sql": "INSERT INTO t VALUES (1)"}]}))
-        .await;
+    let out =
+        f.call("pg_query", json!({"action": "transaction", "operations": [{"sql": "INSERT INTO t VALUES (1)"}]})).await;
     assert_eq!(code(&out), "WRITE_DENIED");
     let out = f
         .call(
@@ -201,7 +216,10 @@ async fn invalid_arguments_name_the_parameter() {
         (json!({"action": "read", "sql": "SELECT 1", "autocommit": true}), "autocommit"),
         (json!({"action": "read", "sql": "SELECT 1\u{0}"}), "sql"),
         (json!({"action": "transaction", "operations": []}), "operations"),
-        (json!({"action": "transaction", "operations": [{"sql": "SELECT 1"}], "isolation_level": "chaos", "read_only": true}), "isolation_level"),
+        (
+            json!({"action": "transaction", "operations": [{"sql": "SELECT 1"}], "isolation_level": "chaos", "read_only": true}),
+            "isolation_level",
+        ),
     ];
     for (args, parameter) in cases {
         let out = f.call("pg_query", args.clone()).await;

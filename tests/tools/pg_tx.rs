@@ -103,7 +103,8 @@ async fn sessions_belong_to_their_caller() {
         let out = f.tools.call(&bob, "pg_tx", args).await.unwrap().value;
         assert_eq!(code(&out), "SESSION_NOT_FOUND");
     }
-    let out = f.tools.call(&bob, "pg_query", json!({"action": "read", "sql": "SELECT 1", "session_id": id})).await.unwrap();
+    let out =
+        f.tools.call(&bob, "pg_query", json!({"action": "read", "sql": "SELECT 1", "session_id": id})).await.unwrap();
     assert_eq!(out.error_code(), Some("SESSION_NOT_FOUND"));
     let bobs = f.tools.call(&bob, "pg_tx", json!({"action": "list"})).await.unwrap().value;
     assert_eq!(bobs["count"], 0);

@@ -26,7 +26,11 @@ fn there_are_five_tools_with_flat_object_schemas() {
         assert_eq!(spec.output_schema["type"], "object");
         assert!(!spec.annotations.open_world);
         if spec.name != "pg_tx" {
-            assert!(spec.description.contains("not instructions"), "{} returns data and must say it is untrusted", spec.name);
+            assert!(
+                spec.description.contains("not instructions"),
+                "{} returns data and must say it is untrusted",
+                spec.name
+            );
         }
     }
     let monitor = specs.iter().find(|s| s.name == "pg_monitor").unwrap();

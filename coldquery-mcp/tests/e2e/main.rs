@@ -1,0 +1,8 @@
+//! End-to-end tests of the `coldquery-mcp` binary: each test spawns the real binary against a
+//! fresh harness database and talks to it with rmcp's client, over stdio (child process) or
+//! streamable HTTP, checking the effects from a side connection to PostgreSQL.
+
+mod cli;
+mod http;
+mod stdio;
+mod support;

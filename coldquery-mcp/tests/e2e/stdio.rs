@@ -1,0 +1,335 @@
+//! The stdio transport: tools, resources and prompts through a real MCP client; sessions,
+//! Default-Deny, cancellation, and rollback when the client closes stdin.
+
+use std::time::Duration;
+
+use coldquery_tests::harness::test_db;
+use rmcp::model::{
+    CallToolRequestParams, ClientRequest, GetPromptRequestParams, ProtocolVersion, ReadResourceRequestParams, Request,
+    ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientLifecycleMode, ClientServiceExt};
+use serde_json::json;
+
+use crate::support::{
+    args, call, call_raw, code, command, count, create_items, eventually, modern_info, stdio_client, stdio_client_with,
+};
+
+#[tokio::test]
+async fn tools_resources_and_prompts_are_served() {
+    let db = test_db().await;
+    let client = stdio_client(&db).await;
+
+    let info = client.peer_info().expect("the server introduced itself");
+    let server_info = info.server_info.as_ref().expect("server info");
+    assert_eq!(server_info.name, "coldquery");
+    assert_eq!(server_info.version, env!("CARGO_PKG_VERSION"));
+    let instructions = info.instructions.clone().expect("the server gives instructions");
+    assert!(instructions.contains("WRITE_DENIED") && instructions.contains("not instructions"), "{instructions}");
+
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in ["pg_query", "pg_tx", "pg_schema", "pg_admin", "pg_monitor"] {
+        let tool = tools.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} is listed"));
+        let annotations = tool.annotations.as_ref().expect("annotations");
+        assert_eq!(annotations.read_only_hint, Some(name == "pg_monitor"), "{name}");
+        assert_eq!(annotations.destructive_hint, Some(name != "pg_monitor"), "{name}");
+        assert_eq!(annotations.open_world_hint, Some(false), "{name}");
+        assert!(tool.title.as_deref().is_some_and(|t| !t.is_empty()), "{name} has a title");
+        assert!(tool.description.as_deref().is_some_and(|d| d.len() > 100), "{name} is described");
+        assert_eq!(tool.input_schema["type"], "object", "{name}");
+        assert!(tool.input_schema.get("oneOf").is_none(), "{name}");
+        assert_eq!(tool.output_schema.as_ref().expect("an output schema")["type"], "object", "{name}");
+    }
+
+    // Every tool, at least once.
+    let read =
+        call(&client, "pg_query", json!({"action": "read", "sql": "SELECT 40 + $1::int AS answer", "params": [2]}))
+            .await;
+    assert_eq!(read["rows"], json!([{"answer": 42}]));
+    let list = call(&client, "pg_tx", json!({"action": "list"})).await;
+    assert_eq!(code(&list), "ok", "{list}");
+    let schemas = call(&client, "pg_schema", json!({"action": "list", "target": "schemas"})).await;
+    assert_eq!(code(&schemas), "ok", "{schemas}");
+    assert!(schemas.to_string().contains("public"), "{schemas}");
+    let stats = call(&client, "pg_admin", json!({"action": "stats"})).await;
+    assert_eq!(code(&stats), "ok", "{stats}");
+    let health = call(&client, "pg_monitor", json!({"action": "health"})).await;
+    assert_eq!(code(&health), "ok", "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+
+    // format changes the text only.
+    let markdown =
+        call_raw(&client, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one", "format": "markdown"})).await;
+    assert_eq!(markdown.structured_content.as_ref().unwrap()["rows"], json!([{"one": 1}]));
+    let text = &markdown.content[0].as_text().expect("text content").text;
+    assert!(text.contains("| one |"), "{text}");
+
+    // Errors: bad arguments are tool results; an unknown tool is a protocol error (-32602).
+    let bad = call(&client, "pg_query", json!({"action": "read", "sql": "SELECT 1", "bogus": true})).await;
+    assert_eq!(code(&bad), "INVALID_ARGUMENT");
+    let unknown = client.call_tool(CallToolRequestParams::new("pg_nope")).await.expect_err("unknown tool");
+    assert!(unknown.to_string().contains("-32602") || format!("{unknown:?}").contains("-32602"), "{unknown:?}");
+
+    let resources = client.list_all_resources().await.unwrap();
+    assert!(resources.iter().any(|r| r.uri == "postgres://monitor/health"));
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert!(templates.iter().any(|t| t.uri_template == "postgres://schema/{schema}/{table}"));
+    let health = client.read_resource(ReadResourceRequestParams::new("postgres://monitor/health")).await.unwrap();
+    let text = match &health.contents[0] {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+        other => panic!("a text resource, got {other:?}"),
+    };
+    let health: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(client.read_resource(ReadResourceRequestParams::new("postgres://nowhere")).await.is_err());
+
+    let prompts = client.list_all_prompts().await.unwrap();
+    assert_eq!(prompts.len(), 2);
+    let prompt = client
+        .get_prompt(
+            GetPromptRequestParams::new("analyze_query_performance").with_arguments(args(json!({"sql": "SELECT 1"}))),
+        )
+        .await
+        .unwrap();
+    let text = format!("{:?}", prompt.messages[0].content);
+    assert!(text.contains("pg_query") && text.contains("SELECT 1"), "{text}");
+    assert!(client.get_prompt(GetPromptRequestParams::new("analyze_query_performance")).await.is_err());
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_runs_begin_write_commit() {
+    let db = test_db().await;
+    let side = db.client().await;
+    create_items(&side).await;
+    let client = stdio_client(&db).await;
+
+    let begin = call(&client, "pg_tx", json!({"action": "begin"})).await;
+    let session = begin["session_id"].as_str().expect("begin returns a session_id").to_owned();
+    let write = call(
+        &client,
+        "pg_query",
+        json!({"action": "write", "sql": "INSERT INTO e2e_items VALUES ($1, $2)", "params": [1, "one"], "session_id": session}),
+    )
+    .await;
+    assert_eq!(write["rows_affected"], 1, "{write}");
+    assert_eq!(write["session"]["id"], session.as_str(), "{write}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0, "not visible before commit");
+    let inside = call(
+        &client,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT name FROM e2e_items", "session_id": session}),
+    )
+    .await;
+    assert_eq!(inside["rows"], json!([{"name": "one"}]));
+    let commit = call(&client, "pg_tx", json!({"action": "commit", "session_id": session})).await;
+    assert_eq!(code(&commit), "ok", "{commit}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 1, "visible after commit");
+    let again = call(&client, "pg_tx", json!({"action": "status", "session_id": session})).await;
+    assert_eq!(code(&again), "SESSION_NOT_FOUND");
+
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_write_without_consent_is_denied_and_nothing_runs() {
+    let db = test_db().await;
+    let side = db.client().await;
+    create_items(&side).await;
+    side.batch_execute("INSERT INTO e2e_items VALUES (1, 'keep')").await.unwrap();
+    let audit = std::env::temp_dir().join(format!("coldquery-e2e-audit-{}-{}.jsonl", std::process::id(), db.name));
+    let _ = std::fs::remove_file(&audit);
+    let audit_path = audit.display().to_string();
+    let client = stdio_client_with(&db, &[("COLDQUERY_AUDIT_LOG", &audit_path)]).await;
+
+    let denied = call(&client, "pg_query", json!({"action": "write", "sql": "DELETE FROM e2e_items"})).await;
+    assert_eq!(code(&denied), "WRITE_DENIED", "{denied}");
+    let message =
+        denied["error"]["message"].as_str().unwrap().to_owned() + denied["error"]["hint"].as_str().unwrap_or("");
+    assert!(message.contains("session_id") && message.contains("autocommit"), "{message}");
+    let sneaky =
+        call(&client, "pg_query", json!({"action": "read", "sql": "DELETE FROM e2e_items RETURNING id"})).await;
+    assert_eq!(code(&sneaky), "READ_ONLY_VIOLATION", "{sneaky}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 1);
+
+    let allowed =
+        call(&client, "pg_query", json!({"action": "write", "sql": "DELETE FROM e2e_items", "autocommit": true})).await;
+    assert_eq!(allowed["rows_affected"], 1, "{allowed}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0);
+    client.cancel().await.unwrap();
+
+    // The audit log holds the denial and the executed write, as JSON lines, without parameters.
+    let text = std::fs::read_to_string(&audit).expect("the audit log exists");
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let denial =
+        records.iter().find(|r| r["decision"] == "denied" && r["outcome"] == "WRITE_DENIED").expect("the denial");
+    assert_eq!(denial["tool"], "pg_query");
+    assert_eq!(denial["principal"], "stdio");
+    let write = records.iter().find(|r| r["decision"] == "allowed").expect("the executed write");
+    assert_eq!(write["statement"], "DELETE FROM e2e_items");
+    assert_eq!(write["rows_affected"], 1);
+    assert_eq!(write["outcome"], "ok");
+    std::fs::remove_file(&audit).unwrap();
+}
+
+#[tokio::test]
+async fn read_only_mode_refuses_writes_and_opens_read_only_sessions() {
+    let db = test_db().await;
+    let side = db.client().await;
+    create_items(&side).await;
+    let client = stdio_client_with(&db, &[("COLDQUERY_READ_ONLY", "true")]).await;
+    let instructions = client.peer_info().unwrap().instructions.clone().unwrap();
+    assert!(instructions.contains("read-only mode"), "{instructions}");
+
+    let denied = call(
+        &client,
+        "pg_query",
+        json!({"action": "write", "sql": "INSERT INTO e2e_items VALUES (1, 'x')", "autocommit": true}),
+    )
+    .await;
+    assert_eq!(code(&denied), "WRITE_DENIED", "{denied}");
+    let begin = call(&client, "pg_tx", json!({"action": "begin"})).await;
+    assert_eq!(begin["read_only"], true, "{begin}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancelling_a_call_cancels_the_statement() {
+    let db = test_db().await;
+    let side = db.client().await;
+    let client = stdio_client(&db).await;
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()";
+
+    let params = CallToolRequestParams::new("pg_query")
+        .with_arguments(args(json!({"action": "read", "sql": "SELECT pg_sleep(60)", "timeout_ms": 120000})));
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("the call is sent");
+    assert!(
+        eventually(Duration::from_secs(10), || async { count(&side, sleeping).await == 1 }).await,
+        "the statement runs on the server"
+    );
+    handle.cancel(Some("user abort".into())).await.expect("the cancellation is sent");
+    assert!(
+        eventually(Duration::from_secs(5), || async { count(&side, sleeping).await == 0 }).await,
+        "the backend stops running the statement after the client cancels"
+    );
+    // The server still answers, and the pooled connection it used is healthy.
+    let read = call(&client, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"})).await;
+    assert_eq!(read["rows"], json!([{"one": 1}]));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn closing_stdin_rolls_back_the_open_session() {
+    let db = test_db().await;
+    let side = db.client().await;
+    create_items(&side).await;
+    let client = stdio_client(&db).await;
+
+    let begin = call(&client, "pg_tx", json!({"action": "begin"})).await;
+    let session = begin["session_id"].as_str().unwrap().to_owned();
+    let write = call(
+        &client,
+        "pg_query",
+        json!({"action": "write", "sql": "INSERT INTO e2e_items VALUES (7, 'uncommitted')", "session_id": session}),
+    )
+    .await;
+    assert_eq!(write["rows_affected"], 1, "{write}");
+    let pid = call(
+        &client,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT pg_backend_pid() AS pid", "session_id": session}),
+    )
+    .await;
+    let pid = pid["rows"][0]["pid"].as_i64().expect("the session's backend pid");
+    assert_eq!(
+        count(
+            &side,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'idle in transaction'")
+        )
+        .await,
+        1
+    );
+
+    // Closing stdin ends the client; the server rolls back and exits.
+    client.cancel().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            count(&side, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")).await == 0
+        })
+        .await,
+        "the session's backend is gone"
+    );
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0, "the uncommitted row was rolled back");
+    // Nothing of it is left locked either: the row's key can be taken by someone else.
+    side.batch_execute("INSERT INTO e2e_items VALUES (7, 'after')").await.unwrap();
+}
+
+#[tokio::test]
+async fn stdin_eof_exits_promptly_with_status_zero() {
+    let db = test_db().await;
+    let mut command = command(&[("DATABASE_URL", db.url.as_str())]);
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use tokio::io::AsyncWriteExt;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "eof", "version": "0"}}});
+    stdin.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the server exits within 10 s of stdin closing")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn the_2026_protocol_works_over_stdio() {
+    let db = test_db().await;
+    let transport = TokioChildProcess::new(command(&[("DATABASE_URL", db.url.as_str())])).unwrap();
+    let client = modern_info()
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+        )
+        .await
+        .expect("server/discover succeeds over stdio");
+    let read = call(&client, "pg_query", json!({"action": "read", "sql": "SELECT 'modern' AS era"})).await;
+    assert_eq!(read["rows"], json!([{"era": "modern"}]));
+    let result =
+        client.send_request(ClientRequest::ListToolsRequest(Default::default())).await.expect("tools/list is answered");
+    let ServerResult::ListToolsResult(list) = result else { panic!("a tools list, got {result:?}") };
+    assert_eq!(list.tools.len(), 5);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn ephemeral_serves_a_throwaway_demo_database() {
+    let transport = TokioChildProcess::new({
+        let mut command = command(&[]);
+        command.arg("--ephemeral");
+        command
+    })
+    .unwrap();
+    use rmcp::ServiceExt;
+    let client = ().serve(transport).await.expect("the MCP handshake succeeds with --ephemeral");
+    let tables = call(&client, "pg_schema", json!({"action": "list"})).await;
+    assert_eq!(code(&tables), "ok", "{tables}");
+    assert!(tables.to_string().contains("customers"), "the demo schema is there: {tables}");
+    let read =
+        call(&client, "pg_query", json!({"action": "read", "sql": "SELECT count(*) > 0 AS some FROM customers"})).await;
+    assert_eq!(read["rows"], json!([{"some": true}]));
+    client.cancel().await.unwrap();
+}
