@@ -67,6 +67,8 @@ pub struct PoolStatus {
     pub idle: u32,
     /// Connections lent out.
     pub in_use: u32,
+    /// Calls waiting for a connection right now.
+    pub waiting: u32,
 }
 
 /// Runs statements on the shared pool. Implemented over PostgreSQL by `coldquery-pg` and by

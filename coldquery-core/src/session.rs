@@ -207,6 +207,10 @@ pub trait SessionStore: Send + Sync {
 
     /// (open sessions, maximum sessions).
     fn counts(&self) -> (usize, usize);
+
+    /// The owner of the session whose transaction runs in server process `pid`, if any (so one
+    /// caller cannot signal another caller's session backend).
+    fn backend_owner(&self, pid: i32) -> Option<Owner>;
 }
 
 /// The one answer for every session that cannot be used by this caller.

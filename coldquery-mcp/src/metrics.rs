@@ -176,6 +176,7 @@ impl Metrics {
             ("coldquery_pool_connections", "Open connections of the shared pool.", pool.connections as usize),
             ("coldquery_pool_idle", "Idle connections of the shared pool.", pool.idle as usize),
             ("coldquery_pool_in_use", "Connections of the shared pool lent out.", pool.in_use as usize),
+            ("coldquery_pool_waiting", "Calls waiting for a connection of the shared pool.", pool.waiting as usize),
             ("coldquery_sessions_open", "Open sessions (transactions across calls).", sessions.0),
             ("coldquery_sessions_max", "Maximum open sessions.", sessions.1),
         ];
@@ -210,7 +211,7 @@ mod tests {
         metrics.record_call("pg_query", "write", &output(json!({"error": {"code": "WRITE_DENIED"}}), true), ms);
         metrics.record_call("pg_query", "read", &output(json!({"error": {"code": "TIMEOUT"}}), true), ms);
         metrics.record_call("pg_query", "re\"ad\n", &output(json!({"error": {"code": "INVALID_ARGUMENT"}}), true), ms);
-        let pool = PoolStatus { size: 15, connections: 2, idle: 1, in_use: 1 };
+        let pool = PoolStatus { size: 15, connections: 2, idle: 1, in_use: 1, waiting: 3 };
         let text = metrics.render(pool, (1, 10));
         for line in [
             "coldquery_tool_calls_total{tool=\"pg_query\",action=\"read\",outcome=\"ok\"} 1",
@@ -223,6 +224,7 @@ mod tests {
             "coldquery_tool_call_duration_seconds_bucket{tool=\"pg_query\",le=\"0.001\"} 0",
             "coldquery_tool_call_duration_seconds_count{tool=\"pg_query\"} 4",
             "coldquery_pool_in_use 1",
+            "coldquery_pool_waiting 3",
             "coldquery_sessions_open 1",
             "coldquery_sessions_max 10",
         ] {

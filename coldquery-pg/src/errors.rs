@@ -24,6 +24,7 @@ fn map_db(db: &DbError) -> Error {
     let kind = match code {
         "25006" => ErrorKind::ReadOnlyViolation,
         "25P02" => ErrorKind::SessionAborted,
+        "57014" if db.message().contains("statement timeout") => ErrorKind::Timeout,
         "57014" => ErrorKind::Cancelled,
         "08P01" if db.message().contains("bind message supplies") => ErrorKind::InvalidArgument,
         c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => ErrorKind::Unavailable,

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, Statement, TxOptions,
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, Statement,
+    TxOptions,
 };
 use postgres_types::{ToSql, Type};
 
@@ -72,8 +73,20 @@ impl Executor for PgExecutor {
                 fetched
             }
             Access::Autocommit => {
-                run::fetch(&mut conn, &self.shared.tls, statement, limits, cancel, Protocol::Unnamed, OnTruncate::Drain)
-                    .await?
+                match run::fetch(
+                    &mut conn,
+                    &self.shared.tls,
+                    statement,
+                    limits,
+                    cancel,
+                    Protocol::Unnamed,
+                    OnTruncate::Drain,
+                )
+                .await
+                {
+                    Ok(fetched) => fetched,
+                    Err(err) => return Err(autocommit_failure(err, conn.is_poisoned())),
+                }
             }
         };
         let mut result = run::render(&conn.client, fetched).await;
@@ -122,6 +135,12 @@ impl Executor for PgExecutor {
                 }
             }
         }
+        if options.read_only {
+            // A read-only batch has nothing to commit, and reads always end in ROLLBACK so that
+            // nothing done inside (say, a transaction-local setting) could outlive them.
+            finish(&mut conn, "ROLLBACK").await?;
+            return Ok(results);
+        }
         match conn.client.batch_execute("COMMIT").await {
             Ok(()) => Ok(results),
             Err(e) if errors::is_fatal(&e) => {
@@ -166,4 +185,20 @@ async fn finish(conn: &mut PgConn, sql: &'static str) -> Result<()> {
 
 pub(crate) fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+/// An autocommit statement commits on its own: if its connection was lost, or a cancel could
+/// not be confirmed, it may have committed or not, and saying "retry" could apply it twice.
+fn autocommit_failure(err: Error, poisoned: bool) -> Error {
+    let lost = err.kind() == ErrorKind::Unavailable
+        && err.sqlstate().is_none_or(|s| s.starts_with("08") || s.starts_with("57P"));
+    let unconfirmed = matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Cancelled) && poisoned;
+    if lost || unconfirmed {
+        let message = format!("{}; the statement may or may not have committed", err.message());
+        return err
+            .with_kind(ErrorKind::CommitOutcomeUnknown)
+            .with_message(message)
+            .with_hint("check the data with a read before running it again");
+    }
+    err
 }

@@ -79,6 +79,24 @@ pub(crate) struct Shared {
     pub(crate) tls: cancel::Canceller,
     pool: bb8::Pool<Manager>,
     acquire_timeout: Duration,
+    /// Calls waiting in [`Shared::acquire`] now (bb8 reports no such gauge).
+    waiting: std::sync::atomic::AtomicU32,
+}
+
+/// Counts a waiter for as long as it lives, so a cancelled wait is uncounted too.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn start(counter: &'a std::sync::atomic::AtomicU32) -> Waiting<'a> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -89,6 +107,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     pub(crate) async fn acquire(&self) -> Result<bb8::PooledConnection<'static, Manager>> {
+        let _waiting = Waiting::start(&self.waiting);
         self.get(&self.pool).await
     }
 
@@ -110,6 +129,7 @@ impl Shared {
             connections: state.connections,
             idle: state.idle_connections,
             in_use: state.connections.saturating_sub(state.idle_connections),
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -168,6 +188,7 @@ impl Database {
             tls: cancel::Canceller::new(tls, &pg),
             pool: build(options.pool_size.max(1)),
             acquire_timeout: options.acquire_timeout,
+            waiting: std::sync::atomic::AtomicU32::new(0),
         });
         let session_pool = build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX));
         let sessions =

@@ -90,6 +90,12 @@ async fn interrupt(
 ) -> (Result<Fetched, Error>, bool) {
     let sent = tls.cancel(token).await;
     let ended = tokio::time::timeout(CANCEL_GRACE, work).await;
+    // The statement finished before the cancel took effect: its result is the truth (for an
+    // autocommit write, it committed). The cancel may still land on a later statement, so the
+    // connection is not reused.
+    if let Ok((Ok(fetched), _)) = ended {
+        return (Ok(fetched), true);
+    }
     let message = match kind {
         ErrorKind::Timeout => format!(
             "the statement ran longer than its timeout of {} ms and was cancelled on the server",

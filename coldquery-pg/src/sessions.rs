@@ -59,6 +59,8 @@ struct Inner {
 struct Slot {
     id: SessionId,
     owner: Owner,
+    /// The server process the session's transaction runs in.
+    backend_pid: Option<i32>,
     options: TxOptions,
     created: Instant,
     active: AtomicBool,
@@ -310,15 +312,22 @@ impl SessionStore for PgSessions {
         let begin = begin_sql(options);
         let (began, pinned) = tokio::join!(
             conn.client.batch_execute(begin.text()),
-            conn.client.query_typed("SELECT set_config('idle_in_transaction_session_timeout', $1, true)", &params)
+            conn.client.query_typed(
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, true), pg_backend_pid()",
+                &params
+            )
         );
-        if let Err(e) = began.and(pinned.map(|_| ())) {
-            conn.poison();
-            return Err(errors::map(&e, "beginning the session"));
-        }
+        let backend_pid = match began.and(pinned) {
+            Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(1).ok()),
+            Err(e) => {
+                conn.poison();
+                return Err(errors::map(&e, "beginning the session"));
+            }
+        };
         let slot = Arc::new(Slot {
             id: random_id()?,
             owner: owner.clone(),
+            backend_pid,
             options: *options,
             created: Instant::now(),
             active: AtomicBool::new(false),
@@ -388,6 +397,11 @@ impl SessionStore for PgSessions {
                     return Err(err.with_hint(
                         "only this statement was rolled back (on_error: rollback_statement); the session is still usable",
                     ));
+                }
+                // A mistake caught before execution (wrong number of parameters) never reached
+                // the transaction, so it is not aborted.
+                if err.kind() == ErrorKind::InvalidArgument && err.sqlstate().is_none() {
+                    return Err(err.with_hint("the statement did not run; the session's transaction is unchanged"));
                 }
                 slot.set_tx(Tx::Aborted);
                 return Err(err.with_hint(
@@ -497,6 +511,11 @@ impl SessionStore for PgSessions {
 
     async fn close_all(&self) -> usize {
         self.close_where(|_| true).await
+    }
+
+    fn backend_owner(&self, pid: i32) -> Option<Owner> {
+        let slots = self.inner.slots.lock().expect("slots lock");
+        slots.values().find(|slot| slot.backend_pid == Some(pid)).map(|slot| slot.owner.clone())
     }
 
     fn counts(&self) -> (usize, usize) {

@@ -13,7 +13,7 @@
 //! (functions such as `pg_terminate_backend` or `dblink_exec`, see the deny-list).
 
 use coldquery_core::{CallerSql, Error, ErrorKind, Result};
-use pg_query::protobuf::{ObjectType, VariableSetKind};
+use pg_query::protobuf::{ObjectType, ReindexObjectType, VariableSetKind};
 use serde_json::Value;
 
 /// What a statement is, as far as the policy cares.
@@ -112,6 +112,11 @@ const DEFAULT_DENIED: &[&str] = &[
     "query_to_xmlschema",
     "cursor_to_xml*",
     "table_to_xml*",
+    "database_to_xml*",
+    "schema_to_xml*",
+    // These run their text argument as SQL (through SPI), out of the classifier's sight.
+    "ts_stat",
+    "ts_rewrite",
     "pg_import_system_collations",
     "pg_log_backend_memory_contexts",
 ];
@@ -218,13 +223,18 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
             flags.copy_stdio = !flags.copy_server_side;
             writes = true;
         }
-        "VacuumStmt"
-        | "CreatedbStmt"
-        | "DropdbStmt"
-        | "CreateTableSpaceStmt"
-        | "DropTableSpaceStmt"
-        | "AlterSystemStmt" => {
+        "VacuumStmt" => {
+            // ANALYZE (the same node) may run in a transaction block; VACUUM may not.
+            flags.needs_autocommit = body["is_vacuumcmd"] == true;
+            writes = true;
+        }
+        "CreatedbStmt" | "DropdbStmt" | "CreateTableSpaceStmt" | "DropTableSpaceStmt" | "AlterSystemStmt" => {
             flags.needs_autocommit = true;
+            writes = true;
+        }
+        "ClusterStmt" => {
+            // CLUSTER without a table re-clusters the whole database: not in a transaction block.
+            flags.needs_autocommit = body["relation"].is_null();
             writes = true;
         }
         "IndexStmt" | "DropStmt" | "RefreshMatViewStmt" => {
@@ -232,7 +242,14 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
             writes = true;
         }
         "ReindexStmt" => {
-            flags.needs_autocommit = has_option(body, "concurrently");
+            let whole = [
+                ReindexObjectType::ReindexObjectSchema,
+                ReindexObjectType::ReindexObjectSystem,
+                ReindexObjectType::ReindexObjectDatabase,
+            ];
+            let kind = body["kind"].as_i64();
+            flags.needs_autocommit =
+                has_option(body, "concurrently") || whole.iter().any(|w| kind == Some(i64::from(*w as i32)));
             writes = true;
         }
         "VariableSetStmt" => {
@@ -315,6 +332,20 @@ impl Walk {
     }
 
     fn visit_node(&mut self, key: &str, body: &Value) {
+        // Temporary objects live on the connection: `relpersistence = 't'` on any relation
+        // (tables, views, sequences, SELECT INTO TEMP), or any name in a pg_temp schema.
+        if key == "relpersistence" && body == "t" {
+            self.session_state = true;
+        }
+        // (`String` nodes are identifiers; string constants are `A_Const`s.)
+        let in_temp_schema = match key {
+            "schemaname" => body.as_str(),
+            "String" => body["sval"].as_str(),
+            _ => None,
+        };
+        if in_temp_schema.is_some_and(|n| n.starts_with("pg_temp")) {
+            self.session_state = true;
+        }
         match key {
             "FuncCall" => {
                 let name: Vec<&str> = body["funcname"]
@@ -340,13 +371,7 @@ impl Walk {
                     self.writes = true;
                 }
             }
-            "CreateStmt" if body["relation"]["relpersistence"] == "t" => self.session_state = true,
-            "CreateTableAsStmt" => {
-                if body["into"]["rel"]["relpersistence"] == "t" {
-                    self.session_state = true;
-                }
-                self.writes = true;
-            }
+            "CreateTableAsStmt" => self.writes = true,
             _ => {}
         }
     }
@@ -663,6 +688,9 @@ mod tests {
             ("SELECT lo_export(1, '/tmp/x')", "STATEMENT_NOT_ALLOWED"),
             ("SELECT dblink_exec('dbname=x', 'DROP TABLE t')", "STATEMENT_NOT_ALLOWED"),
             ("SELECT pg_reload_conf()", "STATEMENT_NOT_ALLOWED"),
+            ("SELECT * FROM ts_stat('SELECT to_tsvector(pg_terminate_backend(1)::text)')", "STATEMENT_NOT_ALLOWED"),
+            ("SELECT ts_rewrite('a'::tsquery, 'SELECT pg_advisory_lock(1)')", "STATEMENT_NOT_ALLOWED"),
+            ("SELECT database_to_xml(true, true, '')", "STATEMENT_NOT_ALLOWED"),
             ("SELECT nextval('s')", "STATEMENT_NOT_ALLOWED"),
             ("SELECT \"nextval\"('s')", "STATEMENT_NOT_ALLOWED"),
             ("SELECT (SELECT max(x) FROM (SELECT nextval('s') AS x) q)", "STATEMENT_NOT_ALLOWED"),
@@ -744,6 +772,21 @@ mod tests {
         assert!(check_autocommit(&c("CREATE TEMP TABLE x (a int)").unwrap()).is_err());
         assert!(check_autocommit(&c("SELECT pg_advisory_lock(1)").unwrap()).is_err());
         assert!(check_autocommit(&c("SET LOCAL search_path = x").unwrap()).is_ok());
+        for sql in [
+            "SELECT 1 AS x INTO TEMP t",
+            "CREATE TEMP VIEW v AS SELECT 1",
+            "CREATE TEMP SEQUENCE s",
+            "CREATE TABLE pg_temp.orders (id int)",
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE TEMPORARY TABLE t AS SELECT 1",
+        ] {
+            assert!(check_autocommit(&c(sql).unwrap()).is_err(), "{sql}");
+        }
+        assert!(check_autocommit(&c("INSERT INTO t VALUES ('pg_temp')").unwrap()).is_ok());
+        assert!(!needs_autocommit(&c("ANALYZE t").unwrap()));
+        assert!(needs_autocommit(&c("REINDEX SCHEMA public").unwrap()));
+        assert!(!needs_autocommit(&c("REINDEX TABLE t").unwrap()));
+        assert!(needs_autocommit(&c("CLUSTER").unwrap()));
         assert!(check_autocommit(&c("INSERT INTO t VALUES (nextval('s'))").unwrap()).is_ok());
         assert!(check_explainable(&c("EXPLAIN SELECT 1").unwrap()).is_err());
         assert!(check_explainable(&c("DELETE FROM t").unwrap()).is_ok());

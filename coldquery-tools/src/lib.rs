@@ -45,7 +45,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use coldquery_core::{Error, Executor, SessionStore, WritePolicy};
+use coldquery_core::{Error, ErrorKind, Executor, SessionStore, WritePolicy};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -175,9 +175,11 @@ impl Tools {
             outcome = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
         );
-        if let Some(session) = args.get("session_id").and_then(Value::as_str) {
-            span.record("session", session);
+        let session_id = args.get("session_id").and_then(Value::as_str).map(str::to_owned);
+        if let Some(session) = &session_id {
+            span.record("session", session.as_str());
         }
+        let statement = args.get("sql").and_then(Value::as_str).map(str::to_owned);
         let ctx = Ctx {
             executor: self.executor.as_ref(),
             sessions: self.sessions.as_ref(),
@@ -210,6 +212,11 @@ impl Tools {
             }
             Err(error) => {
                 span.record("outcome", error.kind().code());
+                // Statements refused by the classifier are denials too (WRITE_DENIED is
+                // recorded where the policy decides, in `Ctx::authorize`).
+                if matches!(error.kind(), ErrorKind::StatementNotAllowed | ErrorKind::ReadOnlyViolation) {
+                    ctx.record(AuditRecord::denial(&ctx, session_id.as_deref(), statement.as_deref(), &error));
+                }
                 ToolOutput::error(&error)
             }
         };

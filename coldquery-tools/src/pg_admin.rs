@@ -510,6 +510,14 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
             };
             // Signalling needs explicit consent and is never part of a session's transaction.
             let target = ctx.authorize(args.session_id.as_deref(), args.autocommit, true, Some(sql.text()))?;
+            // Another caller's session is theirs to end (their commit or rollback, or its TTL).
+            if ctx.sessions.backend_owner(pid).is_some_and(|owner| owner != *ctx.owner()) {
+                return Err(Error::new(
+                    ErrorKind::StatementNotAllowed,
+                    format!("{TOOL} terminate: pid {pid} runs another caller's ColdQuery session"),
+                )
+                .with_hint("only the caller that began a session can end it; idle sessions also expire on their own"));
+            }
             Ok(Request::Terminate { pid, mode, target })
         }
     }

@@ -212,12 +212,20 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             if analyze {
                 if stmt.classified.writes {
                     classify::check_write(&stmt.classified)?;
-                    if session.is_none() {
-                        // EXPLAIN ANALYZE executes the statement: a write needs a session to
-                        // run in (and a rollback to undo it if wanted).
-                        ctx.authorize(None, None, false, Some(stmt.sql.as_str())).map_err(|e| {
-                            e.with_hint("EXPLAIN ANALYZE runs the statement; for a write, begin a session (pg_tx begin) and pass its session_id, then roll back if you only wanted the plan")
-                        })?;
+                    // EXPLAIN ANALYZE executes the statement: a write goes through the policy like
+                    // any write, and may only run in a session (so it can be rolled back).
+                    let hint = "EXPLAIN ANALYZE runs the statement; for a write, begin a session (pg_tx begin) and pass its session_id, then roll back if you only wanted the plan";
+                    match ctx.authorize(args.session_id.as_deref(), None, false, Some(stmt.sql.as_str())) {
+                        Ok(WriteTarget::Session(_)) => {}
+                        Ok(WriteTarget::Autocommit) => {
+                            return Err(Error::new(
+                                ErrorKind::WriteDenied,
+                                "EXPLAIN ANALYZE of a write needs a session",
+                            )
+                            .with_hint(hint));
+                        }
+                        Err(e) if session.is_none() => return Err(e.with_hint(hint)),
+                        Err(e) => return Err(e),
                     }
                 } else {
                     classify::check_read(&stmt.classified, ctx.deny)?;

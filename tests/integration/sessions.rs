@@ -766,3 +766,46 @@ async fn a_read_only_session_refuses_writes() {
     tx(&ro_tools, &me, "rollback", &id).await;
     assert_eq!(rows(&side).await, 0);
 }
+
+/// A mistake caught before the statement runs (a wrong number of parameters) does not abort
+/// the session: the work done so far still commits.
+#[tokio::test]
+async fn a_parameter_count_mistake_does_not_abort_the_session() {
+    let db = test_db().await;
+    let (side, tools, _database, me) = setup(&db, &options()).await;
+    let id = begin(&tools, &me, json!({})).await;
+    assert_eq!(code(&write(&tools, &me, &id, "INSERT INTO t VALUES (1, 'kept')").await), "ok");
+    let wrong = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "INSERT INTO t VALUES ($1, $2)", "params": [2], "session_id": id}),
+    )
+    .await;
+    assert_eq!(code(&wrong), "INVALID_ARGUMENT", "{wrong}");
+    let status = tx(&tools, &me, "status", &id).await;
+    assert_eq!(status["transaction_state"], "idle", "{status}");
+    assert_eq!(tx(&tools, &me, "commit", &id).await["status"], "committed");
+    assert_eq!(ids(&side).await, vec![1]);
+}
+
+/// Another caller cannot signal the server process of someone else's session.
+#[tokio::test]
+async fn another_caller_cannot_terminate_a_session_backend() {
+    let db = test_db().await;
+    let (side, tools, _database, me) = setup(&db, &options()).await;
+    let id = begin(&tools, &me, json!({})).await;
+    assert_eq!(code(&write(&tools, &me, &id, "INSERT INTO t VALUES (1, 'mine')").await), "ok");
+    let pid = session_pid(&tools, &me, &id).await;
+    let mallory = caller("mallory");
+    let out = call(
+        &tools,
+        &mallory,
+        "pg_admin",
+        json!({"action": "terminate", "pid": pid, "mode": "terminate", "autocommit": true}),
+    )
+    .await;
+    assert_eq!(code(&out), "STATEMENT_NOT_ALLOWED", "{out}");
+    assert_eq!(tx(&tools, &me, "commit", &id).await["status"], "committed");
+    assert_eq!(ids(&side).await, vec![1]);
+}

@@ -115,7 +115,7 @@ impl Default for FakeExecutor {
 
 impl FakeExecutor {
     /// The pool status reported until [`FakeExecutor::set_pool_status`] changes it.
-    pub const POOL_STATUS: PoolStatus = PoolStatus { size: 10, connections: 2, idle: 2, in_use: 0 };
+    pub const POOL_STATUS: PoolStatus = PoolStatus { size: 10, connections: 2, idle: 2, in_use: 0, waiting: 0 };
 
     /// An executor with an empty queue.
     pub fn new() -> FakeExecutor {
@@ -340,6 +340,9 @@ impl FakeSessions {
     /// What every [`SessionInfo`] reports as `expires_in_seconds`.
     pub const TTL_SECONDS: u64 = 300;
 
+    /// Session `sess-N` runs in the fake server process `BACKEND_PID_BASE + N`.
+    pub const BACKEND_PID_BASE: i32 = 90_000;
+
     /// A store allowing at most `max_sessions` open sessions.
     pub fn new(max_sessions: usize) -> FakeSessions {
         FakeSessions {
@@ -560,6 +563,13 @@ impl SessionStore for FakeSessions {
         let state = lock(&self.state);
         (state.open_count(), state.max)
     }
+
+    /// Session `sess-N` runs in the fake backend `FakeSessions::BACKEND_PID_BASE + N`.
+    fn backend_owner(&self, pid: i32) -> Option<Owner> {
+        let n = pid.checked_sub(FakeSessions::BACKEND_PID_BASE)?;
+        let state = lock(&self.state);
+        state.any(&format!("sess-{n}")).filter(|session| session.open).map(|session| session.owner.clone())
+    }
 }
 
 #[cfg(test)]
@@ -615,7 +625,7 @@ mod tests {
         assert_eq!(exec.take_calls().len(), 3);
         assert!(exec.calls().is_empty());
         assert_eq!(handle.pool_status(), FakeExecutor::POOL_STATUS);
-        let busy = PoolStatus { size: 1, connections: 1, idle: 0, in_use: 1 };
+        let busy = PoolStatus { size: 1, connections: 1, idle: 0, in_use: 1, waiting: 0 };
         exec.set_pool_status(busy);
         assert_eq!(handle.pool_status(), busy);
     }

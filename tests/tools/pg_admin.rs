@@ -367,3 +367,31 @@ async fn invalid_arguments_name_the_parameter() {
     assert!(fixture.executor.sql().is_empty());
     insta::assert_json_snapshot!("invalid_arguments", messages);
 }
+
+/// One caller cannot signal the backend of another caller's session (it could end their
+/// transaction); its own session's backend, or any other process, is fair game.
+#[tokio::test]
+async fn terminate_refuses_another_callers_session_backend() {
+    use coldquery_core::Owner;
+    use coldquery_tests::fakes::FakeSessions;
+    use coldquery_tools::Caller;
+
+    let fixture = crate::support::Fixture::new();
+    let bob = Caller::new(Owner::new("bob"), "bob");
+    let begun = fixture.tools.call(&bob, "pg_tx", serde_json::json!({"action": "begin"})).await.unwrap().value;
+    let id = begun["session_id"].as_str().unwrap();
+    let n: i32 = id.trim_start_matches("sess-").parse().unwrap();
+    let bobs_backend = FakeSessions::BACKEND_PID_BASE + n;
+    let out = fixture
+        .call("pg_admin", serde_json::json!({"action": "terminate", "pid": bobs_backend, "autocommit": true}))
+        .await;
+    assert_eq!(crate::support::code(&out), "STATEMENT_NOT_ALLOWED", "{out}");
+    assert!(fixture.executor.sql().is_empty(), "nothing was sent");
+    assert!(fixture.sessions.is_open(id));
+    let own = fixture
+        .tools
+        .call(&bob, "pg_admin", serde_json::json!({"action": "terminate", "pid": bobs_backend, "autocommit": true}))
+        .await
+        .unwrap();
+    assert_ne!(own.error_code(), Some("STATEMENT_NOT_ALLOWED"), "{:?}", own.value);
+}

@@ -56,7 +56,7 @@ fn health_row() -> QueryResult {
 #[tokio::test]
 async fn health_reports_server_pool_and_sessions() {
     let fixture = Fixture::new();
-    fixture.executor.set_pool_status(PoolStatus { size: 8, connections: 3, idle: 2, in_use: 1 });
+    fixture.executor.set_pool_status(PoolStatus { size: 8, connections: 3, idle: 2, in_use: 1, waiting: 0 });
     fixture.call("pg_tx", json!({"action": "begin"})).await;
     fixture.executor.push_result(health_row());
     let out = check(&fixture, json!({"action": "health"})).await;

@@ -274,3 +274,16 @@ async fn markdown_and_csv_change_only_the_text() {
         .unwrap();
     insta::assert_snapshot!("csv_text", output.text());
 }
+
+/// EXPLAIN ANALYZE executes the statement, so a write goes through the policy even in a
+/// session: in read-only mode it is denied and nothing is sent.
+#[tokio::test]
+async fn explain_analyze_of_a_write_in_a_session_obeys_read_only_mode() {
+    let f = Fixture::with(ToolConfig::default(), true);
+    let id = f.call("pg_tx", json!({"action": "begin"})).await["session_id"].as_str().unwrap().to_owned();
+    let out = f
+        .call("pg_query", json!({"action": "explain", "sql": "DELETE FROM t", "analyze": true, "session_id": id}))
+        .await;
+    assert_eq!(code(&out), "WRITE_DENIED", "{out}");
+    assert!(f.sessions.statements(&id).is_empty());
+}
