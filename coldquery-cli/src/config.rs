@@ -63,6 +63,10 @@ pub(crate) struct Settings {
     /// Append an audit record (JSON line) of every write and denial to this file, or `off`.
     #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH")]
     pub(crate) audit_log: Option<String>,
+    /// More functions reads may not call, comma-separated (`name` or `prefix*`), added to the
+    /// built-in deny-list.
+    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "NAMES")]
+    pub(crate) deny_functions: Option<String>,
 }
 
 /// Where the database is.
@@ -111,7 +115,7 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
         application_name: "coldquery-cli".to_owned(),
         ..defaults
     };
-    let tools = ToolConfig {
+    let mut tools = ToolConfig {
         max_rows,
         max_rows_limit,
         max_result_bytes: size(&settings.max_result_bytes, "max-result-bytes")?
@@ -120,6 +124,9 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
             .unwrap_or(tool_defaults.statement_timeout),
         ..tool_defaults
     };
+    if let Some(list) = &settings.deny_functions {
+        tools.deny_functions(list).map_err(|e| invalid("deny-functions", &e))?;
+    }
     let read_only = match settings.read_only.as_deref() {
         None => false,
         Some(text) => boolean(text).ok_or_else(|| invalid("read-only", "must be true or false"))?,

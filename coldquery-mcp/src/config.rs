@@ -44,6 +44,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "COLDQUERY_ALLOWED_HOSTS",
     "COLDQUERY_ALLOWED_ORIGINS",
     "COLDQUERY_MAX_REQUEST_BYTES",
+    "COLDQUERY_DENY_FUNCTIONS",
 ];
 
 /// How clients reach the server.
@@ -144,6 +145,11 @@ pub struct Args {
     /// Write a JSON line for every executed write and every denial to this file, or "off".
     #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH|off", default_value = "off")]
     pub audit_log: String,
+
+    /// More functions reads may not call, comma-separated (`name` or `prefix*`), added to the
+    /// built-in deny-list (pg_terminate_backend, set_config, dblink*, ...).
+    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "NAMES")]
+    pub deny_functions: Option<String>,
 
     /// HTTP: the bearer token clients must send; its principal is named "default".
     #[arg(long, env = "COLDQUERY_AUTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -424,8 +430,13 @@ impl Config {
             allowed_origins.push(origin.to_owned());
         }
 
-        let tools =
+        let mut tools =
             ToolConfig { max_rows, max_rows_limit, max_result_bytes, statement_timeout, ..ToolConfig::default() };
+        if let Some(list) = &args.deny_functions {
+            tools
+                .deny_functions(list)
+                .map_err(|e| ConfigError::new("--deny-functions (COLDQUERY_DENY_FUNCTIONS)", e))?;
+        }
         let pg = PgOptions {
             max_sessions,
             session_ttl,

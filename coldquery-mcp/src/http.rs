@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use coldquery_core::{Access, CancellationToken, Limits, Sql, Statement};
 use coldquery_tools::Tools;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -141,6 +142,43 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// How often MCP sessions that rmcp expired (idle clients that never sent DELETE) are looked for.
+const EXPIRED_SESSION_SWEEP: Duration = Duration::from_secs(30);
+
+/// Rolls back the ColdQuery sessions of legacy MCP sessions that rmcp closed for inactivity,
+/// and forgets those MCP sessions, as a `DELETE` would.
+async fn roll_back_expired_mcp_sessions(
+    state: AppState,
+    manager: Arc<LocalSessionManager>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(EXPIRED_SESSION_SWEEP);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let known: Vec<(String, String)> = state
+            .mcp_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(s, p)| (s.clone(), p.clone()))
+            .collect();
+        for (session, principal) in known {
+            let id: rmcp::transport::common::server_side_http::SessionId = session.as_str().into();
+            if !matches!(manager.has_session(&id).await, Ok(false)) {
+                continue;
+            }
+            state.mcp_sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&session);
+            let closed = state.tools.sessions().close_owner(&http_owner(&principal, Some(&session))).await;
+            if closed > 0 {
+                tracing::info!(closed, "rolled back the sessions of an MCP session that expired");
+            }
+        }
+    }
+}
+
 /// The HTTP application. `shutdown` ends every MCP session and stream when cancelled.
 pub fn router(
     server: ColdQueryServer,
@@ -152,7 +190,7 @@ pub fn router(
         .with_allowed_origins(config.allowed_origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_request_bytes)
-        .with_cancellation_token(shutdown);
+        .with_cancellation_token(shutdown.clone());
     mcp_config = match &config.allowed_hosts {
         AllowedHosts::Any => mcp_config.disable_allowed_hosts(),
         AllowedHosts::Only(hosts) => mcp_config.with_allowed_hosts(hosts.clone()),
@@ -164,7 +202,9 @@ pub fn router(
         mcp_sessions: Arc::new(Mutex::new(HashMap::new())),
     };
     // One server value for every MCP session and stateless request: it is a set of handles.
-    let mcp = StreamableHttpService::new(move || Ok(server.clone()), LocalSessionManager::default().into(), mcp_config);
+    let manager = Arc::new(LocalSessionManager::default());
+    tokio::spawn(roll_back_expired_mcp_sessions(state.clone(), manager.clone(), shutdown));
+    let mcp = StreamableHttpService::new(move || Ok(server.clone()), manager, mcp_config);
     let protected = Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(state.clone(), bind_mcp_sessions))

@@ -45,6 +45,25 @@ impl Default for ToolConfig {
     }
 }
 
+impl ToolConfig {
+    /// Adds comma-separated function names (a trailing `*` matches a prefix, e.g. `my_audit_*`)
+    /// to the functions reads may not call. The built-in list always stays.
+    pub fn deny_functions(&mut self, list: &str) -> Result<(), String> {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let base = name.strip_suffix('*').unwrap_or(name);
+            if base.is_empty() || !base.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+                return Err(format!(
+                    "'{name}' is not a function name (letters, digits, _ and $, optionally ending in *)"
+                ));
+            }
+            if !self.function_deny_list.iter().any(|existing| existing == name) {
+                self.function_deny_list.push(name.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who is calling, and how to cancel the call.
 #[derive(Debug, Clone)]
 pub struct Caller {

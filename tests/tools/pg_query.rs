@@ -287,3 +287,18 @@ async fn explain_analyze_of_a_write_in_a_session_obeys_read_only_mode() {
     assert_eq!(code(&out), "WRITE_DENIED", "{out}");
     assert!(f.sessions.statements(&id).is_empty());
 }
+
+/// The deny-list can be extended (`--deny-functions`); the built-in entries always stay.
+#[tokio::test]
+async fn extra_denied_functions_are_refused_in_reads() {
+    let mut config = ToolConfig::default();
+    config.deny_functions("audit_mark, app_*").unwrap();
+    assert!(config.deny_functions("drop table x").is_err());
+    assert!(config.deny_functions("*").is_err());
+    let f = Fixture::with(config, false);
+    for sql in ["SELECT audit_mark(1)", "SELECT * FROM app_reset()", "SELECT pg_terminate_backend(1)"] {
+        let out = f.call("pg_query", json!({"action": "read", "sql": sql})).await;
+        assert_eq!(code(&out), "STATEMENT_NOT_ALLOWED", "{sql}: {out}");
+    }
+    assert_eq!(code(&f.call("pg_query", json!({"action": "read", "sql": "SELECT audit_marker(1)"})).await), "ok");
+}
