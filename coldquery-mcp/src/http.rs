@@ -142,6 +142,9 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// A request body must arrive within this time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often MCP sessions that rmcp expired (idle clients that never sent DELETE) are looked for.
 const EXPIRED_SESSION_SWEEP: Duration = Duration::from_secs(30);
 
@@ -207,6 +210,8 @@ pub fn router(
     let mcp = StreamableHttpService::new(move || Ok(server.clone()), manager, mcp_config);
     let protected = Router::new()
         .nest_service("/mcp", mcp)
+        // A client that trickles its body is cut off instead of holding a task forever.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), bind_mcp_sessions))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

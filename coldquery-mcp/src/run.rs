@@ -169,18 +169,64 @@ pub async fn serve_http(
     let address = listener.local_addr().map_err(|e| RunError::Transport(e.to_string()))?;
     tracing::info!(%address, "listening: MCP at /mcp, /health, /ready, /metrics");
     let app = http::router(server, metrics, &config.http, shutdown.child_token());
-    let graceful = shutdown.clone();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await }).await
-    });
+    let serving = tokio::spawn(accept_loop(listener, app, shutdown.clone()));
     shutdown.cancelled().await;
     match tokio::time::timeout(HTTP_DRAIN, serving).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => return Err(RunError::Transport(e.to_string())),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(RunError::Transport(e.to_string())),
         Err(_) => tracing::warn!("open HTTP requests did not finish within {} s; closing them", HTTP_DRAIN.as_secs()),
     }
     Ok(())
+}
+
+/// A client must send its request headers within this time, or its connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; more are closed on arrival.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Accepts connections until `shutdown`, then waits for open ones to finish. Unlike
+/// `axum::serve`, it bounds how long a client may take to send its headers (slowloris) and
+/// how many connections are open at once.
+async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, shutdown: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(limit = MAX_CONNECTIONS, "too many open HTTP connections; closing a new one");
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Runs the server with `config` until the client goes away or `shutdown` is cancelled; then

@@ -278,3 +278,32 @@ async fn a_client_going_away_cancels_its_statement() {
     assert_eq!(after["rows"], json!([{"one": 1}]));
     server.terminate().await;
 }
+
+/// A client that never finishes its request headers (slowloris) is disconnected after the
+/// header timeout, and meanwhile other clients are served.
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_do_not_block_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = test_db().await;
+    let server = HttpServer::start(&db, &[]).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    // Another client is served while the slow one dawdles.
+    let health = reqwest::get(format!("{}/health", server.base)).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // The server closes the slow connection (EOF or reset) within the header timeout plus slack.
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match slow.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the slow connection was still open after 20 s");
+    server.terminate().await;
+}
