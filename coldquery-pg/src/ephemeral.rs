@@ -14,14 +14,18 @@
 //! `postgres` OS user through `runuser` (PostgreSQL refuses to run as root).
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
+
+use crate::local::{
+    as_server_user, find_pg_binary, free_port, is_root, log_tail, pg_stat_statements_installed, startup_failure,
+    user_exists,
+};
 
 /// The database holding the demo schema.
 pub const DEMO_DATABASE: &str = "demo";
@@ -313,8 +317,8 @@ impl Watchdog {
 
 /// Creates the directory, runs `initdb`, writes the configuration and starts the watchdog.
 fn prepare() -> Result<(PathBuf, Watchdog), String> {
-    let initdb = find_on_path("initdb").ok_or_else(|| missing("initdb"))?;
-    let postgres = find_on_path("postgres").ok_or_else(|| missing("postgres"))?;
+    let initdb = find_pg_binary("initdb").ok_or_else(|| missing("initdb"))?;
+    let postgres = find_pg_binary("postgres").ok_or_else(|| missing("postgres"))?;
     let as_root = is_root();
     if as_root && !user_exists(SUPERUSER) {
         return Err("running as root, the ephemeral PostgreSQL needs an unprivileged `postgres` OS user \
@@ -344,7 +348,7 @@ fn prepare_in(dir: &Path, initdb: &Path, postgres: &Path, as_root: bool) -> Resu
         }
     }
     let data = dir.join("data");
-    let output = as_user(as_root, initdb)
+    let output = as_server_user(as_root, initdb)
         .args(["-A", "trust", "--nosync", "-U", SUPERUSER, "-E", "UTF8", "--locale=C", "-D"])
         .arg(&data)
         .current_dir(dir)
@@ -378,7 +382,7 @@ fn prepare_in(dir: &Path, initdb: &Path, postgres: &Path, as_root: bool) -> Resu
     if pg_stat_statements_installed(postgres) {
         settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
     }
-    let mut command = as_user(as_root, Path::new("sh"));
+    let mut command = as_server_user(as_root, Path::new("sh"));
     command.arg("-c").arg(WATCHDOG).arg("sh").arg(dir).arg(postgres).arg("-D").arg(&data);
     for setting in &settings {
         command.arg("-c").arg(setting);
@@ -435,29 +439,6 @@ async fn wait_ready(url: &str, log: &Path, offset: u64) -> Result<(), String> {
     }
 }
 
-/// The first log line written since `offset` that means the postmaster gave up.
-fn startup_failure(log: &Path, offset: u64) -> Option<String> {
-    let mut file = std::fs::File::open(log).ok()?;
-    file.seek(SeekFrom::Start(offset)).ok()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find(|line| {
-            line.contains("PANIC:")
-                || line.contains("database system is shut down")
-                || (line.contains("FATAL:")
-                    && !line.contains("the database system is starting up")
-                    && !line.contains("not yet accepting connections"))
-        })
-        .map(str::to_owned)
-}
-
-fn log_tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|e| format!("(no log: {e})"));
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// Connects without TLS (a 5 s timeout) and drives the connection on a spawned task.
 async fn connect(url: &str) -> Result<Client, String> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
@@ -476,73 +457,10 @@ fn db_error(err: &tokio_postgres::Error) -> String {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    listener.local_addr().map(|addr| addr.port()).map_err(|e| format!("finding a free port: {e}"))
-}
-
 fn random_hex() -> Result<String, String> {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).map_err(|e| format!("no OS randomness: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
-}
-
-fn is_root() -> bool {
-    match Command::new("id").arg("-u").stderr(Stdio::null()).output() {
-        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim() == "0",
-        _ => std::env::var("USER").is_ok_and(|user| user == "root"),
-    }
-}
-
-fn user_exists(name: &str) -> bool {
-    Command::new("id")
-        .arg("-u")
-        .arg(name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// `program`, run as the `postgres` OS user through `runuser` when we are root.
-fn as_user(as_root: bool, program: &Path) -> Command {
-    if as_root {
-        let mut command = Command::new("runuser");
-        command.args(["-u", SUPERUSER, "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-/// True when the server's share directory has `pg_stat_statements` (so it can be preloaded).
-fn pg_stat_statements_installed(postgres: &Path) -> bool {
-    let mut share_dirs = Vec::new();
-    if let Some(pg_config) = find_on_path("pg_config")
-        && let Ok(output) = Command::new(pg_config).arg("--sharedir").output()
-        && output.status.success()
-    {
-        share_dirs.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
-    }
-    if let Ok(output) = Command::new(postgres).arg("--version").output() {
-        // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-        let version = String::from_utf8_lossy(&output.stdout).into_owned();
-        if let Some(major) = version.split_whitespace().nth(2).and_then(|number| number.split('.').next()) {
-            share_dirs.push(PathBuf::from(format!("/usr/share/postgresql/{major}")));
-        }
-    }
-    if let Some(prefix) =
-        std::fs::canonicalize(postgres).ok().and_then(|bin| bin.parent().and_then(Path::parent).map(Path::to_path_buf))
-    {
-        share_dirs.push(prefix.join("share"));
-        share_dirs.push(prefix.join("share/postgresql"));
-    }
-    share_dirs.iter().any(|dir| dir.join("extension/pg_stat_statements.control").is_file())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod decode;
 pub mod ephemeral;
 mod errors;
 mod executor;
+pub mod local;
 mod manager;
 mod run;
 mod sessions;

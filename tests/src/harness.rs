@@ -22,14 +22,17 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use coldquery_pg::local::{
+    as_server_user, find_on_path, find_pg_binary, free_port, is_root, log_tail, pg_stat_statements_installed,
+    startup_failure,
+};
 use tokio_postgres::{Client, NoTls};
 
 /// The environment variable naming an existing server to test against (a superuser URL).
@@ -423,7 +426,7 @@ impl PgCluster {
             message
         };
         let data = dir.join("data");
-        let output = as_user(as_root, &initdb)
+        let output = as_server_user(as_root, &initdb)
             .args(["-A", "trust", "--nosync", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D"])
             .arg(&data)
             .current_dir(&dir)
@@ -464,7 +467,7 @@ impl PgCluster {
         if pg_stat_statements_installed(&postgres) {
             settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
         }
-        let mut command = as_user(as_root, Path::new("sh"));
+        let mut command = as_server_user(as_root, Path::new("sh"));
         command.arg("-c").arg(WATCHDOG).arg("sh").arg(&dir).arg(&postgres).arg("-D").arg(&data);
         for setting in &settings {
             command.arg("-c").arg(setting);
@@ -749,7 +752,7 @@ impl PgBouncer {
             // The log is created by pgbouncer itself, as the postgres user, in its own directory.
             let _ = Command::new("chown").arg("-R").arg("postgres").arg(&dir).status();
         }
-        let mut command = as_user(as_root, Path::new("sh"));
+        let mut command = as_server_user(as_root, Path::new("sh"));
         command.arg("-c").arg(PGBOUNCER_WATCHDOG).arg("sh").arg(&dir).arg(program).arg(&ini);
         let spawned =
             command.current_dir(&dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
@@ -868,29 +871,6 @@ fn wait_ready(url: String, log: PathBuf, offset: u64) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
-}
-
-/// The first log line written since `offset` that means the postmaster gave up.
-fn startup_failure(log: &Path, offset: u64) -> Option<String> {
-    let mut file = std::fs::File::open(log).ok()?;
-    file.seek(SeekFrom::Start(offset)).ok()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find(|line| {
-            line.contains("PANIC:")
-                || line.contains("database system is shut down")
-                || (line.contains("FATAL:")
-                    && !line.contains("the database system is starting up")
-                    && !line.contains("not yet accepting connections"))
-        })
-        .map(str::to_owned)
-}
-
-fn log_tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_else(|err| format!("(no log: {err})"));
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Runs the future made by `make` on a new thread with its own current-thread runtime, so it
@@ -1013,11 +993,6 @@ fn random_hex(bytes: usize) -> String {
     out
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| format!("finding a free port: {err}"))?;
-    listener.local_addr().map(|addr| addr.port()).map_err(|err| format!("finding a free port: {err}"))
-}
-
 /// A new, empty temporary directory (`<prefix>-<pid>-<random>`) owned by the user the server
 /// will run as. As root that is the `postgres` OS user, who must be able to reach the
 /// directory: when `TMPDIR` is not reachable for it (say under `/root`), `/tmp` is used instead.
@@ -1080,73 +1055,6 @@ fn private_dir(prefix: &str, as_root: bool) -> Result<PathBuf, String> {
         );
     }
     Err(last)
-}
-
-/// A PostgreSQL server program: from `PATH`, else from the newest Debian
-/// `/usr/lib/postgresql/<major>/bin` (Debian puts only client wrappers on `PATH`).
-fn find_pg_binary(name: &str) -> Option<PathBuf> {
-    if let Some(found) = find_on_path(name) {
-        return Some(found);
-    }
-    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let major = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            Some((major, entry.path().join("bin").join(name)))
-        })
-        .filter(|(_, path)| path.is_file())
-        .collect();
-    majors.sort();
-    majors.pop().map(|(_, path)| path)
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
-}
-
-fn is_root() -> bool {
-    match Command::new("id").arg("-u").stderr(Stdio::null()).output() {
-        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim() == "0",
-        _ => std::env::var("USER").is_ok_and(|user| user == "root"),
-    }
-}
-
-/// `program`, run as the `postgres` OS user through `runuser` when we are root.
-fn as_user(as_root: bool, program: &Path) -> Command {
-    if as_root {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-/// True when the server's share directory has `pg_stat_statements` (so it can be preloaded).
-fn pg_stat_statements_installed(postgres: &Path) -> bool {
-    let mut share_dirs = Vec::new();
-    if let Some(pg_config) = find_on_path("pg_config")
-        && let Ok(output) = Command::new(pg_config).arg("--sharedir").output()
-        && output.status.success()
-    {
-        share_dirs.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
-    }
-    if let Ok(output) = Command::new(postgres).arg("--version").output() {
-        // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-        let version = String::from_utf8_lossy(&output.stdout).into_owned();
-        if let Some(major) = version.split_whitespace().nth(2).and_then(|number| number.split('.').next()) {
-            share_dirs.push(PathBuf::from(format!("/usr/share/postgresql/{major}")));
-        }
-    }
-    if let Some(prefix) =
-        std::fs::canonicalize(postgres).ok().and_then(|bin| bin.parent().and_then(Path::parent).map(Path::to_path_buf))
-    {
-        share_dirs.push(prefix.join("share"));
-        share_dirs.push(prefix.join("share/postgresql"));
-    }
-    share_dirs.iter().any(|dir| dir.join("extension/pg_stat_statements.control").is_file())
 }
 
 #[cfg(test)]
