@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, Statement,
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, Sql, Statement,
     TxOptions,
 };
 use postgres_types::{ToSql, Type};
@@ -24,7 +24,12 @@ pub struct PgExecutor {
 
 /// Pins the snapshot right after `BEGIN` (so `SET TRANSACTION READ WRITE` can no longer flip
 /// a read-only transaction) and sets a server-side statement timeout as a backstop.
-const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true)";
+/// It also returns the server process id (see [`PgConn::moved_to`]).
+const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), pg_backend_pid()";
+
+/// How many pooled connections a transaction may try before it runs on one whose server
+/// process changed since its last transaction (only behind a transaction pooler).
+const MOVED_RETRIES: usize = 8;
 
 #[async_trait]
 impl Executor for PgExecutor {
@@ -36,10 +41,12 @@ impl Executor for PgExecutor {
         cancel: &CancellationToken,
     ) -> Result<QueryResult> {
         let started = Instant::now();
-        let mut conn = self.shared.acquire().await?;
+        let mut conn = match access {
+            Access::ReadOnly => self.begin(&Sql::catalog("BEGIN READ ONLY"), limits).await?,
+            Access::Autocommit => self.shared.acquire().await?,
+        };
         let fetched = match access {
             Access::ReadOnly => {
-                begin(&mut conn, "BEGIN READ ONLY", limits).await?;
                 let fetched = run::fetch(
                     &mut conn,
                     &self.shared.tls,
@@ -101,9 +108,7 @@ impl Executor for PgExecutor {
         limits: &Limits,
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>> {
-        let mut conn = self.shared.acquire().await?;
-        let begin_sql = crate::begin_sql(options);
-        begin(&mut conn, begin_sql.text(), limits).await?;
+        let mut conn = self.begin(&crate::begin_sql(options), limits).await?;
         let mut results = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
@@ -161,17 +166,44 @@ impl Executor for PgExecutor {
     }
 }
 
-/// `BEGIN ...` then the snapshot pin with the statement-timeout backstop, pipelined.
-async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits) -> Result<()> {
+impl PgExecutor {
+    /// A pooled connection with `begin_sql` begun on it. A connection whose server process
+    /// changed since its last transaction (a transaction pooler moved it) is rolled back and
+    /// discarded, and another one tried: its cached type-lookup statements may not exist on
+    /// the new server process. Fresh connections have none, so the retries end quickly.
+    async fn begin(&self, begin_sql: &Sql, limits: &Limits) -> Result<Pooled> {
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.shared.acquire().await?;
+            let moved = begin(&mut conn, begin_sql.text(), limits).await?;
+            if !moved || attempt == MOVED_RETRIES {
+                return Ok(conn);
+            }
+            conn.poison();
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+            attempt += 1;
+        }
+    }
+}
+
+type Pooled = bb8::PooledConnection<'static, crate::manager::Manager>;
+
+/// `BEGIN ...` then the snapshot pin with the statement-timeout backstop, pipelined. Returns
+/// true if the transaction runs in another server process than the connection's last one.
+async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits) -> Result<bool> {
     let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
     let (began, pinned) =
         tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params));
-    if let Err(e) = began.and(pinned.map(|_| ())) {
-        conn.poison();
-        return Err(errors::map(&e, "starting a transaction"));
+    match began.and(pinned) {
+        Ok(rows) => {
+            Ok(rows.first().and_then(|row| row.try_get::<_, i32>(1).ok()).is_some_and(|pid| conn.moved_to(pid)))
+        }
+        Err(e) => {
+            conn.poison();
+            Err(errors::map(&e, "starting a transaction"))
+        }
     }
-    Ok(())
 }
 
 /// Ends the transaction; a connection that cannot end it cleanly is discarded.

@@ -12,6 +12,9 @@ use tokio_postgres::Client;
 pub(crate) struct PgConn {
     pub(crate) client: Client,
     poisoned: bool,
+    /// The server process of this connection's last transaction. Behind a transaction pooler
+    /// (PgBouncer) it can change between transactions.
+    backend: Option<i32>,
 }
 
 impl PgConn {
@@ -23,6 +26,16 @@ impl PgConn {
     /// True once the connection is marked for discarding.
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// Records that the current transaction runs in server process `pid`; true if that is not
+    /// the process of the previous transaction. tokio-postgres keeps the named statements it
+    /// uses to look up types per client connection, so a connection whose transactions move
+    /// between server processes may meet "prepared statement does not exist".
+    pub(crate) fn moved_to(&mut self, pid: i32) -> bool {
+        let moved = self.backend.is_some_and(|previous| previous != pid);
+        self.backend = Some(pid);
+        moved
     }
 }
 
@@ -56,7 +69,7 @@ impl ManageConnection for Manager {
     async fn connect(&self) -> Result<PgConn, tokio_postgres::Error> {
         let client = self.inner.connect().await?;
         client.query_typed(CONNECTION_SETUP, &[]).await?;
-        Ok(PgConn { client, poisoned: false })
+        Ok(PgConn { client, poisoned: false, backend: None })
     }
 
     /// No I/O: a closed connection is invalid; anything subtler is found by the next

@@ -295,6 +295,9 @@ fn random_id() -> Result<SessionId> {
     Ok(SessionId::new(format!("cqs_{hex}")))
 }
 
+/// How many connections `begin` tries before it keeps one that a transaction pooler moved.
+const MOVED_RETRIES: usize = 8;
+
 #[async_trait]
 impl SessionStore for PgSessions {
     async fn begin(&self, owner: &Owner, options: &TxOptions) -> Result<SessionInfo> {
@@ -306,23 +309,35 @@ impl SessionStore for PgSessions {
             )
             .with_hint("commit or roll back a session you no longer need (pg_tx list shows yours); sessionless reads still work")
         })?;
-        let mut conn = inner.shared.get(&inner.pool).await?;
         let backstop = format!("{}ms", (inner.ttl + BACKSTOP_MARGIN).as_millis());
         let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
         let begin = begin_sql(options);
-        let (began, pinned) = tokio::join!(
-            conn.client.batch_execute(begin.text()),
-            conn.client.query_typed(
-                "SELECT set_config('idle_in_transaction_session_timeout', $1, true), pg_backend_pid()",
-                &params
-            )
-        );
-        let backend_pid = match began.and(pinned) {
-            Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(1).ok()),
-            Err(e) => {
-                conn.poison();
-                return Err(errors::map(&e, "beginning the session"));
+        // As in the executor: a connection that a transaction pooler moved to another server
+        // process since its last transaction is replaced (its cached type lookups may be gone).
+        let mut attempt = 1;
+        let (conn, backend_pid) = loop {
+            let mut conn = inner.shared.get(&inner.pool).await?;
+            let (began, pinned) = tokio::join!(
+                conn.client.batch_execute(begin.text()),
+                conn.client.query_typed(
+                    "SELECT set_config('idle_in_transaction_session_timeout', $1, true), pg_backend_pid()",
+                    &params
+                )
+            );
+            let backend_pid = match began.and(pinned) {
+                Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(1).ok()),
+                Err(e) => {
+                    conn.poison();
+                    return Err(errors::map(&e, "beginning the session"));
+                }
+            };
+            let moved = backend_pid.is_some_and(|pid| conn.moved_to(pid));
+            if !moved || attempt == MOVED_RETRIES {
+                break (conn, backend_pid);
             }
+            conn.poison();
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+            attempt += 1;
         };
         let slot = Arc::new(Slot {
             id: random_id()?,

@@ -194,3 +194,56 @@ async fn the_sessionless_path_works_through_pgbouncer_in_transaction_mode() {
     drop(cq);
     drop(side);
 }
+
+/// tokio-postgres looks up an unknown column type with a named statement it keeps per client
+/// connection. Behind a transaction pooler a connection's next transaction may land on another
+/// server connection, where that statement does not exist; ColdQuery notices the move (the
+/// server process id changes) and begins on another connection instead. Every read below
+/// needs a type the connection has not seen yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_custom_types_survive_moves_between_server_connections() {
+    let Some((db, bouncer, cq)) = behind_pgbouncer(2).await else { return };
+    // Make PgBouncer open several server connections, so that round robin moves ColdQuery's
+    // transactions between them.
+    let url = bouncer.url_for(&db.name);
+    let mut sleepers = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        sleepers.push(tokio::spawn(async move {
+            let client = coldquery_tests::harness::connect(&url).await;
+            client.simple_query("SELECT pg_sleep(0.3)").await.expect("sleep through PgBouncer");
+        }));
+    }
+    for sleeper in sleepers {
+        sleeper.await.unwrap();
+    }
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TYPE e1 AS ENUM ('a1'); CREATE TYPE e2 AS ENUM ('a2'); CREATE TYPE e3 AS ENUM ('a3');
+             CREATE TYPE e4 AS ENUM ('a4'); CREATE TYPE e5 AS ENUM ('a5'); CREATE TYPE e6 AS ENUM ('a6');
+             CREATE TYPE pair AS (n int, label text);
+             CREATE TABLE kinds (c1 e1, c2 e2, c3 e3, c4 e4, c5 e5, c6 e6, p pair);
+             INSERT INTO kinds VALUES ('a1', 'a2', 'a3', 'a4', 'a5', 'a6', ROW(7, 'seven'));",
+        )
+        .await
+        .expect("fixture");
+    let reads: [(&'static str, serde_json::Value); 7] = [
+        ("SELECT c1 FROM kinds", json!("a1")),
+        ("SELECT c2 FROM kinds", json!("a2")),
+        ("SELECT c3 FROM kinds", json!("a3")),
+        ("SELECT c4 FROM kinds", json!("a4")),
+        ("SELECT c5 FROM kinds", json!("a5")),
+        ("SELECT c6 FROM kinds", json!("a6")),
+        ("SELECT p FROM kinds", json!("(7,seven)")),
+    ];
+    let defaults = limits(Duration::from_secs(30));
+    for round in 0..3 {
+        for (sql, expected) in &reads {
+            let result = exec(&cq, Access::ReadOnly, sql, Vec::new(), &defaults)
+                .await
+                .unwrap_or_else(|err| panic!("round {round}, {sql}: {err}"));
+            assert_eq!(result.rows, vec![vec![expected.clone()]], "{sql}");
+        }
+    }
+}
