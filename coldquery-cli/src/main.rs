@@ -33,6 +33,12 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(Exit::Usage as u8) } else { ExitCode::SUCCESS };
         }
     };
+    // Fail closed on a misspelt setting (COLDQUERY_READONLY would otherwise leave writes allowed).
+    let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
+    if let Some(name) = coldquery_core::settings::unknown_variable(names.iter().map(String::as_str)) {
+        eprintln!("error: invalid configuration {name}: {}", coldquery_core::settings::unknown_variable_message());
+        return ExitCode::from(Exit::Usage as u8);
+    }
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -16,6 +16,7 @@ mod session;
 mod sql;
 mod value;
 
+pub mod settings;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};
@@ -24,7 +25,7 @@ pub use ident::{Ident, IdentError, MAX_IDENT_BYTES, QualifiedName};
 pub use policy::{DefaultDeny, WriteIntent, WritePolicy, WriteTarget};
 pub use session::{
     Isolation, OnError, Owner, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, TxOptions, TxState,
-    session_not_found,
+    commit_failed_after_error, session_not_found, unknown_savepoint,
 };
 pub use sql::{CallerSql, MAX_SQL_BYTES, Origin, Sql, SqlBuilder};
 pub use tokio_util::sync::CancellationToken;

@@ -62,7 +62,9 @@ impl WritePolicy for DefaultDeny {
             ))),
             (Some(_), false) if needs_autocommit => Err(Error::new(
                 ErrorKind::StatementNotAllowed,
-                format!("{tool} {action} cannot run inside a transaction block, so not in a session"),
+                format!(
+                    "{tool} {action}: this statement cannot run inside a transaction block (like VACUUM or CREATE INDEX CONCURRENTLY), so not in a session"
+                ),
             )
             .with_hint("run it without session_id and with 'autocommit: true'")),
             (Some(id), false) => Ok(WriteTarget::Session(SessionId::new(id))),

@@ -213,6 +213,22 @@ pub trait SessionStore: Send + Sync {
     fn backend_owner(&self, pid: i32) -> Option<Owner>;
 }
 
+/// Releasing or rolling back to a savepoint the session does not have: refused before anything
+/// is sent (PostgreSQL would abort the transaction).
+pub fn unknown_savepoint(name: &Ident) -> Error {
+    Error::invalid(format!("no savepoint named {} in this session", name.as_str()))
+        .with_hint("create it first with pg_tx savepoint; names are case-sensitive")
+}
+
+/// `commit` of a session whose transaction failed earlier: PostgreSQL rolls it back.
+pub fn commit_failed_after_error() -> Error {
+    Error::new(
+        crate::ErrorKind::CommitFailed,
+        "nothing was committed: an earlier statement failed, so the transaction was rolled back",
+    )
+    .with_hint("begin a new session and redo the work without the failing statement")
+}
+
 /// The one answer for every session that cannot be used by this caller.
 pub fn session_not_found() -> Error {
     Error::new(

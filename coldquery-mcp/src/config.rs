@@ -21,31 +21,8 @@ use crate::auth::Tokens;
 /// The default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:19002";
 
-/// Every `COLDQUERY_*` variable this binary reads; any other (except the test harness's
-/// `COLDQUERY_TEST_*`) is refused so that a misspelt setting is not silently ignored.
-pub const KNOWN_VARIABLES: &[&str] = &[
-    "COLDQUERY_TRANSPORT",
-    "COLDQUERY_LISTEN",
-    "COLDQUERY_LOG_FORMAT",
-    "COLDQUERY_EPHEMERAL",
-    "COLDQUERY_READ_ONLY",
-    "COLDQUERY_MAX_SESSIONS",
-    "COLDQUERY_SESSION_TTL",
-    "COLDQUERY_POOL_SIZE",
-    "COLDQUERY_ACQUIRE_TIMEOUT",
-    "COLDQUERY_STATEMENT_TIMEOUT",
-    "COLDQUERY_MAX_ROWS",
-    "COLDQUERY_MAX_ROWS_LIMIT",
-    "COLDQUERY_MAX_RESULT_BYTES",
-    "COLDQUERY_AUDIT_LOG",
-    "COLDQUERY_AUTH_TOKEN",
-    "COLDQUERY_AUTH_TOKEN_FILE",
-    "COLDQUERY_INSECURE_NO_AUTH",
-    "COLDQUERY_ALLOWED_HOSTS",
-    "COLDQUERY_ALLOWED_ORIGINS",
-    "COLDQUERY_MAX_REQUEST_BYTES",
-    "COLDQUERY_DENY_FUNCTIONS",
-];
+/// Every `COLDQUERY_*` variable the binaries read (shared with the CLI).
+pub use coldquery_core::settings::VARIABLES as KNOWN_VARIABLES;
 
 /// How clients reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -310,15 +287,10 @@ fn origin_is_well_formed(origin: &str) -> bool {
 /// Refuses `COLDQUERY_*` variables this binary does not know (a misspelt setting must not be
 /// silently ignored). `vars` are the variable names of the environment.
 pub fn check_unknown_variables<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
-    for name in vars {
-        if name.starts_with("COLDQUERY_") && !name.starts_with("COLDQUERY_TEST_") && !KNOWN_VARIABLES.contains(&name) {
-            return Err(ConfigError::new(
-                name,
-                format!("unknown environment variable; the COLDQUERY_ settings are {}", KNOWN_VARIABLES.join(", ")),
-            ));
-        }
+    match coldquery_core::settings::unknown_variable(vars) {
+        Some(name) => Err(ConfigError::new(name, coldquery_core::settings::unknown_variable_message())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl Config {

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use bb8::PooledConnection;
 use coldquery_core::{
     CancellationToken, Error, ErrorKind, Ident, Limits, OnError, Owner, QueryResult, Result, SavepointOp, SessionEnd,
-    SessionId, SessionInfo, SessionStore, SqlBuilder, Statement, TxOptions, TxState, session_not_found,
+    SessionId, SessionInfo, SessionStore, SqlBuilder, Statement, TxOptions, TxState, commit_failed_after_error,
+    session_not_found, unknown_savepoint,
 };
 use postgres_types::{ToSql, Type};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -452,11 +453,7 @@ impl SessionStore for PgSessions {
             .with_hint("begin a new session and redo the work")),
             (SessionEnd::Commit, Tx::Aborted) => {
                 inner.end_quietly(&slot, &mut live).await;
-                Err(Error::new(
-                    ErrorKind::CommitFailed,
-                    "nothing was committed: an earlier statement failed, so the transaction was rolled back",
-                )
-                .with_hint("begin a new session and redo the work without the failing statement"))
+                Err(commit_failed_after_error())
             }
             (SessionEnd::Commit, Tx::Open) => commit(&slot, &mut live).await.map(|()| info),
         }
@@ -476,8 +473,7 @@ impl SessionStore for PgSessions {
         // PostgreSQL; refuse it before sending anything.
         let position = slot.state.lock().expect("state lock").savepoints.iter().rposition(|s| s == name);
         if op != SavepointOp::Create && position.is_none() {
-            return Err(Error::invalid(format!("no savepoint named {} in this session", name.as_str()))
-                .with_hint("create it first with pg_tx savepoint; names are case-sensitive"));
+            return Err(unknown_savepoint(name));
         }
         let sql = match op {
             SavepointOp::Create => SqlBuilder::new("SAVEPOINT ").ident(name).build(),

@@ -464,8 +464,14 @@ async fn forced_reads_cannot_leave_state_on_the_pooled_connection() {
     let before = observe(&side).await;
     let pid = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_backend_pid() AS pid"})).await;
     let pid = pid["rows"][0]["pid"].clone();
-    for sql in ["SELECT current_setting('search_path')", "SELECT f_writes()", "SELECT 1/0", "SELECT pg_sleep(0.01)"] {
-        call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+    for (sql, expected) in [
+        ("SELECT current_setting('search_path')", "ok"),
+        ("SELECT f_writes()", "READ_ONLY_VIOLATION"),
+        ("SELECT 1/0", "DATABASE_ERROR"),
+        ("SELECT pg_sleep(0.01)", "ok"),
+    ] {
+        let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+        assert_eq!(code(&out), expected, "{sql}: {out}");
     }
     // A timeout cancels the statement; the connection is still clean (or replaced).
     let out =

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use coldquery_core::{
     Access, CancellationToken, Error, ErrorKind, Executor, Ident, Limits, OnError, Origin, Owner, Param, PoolStatus,
     QueryResult, Result, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, Statement, TxOptions, TxState,
-    session_not_found,
+    commit_failed_after_error, session_not_found, unknown_savepoint,
 };
 
 /// What the next call answers.
@@ -500,11 +500,7 @@ impl SessionStore for FakeSessions {
             return Err(error);
         }
         if end == SessionEnd::Commit && session.state == TxState::Aborted {
-            return Err(Error::new(
-                ErrorKind::CommitFailed,
-                "COMMIT did not commit: the transaction had failed, so PostgreSQL rolled it back",
-            )
-            .with_hint("nothing of this session was saved; begin a new session and redo the work"));
+            return Err(commit_failed_after_error());
         }
         Ok(session.info())
     }
@@ -517,8 +513,11 @@ impl SessionStore for FakeSessions {
         {
             return Err(error);
         }
-        session.events.push(SessionEvent::Savepoint(op, name.as_str().to_owned()));
         let position = session.savepoints.iter().rposition(|saved| saved == name.as_str());
+        if op != SavepointOp::Create && position.is_none() {
+            return Err(unknown_savepoint(name));
+        }
+        session.events.push(SessionEvent::Savepoint(op, name.as_str().to_owned()));
         match (op, position) {
             (SavepointOp::Create, _) => session.savepoints.push(name.as_str().to_owned()),
             (SavepointOp::Release, Some(at)) => session.savepoints.truncate(at),
@@ -526,14 +525,8 @@ impl SessionStore for FakeSessions {
                 session.savepoints.truncate(at + 1);
                 session.state = TxState::Idle;
             }
-            (SavepointOp::Release | SavepointOp::RollbackTo, None) => {
-                session.fail();
-                return Err(Error::new(
-                    ErrorKind::DatabaseError,
-                    format!("savepoint \"{}\" does not exist", name.as_str()),
-                )
-                .with_sqlstate("3B001"));
-            }
+            // Refused above, before anything was recorded.
+            (SavepointOp::Release | SavepointOp::RollbackTo, None) => {}
         }
         Ok(session.info())
     }
@@ -822,15 +815,16 @@ mod tests {
         assert_eq!(info.transaction_state, TxState::Idle);
         store.savepoint(&owner, &s.id, SavepointOp::Release, &a).await.unwrap();
 
+        // Like the real store: an unknown savepoint is refused before anything is sent, and
+        // the transaction is not aborted.
         let error = store.savepoint(&owner, &s.id, SavepointOp::Release, &a).await.unwrap_err();
-        assert_eq!(error.sqlstate(), Some("3B001"));
-        assert_eq!(store.state_of("sess-1"), Some(TxState::Aborted));
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(store.state_of("sess-1"), Some(TxState::Idle));
         assert_eq!(
             store.savepoints("sess-1"),
             vec![
                 (SavepointOp::Create, "a".to_owned()),
                 (SavepointOp::RollbackTo, "a".to_owned()),
-                (SavepointOp::Release, "a".to_owned()),
                 (SavepointOp::Release, "a".to_owned()),
             ]
         );

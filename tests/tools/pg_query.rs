@@ -199,6 +199,7 @@ async fn transaction_refusals_carry_the_operation_index() {
         .await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(out["error"]["sqlstate"], "23505");
+    assert_eq!(out["error"]["operation_index"], 1, "{out}");
 }
 
 #[tokio::test]

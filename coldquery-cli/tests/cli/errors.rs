@@ -84,6 +84,11 @@ async fn usage_errors_exit_2_before_anything_connects() {
     let env = [("DATABASE_URL", "postgresql://u@127.0.0.1:1/db?sslmode=sideways")];
     let out = run_with(&["monitor", "health"], &env, None).await.expect(2);
     assert!(out.stderr.contains("sslmode"), "{}", out.stderr);
+
+    // A misspelt setting is refused, not ignored: this one would have left writes allowed.
+    let env = [("COLDQUERY_READONLY", "true"), unreachable[0]];
+    let out = run_with(&["query", "read", "SELECT 1"], &env, None).await.expect(2);
+    assert!(out.stderr.contains("COLDQUERY_READONLY") && out.stderr.contains("unknown"), "{}", out.stderr);
 }
 
 #[tokio::test]

@@ -1,0 +1,52 @@
+//! The configuration vocabulary the binaries share: every `COLDQUERY_*` environment variable
+//! (SPEC §5), so that both refuse a misspelt one instead of silently ignoring it.
+
+/// Every `COLDQUERY_*` variable a ColdQuery binary reads. The CLI accepts the server's
+/// transport settings too (a shell may hold both), and ignores them.
+pub const VARIABLES: &[&str] = &[
+    "COLDQUERY_TRANSPORT",
+    "COLDQUERY_LISTEN",
+    "COLDQUERY_LOG_FORMAT",
+    "COLDQUERY_EPHEMERAL",
+    "COLDQUERY_READ_ONLY",
+    "COLDQUERY_MAX_SESSIONS",
+    "COLDQUERY_SESSION_TTL",
+    "COLDQUERY_POOL_SIZE",
+    "COLDQUERY_ACQUIRE_TIMEOUT",
+    "COLDQUERY_STATEMENT_TIMEOUT",
+    "COLDQUERY_MAX_ROWS",
+    "COLDQUERY_MAX_ROWS_LIMIT",
+    "COLDQUERY_MAX_RESULT_BYTES",
+    "COLDQUERY_AUDIT_LOG",
+    "COLDQUERY_AUTH_TOKEN",
+    "COLDQUERY_AUTH_TOKEN_FILE",
+    "COLDQUERY_INSECURE_NO_AUTH",
+    "COLDQUERY_ALLOWED_HOSTS",
+    "COLDQUERY_ALLOWED_ORIGINS",
+    "COLDQUERY_MAX_REQUEST_BYTES",
+    "COLDQUERY_DENY_FUNCTIONS",
+];
+
+/// The first `COLDQUERY_*` name among `names` that is not a setting (the test harness's
+/// `COLDQUERY_TEST_*` variables excepted).
+pub fn unknown_variable<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names.into_iter().find(|name| {
+        name.starts_with("COLDQUERY_") && !name.starts_with("COLDQUERY_TEST_") && !VARIABLES.contains(name)
+    })
+}
+
+/// The message for an unknown variable.
+pub fn unknown_variable_message() -> String {
+    format!("unknown environment variable; the COLDQUERY_ settings are {}", VARIABLES.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_settings_are_found() {
+        assert_eq!(unknown_variable(["PATH", "COLDQUERY_READ_ONLY", "COLDQUERY_TEST_DATABASE_URL"]), None);
+        assert_eq!(unknown_variable(["HOME", "COLDQUERY_READONLY"]), Some("COLDQUERY_READONLY"));
+    }
+}
