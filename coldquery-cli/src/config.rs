@@ -2,17 +2,15 @@
 //! environment variable, checked before anything connects (fail closed: a malformed value is a
 //! configuration error, exit code 2, naming the setting).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::Args;
 use coldquery_core::units::{parse_duration, parse_size};
 use coldquery_core::{DefaultDeny, ErrorKind};
 use coldquery_pg::ephemeral::Ephemeral;
 use coldquery_pg::{Database, PgConfig, PgOptions};
-use coldquery_tools::{AuditRecord, AuditSink, ToolConfig, Tools};
+use coldquery_tools::{JsonLinesAudit, ToolConfig, Tools};
 
 use crate::fail::Failure;
 
@@ -166,7 +164,9 @@ impl Connection {
 pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
     let audit = match &config.audit_log {
         None => None,
-        Some(path) => Some(Arc::new(FileAudit::open(path)?)),
+        Some(path) => Some(Arc::new(JsonLinesAudit::open(path).map_err(|e| {
+            Failure::config(format!("--audit-log (COLDQUERY_AUDIT_LOG): cannot open {}: {e}", path.display()))
+        })?)),
     };
     let (url, ephemeral) = match &config.source {
         Source::Url(url) => (url.clone(), None),
@@ -198,29 +198,6 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
         tools = tools.with_audit(audit);
     }
     Ok(Connection { tools, ephemeral })
-}
-
-/// Audit records appended to a file as JSON lines.
-#[derive(Debug)]
-struct FileAudit {
-    file: Mutex<File>,
-}
-
-impl FileAudit {
-    fn open(path: &std::path::Path) -> Result<FileAudit, Failure> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
-            Failure::config(format!("--audit-log (COLDQUERY_AUDIT_LOG): cannot open {}: {e}", path.display()))
-        })?;
-        Ok(FileAudit { file: Mutex::new(file) })
-    }
-}
-
-impl AuditSink for FileAudit {
-    fn record(&self, record: &AuditRecord) {
-        let Ok(line) = serde_json::to_string(record) else { return };
-        let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(file, "{line}");
-    }
 }
 
 fn env_name(flag: &str) -> String {

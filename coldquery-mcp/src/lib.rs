@@ -10,9 +10,9 @@
 //! - [`config`]: flags with environment variables, validated fail-closed;
 //! - [`mod@run`]: start-up and shutdown (every open session rolled back before exit).
 //!
-//! Observability lives in [`metrics`] (Prometheus text) and [`audit`] (JSON-lines audit log).
+//! Observability lives in [`metrics`] (Prometheus text) and the JSON-lines audit log
+//! ([`coldquery_tools::JsonLinesAudit`]).
 
-pub mod audit;
 pub mod auth;
 pub mod config;
 mod convert;

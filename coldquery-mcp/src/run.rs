@@ -9,10 +9,9 @@ use std::time::Duration;
 use coldquery_core::{CancellationToken, DefaultDeny};
 use coldquery_pg::ephemeral::Ephemeral;
 use coldquery_pg::{Database, PgConfig};
-use coldquery_tools::Tools;
+use coldquery_tools::{JsonLinesAudit, Tools};
 use rmcp::ServiceExt;
 
-use crate::audit::JsonLinesAudit;
 use crate::config::{Config, ConfigError, DatabaseSource, Transport};
 use crate::http;
 use crate::metrics::Metrics;

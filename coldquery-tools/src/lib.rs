@@ -49,7 +49,7 @@ use coldquery_core::{Error, ErrorKind, Executor, SessionStore, WritePolicy};
 use serde_json::Value;
 use tracing::Instrument;
 
-pub use audit::{AuditRecord, AuditSink};
+pub use audit::{AuditRecord, AuditSink, JsonLinesAudit};
 pub use classify::{Classified, FunctionDenyList, classify};
 pub use ctx::{Caller, ToolConfig};
 pub use pg_admin::PgAdminArgs;
