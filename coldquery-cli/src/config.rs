@@ -94,8 +94,17 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
     if max_sessions == 0 {
         return Err(invalid("max-sessions", "must be at least 1"));
     }
+    // As in coldquery-mcp: the shared pool is larger than the session limit, so calls without
+    // a session are never starved.
     let pool_size = match number(&settings.pool_size, "pool-size")? {
-        Some(0) => return Err(invalid("pool-size", "must be at least 1")),
+        Some(n) if n <= max_sessions => {
+            return Err(invalid(
+                "pool-size",
+                &format!(
+                    "must be larger than --max-sessions ({max_sessions}) so that calls without a session are never starved, got {n}"
+                ),
+            ));
+        }
         Some(n) => u32::try_from(n).map_err(|_| invalid("pool-size", "is too large"))?,
         None => u32::try_from(max_sessions + 5).unwrap_or(u32::MAX),
     };
@@ -103,8 +112,13 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
     if max_rows == 0 {
         return Err(invalid("max-rows", "must be at least 1"));
     }
-    let max_rows_limit =
-        number(&settings.max_rows_limit, "max-rows-limit")?.unwrap_or(tool_defaults.max_rows_limit).max(max_rows);
+    let max_rows_limit = match number(&settings.max_rows_limit, "max-rows-limit")? {
+        None => tool_defaults.max_rows_limit.max(max_rows),
+        Some(limit) if limit < max_rows => {
+            return Err(invalid("max-rows-limit", &format!("must be at least --max-rows ({max_rows}), got {limit}")));
+        }
+        Some(limit) => limit,
+    };
     let options = PgOptions {
         max_sessions,
         session_ttl: duration(&settings.session_ttl, "session-ttl")?.unwrap_or(defaults.session_ttl),
@@ -264,6 +278,22 @@ mod tests {
         assert_eq!(config.tools.max_result_bytes, 1024 * 1024);
         assert!(!config.read_only);
         assert_eq!(config.audit_log, None);
+    }
+
+    #[test]
+    fn settings_that_contradict_each_other_are_refused_as_in_the_server() {
+        let small_pool = resolve(&settings(|s| s.pool_size = Some("10".into()))).unwrap_err();
+        assert!(small_pool.message.contains("--pool-size"), "{}", small_pool.message);
+        let low_limit = resolve(&settings(|s| {
+            s.max_rows = Some("800".into());
+            s.max_rows_limit = Some("700".into());
+        }))
+        .unwrap_err();
+        assert!(low_limit.message.contains("--max-rows-limit"), "{}", low_limit.message);
+        let raised = resolve(&settings(|s| s.max_rows = Some("20000".into()))).unwrap();
+        assert_eq!(raised.tools.max_rows_limit, 20_000, "the default ceiling follows a larger --max-rows");
+        let deny = resolve(&settings(|s| s.deny_functions = Some("x y".into()))).unwrap_err();
+        assert!(deny.message.contains("--deny-functions"), "{}", deny.message);
     }
 
     #[test]
