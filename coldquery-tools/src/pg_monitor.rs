@@ -148,9 +148,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
         Request::Connections => {
             let result = read(ctx, &Statement::new(catalog::CONNECTIONS), 1).await?;
             let mut out = first_row(&result);
-            let total = out["total"].as_f64().unwrap_or(0.0);
-            let max = out["max_connections"].as_f64().unwrap_or(0.0);
-            out["utilization_percent"] = if max > 0.0 { json!(round(100.0 * total / max, 1)) } else { Value::Null };
+            out["utilization_percent"] = json!(utilization(&out).2);
             Ok(out)
         }
         Request::Locks { blocking_only: true, limit } => {
@@ -331,7 +329,7 @@ struct Check {
 const CHECK_ITEMS: usize = 20;
 
 const CHECKS: &[Check] = &[
-    Check { name: "connection_utilization", sql: catalog::CHECK_CONNECTIONS, judge: judge_connections, items: false },
+    Check { name: "connection_utilization", sql: catalog::CONNECTIONS, judge: judge_connections, items: false },
     Check { name: "cache_hit_ratio", sql: catalog::CHECK_CACHE_HIT, judge: judge_cache_hit, items: false },
     Check { name: "invalid_indexes", sql: catalog::CHECK_INVALID_INDEXES, judge: judge_invalid_indexes, items: true },
     Check {
@@ -368,14 +366,20 @@ fn judge_connections(rows: &[Value]) -> Verdict {
     let Some(row) = rows.first() else {
         return Verdict { level: Level::Ok, detail: "no data".into(), value: None };
     };
-    let used = num(&row["used"]);
-    let available = (num(&row["max_connections"]) - num(&row["reserved"])).max(1.0);
-    let percent = round(100.0 * used / available, 1);
+    let (used, available, percent) = utilization(row);
     Verdict {
         level: Level::of(percent, 75.0, 90.0),
         detail: format!("{used} of {available} connection slots in use ({percent}%)"),
         value: Some(json!(percent)),
     }
+}
+
+/// Client connections against the slots ordinary roles can use (`max_connections` minus
+/// `superuser_reserved_connections`), from a [`catalog::CONNECTIONS`] row: (used, available, %).
+fn utilization(row: &Value) -> (f64, f64, f64) {
+    let used = num(&row["total"]);
+    let available = (num(&row["max_connections"]) - num(&row["superuser_reserved_connections"])).max(1.0);
+    (used, available, round(100.0 * used / available, 1))
 }
 
 fn judge_cache_hit(rows: &[Value]) -> Verdict {

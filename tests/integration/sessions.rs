@@ -815,3 +815,58 @@ async fn another_caller_cannot_terminate_a_session_backend() {
     assert_eq!(tx(&tools, &me, "commit", &id).await["status"], "committed");
     assert_eq!(ids(&side).await, vec![1]);
 }
+
+/// Load: twelve callers with sessions and sessionless reads at once, 600 to 960 calls in all.
+/// Afterwards every session is gone, no backend is left idle in a transaction, and ColdQuery
+/// holds no more connections than its two pools allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_callers_leave_no_leaked_connections_or_transactions() {
+    let db = test_db().await;
+    let opts = PgOptions { max_sessions: 6, pool_size: 8, ..options() };
+    let (side, tools, _database, _me) = setup(&db, &opts).await;
+    let mut tasks = Vec::new();
+    for task in 0..12i64 {
+        let tools = tools.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = caller(&format!("load-{task}"));
+            let mut committed = 0;
+            for round in 0..10i64 {
+                for i in 0..5i64 {
+                    let out = call(
+                        &tools,
+                        &me,
+                        "pg_query",
+                        json!({"action": "read", "sql": "SELECT $1::int AS n", "params": [i]}),
+                    )
+                    .await;
+                    assert_eq!(out["rows"][0]["n"], i, "{out}");
+                }
+                // Sessions compete for 6 slots: SESSION_LIMIT is an answer, not a failure.
+                let begun = call(&tools, &me, "pg_tx", json!({"action": "begin"})).await;
+                if code(&begun) == "SESSION_LIMIT" {
+                    continue;
+                }
+                let id = begun["session_id"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+                let key = task * 1000 + round;
+                let out = write(&tools, &me, &id, &format!("INSERT INTO t VALUES ({key}, 'load')")).await;
+                assert_eq!(code(&out), "ok", "{out}");
+                let end = if round % 2 == 0 { "commit" } else { "rollback" };
+                let out = tx(&tools, &me, end, &id).await;
+                assert_eq!(code(&out), "ok", "{out}");
+                committed += i64::from(end == "commit");
+            }
+            committed
+        }));
+    }
+    let mut committed = 0;
+    for task in tasks {
+        committed += task.await.unwrap();
+    }
+    assert!(committed > 0, "some sessions ran");
+    assert_eq!(rows(&side).await, committed, "exactly the committed sessions' rows");
+    assert_eq!(tools.sessions().counts().0, 0, "no session left open");
+    let ours = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    assert!(count(&side, ours).await <= i64::from(opts.pool_size) + opts.max_sessions as i64);
+    let stuck = format!("{ours} AND state LIKE 'idle in transaction%'");
+    assert_eq!(count(&side, &stuck).await, 0, "no backend left inside a transaction");
+}

@@ -89,7 +89,7 @@ async fn deep_health_judges_each_check() {
     fixture.executor.push_result(health_row());
     // connection_utilization: 92 of 97 slots → critical.
     fixture.executor.push_result(result(
-        &[("used", "int4"), ("max_connections", "int4"), ("reserved", "int4")],
+        &[("total", "int4"), ("max_connections", "int4"), ("superuser_reserved_connections", "int4")],
         vec![vec![json!(92), json!(100), json!(3)]],
     ));
     // cache_hit_ratio: 90% → warn.
@@ -221,7 +221,8 @@ async fn connections_counts_and_utilization() {
         ]],
     ));
     let out = check(&fixture, json!({"action": "connections"})).await;
-    assert_eq!(out["output"]["utilization_percent"], 8.0);
+    // Against the slots ordinary roles can use: 8 of 100 - 3 reserved, as in deep health.
+    assert_eq!(out["output"]["utilization_percent"], 8.2);
     insta::assert_json_snapshot!("connections", out);
 }
 

@@ -126,13 +126,6 @@ pub(crate) const HEALTH: Sql = Sql::catalog(
             pg_is_in_recovery() AS in_recovery",
 );
 
-/// Client connections against `max_connections`.
-pub(crate) const CHECK_CONNECTIONS: Sql = Sql::catalog(
-    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS used, \
-            current_setting('max_connections')::int AS max_connections, \
-            current_setting('superuser_reserved_connections')::int AS reserved",
-);
-
 /// Buffer cache hits and reads of the current database.
 pub(crate) const CHECK_CACHE_HIT: Sql = Sql::catalog(
     "SELECT blks_hit AS hits, blks_read AS reads \
