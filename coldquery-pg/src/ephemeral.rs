@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
 use crate::local::{
-    as_server_user, find_pg_binary, free_port, is_root, log_tail, pg_stat_statements_installed, startup_failure,
-    user_exists,
+    POSTGRES_WATCHDOG, as_server_user, find_pg_binary, free_port, is_root, log_tail, pg_stat_statements_installed,
+    startup_failure, user_exists,
 };
 
 /// The database holding the demo schema.
@@ -38,25 +38,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many free ports are tried when another process takes the probed one first.
 const PORT_ATTEMPTS: usize = 5;
-
-/// The watchdog: runs `postgres` on `start <port>`, stops it on `stop <signal>` or when its
-/// stdin closes, then deletes the directory. `$1` is the directory, the rest the command.
-const WATCHDOG: &str = r#"dir=$1
-shift
-pid=
-while read -r cmd arg; do
-  case $cmd in
-    start) "$@" -p "$arg" >>"$dir/postgres.log" 2>&1 &
-           pid=$!
-           echo started ;;
-    stop) if [ -n "$pid" ]; then kill "-$arg" "$pid" 2>/dev/null; wait "$pid"; fi
-          pid=
-          echo stopped ;;
-  esac
-done
-if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; wait "$pid"; fi
-rm -rf "$dir"
-"#;
 
 /// The demo schema: a small shop with keys, foreign keys, indexes, checks, comments, a view
 /// and deterministic rows (20 customers, 12 products, 40 orders, 120 order items).
@@ -383,7 +364,7 @@ fn prepare_in(dir: &Path, initdb: &Path, postgres: &Path, as_root: bool) -> Resu
         settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
     }
     let mut command = as_server_user(as_root, Path::new("sh"));
-    command.arg("-c").arg(WATCHDOG).arg("sh").arg(dir).arg(postgres).arg("-D").arg(&data);
+    command.arg("-c").arg(POSTGRES_WATCHDOG).arg("sh").arg(dir).arg(postgres).arg("-D").arg(&data);
     for setting in &settings {
         command.arg("-c").arg(setting);
     }

@@ -114,3 +114,23 @@ pub fn pg_stat_statements_installed(postgres: &Path) -> bool {
     }
     share_dirs.iter().any(|dir| dir.join("extension/pg_stat_statements.control").is_file())
 }
+
+/// The watchdog shell script that owns a local server, run as `sh -c SCRIPT sh <dir> <postgres>
+/// -D <data>`: it starts `postgres` on `start <port>`, stops it on `stop <signal>` or when its
+/// stdin closes (our process ended, however it ended), then deletes `<dir>`.
+pub const POSTGRES_WATCHDOG: &str = r#"dir=$1
+shift
+pid=
+while read -r cmd arg; do
+  case $cmd in
+    start) "$@" -p "$arg" >>"$dir/postgres.log" 2>&1 &
+           pid=$!
+           echo started ;;
+    stop) if [ -n "$pid" ]; then kill "-$arg" "$pid" 2>/dev/null; wait "$pid"; fi
+          pid=
+          echo stopped ;;
+  esac
+done
+if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; wait "$pid"; fi
+rm -rf "$dir"
+"#;

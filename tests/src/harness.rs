@@ -30,8 +30,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use coldquery_pg::local::{
-    as_server_user, find_on_path, find_pg_binary, free_port, is_root, log_tail, pg_stat_statements_installed,
-    startup_failure,
+    POSTGRES_WATCHDOG, as_server_user, find_on_path, find_pg_binary, free_port, is_root, log_tail,
+    pg_stat_statements_installed, startup_failure,
 };
 use tokio_postgres::{Client, NoTls};
 
@@ -366,25 +366,6 @@ impl StopMode {
     }
 }
 
-/// The watchdog: runs `postgres` on command, stops it on command or when its stdin closes,
-/// then deletes the cluster directory. `$1` is the directory, the rest the postgres command.
-const WATCHDOG: &str = r#"dir=$1
-shift
-pid=
-while read -r cmd arg; do
-  case $cmd in
-    start) "$@" -p "$arg" >>"$dir/postgres.log" 2>&1 &
-           pid=$!
-           echo started ;;
-    stop) if [ -n "$pid" ]; then kill "-$arg" "$pid" 2>/dev/null; wait "$pid"; fi
-          pid=
-          echo stopped ;;
-  esac
-done
-if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null; wait "$pid"; fi
-rm -rf "$dir"
-"#;
-
 /// A throwaway PostgreSQL cluster in a temporary directory, listening on 127.0.0.1 only.
 ///
 /// The shared cluster behind [`test_db`] is one of these; fault tests that stop or restart the
@@ -468,7 +449,7 @@ impl PgCluster {
             settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
         }
         let mut command = as_server_user(as_root, Path::new("sh"));
-        command.arg("-c").arg(WATCHDOG).arg("sh").arg(&dir).arg(&postgres).arg("-D").arg(&data);
+        command.arg("-c").arg(POSTGRES_WATCHDOG).arg("sh").arg(&dir).arg(&postgres).arg("-D").arg(&data);
         for setting in &settings {
             command.arg("-c").arg(setting);
         }
