@@ -189,7 +189,7 @@ pub fn classify(sql: &CallerSql) -> Result<Classified> {
 }
 
 fn classify_on_this_thread(text: &str) -> Result<Classified> {
-    let parsed = pg_query::parse(text).map_err(syntax_error)?;
+    let parsed = pg_query::parse(text).map_err(|e| syntax_error(text, e))?;
     let statements = &parsed.protobuf.stmts;
     match statements.len() {
         0 => return Err(Error::invalid("parameter 'sql' contains no statement (only comments or semicolons)")),
@@ -271,14 +271,52 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
     Ok(Classified { tag: command_tag(kind, body), kind: kind.to_owned(), functions: walk.functions, writes, flags })
 }
 
-fn syntax_error(error: pg_query::Error) -> Error {
+fn syntax_error(text: &str, error: pg_query::Error) -> Error {
     let message = match error {
         pg_query::Error::Parse(message) => message,
         other => other.to_string(),
     };
-    Error::new(ErrorKind::DatabaseError, message)
+    let position = error_position(text, &message);
+    let error = Error::new(ErrorKind::DatabaseError, message)
         .with_sqlstate("42601")
-        .with_hint("the statement is not valid PostgreSQL syntax; check it against the PostgreSQL documentation")
+        .with_hint("the statement is not valid PostgreSQL syntax; check it against the PostgreSQL documentation");
+    match position {
+        Some(position) => error.with_position(position),
+        None => error,
+    }
+}
+
+/// The 1-based character position of a syntax error, as PostgreSQL reports it. The `pg_query`
+/// crate drops libpg_query's cursor position, so it is found again: the parser stops at the
+/// first token it cannot take, so the shortest run of leading tokens that fails *before* its
+/// end ends with that token (a binary search over prefixes, parsing each).
+fn error_position(text: &str, message: &str) -> Option<u32> {
+    let chars_before = |byte: usize| text.get(..byte).map(|prefix| prefix.chars().count() + 1);
+    if message.contains("at end of input") {
+        return chars_before(text.len()).and_then(|n| u32::try_from(n).ok());
+    }
+    let tokens = pg_query::scan(text).ok()?.tokens;
+    let fails_inside = |count: usize| {
+        let end = usize::try_from(tokens[count - 1].end).unwrap_or(usize::MAX);
+        text.get(..end).is_some_and(|prefix| match pg_query::parse(prefix) {
+            Ok(_) => false,
+            Err(e) => !e.to_string().contains("at end of input"),
+        })
+    };
+    if tokens.is_empty() || !fails_inside(tokens.len()) {
+        return None;
+    }
+    let (mut low, mut high) = (1, tokens.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if fails_inside(middle) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    let start = usize::try_from(tokens[high - 1].start).ok()?;
+    chars_before(start).and_then(|n| u32::try_from(n).ok())
 }
 
 /// `{"node": {"Kind": {...}}}` → (`Kind`, body).
@@ -798,6 +836,16 @@ mod tests {
         assert!(c(&sql).is_err());
         let sql = format!("SELECT {}", vec!["1"; 20_000].join("+"));
         let _ = c(&sql); // either classified or refused; never a crash
+    }
+
+    #[test]
+    fn syntax_errors_carry_postgresql_positions() {
+        let position = |sql: &str| c(sql).unwrap_err().position();
+        assert_eq!(position("SELEC 1"), Some(1));
+        let sql = "SELECT 1 FROM t WHERE a = = 1";
+        assert_eq!(position(sql), Some(u32::try_from(sql.rfind("= 1").unwrap() + 1).unwrap()));
+        assert_eq!(position("SELECT 1 +"), Some(11), "at end of input: one past the last character");
+        assert_eq!(position("SELECT 'é', 1 2"), Some(15), "positions count characters, not bytes");
     }
 
     #[test]

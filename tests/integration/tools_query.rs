@@ -725,3 +725,31 @@ async fn pool_exhaustion_is_unavailable_not_a_hang() {
         "rolled_back"
     );
 }
+
+/// Syntax errors are found before anything is sent, yet carry the position PostgreSQL itself
+/// reports (the server is the oracle: `prepare` parses without executing).
+#[tokio::test]
+async fn syntax_error_positions_match_the_server() {
+    let db = test_db().await;
+    let side = db.client().await;
+    let (tools, _database) = tools(&db, &options(), ToolConfig::default(), false).await;
+    let me = caller("syntax");
+    for sql in [
+        "SELEC 1",
+        "SELECT 1 FROM pg_class WHERE oid = = 1",
+        "SELECT (1 + 2",
+        "SELECT 'é' || 'è' FROM FROM pg_class",
+        "SELECT 1,\n  2 3",
+        "WITH x AS (SELECT 1) SELEC * FROM x",
+    ] {
+        let server = side.prepare(sql).await.expect_err("invalid SQL");
+        let server = server.as_db_error().expect("a server error");
+        let expected = match server.position() {
+            Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
+            other => panic!("{sql}: unexpected position {other:?}"),
+        };
+        let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+        assert_eq!(out["error"]["sqlstate"], "42601", "{sql}: {out}");
+        assert_eq!(out["error"]["position"].as_u64().map(|p| p as u32), expected, "{sql}: {out}");
+    }
+}
