@@ -92,7 +92,12 @@ impl Executor for PgExecutor {
                 .await
                 {
                     Ok(fetched) => fetched,
-                    Err(err) => return Err(autocommit_failure(err, conn.is_poisoned())),
+                    Err(err) => {
+                        if err.sqlstate() == Some(STALE_TYPE_LOOKUP) {
+                            conn.poison();
+                        }
+                        return Err(autocommit_failure(err, conn.is_poisoned()));
+                    }
                 }
             }
         };
@@ -219,13 +224,21 @@ pub(crate) fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
+/// `invalid_sql_statement_name`: caller SQL never uses named prepared statements (the tools
+/// refuse PREPARE/EXECUTE), so on the autocommit path this comes from tokio-postgres looking up
+/// a result column's type with its cached statement after the statement ran — behind a
+/// transaction pooler that moved the connection (see `PgConn::moved_to`).
+const STALE_TYPE_LOOKUP: &str = "26000";
+
 /// An autocommit statement commits on its own: if its connection was lost, or a cancel could
-/// not be confirmed, it may have committed or not, and saying "retry" could apply it twice.
+/// not be confirmed, or its result could not be decoded after it ran, it may have committed or
+/// not, and saying "retry" could apply it twice.
 fn autocommit_failure(err: Error, poisoned: bool) -> Error {
     let lost = err.kind() == ErrorKind::Unavailable
         && err.sqlstate().is_none_or(|s| s.starts_with("08") || s.starts_with("57P"));
     let unconfirmed = matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Cancelled) && poisoned;
-    if lost || unconfirmed {
+    let undecodable = err.sqlstate() == Some(STALE_TYPE_LOOKUP);
+    if lost || unconfirmed || undecodable {
         let message = format!("{}; the statement may or may not have committed", err.message());
         return err
             .with_kind(ErrorKind::CommitOutcomeUnknown)
@@ -233,4 +246,29 @@ fn autocommit_failure(err: Error, poisoned: bool) -> Error {
             .with_hint("check the data with a read before running it again");
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autocommit_failures_that_may_have_committed_say_so() {
+        let unknown = |err: Error, poisoned: bool| autocommit_failure(err, poisoned).kind();
+        let lost = Error::new(ErrorKind::Unavailable, "the connection to PostgreSQL was lost while running");
+        assert_eq!(unknown(lost, true), ErrorKind::CommitOutcomeUnknown);
+        let terminated = Error::new(ErrorKind::Unavailable, "terminating connection").with_sqlstate("57P01");
+        assert_eq!(unknown(terminated, true), ErrorKind::CommitOutcomeUnknown);
+        let stale =
+            Error::new(ErrorKind::DatabaseError, "prepared statement \"s6\" does not exist").with_sqlstate("26000");
+        assert_eq!(unknown(stale, true), ErrorKind::CommitOutcomeUnknown);
+        let unconfirmed = Error::new(ErrorKind::Timeout, "timed out");
+        assert_eq!(unknown(unconfirmed.clone(), true), ErrorKind::CommitOutcomeUnknown);
+        // A cancel the server confirmed rolled the statement back: the timeout is the truth.
+        assert_eq!(unknown(unconfirmed, false), ErrorKind::Timeout);
+        let duplicate = Error::new(ErrorKind::DatabaseError, "duplicate key value").with_sqlstate("23505");
+        assert_eq!(unknown(duplicate, false), ErrorKind::DatabaseError);
+        let too_many = Error::new(ErrorKind::Unavailable, "too many connections").with_sqlstate("53300");
+        assert_eq!(unknown(too_many, false), ErrorKind::Unavailable, "refused before running");
+    }
 }
