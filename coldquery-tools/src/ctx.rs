@@ -94,9 +94,43 @@ pub(crate) struct Ctx<'a> {
     pub(crate) action: String,
 }
 
-/// Deserializes a tool's flat arguments; errors name the parameter and the valid choices.
-pub(crate) fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T> {
+/// A tool's flat arguments: which parameters apply depends on the action.
+pub(crate) trait ToolArgs: DeserializeOwned {
+    /// The parameters the chosen action takes (besides `action`).
+    fn parameters(&self) -> &'static [&'static str];
+}
+
+/// Deserializes a tool's flat arguments; errors name the parameter and the valid choices. A
+/// parameter the action does not take is refused, so a typo or a misplaced option is never
+/// silently ignored (a `null` counts as absent).
+pub(crate) fn parse_args<T: ToolArgs>(tool: &str, args: Value) -> Result<T> {
     let args = if args.is_null() { Value::Object(Map::new()) } else { args };
+    let given: Vec<String> = args
+        .as_object()
+        .map(|object| {
+            object
+                .iter()
+                .filter(|(key, value)| *key != "action" && !value.is_null())
+                .map(|(key, _)| key.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let action = args.get("action").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let parsed: T = deserialize(tool, args)?;
+    let accepted = parsed.parameters();
+    let unused: Vec<String> =
+        given.iter().filter(|key| !accepted.contains(&key.as_str())).map(|key| format!("'{key}'")).collect();
+    if unused.is_empty() {
+        return Ok(parsed);
+    }
+    let takes = if accepted.is_empty() { "no other parameters".to_owned() } else { accepted.join(", ") };
+    Err(Error::invalid(format!(
+        "{tool} {action}: parameter(s) {} do not apply to this action; it takes {takes}",
+        unused.join(", ")
+    )))
+}
+
+fn deserialize<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T> {
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();

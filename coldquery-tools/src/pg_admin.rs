@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalog::monitor as catalog;
-use crate::ctx::{Ctx, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
 
 const TOOL: &str = "pg_admin";
 
@@ -136,6 +136,21 @@ pub struct PgAdminArgs {
     pub autocommit: Option<bool>,
 }
 
+impl ToolArgs for PgAdminArgs {
+    fn parameters(&self) -> &'static [&'static str] {
+        match self.action {
+            AdminAction::Vacuum => &["table", "schema", "full", "verbose", "analyze", "session_id", "autocommit"],
+            AdminAction::Analyze => &["table", "schema", "verbose", "session_id", "autocommit"],
+            AdminAction::Reindex => {
+                &["target", "name", "schema", "concurrently", "verbose", "session_id", "autocommit"]
+            }
+            AdminAction::Stats => &["table", "schema", "limit"],
+            AdminAction::Settings => &["name", "value", "category", "pattern", "limit", "session_id"],
+            AdminAction::Terminate => &["pid", "mode", "session_id", "autocommit"],
+        }
+    }
+}
+
 /// `pg_admin` arguments as a typed request.
 #[derive(Debug)]
 enum Request {
@@ -244,21 +259,6 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
     let action = ctx.action.as_str();
     match args.action {
         AdminAction::Vacuum => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("target", args.target.is_some()),
-                    ("name", args.name.is_some()),
-                    ("concurrently", args.concurrently.is_some()),
-                    ("limit", args.limit.is_some()),
-                    ("value", args.value.is_some()),
-                    ("category", args.category.is_some()),
-                    ("pattern", args.pattern.is_some()),
-                    ("pid", args.pid.is_some()),
-                    ("mode", args.mode.is_some()),
-                ],
-            )?;
             let table = maintenance_table(&args, action)?;
             let full = args.full.unwrap_or(false);
             let verbose = args.verbose.unwrap_or(false);
@@ -277,23 +277,6 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
             Ok(Request::Maintenance { statement: Statement::new(sql), target, verbose })
         }
         AdminAction::Analyze => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("full", args.full.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("target", args.target.is_some()),
-                    ("name", args.name.is_some()),
-                    ("concurrently", args.concurrently.is_some()),
-                    ("limit", args.limit.is_some()),
-                    ("value", args.value.is_some()),
-                    ("category", args.category.is_some()),
-                    ("pattern", args.pattern.is_some()),
-                    ("pid", args.pid.is_some()),
-                    ("mode", args.mode.is_some()),
-                ],
-            )?;
             let table = maintenance_table(&args, action)?;
             let verbose = args.verbose.unwrap_or(false);
             let mut sql = SqlBuilder::new("ANALYZE");
@@ -306,21 +289,6 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
             Ok(Request::Maintenance { statement: Statement::new(sql), target, verbose })
         }
         AdminAction::Reindex => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("table", args.table.is_some()),
-                    ("full", args.full.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("limit", args.limit.is_some()),
-                    ("value", args.value.is_some()),
-                    ("category", args.category.is_some()),
-                    ("pattern", args.pattern.is_some()),
-                    ("pid", args.pid.is_some()),
-                    ("mode", args.mode.is_some()),
-                ],
-            )?;
             let reindex_target = required(args.target, "target", TOOL, action)?;
             let name = required(args.name.as_deref(), "name", TOOL, action)?;
             let concurrently = args.concurrently.unwrap_or(false);
@@ -364,54 +332,17 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
                 ctx.authorize(args.session_id.as_deref(), args.autocommit, needs_autocommit, Some(sql.text()))?;
             Ok(Request::Maintenance { statement: Statement::new(sql), target, verbose })
         }
-        AdminAction::Stats => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("full", args.full.is_some()),
-                    ("verbose", args.verbose.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("target", args.target.is_some()),
-                    ("name", args.name.is_some()),
-                    ("concurrently", args.concurrently.is_some()),
-                    ("value", args.value.is_some()),
-                    ("category", args.category.is_some()),
-                    ("pattern", args.pattern.is_some()),
-                    ("pid", args.pid.is_some()),
-                    ("mode", args.mode.is_some()),
-                    ("session_id", args.session_id.is_some()),
-                    ("autocommit", args.autocommit.is_some()),
-                ],
-            )?;
-            match args.table.as_deref() {
-                Some(table) => {
-                    reject_unused(TOOL, "stats (with 'table')", &[("limit", args.limit.is_some())])?;
-                    Ok(Request::StatsTable { table: table_name(table, args.schema.as_deref(), action)? })
-                }
-                None => Ok(Request::StatsTables {
-                    schema: args.schema.as_deref().map(|s| ident(s, "schema", action)).transpose()?,
-                    limit: limit(ctx, TOOL, action, args.limit, 20)?,
-                }),
+        AdminAction::Stats => match args.table.as_deref() {
+            Some(table) => {
+                reject_unused(TOOL, "stats (with 'table')", &[("limit", args.limit.is_some())])?;
+                Ok(Request::StatsTable { table: table_name(table, args.schema.as_deref(), action)? })
             }
-        }
+            None => Ok(Request::StatsTables {
+                schema: args.schema.as_deref().map(|s| ident(s, "schema", action)).transpose()?,
+                limit: limit(ctx, TOOL, action, args.limit, 20)?,
+            }),
+        },
         AdminAction::Settings => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("table", args.table.is_some()),
-                    ("schema", args.schema.is_some()),
-                    ("full", args.full.is_some()),
-                    ("verbose", args.verbose.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("target", args.target.is_some()),
-                    ("concurrently", args.concurrently.is_some()),
-                    ("pid", args.pid.is_some()),
-                    ("mode", args.mode.is_some()),
-                    ("autocommit", args.autocommit.is_some()),
-                ],
-            )?;
             let session = args.session_id.clone().map(SessionId::new);
             match (args.name.as_deref(), &args.value) {
                 (None, Some(_)) => {
@@ -479,24 +410,6 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
             }
         }
         AdminAction::Terminate => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("table", args.table.is_some()),
-                    ("schema", args.schema.is_some()),
-                    ("full", args.full.is_some()),
-                    ("verbose", args.verbose.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("target", args.target.is_some()),
-                    ("name", args.name.is_some()),
-                    ("concurrently", args.concurrently.is_some()),
-                    ("limit", args.limit.is_some()),
-                    ("value", args.value.is_some()),
-                    ("category", args.category.is_some()),
-                    ("pattern", args.pattern.is_some()),
-                ],
-            )?;
             let pid = required(args.pid, "pid", TOOL, action)?;
             let pid = i32::try_from(pid).ok().filter(|p| *p > 0).ok_or_else(|| {
                 Error::invalid(format!(

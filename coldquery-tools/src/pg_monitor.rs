@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::monitor as catalog;
-use crate::ctx::{Ctx, parse_args, reject_unused};
+use crate::ctx::{Ctx, ToolArgs, parse_args};
 use crate::pg_admin::limit;
 
 const TOOL: &str = "pg_monitor";
@@ -69,6 +69,19 @@ pub struct PgMonitorArgs {
     pub order_by: Option<TopOrder>,
 }
 
+impl ToolArgs for PgMonitorArgs {
+    fn parameters(&self) -> &'static [&'static str] {
+        match self.action {
+            MonitorAction::Health => &["deep"],
+            MonitorAction::Activity => &["include_idle", "min_duration_ms", "limit"],
+            MonitorAction::Connections => &[],
+            MonitorAction::Locks => &["blocking_only", "limit"],
+            MonitorAction::Size => &["database", "limit"],
+            MonitorAction::TopQueries => &["order_by", "limit"],
+        }
+    }
+}
+
 /// `pg_monitor` arguments as a typed request.
 #[derive(Debug)]
 enum Request {
@@ -82,22 +95,7 @@ enum Request {
 
 fn parse(ctx: &Ctx<'_>, args: PgMonitorArgs) -> Result<Request> {
     let action = ctx.action.as_str();
-    let given =
-        |name: &'static str, set: bool, allowed: &[MonitorAction]| (name, set && !allowed.contains(&args.action));
     use MonitorAction as A;
-    reject_unused(
-        TOOL,
-        action,
-        &[
-            given("deep", args.deep.is_some(), &[A::Health]),
-            given("include_idle", args.include_idle.is_some(), &[A::Activity]),
-            given("min_duration_ms", args.min_duration_ms.is_some(), &[A::Activity]),
-            given("limit", args.limit.is_some(), &[A::Activity, A::Locks, A::Size, A::TopQueries]),
-            given("blocking_only", args.blocking_only.is_some(), &[A::Locks]),
-            given("database", args.database.is_some(), &[A::Size]),
-            given("order_by", args.order_by.is_some(), &[A::TopQueries]),
-        ],
-    )?;
     Ok(match args.action {
         A::Health => Request::Health { deep: args.deep.unwrap_or(false) },
         A::Activity => Request::Activity {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::classify::{self, Classified};
-use crate::ctx::{Ctx, parse_args, reject_unused, required, result_json};
+use crate::ctx::{Ctx, ToolArgs, parse_args, required, result_json};
 use crate::render::TextFormat;
 
 /// The actions of `pg_query`.
@@ -72,6 +72,21 @@ pub struct PgQueryArgs {
     pub isolation_level: Option<String>,
     /// transaction: run the batch READ ONLY (then autocommit is not needed).
     pub read_only: Option<bool>,
+}
+
+impl ToolArgs for PgQueryArgs {
+    fn parameters(&self) -> &'static [&'static str] {
+        match self.action {
+            QueryAction::Read => &["sql", "params", "session_id", "max_rows", "timeout_ms", "format"],
+            QueryAction::Write => &["sql", "params", "session_id", "autocommit", "max_rows", "timeout_ms"],
+            QueryAction::Explain => {
+                &["sql", "params", "session_id", "timeout_ms", "format", "analyze", "buffers", "verbose"]
+            }
+            QueryAction::Transaction => {
+                &["operations", "isolation_level", "read_only", "autocommit", "max_rows", "timeout_ms"]
+            }
+        }
+    }
 }
 
 /// A statement that passed validation and classification.
@@ -142,16 +157,6 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
     let session = args.session_id.clone().map(SessionId::new);
     match args.action {
         QueryAction::Read => {
-            reject_unused(
-                tool,
-                action,
-                &[
-                    ("autocommit", args.autocommit.is_some()),
-                    ("operations", args.operations.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("isolation_level", args.isolation_level.is_some()),
-                ],
-            )?;
             // The format shapes only the text content (see `Tools::call`); here it is validated.
             if let Some(f) = args.format.as_deref() {
                 TextFormat::parse(f).ok_or_else(|| {
@@ -163,16 +168,6 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             Ok(Request::Read { stmt, session, limits })
         }
         QueryAction::Write => {
-            reject_unused(
-                tool,
-                action,
-                &[
-                    ("operations", args.operations.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                    ("format", args.format.is_some()),
-                    ("isolation_level", args.isolation_level.is_some()),
-                ],
-            )?;
             let sql = required(args.sql, "sql", tool, action)?;
             let stmt = check_sql(sql, args.params)?;
             classify::check_write(&stmt.classified)?;
@@ -188,15 +183,6 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             Ok(Request::Write { stmt, target, limits })
         }
         QueryAction::Explain => {
-            reject_unused(
-                tool,
-                action,
-                &[
-                    ("autocommit", args.autocommit.is_some()),
-                    ("operations", args.operations.is_some()),
-                    ("isolation_level", args.isolation_level.is_some()),
-                ],
-            )?;
             let format = match args.format.as_deref() {
                 None | Some("json") => PlanFormat::Json,
                 Some("text") => PlanFormat::Text,
@@ -242,16 +228,6 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             })
         }
         QueryAction::Transaction => {
-            reject_unused(
-                tool,
-                action,
-                &[
-                    ("sql", args.sql.is_some()),
-                    ("params", args.params.is_some()),
-                    ("session_id", args.session_id.is_some()),
-                    ("analyze", args.analyze.is_some()),
-                ],
-            )?;
             let operations = required(args.operations, "operations", tool, action)?;
             if operations.is_empty() {
                 return Err(Error::invalid("pg_query transaction: parameter 'operations' is empty"));

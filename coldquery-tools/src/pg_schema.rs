@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::schema as catalog;
 use crate::classify::{self, DdlVerb};
-use crate::ctx::{Ctx, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
 
 const TOOL: &str = "pg_schema";
 
@@ -153,6 +153,27 @@ pub struct PgSchemaArgs {
     pub session_id: Option<String>,
     /// create/alter/drop: commit the DDL on its own, outside any session. DDL needs this or session_id.
     pub autocommit: Option<bool>,
+}
+
+impl ToolArgs for PgSchemaArgs {
+    fn parameters(&self) -> &'static [&'static str] {
+        match self.action {
+            SchemaAction::List => &["target", "schema", "pattern", "limit", "offset", "include_sizes", "session_id"],
+            SchemaAction::Describe => &["target", "name", "schema", "session_id"],
+            SchemaAction::Create | SchemaAction::Alter | SchemaAction::Drop => &[
+                "target",
+                "name",
+                "schema",
+                "definition",
+                "if_exists",
+                "if_not_exists",
+                "cascade",
+                "sql",
+                "session_id",
+                "autocommit",
+            ],
+        }
+    }
 }
 
 /// What `list` can list, with its catalog query.
@@ -451,19 +472,6 @@ fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
     let session = args.session_id.clone().map(SessionId::new);
     match args.action {
         SchemaAction::List => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("name", args.name.is_some()),
-                    ("definition", args.definition.is_some()),
-                    ("if_exists", args.if_exists.is_some()),
-                    ("if_not_exists", args.if_not_exists.is_some()),
-                    ("cascade", args.cascade.is_some()),
-                    ("sql", args.sql.is_some()),
-                    ("autocommit", args.autocommit.is_some()),
-                ],
-            )?;
             let target = match args.target {
                 None => ListTarget::Tables,
                 Some(t) => ListTarget::from_target(t).ok_or_else(|| {
@@ -511,22 +519,6 @@ fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
             })
         }
         SchemaAction::Describe => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("pattern", args.pattern.is_some()),
-                    ("limit", args.limit.is_some()),
-                    ("offset", args.offset.is_some()),
-                    ("include_sizes", args.include_sizes.is_some()),
-                    ("definition", args.definition.is_some()),
-                    ("if_exists", args.if_exists.is_some()),
-                    ("if_not_exists", args.if_not_exists.is_some()),
-                    ("cascade", args.cascade.is_some()),
-                    ("sql", args.sql.is_some()),
-                    ("autocommit", args.autocommit.is_some()),
-                ],
-            )?;
             let target = match args.target {
                 None => DescribeTarget::Table,
                 Some(t) => DescribeTarget::from_target(t).ok_or_else(|| {
@@ -541,16 +533,6 @@ fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
             Ok(Request::Describe { target, name, session })
         }
         SchemaAction::Create | SchemaAction::Alter | SchemaAction::Drop => {
-            reject_unused(
-                TOOL,
-                action,
-                &[
-                    ("pattern", args.pattern.is_some()),
-                    ("limit", args.limit.is_some()),
-                    ("offset", args.offset.is_some()),
-                    ("include_sizes", args.include_sizes.is_some()),
-                ],
-            )?;
             let verb = match args.action {
                 SchemaAction::Create => DdlVerb::Create,
                 SchemaAction::Alter => DdlVerb::Alter,

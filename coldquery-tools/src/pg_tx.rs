@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ctx::{Ctx, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ToolArgs, parse_args, required};
 
 /// The actions of `pg_tx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -52,6 +52,17 @@ pub struct PgTxArgs {
     pub name: Option<String>,
 }
 
+impl ToolArgs for PgTxArgs {
+    fn parameters(&self) -> &'static [&'static str] {
+        match self.action {
+            TxAction::Begin => &["isolation_level", "read_only", "deferrable", "on_error"],
+            TxAction::Commit | TxAction::Rollback | TxAction::Status => &["session_id"],
+            TxAction::Savepoint | TxAction::Release | TxAction::RollbackTo => &["session_id", "name"],
+            TxAction::List => &[],
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Request {
     Begin(TxOptions),
@@ -64,16 +75,9 @@ enum Request {
 fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
     let tool = "pg_tx";
     let action = ctx.action.as_str();
-    let begin_only = [
-        ("isolation_level", args.isolation_level.is_some()),
-        ("read_only", args.read_only.is_some()),
-        ("deferrable", args.deferrable.is_some()),
-        ("on_error", args.on_error.is_some()),
-    ];
     let session = |args: &PgTxArgs| required(args.session_id.clone(), "session_id", tool, action).map(SessionId::new);
     match args.action {
         TxAction::Begin => {
-            reject_unused(tool, action, &[("session_id", args.session_id.is_some()), ("name", args.name.is_some())])?;
             let isolation = match args.isolation_level.as_deref() {
                 None => Isolation::default(),
                 Some(text) => Isolation::parse(text).ok_or_else(|| {
@@ -101,9 +105,6 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
             }))
         }
         TxAction::Commit | TxAction::Rollback | TxAction::Status => {
-            let mut unused = begin_only.to_vec();
-            unused.push(("name", args.name.is_some()));
-            reject_unused(tool, action, &unused)?;
             let id = session(&args)?;
             Ok(match args.action {
                 TxAction::Commit => Request::End(id, SessionEnd::Commit),
@@ -112,7 +113,6 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
             })
         }
         TxAction::Savepoint | TxAction::Release | TxAction::RollbackTo => {
-            reject_unused(tool, action, &begin_only)?;
             let id = session(&args)?;
             let name = required(args.name.as_deref(), "name", tool, action)?;
             let name =
@@ -124,13 +124,7 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
             };
             Ok(Request::Savepoint(id, op, name))
         }
-        TxAction::List => {
-            let mut unused = begin_only.to_vec();
-            unused.push(("name", args.name.is_some()));
-            unused.push(("session_id", args.session_id.is_some()));
-            reject_unused(tool, action, &unused)?;
-            Ok(Request::List)
-        }
+        TxAction::List => Ok(Request::List),
     }
 }
 

@@ -215,6 +215,10 @@ async fn invalid_arguments_name_the_parameter() {
         (json!({"action": "read", "sql": "SELECT 1", "params": "1"}), "params"),
         (json!({"action": "read", "sql": "SELECT 1", "format": "xml"}), "format"),
         (json!({"action": "read", "sql": "SELECT 1", "autocommit": true}), "autocommit"),
+        // Options of another action are refused, not silently ignored.
+        (json!({"action": "read", "sql": "SELECT 1", "verbose": true}), "verbose"),
+        (json!({"action": "write", "sql": "DELETE FROM t", "autocommit": true, "read_only": true}), "read_only"),
+        (json!({"action": "explain", "sql": "SELECT 1", "max_rows": 5}), "max_rows"),
         (json!({"action": "read", "sql": "SELECT 1\u{0}"}), "sql"),
         (json!({"action": "transaction", "operations": []}), "operations"),
         (
@@ -228,6 +232,10 @@ async fn invalid_arguments_name_the_parameter() {
         let message = out["error"]["message"].as_str().unwrap();
         assert!(message.contains(parameter), "{args}: '{message}' should name '{parameter}'");
     }
+    // A null parameter counts as absent.
+    let out = f.call("pg_query", json!({"action": "read", "sql": "SELECT 1", "autocommit": null})).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    f.executor.take_calls();
     let huge = "x".repeat(coldquery_core::MAX_SQL_BYTES + 1);
     assert_eq!(code(&f.call("pg_query", json!({"action": "read", "sql": huge})).await), "INVALID_ARGUMENT");
     assert!(f.executor.sql().is_empty());
