@@ -83,6 +83,22 @@ impl fmt::Debug for Tools {
     }
 }
 
+/// The parameters `action` of `tool` takes besides `action` itself, or `None` for an unknown
+/// tool or action (the same table the tools check calls against).
+pub fn action_parameters(tool: &str, action: &str) -> Option<&'static [&'static str]> {
+    fn of<T: ctx::ToolArgs>(action: &str) -> Option<&'static [&'static str]> {
+        serde_json::from_value::<T>(serde_json::json!({ "action": action })).ok().map(|args| args.parameters())
+    }
+    match tool {
+        "pg_query" => of::<PgQueryArgs>(action),
+        "pg_tx" => of::<PgTxArgs>(action),
+        "pg_schema" => of::<PgSchemaArgs>(action),
+        "pg_admin" => of::<PgAdminArgs>(action),
+        "pg_monitor" => of::<PgMonitorArgs>(action),
+        _ => None,
+    }
+}
+
 /// The outcome of a call: the JSON result, or the SPEC §2 error body with `is_error` set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {

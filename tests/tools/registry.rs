@@ -46,3 +46,30 @@ fn input_schemas() {
         insta::assert_json_snapshot!(format!("schema_{}", spec.name), spec.input_schema);
     }
 }
+
+/// The parameters each action takes are real parameters of the tool's schema, and every
+/// parameter of the schema is taken by at least one action.
+#[test]
+fn action_parameters_match_the_schemas() {
+    for spec in tool_specs() {
+        let properties = spec.input_schema["properties"].as_object().unwrap();
+        let mut used = std::collections::BTreeSet::new();
+        for action in coldquery_tools::actions(&spec.input_schema) {
+            let parameters = coldquery_tools::action_parameters(spec.name, &action)
+                .unwrap_or_else(|| panic!("{} {action} has no parameter list", spec.name));
+            for parameter in parameters {
+                assert!(
+                    properties.contains_key(*parameter),
+                    "{} {action}: '{parameter}' is not in the schema",
+                    spec.name
+                );
+                used.insert(*parameter);
+            }
+        }
+        for name in properties.keys().filter(|name| *name != "action") {
+            assert!(used.contains(name.as_str()), "{}: no action takes '{name}'", spec.name);
+        }
+    }
+    assert_eq!(coldquery_tools::action_parameters("pg_query", "select"), None);
+    assert_eq!(coldquery_tools::action_parameters("pg_nothing", "read"), None);
+}
