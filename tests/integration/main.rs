@@ -3,6 +3,7 @@
 
 mod docs;
 mod escape;
+mod faults;
 mod pg_layer;
 mod pgbouncer;
 mod sessions;
