@@ -168,7 +168,7 @@ async fn a_capped_read_stops_fetching_early() {
             .await
             .unwrap();
     assert!(result.truncated);
-    assert!(result.rows.len() <= 3, "{} rows", result.rows.len());
+    assert!((1..=3).contains(&result.rows.len()), "{} rows", result.rows.len());
     // And the single connection is immediately usable again.
     assert_eq!(run(&cq, Access::ReadOnly, "SELECT 1").await.unwrap().rows.len(), 1);
 }
@@ -288,12 +288,13 @@ async fn identifier_oracle_the_server_reads_back_the_original_name() {
             .map(|s| s.to_string())
             .collect();
     let mut runner = TestRunner::deterministic();
-    let strategy = proptest::string::string_regex("\\PC{1,20}").unwrap();
+    // At most 15 characters (60 bytes): every generated name is a valid identifier.
+    let strategy = proptest::string::string_regex("\\PC{1,15}").unwrap();
     for _ in 0..100 {
         names.push(strategy.new_tree(&mut runner).unwrap().current());
     }
     for name in names {
-        let Ok(ident) = Ident::new(&name) else { continue };
+        let ident = Ident::new(&name).unwrap_or_else(|e| panic!("{name:?}: {e}"));
         let sql = SqlBuilder::new("SELECT 1 AS ").ident(&ident).build();
         let result = cq
             .executor
