@@ -66,7 +66,8 @@ pub struct Args {
     pub database_url: Option<String>,
 
     /// Start a throwaway local PostgreSQL (initdb and postgres from PATH) with a small demo schema,
-    /// serve it, and remove it on exit. Cannot be combined with --database-url.
+    /// serve it, and remove it on exit. Takes precedence over DATABASE_URL from the environment;
+    /// cannot be combined with the --database-url flag.
     #[arg(long, env = "COLDQUERY_EPHEMERAL")]
     pub ephemeral: bool,
 
@@ -155,6 +156,22 @@ pub struct Args {
     /// HTTP: the largest request body accepted (413 above it).
     #[arg(long, env = "COLDQUERY_MAX_REQUEST_BYTES", value_name = "SIZE", default_value = "4MiB")]
     pub max_request_bytes: String,
+}
+
+impl Args {
+    /// Parses the command line. `--ephemeral` takes precedence over a `DATABASE_URL` that only
+    /// comes from the environment (a newcomer's shell may hold one), as in the `coldquery` CLI;
+    /// together with an explicit `--database-url` it is refused.
+    pub fn from_command_line() -> Args {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().get_matches();
+        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        let from_environment = matches.value_source("database_url") == Some(clap::parser::ValueSource::EnvVariable);
+        if args.ephemeral && from_environment {
+            args.database_url = None;
+        }
+        args
+    }
 }
 
 /// A setting that cannot be used: the message names the flag and its variable.

@@ -1,7 +1,6 @@
 //! `coldquery-mcp`: parse the configuration, set up logging to stderr, serve, exit with 0
 //! (clean stop), 1 (runtime failure) or 2 (bad configuration).
 
-use clap::Parser;
 use coldquery_mcp::{Args, Config, LogFormat, run, shutdown_on_signals};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
@@ -35,7 +34,7 @@ fn main() {
     if let Err(error) = coldquery_mcp::config::check_unknown_variables(names.iter().map(String::as_str)) {
         fail(&error.to_string(), 2);
     }
-    let args = Args::parse();
+    let args = Args::from_command_line();
     let config = Config::from_args(args).unwrap_or_else(|error| fail(&error.to_string(), 2));
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -318,7 +318,8 @@ async fn the_2026_protocol_works_over_stdio() {
 #[tokio::test]
 async fn ephemeral_serves_a_throwaway_demo_database() {
     let transport = TokioChildProcess::new({
-        let mut command = command(&[]);
+        // A DATABASE_URL left in the environment does not stop a newcomer's --ephemeral.
+        let mut command = command(&[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/elsewhere")]);
         command.arg("--ephemeral");
         command
     })
