@@ -1,25 +1,12 @@
 //! `pg_admin` over the fakes: every action's output and the SQL it issues (quoting visible),
 //! the Default-Deny gate (denied maintenance sends nothing), and argument errors.
 
-use coldquery_core::{Error, ErrorKind, Field, QueryResult};
-use coldquery_tests::fakes::{RecordedCall, SessionEvent};
+use coldquery_core::{Error, ErrorKind, QueryResult};
+use coldquery_tests::fakes::SessionEvent;
 use coldquery_tools::ToolConfig;
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, code};
-
-/// A result with these columns (name, type) and rows.
-fn result(columns: &[(&str, &str)], rows: Vec<Vec<Value>>) -> QueryResult {
-    QueryResult {
-        fields: columns.iter().map(|(name, ty)| Field { name: (*name).into(), type_name: (*ty).into() }).collect(),
-        rows,
-        ..QueryResult::default()
-    }
-}
-
-fn call_json(call: &RecordedCall) -> Value {
-    json!({"mode": format!("{:?}", call.mode), "origin": format!("{:?}", call.origin), "sql": call.sql, "params": call.params})
-}
+use crate::support::{Fixture, call_json, code, result};
 
 /// Calls pg_admin and returns its output with every statement sent, on the pool and in sessions.
 async fn check(fixture: &Fixture, args: Value) -> Value {

@@ -1,24 +1,10 @@
 //! `pg_monitor` over the fakes: every action's output and the SQL it issues (all read-only),
 //! health's thresholds and its `down` status, and argument errors.
 
-use coldquery_core::{Error, ErrorKind, Field, PoolStatus, QueryResult};
-use coldquery_tests::fakes::RecordedCall;
+use coldquery_core::{Error, ErrorKind, PoolStatus, QueryResult};
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, code};
-
-fn result(columns: &[(&str, &str)], rows: Vec<Vec<Value>>) -> QueryResult {
-    QueryResult {
-        fields: columns.iter().map(|(name, ty)| Field { name: (*name).into(), type_name: (*ty).into() }).collect(),
-        rows,
-        ..QueryResult::default()
-    }
-}
-
-fn call_json(call: &RecordedCall) -> Value {
-    json!({"mode": format!("{:?}", call.mode), "origin": format!("{:?}", call.origin), "sql": call.sql,
-           "params": call.params, "max_rows": call.limits.max_rows})
-}
+use crate::support::{Fixture, call_json, code, result};
 
 /// Calls pg_monitor and returns its output with every statement sent.
 async fn check(fixture: &Fixture, args: Value) -> Value {

@@ -50,27 +50,34 @@ pub(crate) fn code(value: &Value) -> String {
 pub(crate) async fn transcript(fixture: &Fixture, tool: &str, args: Value) -> Value {
     fixture.executor.take_calls();
     let output = fixture.call(tool, args.clone()).await;
-    let sql: Vec<Value> = fixture
-        .executor
-        .take_calls()
-        .into_iter()
-        .map(|call| {
-            serde_json::json!({
-                "mode": format!("{:?}", call.mode),
-                "sql": call.sql,
-                "origin": format!("{:?}", call.origin),
-                "params": call.params,
-            })
-        })
-        .collect();
+    let sql: Vec<Value> = fixture.executor.take_calls().into_iter().map(|call| call_json(&call)).collect();
     serde_json::json!({ "args": args, "output": output, "sql": sql })
 }
 
-/// A result with one column and the given rows, as the executor would return it.
-pub(crate) fn rows(column: &str, type_name: &str, values: Vec<Value>) -> coldquery_core::QueryResult {
+/// One recorded statement as snapshots show it.
+pub(crate) fn call_json(call: &coldquery_tests::fakes::RecordedCall) -> Value {
+    serde_json::json!({
+        "mode": format!("{:?}", call.mode),
+        "sql": call.sql,
+        "origin": format!("{:?}", call.origin),
+        "params": call.params,
+        "max_rows": call.limits.max_rows,
+    })
+}
+
+/// A result with these columns (name, type) and rows, as the executor would return it.
+pub(crate) fn result(columns: &[(&str, &str)], rows: Vec<Vec<Value>>) -> coldquery_core::QueryResult {
     coldquery_core::QueryResult {
-        fields: vec![coldquery_core::Field { name: column.to_owned(), type_name: type_name.to_owned() }],
-        rows: values.into_iter().map(|v| vec![v]).collect(),
+        fields: columns
+            .iter()
+            .map(|(name, type_name)| coldquery_core::Field { name: (*name).into(), type_name: (*type_name).into() })
+            .collect(),
+        rows,
         ..coldquery_core::QueryResult::default()
     }
+}
+
+/// A result with one column and the given rows.
+pub(crate) fn rows(column: &str, type_name: &str, values: Vec<Value>) -> coldquery_core::QueryResult {
+    result(&[(column, type_name)], values.into_iter().map(|v| vec![v]).collect())
 }
