@@ -12,30 +12,103 @@ use crate::fail::Failure;
 /// ColdQuery's PostgreSQL tools from a terminal: the same five tools, the same Default-Deny
 /// write policy, and the same configuration as the MCP server.
 ///
-/// Writes need --autocommit (one-shot commands) or an open transaction (`coldquery shell`).
+/// Like psql: `coldquery` on a terminal opens the shell; `coldquery -c SQL`, `coldquery -f FILE`
+/// and `coldquery < FILE` run SQL (statements separated by ';'). Writes need --autocommit (each
+/// commits on its own) or BEGIN ... COMMIT. Data goes to stdout, notices and errors to stderr.
 /// Exit codes: 0 ok, 1 a tool or the database reported an error, 2 usage or configuration error.
 #[derive(Debug, Parser)]
 #[command(name = "coldquery", version, max_term_width = 110)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) settings: Settings,
-    /// How results are printed on stdout (errors always go to stderr).
+    #[command(flatten)]
+    pub(crate) print: PrintArgs,
+    /// Run these statements and exit (several may be separated by ';'; repeatable, like psql -c).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub(crate) commands: Vec<String>,
+    /// Run the statements in FILE and exit (`-` is stdin; repeatable, like psql -f).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub(crate) files: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) script: ScriptArgs,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// How results are printed (psql's `\pset`); these apply to every command.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PrintArgs {
+    /// How results are printed on stdout (errors and notices always go to stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
-    #[command(subcommand)]
-    pub(crate) command: Command,
+    /// Unaligned output, `|`-separated (the same as --format unaligned; psql -A).
+    #[arg(short = 'A', long = "no-align", global = true)]
+    pub(crate) no_align: bool,
+    /// CSV output that `COPY ... FROM ... CSV HEADER` loads back (the same as --format csv).
+    #[arg(long, global = true)]
+    pub(crate) csv: bool,
+    /// Rows only: no header and no row-count footer (psql -t).
+    #[arg(short = 't', long, global = true)]
+    pub(crate) tuples_only: bool,
+    /// Expanded output, one block per row (psql -x).
+    #[arg(short = 'x', long, global = true)]
+    pub(crate) expanded: bool,
+    /// Show NULL as this text (default: empty, as in psql; in CSV an empty unquoted field).
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub(crate) null: Option<String>,
+    /// No command tags such as `INSERT 0 1` (psql -q).
+    #[arg(short = 'q', long, global = true)]
+    pub(crate) quiet: bool,
+}
+
+impl PrintArgs {
+    /// The effective output format.
+    pub(crate) fn format(&self) -> Format {
+        if self.csv {
+            Format::Csv
+        } else if self.no_align {
+            Format::Unaligned
+        } else {
+            self.format
+        }
+    }
+
+    /// The print style these flags ask for.
+    pub(crate) fn style(&self) -> crate::output::Style {
+        crate::output::Style {
+            format: self.format(),
+            tuples_only: self.tuples_only,
+            expanded: self.expanded,
+            null: self.null.clone().unwrap_or_default(),
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// How a script (`-c`, `-f`, stdin, the shell) runs its statements.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ScriptArgs {
+    /// Commit each write outside BEGIN ... COMMIT on its own, as psql does (otherwise such a
+    /// write is refused: Default-Deny).
+    #[arg(long)]
+    pub(crate) autocommit: bool,
+    /// Stop at the first failing statement (psql's ON_ERROR_STOP); otherwise go on and exit 1.
+    #[arg(long)]
+    pub(crate) on_error_stop: bool,
 }
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
-    /// Aligned columns for people.
+    /// Aligned columns for people (psql's default).
     Table,
+    /// `|`-separated columns (psql -A).
+    Unaligned,
     /// The tool's structured result as JSON.
     Json,
-    /// Rows as CSV (RFC 4180); other results as JSON.
+    /// Rows as CSV, values in PostgreSQL's text form (`COPY ... CSV` loads it back).
     Csv,
-    /// Rows as a Markdown table; other results as JSON.
+    /// Rows as a Markdown table.
     Markdown,
 }
 
@@ -66,7 +139,7 @@ pub(crate) enum Command {
         /// Show this tool's parameters only.
         tool: Option<String>,
     },
-    /// An interactive session: begin, run statements, commit or roll back (type `help`).
+    /// The interactive shell: psql's habits, transactions with BEGIN ... COMMIT (type \\?).
     Shell(ShellArgs),
 }
 
@@ -76,6 +149,11 @@ pub(crate) struct ShellArgs {
     /// When to print the prompt (on stderr): `auto` when stdin is a terminal.
     #[arg(long, value_enum, default_value_t = PromptMode::Auto)]
     pub(crate) prompt: PromptMode,
+    /// Where the line editor keeps its history [default: ~/.coldquery_history].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) history_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) script: ScriptArgs,
 }
 
 /// When the shell prints its prompt.
@@ -626,7 +704,7 @@ mod tests {
         let mut argv = vec!["coldquery"];
         argv.extend_from_slice(line);
         let cli = Cli::try_parse_from(argv).map_err(|e| Failure::usage(e.to_string()))?;
-        match cli.command {
+        match cli.command.ok_or_else(|| Failure::usage("no subcommand"))? {
             Command::Query(q) => q.request(),
             Command::Schema(s) => Ok(s.request()),
             Command::Admin(a) => Ok(a.request()),

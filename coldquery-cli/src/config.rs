@@ -65,6 +65,10 @@ pub(crate) struct Settings {
     /// built-in deny-list.
     #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "NAMES")]
     pub(crate) deny_functions: Option<String>,
+    /// Fetch every row, for an export: lifts --max-rows and --max-result-bytes. The whole result
+    /// is held in memory before it is printed (the tools do not stream rows yet).
+    #[arg(long, global = true)]
+    pub(crate) all: bool,
 }
 
 /// Where the database is.
@@ -136,6 +140,12 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
             .unwrap_or(tool_defaults.statement_timeout),
         ..tool_defaults
     };
+    if settings.all {
+        // Limits large enough never to be hit; `run` compares with them, never adds to them.
+        tools.max_rows = usize::MAX / 2;
+        tools.max_rows_limit = usize::MAX / 2;
+        tools.max_result_bytes = usize::MAX / 2;
+    }
     if let Some(list) = &settings.deny_functions {
         tools.deny_functions(list).map_err(|e| invalid("deny-functions", &e))?;
     }
@@ -159,6 +169,8 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) tools: Tools,
+    /// Where it is connected, as psql's `\conninfo` says it.
+    pub(crate) conninfo: String,
     pub(crate) ephemeral: Option<Ephemeral>,
 }
 
@@ -202,7 +214,14 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
             return Err(if e.kind() == ErrorKind::InvalidArgument {
                 Failure::config(e.message().to_owned())
             } else {
-                Failure::from_error_json(&e.to_json())
+                let mut failure = Failure::from_error_json(&e.to_json());
+                if e.kind() == ErrorKind::Unavailable
+                    && let Some(cause) = connection_cause(&pg.redacted())
+                {
+                    failure.error["message"] = serde_json::json!(cause);
+                    failure.message = cause;
+                }
+                failure
             });
         }
     };
@@ -211,7 +230,81 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
     if let Some(audit) = audit {
         tools = tools.with_audit(audit);
     }
-    Ok(Connection { tools, ephemeral })
+    Ok(Connection { tools, conninfo: conninfo(&pg.redacted()), ephemeral })
+}
+
+/// Why the server could not be reached, in libpq's words, found out the way libpq would: the
+/// driver's own error says only "error connecting to server". `settings` is the redacted
+/// `host=… port=…` form of the connection settings. `None` when the server is reachable (the
+/// failure came later, e.g. TLS) or the settings name no host.
+fn connection_cause(settings: &str) -> Option<String> {
+    let value = |key: &str| {
+        settings.split_whitespace().find_map(|pair| pair.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+    };
+    let hosts: Vec<&str> = value("host").unwrap_or("localhost").split(',').collect();
+    let ports: Vec<u16> = value("port").unwrap_or("5432").split(',').filter_map(|p| p.parse().ok()).collect();
+    let mut causes = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        if host.starts_with('/') || host.starts_with('@') {
+            let socket = std::path::Path::new(host).join(format!(".s.PGSQL.{port}"));
+            if !socket.exists() {
+                causes.push(format!(
+                    "connection to server on socket \"{}\" failed: No such file or directory. Is the server \
+                     running locally and accepting connections on that socket?",
+                    socket.display()
+                ));
+            }
+            continue;
+        }
+        let addresses = match std::net::ToSocketAddrs::to_socket_addrs(&(*host, port)) {
+            Ok(addresses) => addresses.collect::<Vec<_>>(),
+            Err(e) => {
+                causes.push(format!("could not translate host name \"{host}\" to address: {e}"));
+                continue;
+            }
+        };
+        for address in addresses {
+            match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(3)) {
+                Ok(_) => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => causes.push(format!(
+                    "connection to server at \"{host}\" ({}), port {port} failed: Connection refused. Is the \
+                     server running on that host and accepting TCP/IP connections?",
+                    address.ip()
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => causes.push(format!(
+                    "connection to server at \"{host}\" ({}), port {port} failed: timeout expired",
+                    address.ip()
+                )),
+                Err(e) => causes
+                    .push(format!("connection to server at \"{host}\" ({}), port {port} failed: {e}", address.ip())),
+            }
+        }
+    }
+    if causes.is_empty() { None } else { Some(causes.join("\n")) }
+}
+
+/// psql's `\conninfo` sentence from the redacted `host=… port=… dbname=… user=…` settings.
+fn conninfo(settings: &str) -> String {
+    let value = |key: &str| {
+        settings
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or("")
+    };
+    let host = value("host");
+    let place = if host.starts_with('/') {
+        format!("via socket in \"{host}\"")
+    } else {
+        format!("on host \"{}\"", if host.is_empty() { "localhost" } else { host })
+    };
+    let port = if value("port").is_empty() { "5432" } else { value("port") };
+    format!(
+        "You are connected to database \"{}\" as user \"{}\" {place} at port \"{port}\" (sslmode {}).",
+        value("dbname"),
+        value("user"),
+        if value("sslmode").is_empty() { "prefer" } else { value("sslmode") }
+    )
 }
 
 fn env_name(flag: &str) -> String {
@@ -264,6 +357,16 @@ mod tests {
         let mut settings = Settings::default();
         edit(&mut settings);
         settings
+    }
+
+    #[test]
+    fn connection_failures_name_their_cause() {
+        let refused = connection_cause("host=127.0.0.1 port=1 dbname=x user=u").unwrap();
+        assert!(refused.contains("port 1 failed: Connection refused"), "{refused}");
+        let unknown = connection_cause("host=no-such-host.invalid port=5432").unwrap();
+        assert!(unknown.starts_with("could not translate host name \"no-such-host.invalid\""), "{unknown}");
+        let socket = connection_cause("host=/nonexistent port=5433").unwrap();
+        assert!(socket.contains("\"/nonexistent/.s.PGSQL.5433\" failed: No such file or directory"), "{socket}");
     }
 
     #[test]

@@ -51,10 +51,11 @@ impl Failure {
         Failure { exit: Exit::ToolError, error, message }
     }
 
-    /// The error as the user sees it on stderr: `error[CODE]: message` and one line per
-    /// further field (hint, detail, sqlstate, position, operation_index).
-    pub(crate) fn render_text(&self) -> String {
-        render_error_text(&self.error)
+    /// The error as the user sees it on stderr: `error[CODE]: message`, psql's `LINE n:` with
+    /// a caret under the error's position in `sql`, and one line per further field (hint in the
+    /// terminal's vocabulary, detail, sqlstate, operation_index).
+    pub(crate) fn render_text(&self, sql: Option<&str>, vocabulary: Vocabulary) -> String {
+        render_error_text(&self.error, sql, vocabulary)
     }
 
     /// The error body `{"error": {...}}` as pretty JSON.
@@ -64,8 +65,17 @@ impl Failure {
     }
 }
 
+/// Whose words a hint is given in: the one-shot commands' flags or the shell's commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vocabulary {
+    /// `coldquery query write ... --autocommit`.
+    Command,
+    /// `BEGIN`, `\dt`, the `\a` prefix.
+    Shell,
+}
+
 /// Renders a SPEC §2 error object as text lines.
-pub(crate) fn render_error_text(error: &Value) -> String {
+pub(crate) fn render_error_text(error: &Value, sql: Option<&str>, vocabulary: Vocabulary) -> String {
     let empty = Map::new();
     let object = error.as_object().unwrap_or(&empty);
     let message = object.get("message").and_then(Value::as_str).unwrap_or("the call failed");
@@ -73,15 +83,127 @@ pub(crate) fn render_error_text(error: &Value) -> String {
         Some(code) => format!("error[{code}]: {message}\n"),
         None => format!("error: {message}\n"),
     };
+    let caret = match (sql, object.get("position").and_then(Value::as_u64)) {
+        (Some(sql), Some(position)) => caret(sql, position as usize),
+        _ => None,
+    };
+    if let Some(caret) = &caret {
+        out.push_str(caret);
+    }
     for (key, value) in object {
-        if key == "code" || key == "message" {
+        if key == "code" || key == "message" || (key == "position" && caret.is_some()) {
             continue;
         }
         let text = match value {
+            Value::String(s) if key == "hint" => terminal_hint(s, vocabulary),
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
         out.push_str(&format!("{key}: {text}\n"));
+    }
+    out
+}
+
+/// psql's error context: the line of `sql` holding the 1-based character `position`, and a
+/// caret under that character.
+pub(crate) fn caret(sql: &str, position: usize) -> Option<String> {
+    let index = position.checked_sub(1)?;
+    if index > sql.chars().count() {
+        return None;
+    }
+    let mut line_number = 1;
+    let mut line_start = 0;
+    for (i, c) in sql.chars().enumerate().take(index) {
+        if c == '\n' {
+            line_number += 1;
+            line_start = i + 1;
+        }
+    }
+    let line: String = sql.chars().skip(line_start).take_while(|c| *c != '\n').collect();
+    let prefix = format!("LINE {line_number}: ");
+    let column = index - line_start;
+    // Tabs keep their width under the caret; other characters count as one column.
+    let pad: String = line.chars().take(column).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+    Some(format!("{prefix}{}\n{}{pad}^\n", line.trim_end_matches('\r'), " ".repeat(prefix.len())))
+}
+
+/// The tools' hints name MCP parameters (`session_id`, `autocommit: true`, `pg_schema list`);
+/// a person at a terminal gets the flags and shell commands that do the same.
+pub(crate) fn terminal_hint(hint: &str, vocabulary: Vocabulary) -> String {
+    let shell = vocabulary == Vocabulary::Shell;
+    // Whole hints first, where a phrase-by-phrase rewrite would not read well.
+    if hint.contains("'session_id' from pg_tx begin") && hint.contains("autocommit") {
+        return if shell {
+            "run BEGIN first (and COMMIT when done), or prefix the statement with \\a to commit it on its own".into()
+        } else {
+            "add --autocommit to commit it on its own, or run it in `coldquery shell` between BEGIN and COMMIT".into()
+        };
+    }
+    if hint.contains("action 'write'") || hint.contains("use pg_query write with session_id or autocommit") {
+        return if shell {
+            "run it inside BEGIN ... COMMIT, or with the \\a prefix to commit it on its own".into()
+        } else {
+            "run it with `coldquery query write ... --autocommit`, or in `coldquery shell` between BEGIN and COMMIT"
+                .into()
+        };
+    }
+    if hint.starts_with("send one statement per call") {
+        return if shell {
+            "send one statement at a time".into()
+        } else {
+            "`coldquery query` runs one statement; for several use `coldquery -c 'S1; S2'`, `coldquery query \
+             transaction`, or `coldquery shell`"
+                .into()
+        };
+    }
+    if hint.contains("run it without session_id") {
+        return if shell {
+            "COMMIT or ROLLBACK first, then run it with the \\a prefix (it commits on its own)".into()
+        } else {
+            "run it with --autocommit, outside a transaction".into()
+        };
+    }
+    if hint.starts_with("call pg_tx with action 'list'") {
+        return if shell {
+            "type `sessions` to see this shell's transactions, or BEGIN to open one".into()
+        } else {
+            "open a transaction with BEGIN in `coldquery shell`".into()
+        };
+    }
+    let phrases: &[(&str, &str, &str)] = &[
+        ("pg_schema list", "\\dt", "`coldquery schema list`"),
+        ("pg_schema describe", "\\d NAME", "`coldquery schema describe NAME`"),
+        ("pg_monitor health", "`coldquery monitor health`", "`coldquery monitor health`"),
+        (
+            "pg_monitor activity (include_idle: true)",
+            "`coldquery monitor activity --include-idle`",
+            "`coldquery monitor activity --include-idle`",
+        ),
+        (
+            "pg_admin settings and 'pattern'",
+            "`coldquery admin settings --pattern`",
+            "`coldquery admin settings --pattern`",
+        ),
+        ("pg_query explain with session_id", "EXPLAIN ANALYZE", "EXPLAIN ANALYZE in `coldquery shell`"),
+        ("pg_tx list", "`sessions`", "`sessions` in `coldquery shell`"),
+        ("call pg_tx rollback", "run ROLLBACK", "run ROLLBACK"),
+        ("pg_tx rollback", "ROLLBACK", "ROLLBACK"),
+        ("rollback_to", "ROLLBACK TO", "ROLLBACK TO"),
+        ("pg_tx savepoint", "SAVEPOINT", "SAVEPOINT"),
+        ("a session (pg_tx begin)", "a transaction (BEGIN)", "a transaction (BEGIN in `coldquery shell`)"),
+        ("(pg_tx begin)", "(BEGIN)", "(BEGIN in `coldquery shell`)"),
+        ("pg_tx begin", "BEGIN", "BEGIN in `coldquery shell`"),
+        ("pg_query transaction", "`coldquery query transaction`", "`coldquery query transaction`"),
+        ("pg_query write with autocommit: true", "the \\a prefix", "`coldquery query write --autocommit`"),
+        ("'autocommit: true'", "the \\a prefix", "--autocommit"),
+        ("autocommit: true", "the \\a prefix", "--autocommit"),
+        ("max_rows", "--max-rows", "--max-rows"),
+        ("'session_id'", "an open transaction", "a transaction in `coldquery shell`"),
+        ("session_id", "an open transaction", "a transaction in `coldquery shell`"),
+    ];
+    let mut out = hint.to_owned();
+    for (phrase, in_shell, in_command) in phrases {
+        out = out.replace(phrase, if shell { in_shell } else { in_command });
     }
     out
 }
@@ -91,6 +213,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_caret_points_at_the_position() {
+        assert_eq!(caret("SELECT * FROM nope", 15).unwrap(), "LINE 1: SELECT * FROM nope\n                      ^\n");
+        assert_eq!(caret("SELECT 1,\n\tx", 12).unwrap(), "LINE 2: \tx\n        \t^\n");
+        assert_eq!(caret("SELECT", 99), None);
+    }
+
+    #[test]
+    fn hints_speak_the_terminals_language() {
+        let denied = "pass 'session_id' from pg_tx begin to run it inside a transaction you commit later, or 'autocommit: true' to commit it on its own";
+        assert!(terminal_hint(denied, Vocabulary::Command).contains("--autocommit"));
+        assert!(terminal_hint(denied, Vocabulary::Shell).contains("BEGIN"));
+        let missing = "the table does not exist; list tables with pg_schema list";
+        assert_eq!(terminal_hint(missing, Vocabulary::Shell), "the table does not exist; list tables with \\dt");
+        let aborted =
+            "the transaction failed earlier; call pg_tx rollback (or rollback_to a savepoint) and start again";
+        assert_eq!(
+            terminal_hint(aborted, Vocabulary::Shell),
+            "the transaction failed earlier; run ROLLBACK (or ROLLBACK TO a savepoint) and start again"
+        );
+        for hint in [
+            denied,
+            missing,
+            aborted,
+            "retry the call; if it keeps failing, check that the server is up (pg_monitor health)",
+        ] {
+            for vocabulary in [Vocabulary::Shell, Vocabulary::Command] {
+                let said = terminal_hint(hint, vocabulary);
+                assert!(!said.contains("pg_") && !said.contains("session_id"), "{said}");
+            }
+        }
+    }
+
+    #[test]
     fn tool_errors_show_code_and_every_field() {
         let failure = Failure::from_error_json(&json!({"error": {
             "code": "DATABASE_ERROR", "message": "relation \"nope\" does not exist",
@@ -98,10 +253,14 @@ mod tests {
         }}));
         assert_eq!(failure.exit, Exit::ToolError);
         assert_eq!(
-            failure.render_text(),
+            failure.render_text(None, Vocabulary::Command),
             "error[DATABASE_ERROR]: relation \"nope\" does not exist\nhint: check the name\nsqlstate: 42P01\nposition: 15\n"
         );
-        assert_eq!(Failure::usage("bad").render_text(), "error: bad\n");
+        assert_eq!(
+            failure.render_text(Some("SELECT *\nFROM nope"), Vocabulary::Command),
+            "error[DATABASE_ERROR]: relation \"nope\" does not exist\nLINE 2: FROM nope\n             ^\nhint: check the name\nsqlstate: 42P01\n"
+        );
+        assert_eq!(Failure::usage("bad").render_text(None, Vocabulary::Shell), "error: bad\n");
         assert_eq!(Failure::usage("bad").exit as i32, 2);
         assert_eq!(
             Failure::tool("UNAVAILABLE", "down").render_json(),

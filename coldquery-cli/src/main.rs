@@ -2,15 +2,19 @@
 //!
 //! A thin adapter, like `coldquery-mcp`: every subcommand becomes a tool name and its JSON
 //! arguments ([`cli`]), [`coldquery_tools::Tools::call`] does the work, and the result is
-//! printed ([`output`]). The configuration is the server's ([`config`]); `coldquery shell`
-//! ([`shell`]) keeps a transaction open across statements the way an agent's session does.
-//! Exit codes ([`fail`]): 0 ok, 1 a tool error, 2 a usage or configuration error.
+//! printed ([`output`]). The configuration is the server's ([`config`]). Without a subcommand
+//! it behaves like psql ([`shell`]): the interactive shell on a terminal, or the statements of
+//! `-c`, `-f` or stdin — with transactions kept open across statements the way an agent's
+//! session is. Exit codes ([`fail`]): 0 ok, 1 a tool error, 2 a usage or configuration error.
 
 mod cli;
 mod config;
 mod fail;
+mod input;
 mod output;
+mod pgtext;
 mod shell;
+mod statements;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -21,8 +25,9 @@ use coldquery_core::{CancellationToken, Owner};
 use coldquery_tools::{Caller, ToolSpec, Tools, tool_specs};
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command, Format, Request};
-use crate::fail::{Exit, Failure};
+use crate::cli::{Cli, Command, Format, PromptMode, Request};
+use crate::fail::{Exit, Failure, Vocabulary};
+use crate::input::Input;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -52,12 +57,12 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::ToolError as u8);
         }
     };
-    let format = cli.format;
+    let format = cli.print.format();
     let exit = runtime.block_on(async move {
         match run(cli).await {
             Ok(exit) => exit,
             Err(failure) => {
-                report(&failure, format);
+                report(&failure, format, None);
                 failure.exit
             }
         }
@@ -67,48 +72,159 @@ fn main() -> ExitCode {
     ExitCode::from(exit as u8)
 }
 
+/// What the command line asks for.
+enum Job {
+    /// One tool call.
+    Call(Request),
+    /// Statements from these inputs (`-c`, `-f`, stdin, or the shell on a terminal).
+    Statements { inputs: Vec<Input>, vocabulary: Vocabulary, prompt_on_stderr: bool, history: bool },
+}
+
 async fn run(cli: Cli) -> Result<Exit, Failure> {
-    let format = cli.format;
+    let format = cli.print.format();
+    let style = cli.print.style();
     // Everything the command line says is checked before anything connects.
-    let request = match &cli.command {
-        Command::Query(query) => Some(query.request()?),
-        Command::Schema(schema) => Some(schema.request()),
-        Command::Admin(admin) => Some(admin.request()),
-        Command::Monitor(monitor) => Some(monitor.request()),
-        Command::Call { tool, args } => Some(cli::call_request(tool, args, read_stdin)?),
-        Command::Tools { tool } => {
+    let scripted = !cli.commands.is_empty() || !cli.files.is_empty();
+    if scripted && cli.command.is_some() {
+        return Err(Failure::usage("-c and -f run statements without a subcommand; give one or the other"));
+    }
+    let mut script = cli.script.clone();
+    let job = match &cli.command {
+        Some(Command::Query(query)) => Job::Call(query.request()?),
+        Some(Command::Schema(schema)) => Job::Call(schema.request()),
+        Some(Command::Admin(admin)) => Job::Call(admin.request()),
+        Some(Command::Monitor(monitor)) => Job::Call(monitor.request()),
+        Some(Command::Call { tool, args }) => Job::Call(cli::call_request(tool, args, read_stdin)?),
+        Some(Command::Tools { tool }) => {
             print(&render_tools(tool.as_deref(), format)?);
             return Ok(Exit::Ok);
         }
-        Command::Shell(_) => None,
+        Some(Command::Shell(args)) => {
+            script.autocommit |= args.script.autocommit;
+            script.on_error_stop |= args.script.on_error_stop;
+            let terminal = stdin_is_terminal();
+            let prompt_on_stderr = match args.prompt {
+                PromptMode::Always => !terminal,
+                PromptMode::Never | PromptMode::Auto => false,
+            };
+            Job::Statements { inputs: Vec::new(), vocabulary: Vocabulary::Shell, prompt_on_stderr, history: terminal }
+        }
+        None if scripted => {
+            let mut inputs: Vec<Input> = cli.commands.iter().map(|sql| Input::text(sql)).collect();
+            for file in &cli.files {
+                if file.as_os_str() == "-" {
+                    inputs.push(Input::stdin());
+                } else {
+                    let text = std::fs::read_to_string(file)
+                        .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+                    inputs.push(Input::text(&text));
+                }
+            }
+            Job::Statements { inputs, vocabulary: Vocabulary::Command, prompt_on_stderr: false, history: false }
+        }
+        // psql: on a terminal the shell, otherwise the statements piped in.
+        None if stdin_is_terminal() => Job::Statements {
+            inputs: Vec::new(),
+            vocabulary: Vocabulary::Shell,
+            prompt_on_stderr: false,
+            history: true,
+        },
+        None => Job::Statements {
+            inputs: vec![Input::stdin()],
+            vocabulary: Vocabulary::Command,
+            prompt_on_stderr: false,
+            history: false,
+        },
+    };
+    let history_file = match &cli.command {
+        Some(Command::Shell(args)) => args.history_file.clone(),
+        _ => None,
     };
     let config = config::resolve(&cli.settings)?;
     let interrupt = Interrupt::install();
     let connection = config::connect(&config).await?;
-    let exit = match (&cli.command, request) {
-        (Command::Shell(args), _) => shell::run(&connection.tools, &interrupt, args, format).await,
-        (command, Some(request)) => match call(&connection.tools, &interrupt, &request).await {
+    let exit = match job {
+        Job::Statements { mut inputs, vocabulary, prompt_on_stderr, history } => {
+            if history {
+                // The shell on a terminal: a line editor (empty `inputs` means exactly that).
+                interrupt.keep_running();
+                let completion = input::Completion {
+                    tools: connection.tools.clone(),
+                    caller: interrupt.completion_caller(),
+                    runtime: tokio::runtime::Handle::current(),
+                };
+                let path = history_file.or_else(|| {
+                    std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".coldquery_history"))
+                });
+                match input::Terminal::start(path, completion) {
+                    Ok(terminal) => inputs.push(Input::Terminal(terminal)),
+                    Err(e) => {
+                        eprintln!("warning: no line editor ({e}); reading plain lines");
+                        inputs.push(Input::stdin());
+                    }
+                }
+            } else if inputs.is_empty() {
+                interrupt.keep_running();
+                inputs.push(Input::stdin());
+            }
+            let setup = shell::Setup {
+                tools: &connection.tools,
+                interrupt: &interrupt,
+                style,
+                script,
+                prompt_on_stderr,
+                vocabulary,
+                conninfo: connection.conninfo.clone(),
+            };
+            shell::run(setup, inputs).await
+        }
+        Job::Call(request) => match call(&connection.tools, &interrupt, &request).await {
             Ok(value) => {
-                print(&output::render(&value, format));
-                Exit::Ok
+                let tools = connection.tools.config();
+                let max_rows = request.args["max_rows"]
+                    .as_u64()
+                    .map_or(tools.max_rows, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                let origin = output::Origin {
+                    sql: request.args["sql"].as_str(),
+                    max_rows: Some(max_rows),
+                    max_rows_limit: Some(tools.max_rows_limit),
+                    max_result_bytes: Some(tools.max_result_bytes),
+                };
+                let rendered = output::render(&value, &style, &origin);
+                print(&rendered.stdout);
+                eprint!("{}", rendered.stderr);
+                health_exit(&request, &value)
             }
             Err(failure) => {
-                report(&failure, format);
-                let denied = failure.error["code"] == "WRITE_DENIED" && !config.read_only;
-                if denied && format != Format::Json && !matches!(command, Command::Call { .. }) {
-                    // The tools' hint speaks of parameters; say it in flags too.
-                    eprintln!(
-                        "coldquery: add --autocommit to commit it on its own, or run it in `coldquery shell` \
-                         between begin and commit"
-                    );
-                }
+                report(&failure, format, request.args["sql"].as_str());
                 failure.exit
             }
         },
-        (_, None) => Exit::Ok,
     };
     connection.close().await;
     Ok(exit)
+}
+
+/// `monitor health` exits 1 when the server is not healthy, so scripts and probes can tell.
+fn health_exit(request: &Request, value: &Value) -> Exit {
+    let is_health = request.tool == "pg_monitor" && request.args["action"] == "health";
+    match value["status"].as_str() {
+        Some(status) if is_health && status != "ok" => {
+            let failing: Vec<String> = value["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|check| check["status"] != "ok")
+                .map(|check| {
+                    format!("{} ({})", check["name"].as_str().unwrap_or("?"), check["status"].as_str().unwrap_or("?"))
+                })
+                .collect();
+            let detail = if failing.is_empty() { String::new() } else { format!(": {}", failing.join(", ")) };
+            eprintln!("coldquery: the server's health is {status}{detail}");
+            Exit::ToolError
+        }
+        _ => Exit::Ok,
+    }
 }
 
 /// Calls a tool with a fresh cancellation token that Ctrl-C cancels.
@@ -129,11 +245,12 @@ pub(crate) fn print(text: &str) {
     let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
-/// Writes an error to stderr, as JSON with `--format json`.
-pub(crate) fn report(failure: &Failure, format: Format) {
+/// Writes an error to stderr, as JSON with `--format json`; `sql` is the statement, for the
+/// caret under the error's position.
+pub(crate) fn report(failure: &Failure, format: Format, sql: Option<&str>) {
     let text = match format {
         Format::Json => failure.render_json() + "\n",
-        _ => failure.render_text(),
+        _ => failure.render_text(sql, Vocabulary::Command),
     };
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes()).and_then(|()| stderr.flush());
@@ -191,6 +308,11 @@ impl Interrupt {
         self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A caller for completion's catalog lookups: nothing cancels them but their timeout.
+    pub(crate) fn completion_caller(&self) -> Caller {
+        Caller::new(self.owner.clone(), self.owner.as_str())
+    }
+
     fn caller(&self) -> Caller {
         let caller = Caller::new(self.owner.clone(), self.owner.as_str());
         *self.lock() = Some(caller.cancel.clone());
@@ -217,9 +339,11 @@ fn render_tools(tool: Option<&str>, format: Format) -> Result<String, Failure> {
             }
         },
     };
+    let style = |format| output::Style { format, ..output::Style::default() };
+    let render = |value: &Value, format| output::render(value, &style(format), &output::Origin::default()).stdout;
     if format == Format::Json {
         let value = serde_json::to_value(&chosen).unwrap_or(Value::Null);
-        return Ok(output::render(&value, Format::Json));
+        return Ok(render(&value, Format::Json));
     }
     let value = match tool {
         None => json!({"tools": chosen.iter().map(|spec| json!({
@@ -240,8 +364,8 @@ fn render_tools(tool: Option<&str>, format: Format) -> Result<String, Failure> {
         }
     };
     Ok(match format {
-        Format::Table => output::render(&value, Format::Table),
-        other => output::render(&json!({"rows": value.get("parameters").or(value.get("tools"))}), other),
+        Format::Table => render(&value, Format::Table),
+        other => render(&json!({"rows": value.get("parameters").or(value.get("tools"))}), other),
     })
 }
 
@@ -314,4 +438,21 @@ fn type_of(schema: &Value) -> String {
 /// True when stdin is a terminal (the shell then prints its prompt by default).
 pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_that_is_not_ok_exits_1() {
+        let health = Request { tool: "pg_monitor".into(), args: json!({"action": "health", "deep": true}) };
+        let degraded = json!({"status": "degraded", "checks": [
+            {"name": "cache_hit_ratio", "status": "critical"}, {"name": "dead_tuples", "status": "ok"}]});
+        assert_eq!(health_exit(&health, &degraded), Exit::ToolError);
+        assert_eq!(health_exit(&health, &json!({"status": "down"})), Exit::ToolError);
+        assert_eq!(health_exit(&health, &json!({"status": "ok", "checks": []})), Exit::Ok);
+        let other = Request { tool: "pg_monitor".into(), args: json!({"action": "activity"}) };
+        assert_eq!(health_exit(&other, &json!({"status": "degraded"})), Exit::Ok);
+    }
 }

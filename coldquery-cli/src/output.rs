@@ -1,36 +1,326 @@
-//! Printing results: aligned tables for people, JSON / CSV / Markdown for scripts. The CSV and
-//! Markdown forms are the tools' own ([`coldquery_tools::render_text`]); the table form is the
-//! only rendering that lives here.
+//! Printing results the way psql does: data on stdout, and everything that is not data —
+//! truncation, timing, session state, warnings — on stderr, so a pipe gets only the rows.
+//! Query results are rendered from the tool's JSON with each value in PostgreSQL's text form
+//! ([`crate::pgtext`]): aligned (psql's default), unaligned (`-A`), expanded (`-x`), CSV that
+//! `COPY … FROM … CSV` loads back, Markdown, or the tool's JSON untouched.
 
-use coldquery_tools::{TextFormat, cell, render_text, table_of};
+use coldquery_tools::{cell, table_of};
 use serde_json::{Map, Value};
 
 use crate::cli::Format;
+use crate::pgtext;
+use crate::statements::command_tag;
 
-/// A tool's successful result in the chosen format, ending in a newline.
-pub(crate) fn render(value: &Value, format: Format) -> String {
-    let mut out = match format {
-        Format::Table => table(value),
-        Format::Json => render_text(value, TextFormat::Json),
-        Format::Csv => render_text(value, TextFormat::Csv),
-        Format::Markdown => render_text(value, TextFormat::Markdown),
+/// How results are printed: psql's `\pset` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Style {
+    pub(crate) format: Format,
+    /// `-t`: no header and no row-count footer.
+    pub(crate) tuples_only: bool,
+    /// `-x`: one `column | value` block per row.
+    pub(crate) expanded: bool,
+    /// How NULL is shown (`--null`, `\pset null`); empty by default, as in psql.
+    pub(crate) null: String,
+    /// `-q`: no command tags.
+    pub(crate) quiet: bool,
+}
+
+impl Default for Style {
+    fn default() -> Style {
+        Style { format: Format::Table, tuples_only: false, expanded: false, null: String::new(), quiet: false }
+    }
+}
+
+/// What produced a result, for its notices and tag.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Origin<'a> {
+    /// The statement, for psql's command tag.
+    pub(crate) sql: Option<&'a str>,
+    /// The row cap in force for this call, to say which limit a truncation hit.
+    pub(crate) max_rows: Option<usize>,
+    /// The largest `--max-rows` allowed.
+    pub(crate) max_rows_limit: Option<usize>,
+    /// The byte budget (`--max-result-bytes`).
+    pub(crate) max_result_bytes: Option<usize>,
+}
+
+/// A rendered result: data for stdout, notices for stderr.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Rendered {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Renders a tool's successful result.
+pub(crate) fn render(value: &Value, style: &Style, origin: &Origin<'_>) -> Rendered {
+    let mut out = Rendered::default();
+    let is_query = value.get("fields").is_some() && value.get("rows").is_some() && value.get("command").is_some();
+    if style.format == Format::Json {
+        out.stdout = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()) + "\n";
+    } else if is_query {
+        out.stdout = query_result(value, style, origin.sql);
+    } else if let Some(plan) = value.get("plan").and_then(Value::as_str) {
+        // A text plan is lines of text: print them as psql prints EXPLAIN.
+        out.stdout = plan.trim_end().to_owned() + "\n";
+        if let Some(summary) = value.get("summary") {
+            out.stderr.push_str(&format!("summary: {}\n", compact(summary)));
+        }
+    } else {
+        out.stdout = other(value, style);
+    }
+    if is_query {
+        out.stderr.push_str(&notices(value, origin));
+    }
+    out
+}
+
+/// The notices of a query result: truncation naming the limit and the flag that lifts it,
+/// and the session's state.
+fn notices(value: &Value, origin: &Origin<'_>) -> String {
+    let mut out = String::new();
+    if value.get("truncated") == Some(&Value::Bool(true)) {
+        let shown = value.get("row_count").and_then(Value::as_u64).unwrap_or(0);
+        let limit = match (origin.max_rows, origin.max_result_bytes) {
+            (Some(rows), _) if shown as usize >= rows => format!("the row limit --max-rows {rows}"),
+            (_, Some(bytes)) => format!("the byte budget --max-result-bytes {bytes}"),
+            _ => "the row limit or the byte budget".to_owned(),
+        };
+        let ceiling = origin.max_rows_limit.map(|c| format!(" (up to {c})")).unwrap_or_default();
+        out.push_str(&format!(
+            "coldquery: only the first {shown} rows are shown: more rows exist, and the result was cut at {limit}. \
+             Raise it with --max-rows N{ceiling} or --max-result-bytes SIZE, or fetch everything with --all.\n"
+        ));
+    }
+    if let Some(session) = value.get("session").and_then(Value::as_object) {
+        out.push_str(&session_line(session));
+    }
+    out
+}
+
+/// `session <id>: <state>, expires in N s` and the warning, if any.
+pub(crate) fn session_line(session: &Map<String, Value>) -> String {
+    let mut out = format!(
+        "session {}: {}, expires in {} s\n",
+        session.get("id").map(cell).unwrap_or_default(),
+        session.get("transaction_state").map(cell).unwrap_or_default(),
+        session.get("expires_in_seconds").map(cell).unwrap_or_default(),
+    );
+    if let Some(warning) = session.get("warning").and_then(Value::as_str) {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    out
+}
+
+/// A query result's columns and rows, each value in PostgreSQL's text form.
+struct Grid {
+    columns: Vec<String>,
+    numeric: Vec<bool>,
+    rows: Vec<Vec<Option<String>>>,
+}
+
+/// PostgreSQL's number types, right-aligned in a grid.
+const NUMERIC_TYPES: [&str; 8] = ["int2", "int4", "int8", "float4", "float8", "numeric", "oid", "money"];
+
+fn grid_of(value: &Value) -> Grid {
+    let fields: Vec<(String, String)> = value["fields"]
+        .as_array()
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap_or_default().to_owned(),
+                        f["type"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Row objects use de-duplicated keys (`a`, `a_2`); the grid shows the columns' own names.
+    let (keys, rows) = table_of(value).unwrap_or_default();
+    let types: Vec<&str> = if keys.len() == fields.len() {
+        fields.iter().map(|(_, t)| t.as_str()).collect()
+    } else {
+        vec![""; keys.len()]
     };
-    if !out.ends_with('\n') {
+    let columns: Vec<String> =
+        if keys.len() == fields.len() { fields.iter().map(|(n, _)| n.clone()).collect() } else { keys.clone() };
+    let rows =
+        rows.iter().map(|row| row.iter().zip(&types).map(|(v, t)| pgtext::text(v, t)).collect::<Vec<_>>()).collect();
+    let numeric = types.iter().map(|t| NUMERIC_TYPES.contains(t)).collect();
+    Grid { columns, numeric, rows }
+}
+
+fn query_result(value: &Value, style: &Style, sql: Option<&str>) -> String {
+    let has_columns = value["fields"].as_array().is_some_and(|f| !f.is_empty());
+    if !has_columns {
+        // A statement without a result set (INSERT without RETURNING, DDL...): its tag.
+        if style.quiet || style.format == Format::Csv {
+            return String::new();
+        }
+        let command = value["command"].as_str().unwrap_or("OK");
+        return command_tag(sql.unwrap_or(command), command, value["rows_affected"].as_u64()) + "\n";
+    }
+    let grid = grid_of(value);
+    match (style.format, style.expanded) {
+        (Format::Csv, _) => csv(&grid, style),
+        (Format::Markdown, _) => markdown(&grid, style),
+        (Format::Unaligned, false) => unaligned(&grid, style),
+        (Format::Unaligned, true) => expanded(&grid, style, false),
+        (_, true) => expanded(&grid, style, true),
+        _ => aligned(&grid, style),
+    }
+}
+
+fn row_count(n: usize) -> String {
+    format!("({n} {})\n", if n == 1 { "row" } else { "rows" })
+}
+
+fn shown<'a>(value: &'a Option<String>, style: &'a Style) -> &'a str {
+    value.as_deref().unwrap_or(&style.null)
+}
+
+/// psql's aligned format; control characters are escaped so a value stays on one line.
+fn aligned(grid: &Grid, style: &Style) -> String {
+    let texts: Vec<Vec<String>> =
+        grid.rows.iter().map(|row| row.iter().map(|v| one_line(shown(v, style))).collect()).collect();
+    let widths: Vec<usize> = (0..grid.columns.len())
+        .map(|i| {
+            let header = if style.tuples_only { 0 } else { grid.columns[i].chars().count() };
+            texts.iter().map(|row| row[i].chars().count()).chain([header]).max().unwrap_or(0)
+        })
+        .collect();
+    let pad = |text: &str, i: usize, right: bool| {
+        let fill = " ".repeat(widths[i] - text.chars().count());
+        if right { format!("{fill}{text}") } else { format!("{text}{fill}") }
+    };
+    let line = |cells: Vec<String>| format!(" {} ", cells.join(" | ")).trim_end().to_owned();
+    let mut out = String::new();
+    if !style.tuples_only {
+        out.push_str(&line(grid.columns.iter().enumerate().map(|(i, c)| pad(c, i, false)).collect()));
+        out.push('\n');
+        out.push_str(&widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+        out.push('\n');
+    }
+    for row in &texts {
+        out.push_str(&line(row.iter().enumerate().map(|(i, t)| pad(t, i, grid.numeric[i])).collect()));
+        out.push('\n');
+    }
+    if !style.tuples_only {
+        out.push_str(&row_count(grid.rows.len()));
+    }
+    out
+}
+
+/// psql's `\x`: a block per row.
+fn expanded(grid: &Grid, style: &Style, aligned: bool) -> String {
+    let width = grid.columns.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (n, row) in grid.rows.iter().enumerate() {
+        if aligned && !style.tuples_only {
+            out.push_str(&format!("-[ RECORD {} ]{}\n", n + 1, "-".repeat(width.saturating_sub(2).max(1))));
+        } else if n > 0 {
+            out.push('\n');
+        }
+        for (column, value) in grid.columns.iter().zip(row) {
+            let text = one_line(shown(value, style));
+            if aligned {
+                out.push_str(format!("{column:<width$} | {text}").trim_end());
+            } else {
+                out.push_str(&format!("{column}|{text}"));
+            }
+            out.push('\n');
+        }
+    }
+    if grid.rows.is_empty() && !style.tuples_only {
+        out.push_str("(0 rows)\n");
+    }
+    out
+}
+
+/// psql's `-A`: `|`-separated, values as they are.
+fn unaligned(grid: &Grid, style: &Style) -> String {
+    let mut out = String::new();
+    if !style.tuples_only {
+        out.push_str(&grid.columns.join("|"));
+        out.push('\n');
+    }
+    for row in &grid.rows {
+        out.push_str(&row.iter().map(|v| shown(v, style)).collect::<Vec<_>>().join("|"));
+        out.push('\n');
+    }
+    if !style.tuples_only {
+        out.push_str(&row_count(grid.rows.len()));
+    }
+    out
+}
+
+/// CSV as `COPY … TO … (FORMAT csv, HEADER)` writes it (no header with `-t`).
+fn csv(grid: &Grid, style: &Style) -> String {
+    let mut out = String::new();
+    if !style.tuples_only {
+        for (i, column) in grid.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            pgtext::csv_field(Some(column), "", &mut out);
+        }
+        out.push('\n');
+    }
+    for row in &grid.rows {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            pgtext::csv_field(value.as_deref(), &style.null, &mut out);
+        }
         out.push('\n');
     }
     out
 }
 
-/// The people's form: a query result as a grid with a row count; any other result as
-/// `key: value` lines, with each list of objects as a grid of its own.
+fn markdown(grid: &Grid, style: &Style) -> String {
+    let esc = |s: &str| s.replace('|', "\\|").replace('\n', "<br>");
+    let mut out = String::new();
+    out.push_str(&format!("| {} |\n", grid.columns.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(grid.columns.len())));
+    for row in &grid.rows {
+        out.push_str(&format!("| {} |\n", row.iter().map(|v| esc(shown(v, style))).collect::<Vec<_>>().join(" | ")));
+    }
+    out
+}
+
+/// Results that are not a query's (describe, lists, health...): `key  value` lines with each
+/// list of objects as a grid (table format), or the list as CSV / Markdown / unaligned.
+fn other(value: &Value, style: &Style) -> String {
+    match style.format {
+        Format::Table => table(value),
+        _ => match table_of(value) {
+            Some((columns, rows)) => {
+                let grid = Grid {
+                    numeric: vec![false; columns.len()],
+                    rows: rows
+                        .iter()
+                        .map(|row| row.iter().map(|v| if v.is_null() { None } else { Some(cell(v)) }).collect())
+                        .collect(),
+                    columns,
+                };
+                match style.format {
+                    Format::Csv => csv(&grid, style),
+                    Format::Markdown => markdown(&grid, style),
+                    _ => unaligned(&grid, style),
+                }
+            }
+            None => serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()) + "\n",
+        },
+    }
+}
+
+/// The people's form of a non-query result.
 pub(crate) fn table(value: &Value) -> String {
     let Some(object) = value.as_object() else {
-        return cell(value);
+        return cell(value) + "\n";
     };
-    if object.contains_key("fields") && object.contains_key("rows") {
-        return query_result(object);
-    }
-    let mut lines = Vec::new();
     let mut grids = Vec::new();
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (key, value) in object {
@@ -47,10 +337,11 @@ pub(crate) fn table(value: &Value) -> String {
         }
     }
     let width = pairs.iter().map(|(key, _)| key.chars().count()).max().unwrap_or(0);
-    for (key, text) in &pairs {
-        lines.push(format!("{key:<width$}  {}", one_line(text)).trim_end().to_owned());
-    }
-    let mut out = lines.join("\n");
+    let mut out = pairs
+        .iter()
+        .map(|(key, text)| format!("{key:<width$}  {}", one_line(text)).trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
     for grid in grids {
         if !out.is_empty() {
             out.push_str("\n\n");
@@ -73,98 +364,24 @@ fn flatten(prefix: &str, object: &Map<String, Value>, pairs: &mut Vec<(String, S
     }
 }
 
-fn query_result(object: &Map<String, Value>) -> String {
-    let value = Value::Object(object.clone());
-    let has_columns = object.get("fields").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-    let mut out = String::new();
-    if has_columns {
-        out.push_str(&rows_grid(&value));
-    } else {
-        // A statement without a result set (INSERT without RETURNING, DDL...): its tag.
-        let command = object.get("command").and_then(Value::as_str).unwrap_or("OK");
-        match object.get("rows_affected").and_then(Value::as_u64) {
-            Some(n) => out.push_str(&format!("{command} {n}\n")),
-            None => out.push_str(&format!("{command}\n")),
-        }
-    }
-    if object.get("truncated") == Some(&Value::Bool(true)) {
-        out.push_str("(truncated: more rows exist; aggregate, filter or page)\n");
-    }
-    if let Some(session) = object.get("session").and_then(Value::as_object) {
-        out.push_str(&session_line(session));
-    }
-    out
-}
-
-/// `session <id>: <state>, expires in N s` and the warning, if any.
-pub(crate) fn session_line(session: &Map<String, Value>) -> String {
-    let mut out = format!(
-        "session {}: {}, expires in {} s\n",
-        session.get("id").map(cell).unwrap_or_default(),
-        session.get("transaction_state").map(cell).unwrap_or_default(),
-        session.get("expires_in_seconds").map(cell).unwrap_or_default(),
-    );
-    if let Some(warning) = session.get("warning").and_then(Value::as_str) {
-        out.push_str(&format!("warning: {warning}\n"));
-    }
-    out
-}
-
-/// PostgreSQL's number types, right-aligned in a grid.
-const NUMERIC_TYPES: [&str; 8] = ["int2", "int4", "int8", "float4", "float8", "numeric", "oid", "money"];
-
-/// The table found in `value` as an aligned grid (psql style) with a row count.
+/// A list of objects as an aligned grid with a row count.
 fn rows_grid(value: &Value) -> String {
-    let (columns, rows) = match table_of(value) {
-        Some(table) => table,
-        None => match value {
-            // A bare array of objects.
-            Value::Array(_) => match table_of(&serde_json::json!({ "rows": value })) {
-                Some(table) => table,
-                None => return String::new(),
-            },
-            _ => return String::new(),
-        },
+    let Some((columns, rows)) = table_of(&serde_json::json!({ "rows": value })) else {
+        return String::new();
     };
-    let texts: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|v| one_line(&cell(v))).collect()).collect();
-    // Numbers are right-aligned, as psql does: by column type when the result says (numeric
-    // values arrive as strings, to stay exact), else by value.
-    let types: Vec<&str> = value
-        .get("fields")
-        .and_then(Value::as_array)
-        .filter(|fields| fields.len() == columns.len())
-        .map(|fields| fields.iter().map(|f| f["type"].as_str().unwrap_or_default()).collect())
-        .unwrap_or_default();
-    let numeric: Vec<bool> = (0..columns.len())
-        .map(|i| match types.get(i) {
-            Some(t) => NUMERIC_TYPES.contains(t),
-            None => !rows.is_empty() && rows.iter().all(|row| matches!(row[i], Value::Number(_) | Value::Null)),
-        })
+    let numeric = (0..columns.len())
+        .map(|i| !rows.is_empty() && rows.iter().all(|row| matches!(row[i], Value::Number(_) | Value::Null)))
         .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            texts.iter().map(|row| row[i].chars().count()).chain([name.chars().count()]).max().unwrap_or(0)
-        })
-        .collect();
-    let pad = |text: &str, i: usize, right: bool| {
-        let fill = " ".repeat(widths[i] - text.chars().count());
-        if right { format!("{fill}{text}") } else { format!("{text}{fill}") }
-    };
-    let line = |cells: Vec<String>| format!(" {} ", cells.join(" | ")).trim_end().to_owned();
-    let mut out = String::new();
-    out.push_str(&line(columns.iter().enumerate().map(|(i, c)| pad(c, i, false)).collect()));
-    out.push('\n');
-    out.push_str(&widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
-    out.push('\n');
-    for row in &texts {
-        out.push_str(&line(row.iter().enumerate().map(|(i, t)| pad(t, i, numeric[i])).collect()));
-        out.push('\n');
+    let rows =
+        rows.iter().map(|row| row.iter().map(|v| if v.is_null() { None } else { Some(cell(v)) }).collect()).collect();
+    aligned(&Grid { columns, numeric, rows }, &Style::default())
+}
+
+fn compact(value: &Value) -> String {
+    match value {
+        Value::Object(map) => map.iter().map(|(k, v)| format!("{k}={}", cell(v))).collect::<Vec<_>>().join(", "),
+        other => cell(other),
     }
-    let n = rows.len();
-    out.push_str(&format!("({n} {})\n", if n == 1 { "row" } else { "rows" }));
-    out
 }
 
 /// Control characters shown escaped, so one value stays on one line of the grid.
@@ -180,33 +397,61 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn query_results_are_grids_with_a_row_count() {
-        let value = json!({
-            "fields": [{"name": "id", "type": "int4"}, {"name": "name", "type": "text"}],
-            "rows": [{"id": 1, "name": "Ada"}, {"id": 10, "name": null}],
-            "row_count": 2, "truncated": true, "command": "SELECT", "rows_affected": null, "duration_ms": 0.1,
+    fn result() -> Value {
+        json!({
+            "fields": [{"name": "id", "type": "int4"}, {"name": "name", "type": "text"}, {"name": "tags", "type": "_text"}],
+            "rows": [{"id": 1, "name": "Ada", "tags": ["a", "b c"]}, {"id": 10, "name": null, "tags": null},
+                     {"id": 11, "name": "", "tags": []}],
+            "row_count": 3, "truncated": true, "command": "SELECT", "rows_affected": null, "duration_ms": 0.1,
             "session": {"id": "abc", "transaction_state": "idle", "expires_in_seconds": 1799}
-        });
-        assert_eq!(
-            table(&value),
-            concat!(
-                " id | name\n",
-                "----+------\n",
-                "  1 | Ada\n",
-                " 10 |\n",
-                "(2 rows)\n",
-                "(truncated: more rows exist; aggregate, filter or page)\n",
-                "session abc: idle, expires in 1799 s\n",
-            )
-        );
+        })
+    }
+
+    fn styled(edit: impl FnOnce(&mut Style)) -> Style {
+        let mut style = Style::default();
+        edit(&mut style);
+        style
     }
 
     #[test]
-    fn statements_without_rows_show_their_tag() {
+    fn query_results_are_psql_grids_and_notices_go_to_stderr() {
+        let origin = Origin { max_rows: Some(3), max_rows_limit: Some(10_000), ..Origin::default() };
+        let out = render(&result(), &Style::default(), &origin);
+        assert_eq!(
+            out.stdout,
+            concat!(
+                " id | name | tags\n",
+                "----+------+-----------\n",
+                "  1 | Ada  | {a,\"b c\"}\n",
+                " 10 |      |\n",
+                " 11 |      | {}\n",
+                "(3 rows)\n",
+            )
+        );
+        assert!(out.stderr.contains("--max-rows 3") && out.stderr.contains("--all"), "{}", out.stderr);
+        assert!(out.stderr.contains("session abc: idle, expires in 1799 s"), "{}", out.stderr);
+        let null = render(&result(), &styled(|s| s.null = "(null)".into()), &origin).stdout;
+        assert!(null.contains(" 10 | (null) | (null)\n") && null.contains(" 11 |        | {}\n"), "{null}");
+    }
+
+    #[test]
+    fn csv_expanded_and_unaligned() {
+        let origin = Origin::default();
+        let csv = render(&result(), &styled(|s| s.format = Format::Csv), &origin).stdout;
+        assert_eq!(csv, "id,name,tags\n1,Ada,\"{a,\"\"b c\"\"}\"\n10,,\n11,\"\",{}\n");
+        let tuples = render(&result(), &styled(|s| (s.format, s.tuples_only) = (Format::Unaligned, true)), &origin);
+        assert_eq!(tuples.stdout, "1|Ada|{a,\"b c\"}\n10||\n11||{}\n");
+        let expanded = render(&result(), &styled(|s| s.expanded = true), &origin).stdout;
+        assert!(expanded.starts_with("-[ RECORD 1 ]--\nid   | 1\nname | Ada\n"), "{expanded}");
+    }
+
+    #[test]
+    fn statements_without_rows_show_psqls_tag() {
         let value = json!({"fields": [], "rows": [], "row_count": 0, "truncated": false,
                            "command": "INSERT", "rows_affected": 3, "duration_ms": 1.0});
-        assert_eq!(table(&value), "INSERT 3\n");
+        let origin = Origin { sql: Some("INSERT INTO t VALUES (1)"), ..Origin::default() };
+        assert_eq!(render(&value, &Style::default(), &origin).stdout, "INSERT 0 3\n");
+        assert_eq!(render(&value, &styled(|s| s.quiet = true), &origin).stdout, "");
     }
 
     #[test]

@@ -1,114 +1,127 @@
-//! `coldquery shell`: a person uses a session the way an agent does. Lines come from stdin (a
-//! terminal or a pipe); `begin`/`commit`/`rollback`/savepoints become `pg_tx` calls, every
-//! other statement a `pg_query` call — in the open transaction when there is one. The prompt
-//! shows the transaction's state (`coldquery[tx:idle]> `). End of input (Ctrl-D) rolls back an
-//! open transaction and says so.
+//! The statement runner behind `coldquery shell`, `coldquery -c`, `-f` and SQL on stdin: psql's
+//! habits over ColdQuery's tools. Lines come from a line editor on a terminal, or from a pipe
+//! or a file ([`crate::input`]); statements end where PostgreSQL's scanner finds a `;`
+//! ([`crate::statements`]), so a function body in dollar quotes is one statement and
+//! `SELECT 1; SELECT 2;` is two. `BEGIN`/`COMMIT`/`ROLLBACK`/savepoints become `pg_tx` calls,
+//! every other statement a `pg_query` call — in the open transaction when there is one.
+//!
+//! On a terminal, Ctrl-C clears the statement being typed and Ctrl-D discards it and quits:
+//! nothing runs that was not finished with `;`. From a file or a pipe, a last statement without
+//! `;` runs at the end of the input, as psql runs it. The end of the input rolls back an open
+//! transaction and says so.
 //!
 //! What it deliberately is not: a second SQL engine. The only decision made here is which
 //! `pg_query` action a statement goes to, and that uses the tools' own classifier.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
 use coldquery_core::CallerSql;
 use coldquery_tools::{Tools, classify};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::{Format, PromptMode, Request, ShellArgs};
-use crate::fail::{Exit, Failure};
+use crate::cli::{Format, Request, ScriptArgs};
+use crate::fail::{Exit, Failure, Vocabulary};
+use crate::input::{Input, Read};
+use crate::output::{Origin, Style};
+use crate::statements::{self, Open};
 use crate::{Interrupt, output};
 
-const HELP: &str = r"Commands (a trailing ';' is optional):
-  begin [ISOLATION] [read_only] [deferrable] [rollback_statement]
-                       open a transaction; ISOLATION is read_committed (default),
-                       repeatable_read, serializable or read_uncommitted (SQL spelling too)
-  commit               commit it
-  rollback             roll it back
-  savepoint NAME       release NAME       rollback to NAME
+const HELP: &str = r"Statements end with ';' (several may share a line; a ';' inside quotes, dollar quotes or
+comments ends nothing). Ctrl-C clears the statement being typed; Ctrl-D quits and discards it.
+
+Transactions (writes are denied outside one unless you say how they commit):
+  BEGIN [ISOLATION LEVEL ...] [READ ONLY] [DEFERRABLE]   (also: begin rollback_statement)
+  COMMIT | ROLLBACK | SAVEPOINT name | RELEASE name | ROLLBACK TO name
   status               the open transaction's state
   sessions             the open sessions of this shell
-  \d [NAME]            list tables, or describe one
-  \format FORMAT       table, json, csv or markdown
-  help                 this text
-  \q, quit, Ctrl-D     leave (an open transaction is rolled back)
+  \a SQL               run SQL as a write that commits on its own (outside the transaction)
+  \r SQL               run SQL as a read      \w SQL   run SQL as a write in the transaction
 
-Anything else is one SQL statement, ended by ';' at the end of a line (it may span lines).
-It runs as a read (pg_query read) when PostgreSQL's parser says it only reads, otherwise as
-a write (pg_query write) -- inside the open transaction; without one a write is refused
-(Default-Deny: nothing is ever committed that you did not ask for).
-Prefixes choose the path: \r SQL (read), \w SQL (write), \a SQL (write committed on its own).
+Informational (PATTERN: * and ? wildcards, optionally schema.PATTERN):
+  \d [NAME]            list tables, views and sequences, or describe one
+  \dt \dv \di \ds \df \dn \dx [PATTERN]
+                       tables, views, indexes, sequences, functions, schemas, extensions
+  \l                   databases (and their sizes)
+  \conninfo            where this shell is connected
+
+Output (notices, timing and session state go to stderr; data to stdout):
+  \x [on|off]          expanded output          \timing [on|off]   time each statement
+  \t [on|off]          rows only                \a                 aligned / unaligned
+  \pset null TEXT      show NULL as TEXT        \pset format aligned|unaligned|csv|json|markdown
+  \pset                show the settings       \format FORMAT     the same as \pset format
+
+Input and others:
+  \i FILE              run the statements in FILE
+  \r                   clear the statement being typed
+  \?, help             this text
+  \q, quit, Ctrl-D     leave (an open transaction is rolled back)
 ";
 
 /// The statement kinds that go to `pg_query read` (the tools' own read kinds).
 const READ_KINDS: [&str; 3] = ["SelectStmt", "VariableShowStmt", "ExplainStmt"];
 
-/// Runs the shell until end of input or `\q`. Exit 0 when every command succeeded, else 1.
-pub(crate) async fn run(tools: &Tools, interrupt: &Interrupt, args: &ShellArgs, format: Format) -> Exit {
-    interrupt.keep_running();
-    let show_prompt = match args.prompt {
-        PromptMode::Always => true,
-        PromptMode::Never => false,
-        PromptMode::Auto => crate::stdin_is_terminal(),
+/// How deep `\i` may nest.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Everything the runner needs besides its input.
+#[derive(Debug)]
+pub(crate) struct Setup<'a> {
+    pub(crate) tools: &'a Tools,
+    pub(crate) interrupt: &'a Interrupt,
+    pub(crate) style: Style,
+    pub(crate) script: ScriptArgs,
+    /// Print the prompt on stderr when the input is not a terminal.
+    pub(crate) prompt_on_stderr: bool,
+    /// Whose words hints use: the shell's, or the one-shot flags' (`-c`, `-f`, stdin).
+    pub(crate) vocabulary: Vocabulary,
+    /// `\conninfo`'s answer.
+    pub(crate) conninfo: String,
+}
+
+/// Runs the inputs one after the other, then rolls back a transaction still open. Exit 0
+/// when every statement succeeded, else 1.
+pub(crate) async fn run(setup: Setup<'_>, inputs: Vec<Input>) -> Exit {
+    let mut shell = Shell {
+        tools: setup.tools,
+        interrupt: setup.interrupt,
+        style: setup.style,
+        timing: false,
+        script: setup.script,
+        prompt_on_stderr: setup.prompt_on_stderr,
+        vocabulary: setup.vocabulary,
+        conninfo: setup.conninfo,
+        session: None,
+        failed: false,
+        stop: false,
+        depth: 0,
     };
-    let mut shell = Shell { tools, interrupt, format, session: None, failed: false };
-    if show_prompt {
-        eprintln!("coldquery shell: end statements with ';'. Type help for commands, \\q or Ctrl-D to quit.");
-    }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut pending = Pending::default();
-    loop {
-        if show_prompt {
-            eprint!("{}", shell.prompt(!pending.text.is_empty()));
+    for input in inputs {
+        if shell.stop {
+            input.close().await;
+            break;
         }
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                eprintln!("error: reading stdin: {e}");
-                shell.failed = true;
-                break;
-            }
-        };
-        if pending.text.is_empty() {
-            match parse_command(&line) {
-                Parsed::Empty => continue,
-                Parsed::Command(Ok(Command::Quit)) => break,
-                Parsed::Command(Ok(command)) => {
-                    shell.command(command).await;
-                    continue;
-                }
-                Parsed::Command(Err(message)) => {
-                    shell.fail(&Failure::usage(message));
-                    continue;
-                }
-                Parsed::Sql(mode, text) => {
-                    pending.mode = mode;
-                    pending.push(&text);
-                }
-            }
-        } else {
-            pending.push(&line);
+        let interactive = input.interactive();
+        if interactive {
+            eprintln!("coldquery shell: statements end with ';'. Type \\? for help, \\q or Ctrl-D to quit.");
         }
-        if line.trim_end().ends_with(';') {
-            let (mode, sql) = pending.take();
-            shell.statement(mode, sql).await;
+        let input = shell.consume(input).await;
+        input.close().await;
+        if interactive || shell.prompt_on_stderr {
+            eprintln!();
         }
-    }
-    if !pending.text.trim().is_empty() {
-        let (mode, sql) = pending.take();
-        shell.statement(mode, sql).await;
-    }
-    if show_prompt {
-        eprintln!();
     }
     if let Some(session) = shell.session.take() {
         let request = tx("rollback", Some(&session.id));
-        match crate::call(tools, interrupt, &request).await {
+        match crate::call(shell.tools, shell.interrupt, &request).await {
             Ok(_) => eprintln!("end of input: the open transaction (session {}) was rolled back", session.id),
             Err(failure) => {
                 eprintln!(
                     "end of input: rolling back session {} failed (closing the connection rolls it back):",
                     session.id
                 );
-                shell.fail(&failure);
+                shell.fail(&failure, None);
             }
         }
     }
@@ -129,14 +142,14 @@ enum Mode {
     Autocommit,
 }
 
-/// A statement being typed over several lines.
+/// The statement being typed.
 #[derive(Debug, Default)]
-struct Pending {
+struct Buffer {
     mode: Mode,
     text: String,
 }
 
-impl Pending {
+impl Buffer {
     fn push(&mut self, line: &str) {
         if !self.text.is_empty() {
             self.text.push('\n');
@@ -144,14 +157,17 @@ impl Pending {
         self.text.push_str(line);
     }
 
-    fn take(&mut self) -> (Mode, String) {
-        let text = std::mem::take(&mut self.text);
-        let sql = text.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace()).to_owned();
-        (std::mem::take(&mut self.mode), sql)
+    fn clear(&mut self) {
+        self.text.clear();
+        self.mode = Mode::Auto;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.trim().is_empty()
     }
 }
 
-/// A shell command.
+/// A shell command: transaction control, or a backslash command.
 #[derive(Debug, Clone, PartialEq)]
 enum Command {
     Begin(Value),
@@ -162,40 +178,156 @@ enum Command {
     RollbackTo(String),
     Status,
     Sessions,
-    Describe(Option<String>),
+    /// `\d`, `\dt`, ...: what to list (`None` for `\d`) and the pattern or name.
+    List(Option<&'static str>, Option<String>),
+    Describe(String),
+    Databases,
+    Conninfo,
+    Expanded(Option<bool>),
+    Timing(Option<bool>),
+    TuplesOnly(Option<bool>),
+    ToggleAlign,
+    Null(String),
     Format(Format),
+    ShowSettings,
+    Include(String),
+    ResetBuffer,
     Help,
     Quit,
 }
 
-/// What a first line is.
+/// What a line is when it is not (part of) a statement.
 #[derive(Debug, PartialEq)]
 enum Parsed {
     Empty,
     Command(Result<Command, String>),
+    /// `\r SQL`, `\w SQL`, `\a SQL`: SQL sent a chosen way.
     Sql(Mode, String),
 }
 
-/// Recognises the shell's commands (case-insensitive, trailing `;` optional); anything else is
-/// the start of a SQL statement.
-fn parse_command(line: &str) -> Parsed {
+/// Recognises a backslash command, or a shell word (`help`, `quit`, `status`, `begin`...)
+/// alone on a line (trailing `;` optional). `None`: the line is SQL.
+fn parse_line(line: &str) -> Option<Parsed> {
     let trimmed = line.trim();
     if trimmed.is_empty() {
-        return Parsed::Empty;
+        return Some(Parsed::Empty);
     }
-    for (prefix, mode) in [("\\r", Mode::Read), ("\\w", Mode::Write), ("\\a", Mode::Autocommit)] {
-        if let Some(rest) = trimmed.strip_prefix(prefix)
-            && (rest.is_empty() || rest.starts_with(char::is_whitespace))
-        {
-            return Parsed::Sql(mode, rest.trim_start().to_owned());
+    if trimmed.starts_with('\\') {
+        return Some(backslash(trimmed));
+    }
+    if trimmed.trim_end_matches(';').contains(';') {
+        return None;
+    }
+    let command = parse_command(trimmed)?;
+    Some(Parsed::Command(command))
+}
+
+fn on_off(word: Option<&str>) -> Result<Option<bool>, String> {
+    match word.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("on" | "true" | "1" | "yes") => Ok(Some(true)),
+        Some("off" | "false" | "0" | "no") => Ok(Some(false)),
+        Some(other) => Err(format!("unrecognized value \"{other}\": on or off")),
+    }
+}
+
+fn format_named(name: &str) -> Result<Format, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "aligned" | "table" => Ok(Format::Table),
+        "unaligned" => Ok(Format::Unaligned),
+        "csv" => Ok(Format::Csv),
+        "json" => Ok(Format::Json),
+        "markdown" | "md" => Ok(Format::Markdown),
+        other => Err(format!("\\pset: allowed formats are aligned, unaligned, csv, json, markdown (not {other})")),
+    }
+}
+
+/// A backslash command line.
+fn backslash(line: &str) -> Parsed {
+    let (name, rest) = match line.find(char::is_whitespace) {
+        Some(at) => (&line[..at], line[at..].trim()),
+        None => (line, ""),
+    };
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let arg = args.first().copied();
+    let pattern = || arg.map(str::to_owned);
+    // `\r`, `\w` and `\a` followed by SQL choose how that SQL is sent.
+    if !rest.is_empty() {
+        let mode = match name {
+            "\\r" => Some(Mode::Read),
+            "\\w" => Some(Mode::Write),
+            "\\a" => Some(Mode::Autocommit),
+            _ => None,
+        };
+        if let Some(mode) = mode {
+            return Parsed::Sql(mode, rest.to_owned());
         }
     }
-    let bare = trimmed.trim_end_matches(|c: char| c == ';' || c.is_whitespace());
-    let words: Vec<&str> = bare.split_whitespace().collect();
+    let command = match name {
+        "\\q" | "\\quit" => Ok(Command::Quit),
+        "\\?" | "\\h" | "\\help" => Ok(Command::Help),
+        "\\r" | "\\reset" => Ok(Command::ResetBuffer),
+        "\\d" | "\\d+" => Ok(match arg {
+            Some(name) => Command::Describe(name.to_owned()),
+            None => Command::List(None, None),
+        }),
+        "\\dt" | "\\dt+" => Ok(Command::List(Some("tables"), pattern())),
+        "\\dv" | "\\dv+" => Ok(Command::List(Some("views"), pattern())),
+        "\\dm" | "\\dm+" => Ok(Command::List(Some("materialized_views"), pattern())),
+        "\\di" | "\\di+" => Ok(Command::List(Some("indexes"), pattern())),
+        "\\ds" | "\\ds+" => Ok(Command::List(Some("sequences"), pattern())),
+        "\\df" | "\\df+" => Ok(Command::List(Some("functions"), pattern())),
+        "\\dn" | "\\dn+" => Ok(Command::List(Some("schemas"), pattern())),
+        "\\dx" | "\\dx+" => Ok(Command::List(Some("extensions"), pattern())),
+        "\\dT" | "\\dT+" => Ok(Command::List(Some("types"), pattern())),
+        "\\l" | "\\l+" | "\\list" => Ok(Command::Databases),
+        "\\conninfo" => Ok(Command::Conninfo),
+        "\\x" => on_off(arg).map(Command::Expanded),
+        "\\timing" => on_off(arg).map(Command::Timing),
+        "\\t" => on_off(arg).map(Command::TuplesOnly),
+        "\\a" => Ok(Command::ToggleAlign),
+        "\\format" => match arg {
+            Some(name) => format_named(name).map(Command::Format),
+            None => Err("usage: \\format aligned|unaligned|csv|json|markdown".to_owned()),
+        },
+        "\\pset" => match (arg, args.get(1).copied()) {
+            (None, _) => Ok(Command::ShowSettings),
+            (Some("null"), value) => Ok(Command::Null(unquote(value.map_or("", |_| rest["null".len()..].trim())))),
+            (Some("format"), Some(name)) => format_named(name).map(Command::Format),
+            (Some("tuples_only"), value) => on_off(value).map(Command::TuplesOnly),
+            (Some("expanded" | "x"), value) => on_off(value).map(Command::Expanded),
+            (Some(option), _) => Err(format!(
+                "\\pset: unknown or incomplete option {option}; the options are null, format, tuples_only, expanded"
+            )),
+        },
+        "\\i" | "\\ir" | "\\include" => match arg {
+            Some(_) => Ok(Command::Include(unquote(rest))),
+            None => Err(format!("{name}: missing required argument (a file name)")),
+        },
+        other => Err(format!("invalid command {other}; try \\? for help")),
+    };
+    Parsed::Command(command)
+}
+
+/// `'text'` → `text`, as psql reads a quoted backslash-command argument.
+fn unquote(text: &str) -> String {
+    let text = text.trim();
+    match text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+        Some(inner) => inner.replace("''", "'"),
+        None => text.to_owned(),
+    }
+}
+
+/// Transaction control and the shell's words (case-insensitive, trailing `;` optional).
+/// `None`: not one of them.
+fn parse_command(text: &str) -> Option<Result<Command, String>> {
+    let bare = text.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    let spaced = bare.replace(',', " ");
+    let words: Vec<&str> = spaced.split_whitespace().collect();
     let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     let noise = |w: &&str| *w == "work" || *w == "transaction";
-    let command = match lower.as_slice() {
+    Some(match lower.as_slice() {
         ["begin", rest @ ..] => begin(rest).map(Command::Begin),
         ["start", "transaction", rest @ ..] => begin(rest).map(Command::Begin),
         ["commit" | "end", rest @ ..] if rest.iter().all(noise) => Ok(Command::Commit),
@@ -221,21 +353,10 @@ fn parse_command(line: &str) -> Parsed {
         ["release", ..] => Err("usage: release NAME".to_owned()),
         ["status"] => Ok(Command::Status),
         ["sessions"] => Ok(Command::Sessions),
-        ["help"] | ["\\?"] | ["\\h"] => Ok(Command::Help),
-        ["\\q"] | ["quit"] | ["exit"] => Ok(Command::Quit),
-        ["\\d"] => Ok(Command::Describe(None)),
-        ["\\d", _] => Ok(Command::Describe(Some(words[1].to_owned()))),
-        ["\\format", name] => match *name {
-            "table" => Ok(Command::Format(Format::Table)),
-            "json" => Ok(Command::Format(Format::Json)),
-            "csv" => Ok(Command::Format(Format::Csv)),
-            "markdown" | "md" => Ok(Command::Format(Format::Markdown)),
-            other => Err(format!("unknown format '{other}'; choose table, json, csv or markdown")),
-        },
-        [first, ..] if first.starts_with('\\') => Err(format!("unknown command {first}; type help")),
-        _ => return Parsed::Sql(Mode::Auto, line.to_owned()),
-    };
-    Parsed::Command(command)
+        ["help"] => Ok(Command::Help),
+        ["quit"] | ["exit"] => Ok(Command::Quit),
+        _ => return None,
+    })
 }
 
 /// `begin`'s options as `pg_tx begin` arguments. Accepts `serializable` or the SQL spelling
@@ -288,35 +409,71 @@ struct Session {
 struct Shell<'a> {
     tools: &'a Tools,
     interrupt: &'a Interrupt,
-    format: Format,
+    style: Style,
+    timing: bool,
+    script: ScriptArgs,
+    prompt_on_stderr: bool,
+    vocabulary: Vocabulary,
+    conninfo: String,
     session: Option<Session>,
     failed: bool,
+    /// `\q`, or a failure with --on-error-stop.
+    stop: bool,
+    /// `\i` nesting.
+    depth: usize,
 }
 
+type Boxed<'f, T> = Pin<Box<dyn Future<Output = T> + 'f>>;
+
 impl Shell<'_> {
-    fn prompt(&self, continuation: bool) -> String {
-        let arrow = if continuation { "->" } else { ">" };
+    fn prompt(&self, buffer: &Buffer) -> String {
+        let mark = if buffer.text.is_empty() { '=' } else { statements::open(&buffer.text).prompt_char() };
         match &self.session {
-            None => format!("coldquery{arrow} "),
-            Some(session) => format!("coldquery[tx:{}]{arrow} ", session.state),
+            None => format!("coldquery{mark}> "),
+            Some(session) => format!("coldquery[tx:{}]{mark}> ", session.state),
         }
     }
 
-    fn fail(&mut self, failure: &Failure) {
+    fn fail(&mut self, failure: &Failure, sql: Option<&str>) {
         self.failed = true;
-        crate::report(failure, self.format);
+        if self.script.on_error_stop {
+            self.stop = true;
+        }
+        let text = match self.style.format {
+            Format::Json => failure.render_json() + "\n",
+            _ => failure.render_text(sql, self.vocabulary),
+        };
+        eprint!("{text}");
     }
 
-    fn show(&self, value: &Value) {
-        crate::print(&output::render(value, self.format));
+    fn origin<'s>(&self, sql: Option<&'s str>) -> Origin<'s> {
+        let config = self.tools.config();
+        Origin {
+            sql,
+            max_rows: Some(config.max_rows),
+            max_rows_limit: Some(config.max_rows_limit),
+            max_result_bytes: Some(config.max_result_bytes),
+        }
     }
 
-    /// A short confirmation in table format; the tool's JSON otherwise.
-    fn confirm(&self, text: &str, value: &Value) {
-        if self.format == Format::Table {
-            crate::print(&format!("{text}\n"));
-        } else {
-            self.show(value);
+    fn show(&self, value: &Value, sql: Option<&str>) {
+        let rendered = output::render(value, &self.style, &self.origin(sql));
+        crate::print(&rendered.stdout);
+        eprint!("{}", rendered.stderr);
+    }
+
+    /// psql's tag (`BEGIN`, `COMMIT`...) on stdout, details on stderr; the tool's JSON with
+    /// --format json.
+    fn confirm(&self, tag: &str, detail: Option<String>, value: &Value) {
+        if self.style.format == Format::Json {
+            self.show(value, None);
+            return;
+        }
+        if !self.style.quiet && self.style.format != Format::Csv {
+            crate::print(&format!("{tag}\n"));
+        }
+        if let Some(detail) = detail {
+            eprintln!("{detail}");
         }
     }
 
@@ -331,7 +488,6 @@ impl Shell<'_> {
                 }
             }
             Err(failure) => {
-                self.failed = true;
                 if failure.error["code"] == "SESSION_NOT_FOUND" {
                     self.session = None;
                 }
@@ -356,13 +512,106 @@ impl Shell<'_> {
         }
     }
 
-    async fn command(&mut self, command: Command) {
+    /// Reads `input` to its end (or `\q`), running each statement as it is completed.
+    fn consume(&mut self, mut input: Input) -> Boxed<'_, Input> {
+        Box::pin(async move {
+            let mut buffer = Buffer::default();
+            while !self.stop {
+                let prompt = self.prompt(&buffer);
+                if self.prompt_on_stderr && !input.interactive() {
+                    eprint!("{prompt}");
+                }
+                let read = match input.read(&prompt).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        self.fail(&Failure::usage(format!("reading the input: {e}")), None);
+                        break;
+                    }
+                };
+                match read {
+                    Read::Line(line) => {
+                        if !line.trim().is_empty() {
+                            input.remember(&line);
+                        }
+                        self.line(&line, &mut buffer).await;
+                    }
+                    // psql: Ctrl-C throws away the statement being typed.
+                    Read::Interrupted => buffer.clear(),
+                    Read::End => {
+                        if !buffer.is_empty() {
+                            if input.interactive() {
+                                // psql: Ctrl-D quits; what was not finished with ';' never runs.
+                                eprintln!("\n(the unfinished statement was discarded; nothing ran)");
+                            } else {
+                                // A script's last statement may lack its ';', as in psql.
+                                let sql = std::mem::take(&mut buffer.text);
+                                let mode = std::mem::take(&mut buffer.mode);
+                                self.statement(mode, sql.trim().to_owned()).await;
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+            input
+        })
+    }
+
+    async fn line(&mut self, line: &str, buffer: &mut Buffer) {
+        let open = if buffer.text.is_empty() { Open::Nothing } else { statements::open(&buffer.text) };
+        let in_literal = matches!(open, Open::Quote | Open::Identifier | Open::Dollar | Open::Comment);
+        let trimmed = line.trim_start();
+        // Backslash commands work on continuation lines too (as in psql), except inside a literal.
+        let parsed = if in_literal {
+            None
+        } else if trimmed.starts_with('\\') {
+            Some(backslash(trimmed.trim_end()))
+        } else if buffer.is_empty() && !trimmed.trim_end().trim_end_matches(';').contains(';') {
+            parse_line(line)
+        } else {
+            None
+        };
+        match parsed {
+            Some(Parsed::Empty) => return,
+            Some(Parsed::Command(Ok(Command::ResetBuffer))) => {
+                buffer.clear();
+                eprintln!("Query buffer reset (cleared).");
+                return;
+            }
+            Some(Parsed::Command(Ok(command))) => return self.command(command).await,
+            Some(Parsed::Command(Err(message))) => return self.fail(&Failure::usage(message), None),
+            Some(Parsed::Sql(mode, sql)) => {
+                buffer.clear();
+                buffer.mode = mode;
+                buffer.push(&sql);
+            }
+            None => buffer.push(line),
+        }
+        let split = statements::split(&buffer.text);
+        buffer.text = split.rest;
+        for statement in split.complete {
+            if self.stop {
+                break;
+            }
+            let mode = std::mem::take(&mut buffer.mode);
+            self.statement(mode, statement).await;
+        }
+        if buffer.text.is_empty() {
+            buffer.mode = Mode::Auto;
+        }
+    }
+
+    fn command(&mut self, command: Command) -> Boxed<'_, ()> {
+        Box::pin(self.command_inner(command))
+    }
+
+    async fn command_inner(&mut self, command: Command) {
         let session_id = self.session.as_ref().map(|s| s.id.clone());
         match command {
             Command::Begin(args) => {
                 if let Some(id) = session_id {
-                    let message = format!("a transaction is already open (session {id}); commit or rollback first");
-                    self.fail(&Failure::usage(message));
+                    let message = format!("a transaction is already open (session {id}); COMMIT or ROLLBACK first");
+                    self.fail(&Failure::usage(message), None);
                     return;
                 }
                 let request = Request { tool: "pg_tx".to_owned(), args };
@@ -372,17 +621,18 @@ impl Shell<'_> {
                         let state = value["transaction_state"].as_str().unwrap_or("idle").to_owned();
                         let isolation = value["isolation_level"].as_str().unwrap_or_default();
                         let read_only = if value["read_only"] == true { ", read only" } else { "" };
-                        self.confirm(&format!("BEGIN (session {id}, {isolation}{read_only})"), &value);
+                        self.confirm("BEGIN", Some(format!("session {id}: {isolation}{read_only}")), &value);
                         self.session = Some(Session { id, state });
                     }
-                    Err(failure) => self.fail(&failure),
+                    Err(failure) => self.fail(&failure, None),
                 }
             }
             Command::Commit | Command::Rollback => {
                 let (action, tag) =
                     if command == Command::Commit { ("commit", "COMMIT") } else { ("rollback", "ROLLBACK") };
                 let Some(id) = session_id else {
-                    self.fail(&Failure::usage(format!("no transaction is open; nothing to {action}")));
+                    // psql says the same and goes on.
+                    eprintln!("WARNING:  there is no transaction in progress (nothing to {action})");
                     return;
                 };
                 let outcome = self.call(&tx(action, Some(&id))).await;
@@ -390,106 +640,295 @@ impl Shell<'_> {
                 // means it was rolled back; an unknown outcome leaves nothing to continue).
                 self.session = None;
                 match outcome {
-                    Ok(value) => self.confirm(tag, &value),
-                    Err(failure) => self.fail(&failure),
+                    Ok(value) => self.confirm(tag, None, &value),
+                    Err(failure) => self.fail(&failure, None),
                 }
             }
             Command::Savepoint(ref name) | Command::Release(ref name) | Command::RollbackTo(ref name) => {
                 let (action, tag) = match &command {
                     Command::Savepoint(_) => ("savepoint", "SAVEPOINT"),
                     Command::Release(_) => ("release", "RELEASE"),
-                    _ => ("rollback_to", "ROLLBACK TO"),
+                    _ => ("rollback_to", "ROLLBACK"),
                 };
                 let Some(id) = session_id else {
-                    self.fail(&Failure::usage(format!("no transaction is open; {action} needs one (begin first)")));
+                    let message = format!("{tag} can only be used in a transaction block (BEGIN first)");
+                    self.fail(&Failure::usage(message), None);
                     return;
                 };
                 let mut request = tx(action, Some(&id));
                 request.args["name"] = json!(name);
                 match self.call(&request).await {
-                    Ok(value) => self.confirm(&format!("{tag} {name}"), &value),
+                    Ok(value) => self.confirm(tag, None, &value),
                     Err(failure) => {
-                        self.fail(&failure);
+                        self.fail(&failure, None);
                         self.refresh().await;
                     }
                 }
             }
             Command::Status => {
                 let Some(id) = session_id else {
-                    crate::print("no transaction is open\n");
+                    eprintln!("no transaction is open");
                     return;
                 };
                 match self.call(&tx("status", Some(&id))).await {
-                    Ok(value) => self.show(&value),
-                    Err(failure) => self.fail(&failure),
+                    Ok(value) => self.show(&value, None),
+                    Err(failure) => self.fail(&failure, None),
                 }
             }
             Command::Sessions => match self.call(&tx("list", None)).await {
-                Ok(value) => self.show(&value),
-                Err(failure) => self.fail(&failure),
+                Ok(value) => self.show(&value, None),
+                Err(failure) => self.fail(&failure, None),
             },
-            Command::Describe(name) => {
-                let mut args = match name {
-                    Some(name) => json!({"action": "describe", "name": name}),
-                    None => json!({"action": "list"}),
-                };
-                if let Some(id) = session_id {
-                    args["session_id"] = json!(id);
-                }
-                match self.call(&Request { tool: "pg_schema".to_owned(), args }).await {
-                    Ok(value) => self.show(&value),
-                    Err(failure) => {
-                        self.fail(&failure);
-                        self.refresh().await;
-                    }
+            Command::List(target, pattern) => self.list(target, pattern.as_deref(), session_id).await,
+            Command::Describe(name) => self.describe(&name, session_id).await,
+            Command::Databases => {
+                let request = Request { tool: "pg_monitor".to_owned(), args: json!({"action": "size"}) };
+                match self.call(&request).await {
+                    Ok(value) => self.show(&json!({"databases": value["databases"]}), None),
+                    Err(failure) => self.fail(&failure, None),
                 }
             }
-            Command::Format(format) => self.format = format,
+            Command::Conninfo => crate::print(&format!("{}\n", self.conninfo)),
+            Command::Expanded(on) => {
+                self.style.expanded = on.unwrap_or(!self.style.expanded);
+                eprintln!("Expanded display is {}.", if self.style.expanded { "on" } else { "off" });
+            }
+            Command::Timing(on) => {
+                self.timing = on.unwrap_or(!self.timing);
+                eprintln!("Timing is {}.", if self.timing { "on" } else { "off" });
+            }
+            Command::TuplesOnly(on) => {
+                self.style.tuples_only = on.unwrap_or(!self.style.tuples_only);
+                eprintln!("Tuples only is {}.", if self.style.tuples_only { "on" } else { "off" });
+            }
+            Command::ToggleAlign => {
+                self.style.format =
+                    if self.style.format == Format::Unaligned { Format::Table } else { Format::Unaligned };
+                eprintln!("Output format is {}.", format_name(self.style.format));
+            }
+            Command::Format(format) => {
+                self.style.format = format;
+                eprintln!("Output format is {}.", format_name(format));
+            }
+            Command::Null(text) => {
+                eprintln!("Null display is \"{text}\".");
+                self.style.null = text;
+            }
+            Command::ShowSettings => {
+                let on = |b: bool| if b { "on" } else { "off" };
+                eprintln!(
+                    "format       {}\nnull         \"{}\"\ntuples_only  {}\nexpanded     {}\ntiming       {}",
+                    format_name(self.style.format),
+                    self.style.null,
+                    on(self.style.tuples_only),
+                    on(self.style.expanded),
+                    on(self.timing)
+                );
+            }
+            Command::Include(path) => self.include(&path).await,
+            Command::ResetBuffer => {}
             Command::Help => crate::print(HELP),
-            Command::Quit => {}
+            Command::Quit => self.stop = true,
         }
     }
 
-    async fn statement(&mut self, mode: Mode, sql: String) {
-        if sql.is_empty() {
+    async fn include(&mut self, path: &str) {
+        if self.depth >= MAX_INCLUDE_DEPTH {
+            self.fail(&Failure::usage(format!("\\i {path}: files include each other too deeply")), None);
             return;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return self.fail(&Failure::usage(format!("{path}: {e}")), None),
+        };
+        self.depth += 1;
+        let prompt = std::mem::replace(&mut self.prompt_on_stderr, false);
+        let _ = self.consume(Input::text(&text)).await;
+        self.prompt_on_stderr = prompt;
+        self.depth -= 1;
+    }
+
+    /// `\d`, `\dt`, ...: `pg_schema list`. psql's patterns (`*`, `?`, `schema.name`) become
+    /// the tool's LIKE pattern and schema.
+    async fn list(&mut self, target: Option<&'static str>, pattern: Option<&str>, session_id: Option<String>) {
+        let (schema, like) = match pattern {
+            Some(pattern) => match pattern.split_once('.') {
+                Some((schema, name)) => (Some(schema.to_owned()), like_pattern(name)),
+                None => (None, like_pattern(pattern)),
+            },
+            None => (None, None),
+        };
+        let targets: &[&str] = match target {
+            Some(target) => &[target][..],
+            None => &["tables", "views", "materialized_views", "sequences"],
+        };
+        let mut items = Vec::new();
+        let mut last = Value::Null;
+        for target in targets {
+            let mut args = json!({"action": "list", "target": target});
+            if let Some(schema) = &schema {
+                args["schema"] = json!(schema);
+            }
+            if let Some(like) = &like {
+                args["pattern"] = json!(like);
+            }
+            if let Some(id) = &session_id {
+                args["session_id"] = json!(id);
+            }
+            match self.call(&Request { tool: "pg_schema".to_owned(), args }).await {
+                Ok(value) => {
+                    for item in value["items"].as_array().into_iter().flatten() {
+                        let kind = item.get("kind").cloned().unwrap_or_else(|| json!(target.trim_end_matches('s')));
+                        items.push(json!({"schema": item["schema"], "name": item["name"], "type": kind,
+                                          "owner": item["owner"]}));
+                    }
+                    last = value;
+                }
+                Err(failure) => {
+                    self.fail(&failure, None);
+                    self.refresh().await;
+                    return;
+                }
+            }
+        }
+        if items.is_empty() {
+            eprintln!("Did not find any {}.", if target.is_none() { "relations" } else { "matching objects" });
+            return;
+        }
+        if targets.len() == 1 {
+            self.show(&last, None);
+        } else {
+            self.show(&json!({ "relations": items }), None);
+        }
+    }
+
+    /// `\d NAME`: `pg_schema describe`, as a table first, then as what the tool says it is.
+    async fn describe(&mut self, name: &str, session_id: Option<String>) {
+        let (schema, name) = match name.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, name),
+        };
+        let mut target = "table";
+        for _ in 0..2 {
+            let mut args = json!({"action": "describe", "name": name, "target": target});
+            if let Some(schema) = schema {
+                args["schema"] = json!(schema);
+            }
+            if let Some(id) = &session_id {
+                args["session_id"] = json!(id);
+            }
+            match self.call(&Request { tool: "pg_schema".to_owned(), args }).await {
+                Ok(value) => return self.show(&value, None),
+                Err(failure) => {
+                    let hint = failure.error["hint"].as_str().unwrap_or_default();
+                    let other =
+                        ["view", "sequence", "type"].into_iter().find(|t| hint.contains(&format!("target '{t}'")));
+                    match other {
+                        Some(other) if other != target => target = other,
+                        _ => {
+                            self.fail(&failure, None);
+                            self.refresh().await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn statement(&mut self, mode: Mode, sql: String) -> Boxed<'_, ()> {
+        Box::pin(self.statement_inner(mode, sql))
+    }
+
+    async fn statement_inner(&mut self, mode: Mode, sql: String) {
+        if statements::is_blank(&sql) {
+            return;
+        }
+        if mode == Mode::Auto
+            && let Some(command) = parse_command(&sql)
+        {
+            return match command {
+                Ok(command) => self.command(command).await,
+                Err(message) => self.fail(&Failure::usage(message), Some(&sql)),
+            };
         }
         let session_id = self.session.as_ref().map(|s| s.id.clone());
         let read = match mode {
             Mode::Read => true,
             Mode::Write | Mode::Autocommit => false,
             // A statement that does not parse goes to `read`, which reports the syntax error.
-            Mode::Auto => match CallerSql::new(sql.clone()).ok().and_then(|sql| classify(&sql).ok()) {
-                Some(classified) => !classified.writes && READ_KINDS.contains(&classified.kind.as_str()),
-                None => true,
-            },
+            Mode::Auto => {
+                let classified = match CallerSql::new(sql.clone()) {
+                    Ok(sql) => classify(&sql).ok(),
+                    Err(_) => None,
+                };
+                match classified {
+                    Some(classified) => !classified.writes && READ_KINDS.contains(&classified.kind.as_str()),
+                    None => true,
+                }
+            }
         };
         let mut args = json!({"action": if read { "read" } else { "write" }, "sql": sql});
-        if mode == Mode::Autocommit {
+        let autocommit = mode == Mode::Autocommit || (!read && session_id.is_none() && self.script.autocommit);
+        if autocommit {
             args["autocommit"] = json!(true);
         } else if let Some(id) = &session_id {
             args["session_id"] = json!(id);
         }
-        match self.call(&Request { tool: "pg_query".to_owned(), args }).await {
-            Ok(value) => self.show(&value),
+        let started = Instant::now();
+        let outcome = self.call(&Request { tool: "pg_query".to_owned(), args }).await;
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(value) => self.show(&value, Some(&sql)),
             Err(failure) => {
-                self.fail(&failure);
-                if failure.error["code"] == "WRITE_DENIED" && session_id.is_none() && mode != Mode::Autocommit {
-                    eprintln!("shell: run `begin` first, or prefix the statement with \\a to commit it on its own");
-                }
+                self.fail(&failure, Some(&sql));
                 self.refresh().await;
             }
         }
+        if self.timing {
+            eprintln!("Time: {:.3} ms", elapsed.as_secs_f64() * 1000.0);
+        }
     }
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Table => "aligned",
+        Format::Unaligned => "unaligned",
+        Format::Csv => "csv",
+        Format::Json => "json",
+        Format::Markdown => "markdown",
+    }
+}
+
+/// psql's `*` and `?` wildcards as a LIKE pattern; `None` for "everything".
+fn like_pattern(pattern: &str) -> Option<String> {
+    if pattern.is_empty() || pattern == "*" {
+        return None;
+    }
+    let mut out = String::new();
+    for c in pattern.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::BACKSLASH_COMMANDS;
 
     fn command(line: &str) -> Command {
-        match parse_command(line) {
-            Parsed::Command(Ok(command)) => command,
+        match parse_line(line) {
+            Some(Parsed::Command(Ok(command))) => command,
             other => panic!("{line:?} parsed as {other:?}"),
         }
     }
@@ -498,7 +937,7 @@ mod tests {
     fn transaction_commands_are_recognised_in_both_spellings() {
         assert_eq!(command("begin"), Command::Begin(json!({"action": "begin"})));
         assert_eq!(
-            command("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"),
+            command("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;"),
             Command::Begin(json!({"action": "begin", "isolation_level": "repeatable_read", "read_only": true}))
         );
         assert_eq!(
@@ -513,37 +952,59 @@ mod tests {
         assert_eq!(command("rollback to a;"), Command::RollbackTo("a".into()));
         assert_eq!(command("savepoint a"), Command::Savepoint("a".into()));
         assert_eq!(command("release savepoint a"), Command::Release("a".into()));
-        assert_eq!(command("\\d orders"), Command::Describe(Some("orders".into())));
-        assert_eq!(command("\\format csv"), Command::Format(Format::Csv));
         assert_eq!(command("\\q"), Command::Quit);
     }
 
     #[test]
-    fn everything_else_is_sql() {
-        assert_eq!(parse_command("   "), Parsed::Empty);
-        assert_eq!(parse_command("SELECT 1;"), Parsed::Sql(Mode::Auto, "SELECT 1;".into()));
-        assert_eq!(parse_command("beginning_of_time()"), Parsed::Sql(Mode::Auto, "beginning_of_time()".into()));
-        assert_eq!(
-            parse_command("\\a INSERT INTO t VALUES (1);"),
-            Parsed::Sql(Mode::Autocommit, "INSERT INTO t VALUES (1);".into())
-        );
-        assert_eq!(parse_command("\\r SELECT 1"), Parsed::Sql(Mode::Read, "SELECT 1".into()));
-        assert_eq!(parse_command("\\w"), Parsed::Sql(Mode::Write, String::new()));
-    }
-
-    #[test]
-    fn bad_commands_say_how_to_use_them() {
-        for line in ["begin sideways", "savepoint", "rollback to", "\\format yaml", "\\x"] {
-            assert!(matches!(parse_command(line), Parsed::Command(Err(_))), "{line}");
+    fn backslash_commands_are_psqls() {
+        assert_eq!(command("\\d orders"), Command::Describe("orders".into()));
+        assert_eq!(command("\\d"), Command::List(None, None));
+        assert_eq!(command("\\dt public.ord*"), Command::List(Some("tables"), Some("public.ord*".into())));
+        assert_eq!(command("\\x"), Command::Expanded(None));
+        assert_eq!(command("\\x off"), Command::Expanded(Some(false)));
+        assert_eq!(command("\\timing on"), Command::Timing(Some(true)));
+        assert_eq!(command("\\pset null '(null)'"), Command::Null("(null)".into()));
+        assert_eq!(command("\\pset null"), Command::Null(String::new()));
+        assert_eq!(command("\\pset format csv"), Command::Format(Format::Csv));
+        assert_eq!(command("\\format markdown"), Command::Format(Format::Markdown));
+        assert_eq!(command("\\i 'my file.sql'"), Command::Include("my file.sql".into()));
+        assert_eq!(command("\\a"), Command::ToggleAlign);
+        assert_eq!(command("\\r"), Command::ResetBuffer);
+        // Every command completion offers is one the shell knows and `\?` lists.
+        for name in BACKSLASH_COMMANDS {
+            let line = match *name {
+                "\\i" => "\\i f".to_owned(),
+                "\\format" => "\\format csv".to_owned(),
+                "\\w" => "\\w DELETE FROM t".to_owned(),
+                other => other.to_owned(),
+            };
+            assert!(matches!(parse_line(&line), Some(Parsed::Command(Ok(_)) | Parsed::Sql(..))), "{name}");
+            let listed = HELP.contains(&format!("{name} ")) || HELP.contains(&format!("{name},"));
+            assert!(listed, "{name} is not in \\?");
         }
     }
 
     #[test]
-    fn a_statement_may_span_lines_and_loses_its_semicolon() {
-        let mut pending = Pending { mode: Mode::Write, ..Pending::default() };
-        pending.push("INSERT INTO t");
-        pending.push("VALUES (1);  ");
-        assert_eq!(pending.take(), (Mode::Write, "INSERT INTO t\nVALUES (1)".to_owned()));
-        assert_eq!(pending.take(), (Mode::Auto, String::new()));
+    fn everything_else_is_sql() {
+        assert_eq!(parse_line("   "), Some(Parsed::Empty));
+        assert_eq!(parse_line("SELECT 1;"), None);
+        assert_eq!(parse_line("beginning_of_time()"), None);
+        assert_eq!(parse_line("BEGIN; INSERT INTO t VALUES (1); COMMIT;"), None);
+        assert_eq!(
+            parse_line("\\a INSERT INTO t VALUES (1);"),
+            Some(Parsed::Sql(Mode::Autocommit, "INSERT INTO t VALUES (1);".into()))
+        );
+        assert_eq!(parse_line("\\r SELECT 1"), Some(Parsed::Sql(Mode::Read, "SELECT 1".into())));
+        assert_eq!(like_pattern("ord*_?"), Some("ord%\\__".into()));
+        assert_eq!(like_pattern("*"), None);
+    }
+
+    #[test]
+    fn bad_commands_say_how_to_use_them() {
+        for line in ["begin sideways", "savepoint", "rollback to", "\\format yaml", "\\x sideways", "\\nope", "\\i"] {
+            assert!(matches!(parse_line(line), Some(Parsed::Command(Err(_)))), "{line}");
+        }
+        let Some(Parsed::Command(Err(message))) = parse_line("\\nope") else { unreachable!() };
+        assert_eq!(message, "invalid command \\nope; try \\? for help");
     }
 }

@@ -60,7 +60,7 @@ async fn query_write_with_autocommit_commits() {
     )
     .await
     .expect(0);
-    assert_eq!(out.stdout, "INSERT 2\n");
+    assert_eq!(out.stdout, "INSERT 0 2\n");
     assert_eq!(count(&db, "notes").await, 2);
 
     let out = run(&db, &["query", "write", "UPDATE notes SET note = 'z' RETURNING id", "--autocommit"]).await.expect(0);

@@ -62,7 +62,7 @@ async fn monitor_health_and_the_demo_schema() {
     ])
     .await;
     let out = out.expect(0);
-    assert!(out.stdout.starts_with("order_id,customer,total\r\n1,"), "{}", out.stdout);
+    assert!(out.stdout.starts_with("order_id,customer,total\n1,"), "{}", out.stdout);
     assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
 
     let (out, _) = run_ephemeral(&["schema", "describe", "order_items"]).await;
@@ -119,5 +119,5 @@ async fn ephemeral_takes_precedence_over_database_url() {
         run_with(&["--format", "csv", "query", "read", "SELECT count(*) AS customers FROM customers"], &env, None)
             .await
             .expect(0);
-    assert_eq!(out.stdout, "customers\r\n20\r\n");
+    assert_eq!(out.stdout, "customers\n20\n");
 }

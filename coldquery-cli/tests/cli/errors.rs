@@ -70,7 +70,8 @@ async fn usage_errors_exit_2_before_anything_connects() {
         (&["--statement-timeout", "0", "query", "read", "SELECT 1"], "--statement-timeout"),
         (&["--read-only=perhaps", "query", "read", "SELECT 1"], "--read-only (COLDQUERY_READ_ONLY)"),
         (&["tools", "pg_nothing"], "unknown tool"),
-        (&[], "Usage"),
+        (&["-c", "SELECT 1", "monitor", "health"], "without a subcommand"),
+        (&["-f", "/nonexistent/script.sql"], "/nonexistent/script.sql"),
     ] {
         let out = run_with(args, &unreachable, None).await.expect(2);
         assert!(out.stderr.contains(says), "{args:?} should say {says:?}:\n{}", out.stderr);

@@ -43,14 +43,14 @@ async fn write_results_and_non_query_results() {
     crate::support::create_table(&db, "notes").await;
     let out =
         run(&db, &["query", "write", "INSERT INTO notes VALUES (1, 'a'), (2, 'b')", "--autocommit"]).await.expect(0);
-    assert_eq!(out.stdout, "INSERT 2\n");
+    assert_eq!(out.stdout, "INSERT 0 2\n");
     let out = run(
         &db,
         &["--format", "csv", "query", "write", "DELETE FROM notes WHERE id = 1 RETURNING id, note", "--autocommit"],
     )
     .await
     .expect(0);
-    assert_eq!(out.stdout, "id,note\r\n1,a\r\n");
+    assert_eq!(out.stdout, "id,note\n1,a\n");
     // A result that is not a table is JSON in the csv and markdown formats.
     let out = run(&db, &["--format", "markdown", "call", "pg_tx", r#"{"action": "list"}"#]).await.expect(0);
     let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

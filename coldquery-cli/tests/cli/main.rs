@@ -4,6 +4,8 @@
 mod commands;
 mod ephemeral;
 mod errors;
+mod export;
 mod formats;
+mod pty;
 mod shell;
 mod support;

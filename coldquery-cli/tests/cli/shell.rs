@@ -1,5 +1,7 @@
-//! `coldquery shell` driven through stdin: a transaction a person opens, fills and commits —
-//! seen from a side connection — and end of input rolling back what is still open.
+//! `coldquery shell` driven through stdin (a pipe): a transaction a person opens, fills and
+//! commits — seen from a side connection — statement boundaries from PostgreSQL's scanner,
+//! and end of input rolling back what is still open. The terminal's own behaviour (line
+//! editor, Ctrl-C, Ctrl-D, history, completion) is tested through a pseudo-terminal in `pty`.
 
 use coldquery_tests::harness::test_db;
 
@@ -15,12 +17,14 @@ async fn begin_write_commit_is_seen_by_a_side_connection() {
                   SELECT count(*) AS n FROM notes;\n\
                   commit\n";
     let out = run_stdin(&db, &["shell", "--prompt", "always"], script).await.expect(0);
-    assert!(out.stdout.starts_with("BEGIN (session cqs_"), "{}", out.stdout);
-    assert!(out.stdout.contains("INSERT 1\n"), "{}", out.stdout);
-    assert!(out.stdout.contains(" n\n---\n 2\n(1 row)\n"), "the session sees its own rows: {}", out.stdout);
-    assert!(out.stdout.ends_with("COMMIT\n"), "{}", out.stdout);
-    // The prompt shows the session's state; a statement spanning lines gets the continuation prompt.
-    assert!(out.stderr.contains("coldquery> coldquery[tx:idle]> "), "{}", out.stderr);
+    assert_eq!(
+        out.stdout, "BEGIN\nINSERT 0 1\nINSERT 0 1\n n\n---\n 2\n(1 row)\nCOMMIT\n",
+        "the session sees its own rows"
+    );
+    // The prompt shows the session's state; a statement spanning lines gets the continuation
+    // prompt; the session's details are notices, on stderr.
+    assert!(out.stderr.contains("coldquery=> session cqs_"), "{}", out.stderr);
+    assert!(out.stderr.contains("coldquery[tx:idle]=> "), "{}", out.stderr);
     assert!(out.stderr.contains("coldquery[tx:idle]-> "), "{}", out.stderr);
     assert!(!out.stderr.contains("rolled back"), "{}", out.stderr);
     assert_eq!(count(&db, "notes").await, 2);
@@ -32,7 +36,7 @@ async fn end_of_input_rolls_back_the_open_transaction() {
     create_table(&db, "notes").await;
     let script = "BEGIN ISOLATION LEVEL SERIALIZABLE;\nINSERT INTO notes VALUES (1, 'lost');\n";
     let out = run_stdin(&db, &["shell"], script).await.expect(0);
-    assert!(out.stdout.contains("serializable"), "{}", out.stdout);
+    assert!(out.stderr.contains("serializable"), "{}", out.stderr);
     assert!(
         out.stderr.contains("end of input: the open transaction (session cqs_")
             && out.stderr.contains("was rolled back"),
@@ -43,10 +47,30 @@ async fn end_of_input_rolls_back_the_open_transaction() {
 }
 
 #[tokio::test]
+async fn statements_end_where_postgresqls_scanner_says() {
+    let db = test_db().await;
+    create_table(&db, "notes").await;
+    // Two statements on a line; a ';' inside a string, a quoted identifier, a comment and a
+    // dollar-quoted function body; a transaction on one line.
+    let script = "SELECT 1 AS a; SELECT 2 AS b;\n\
+                  SELECT 'x;\n\
+                  y' AS \"semi;colon\"; -- a comment; not a statement\n\
+                  CREATE FUNCTION bump(n int) RETURNS int LANGUAGE plpgsql AS $body$\n\
+                  DECLARE r int;\n\
+                  BEGIN\n  r := n + 1;\n  RETURN r;\nEND\n$body$;\n\
+                  BEGIN; INSERT INTO notes VALUES (bump(1), 'two'); COMMIT;\n\
+                  SELECT note FROM notes /* ; */ WHERE id = 2\n";
+    let out = run_stdin(&db, &["--autocommit", "-A", "-t"], script).await.expect(0);
+    assert_eq!(out.stdout, "1\n2\nx;\ny\nCREATE FUNCTION\nBEGIN\nINSERT 0 1\nCOMMIT\ntwo\n", "{}", out.stderr);
+    assert_eq!(count(&db, "notes").await, 1);
+}
+
+#[tokio::test]
 async fn errors_savepoints_and_the_write_policy() {
     let db = test_db().await;
     create_table(&db, "notes").await;
     let script = "INSERT INTO notes VALUES (9, 'denied');\n\
+                  SELECT *\n  FROM no_such_table;\n\
                   begin\n\
                   INSERT INTO notes VALUES (1, 'kept');\n\
                   savepoint before_error\n\
@@ -60,17 +84,24 @@ async fn errors_savepoints_and_the_write_policy() {
                   begin sideways\n";
     let out = run_stdin(&db, &["shell", "--prompt", "always"], script).await.expect(1);
     let stderr = &out.stderr;
-    // Without a transaction a write is denied, and the shell says how to proceed.
+    // Without a transaction a write is denied, and the hint says how, in the shell's words.
     assert!(stderr.contains("error[WRITE_DENIED]"), "{stderr}");
-    assert!(stderr.contains("run `begin` first"), "{stderr}");
-    // A failed statement aborts the transaction, the prompt says so, rollback to recovers it.
+    assert!(
+        stderr.contains("hint: run BEGIN first (and COMMIT when done), or prefix the statement with \\a"),
+        "{stderr}"
+    );
+    // A failed statement aborts the transaction, the prompt says so, ROLLBACK TO recovers it.
     assert!(stderr.contains("duplicate key"), "{stderr}");
-    assert!(stderr.contains("coldquery[tx:aborted]> "), "{stderr}");
-    assert!(out.stdout.contains("ROLLBACK TO before_error\n"), "{}", out.stdout);
+    assert!(stderr.contains("coldquery[tx:aborted]=> "), "{stderr}");
+    assert!(out.stdout.contains("SAVEPOINT\nROLLBACK\n"), "{}", out.stdout);
     assert!(out.stdout.contains("transaction_state"), "{}", out.stdout);
+    // psql's LINE n: and a caret under the position, and a hint in the shell's words.
+    assert!(stderr.contains("LINE 2:   FROM no_such_table\n               ^\n"), "{stderr}");
+    assert!(stderr.contains("list tables with \\dt"), "{stderr}");
     assert!(out.stdout.contains("COMMIT\n"), "{}", out.stdout);
-    assert!(stderr.contains("no transaction is open; nothing to commit"), "{stderr}");
+    assert!(stderr.contains("WARNING:  there is no transaction in progress"), "{stderr}");
     assert!(stderr.contains("begin: unknown option 'sideways'"), "{stderr}");
+    assert!(!stderr.contains("pg_tx") && !stderr.contains("session_id"), "hints speak the shell's words: {stderr}");
     let client = db.client().await;
     let notes: Vec<String> =
         client.query("SELECT note FROM notes ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
@@ -78,13 +109,29 @@ async fn errors_savepoints_and_the_write_policy() {
 }
 
 #[tokio::test]
-async fn help_and_formats() {
+async fn help_backslash_commands_and_formats() {
     let db = test_db().await;
-    let out = run_stdin(&db, &["shell"], "help\n\\format csv\nSELECT 1 AS a, 'x' AS b;\n\\q\nSELECT 'not run';\n")
+    create_table(&db, "notes").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE VIEW recent AS SELECT * FROM notes; CREATE INDEX notes_note ON notes (note)")
         .await
-        .expect(0);
-    assert!(out.stdout.starts_with("Commands"), "{}", out.stdout);
-    assert!(out.stdout.ends_with("a,b\r\n1,x\r\n"), "{}", out.stdout);
-    assert!(!out.stdout.contains("not run"), "{}", out.stdout);
-    assert_eq!(out.stderr, "", "no prompt through a pipe by default");
+        .unwrap();
+    let script = "\\?\n\\dt\n\\dv\n\\di notes*\n\\d recent\n\\d\n\\conninfo\n\\l\n\\nope\n\
+                  \\pset null (null)\n\\x on\nSELECT NULL::text AS a, '' AS b;\n\\x off\n\
+                  \\timing on\n\\pset format csv\nSELECT 1 AS a, 'x' AS b;\n\\q\nSELECT 'not run';\n";
+    let out = run_stdin(&db, &["shell"], script).await.expect(1);
+    let stdout = &out.stdout;
+    assert!(stdout.starts_with("Statements end with ';'"), "{stdout}");
+    for listed in [" notes ", " recent ", "notes_note", "definition", "You are connected to database \"cq_t_"] {
+        assert!(stdout.contains(listed), "{listed:?} in {stdout}");
+    }
+    assert!(stdout.contains("-[ RECORD 1 ]"), "{stdout}");
+    assert!(stdout.contains("a | (null)\nb |\n"), "NULL is visible, the empty string is not: {stdout}");
+    assert!(stdout.ends_with("a,b\n1,x\n"), "{stdout}");
+    assert!(!stdout.contains("not run"), "{stdout}");
+    let stderr = &out.stderr;
+    assert!(stderr.contains("invalid command \\nope; try \\? for help"), "{stderr}");
+    assert!(stderr.contains("Expanded display is on.") && stderr.contains("Null display is \"(null)\"."), "{stderr}");
+    assert!(stderr.contains("Time: ") && stderr.contains(" ms\n"), "timing is a notice on stderr: {stderr}");
 }

@@ -1,0 +1,132 @@
+//! Output a script can pipe and load back: a CSV export of awkward values that `COPY … FROM
+//! STDIN CSV` loads into an identical table (compared from a side connection), truncation that
+//! is never silent and says which flag lifts it, `-c`, `-f` and `\i`.
+
+use bytes::Bytes;
+use coldquery_tests::harness::test_db;
+use futures_util::SinkExt;
+
+use crate::support::{run, run_with};
+
+/// A table of the values that do not survive a naive export: NULL next to the empty string,
+/// arrays with NULLs, quotes, commas and empty elements, nested arrays, JSON, timestamps with
+/// and without a zone, bytea, numeric scale, and text that looks like COPY's end marker.
+const TABLE: &str = "CREATE TABLE src (
+    id int PRIMARY KEY, note text, tags text[], matrix int[][], doc jsonb, docs jsonb[], at timestamptz,
+    local_at timestamp, day date, span interval, raw bytea, amount numeric(10, 3), ratio float8, small float4,
+    flag bool, flags bool[])";
+
+const ROWS: &str = "INSERT INTO src VALUES
+    (1, '', '{a,\"b c\",NULL,\"\",\"NULL\",\"q\\\"x\",\"back\\\\slash\",\"com,ma\"}', '{{1,2},{3,NULL}}',
+     '{\"k\": [1, \"two\", null], \"s\": \"a,\\\"b\\\"\"}', ARRAY['{\"a\": 1}'::jsonb, '[]'], '2026-01-02 03:04:05.678901+00',
+     '2026-01-02 03:04:05.5', '2026-12-31', '1 day 02:03:04', '\\x00ff10', 12.340, 0.1, 0.1, true, '{t,f,NULL}'),
+    (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (3, E'line one\\nline two, with \"quotes\"', '{}', '{}', '\"just a string\"', '{}', 'infinity', '-infinity',
+     '0044-03-15 BC', '-1 mon', '\\x', 0, 'NaN', '-Infinity', false, '{}'),
+    (4, '\\.', '{\" lead\",\"trail \"}', '{{7}}', '{}', '{null}', '2026-06-01 12:00:00+02', '2026-06-01 12:00:00',
+     '2026-06-01', '0', '\\x5c2e', -1.5, 1e300, 3.25, NULL, '{NULL}')";
+
+#[tokio::test]
+async fn a_csv_export_loads_back_with_copy_into_an_identical_table() {
+    let db = test_db().await;
+    let client = db.client().await;
+    client.batch_execute(TABLE).await.unwrap();
+    client.batch_execute(ROWS).await.unwrap();
+    // Enough rows that the default cap (500) would cut the export.
+    client
+        .batch_execute("INSERT INTO src (id, note, tags) SELECT g, 'row ' || g, ARRAY['x', g::text] FROM generate_series(10, 1209) g")
+        .await
+        .unwrap();
+
+    let out = run(&db, &["--csv", "--all", "-c", "SELECT * FROM src ORDER BY id"]).await.expect(0);
+    assert_eq!(out.stderr, "", "nothing but data on stdout, nothing on stderr");
+    assert!(out.stdout.starts_with("id,note,tags,matrix,doc,docs,at,"), "{}", &out.stdout[..200]);
+
+    client.batch_execute("CREATE TABLE dst (LIKE src)").await.unwrap();
+    let sink = client.copy_in("COPY dst FROM STDIN (FORMAT csv, HEADER true)").await.unwrap();
+    futures_util::pin_mut!(sink);
+    sink.send(Bytes::from(out.stdout.clone())).await.unwrap();
+    let loaded = sink.finish().await.unwrap_or_else(|e| panic!("COPY refused the export: {e}\n{}", out.stdout));
+    assert_eq!(loaded, 1204);
+
+    // Identical, value for value (NULL is not the empty string; IS DISTINCT FROM sees NULLs).
+    let differing: i64 = client
+        .query_one(
+            "SELECT count(*) FROM src FULL JOIN dst USING (id)
+             WHERE src IS NULL OR dst IS NULL
+                OR (src.note, src.tags, src.matrix, src.doc, src.docs, src.at, src.local_at, src.day, src.span,
+                    src.raw, src.amount, src.ratio, src.small, src.flag, src.flags)
+                   IS DISTINCT FROM
+                   (dst.note, dst.tags, dst.matrix, dst.doc, dst.docs, dst.at, dst.local_at, dst.day, dst.span,
+                    dst.raw, dst.amount, dst.ratio, dst.small, dst.flag, dst.flags)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(differing, 0, "every row came back as it was");
+    let empty_not_null: i64 =
+        client.query_one("SELECT count(*) FROM dst WHERE id = 1 AND note = ''", &[]).await.unwrap().get(0);
+    assert_eq!(empty_not_null, 1);
+}
+
+#[tokio::test]
+async fn truncation_is_a_notice_on_stderr_that_names_the_limit_and_the_flag() {
+    let db = test_db().await;
+    let sql = "SELECT g AS n FROM generate_series(1, 2000) g";
+    let out = run(&db, &["--csv", "query", "read", sql]).await.expect(0);
+    assert_eq!(out.stdout.lines().count(), 501, "the header and 500 rows, nothing else");
+    assert!(out.stdout.ends_with("\n500\n"), "{}", &out.stdout[out.stdout.len() - 20..]);
+    assert!(out.stderr.contains("only the first 500 rows are shown"), "{}", out.stderr);
+    assert!(out.stderr.contains("--max-rows 500") && out.stderr.contains("--all"), "{}", out.stderr);
+
+    let out = run(&db, &["-c", sql, "--max-rows", "7"]).await.expect(0);
+    assert!(out.stdout.ends_with("(7 rows)\n"), "{}", out.stdout);
+    assert!(out.stderr.contains("--max-rows 7"), "{}", out.stderr);
+
+    let out = run(&db, &["--max-result-bytes", "2KiB", "-At", "-c", sql]).await.expect(0);
+    assert!(out.stderr.contains("the byte budget --max-result-bytes 2048"), "{}", out.stderr);
+
+    let out = run(&db, &["--all", "-At", "-c", sql]).await.expect(0);
+    assert_eq!(out.stdout.lines().count(), 2000);
+    assert_eq!(out.stderr, "");
+}
+
+#[tokio::test]
+async fn commands_files_and_includes_run_like_psql() {
+    let db = test_db().await;
+    let dir = std::env::temp_dir().join(format!("coldquery-cli-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inner = dir.join("inner.sql");
+    std::fs::write(&inner, "INSERT INTO t VALUES (2, NULL), (3, '');\n").unwrap();
+    let outer = dir.join("outer.sql");
+    std::fs::write(
+        &outer,
+        format!(
+            "CREATE TABLE t (id int, v text);\nINSERT INTO t VALUES (1, 'a');\n\\i {}\nSELECT * FROM t ORDER BY id",
+            inner.display()
+        ),
+    )
+    .unwrap();
+    // Writes outside BEGIN ... COMMIT are refused unless --autocommit says how they commit.
+    let out = run(&db, &["-f", outer.to_str().unwrap()]).await.expect(1);
+    assert!(out.stderr.contains("error[WRITE_DENIED]") && out.stderr.contains("--autocommit"), "{}", out.stderr);
+
+    let out = run(&db, &["--autocommit", "--null", "NULL", "-f", outer.to_str().unwrap()]).await.expect(0);
+    assert_eq!(
+        out.stdout,
+        "CREATE TABLE\nINSERT 0 1\nINSERT 0 2\n id | v\n----+------\n  1 | a\n  2 | NULL\n  3 |\n(3 rows)\n"
+    );
+
+    // Several -c, each with several statements; --on-error-stop stops at the first failure.
+    let out = run(&db, &["-At", "-c", "SELECT 1; SELECT 2", "-c", "SELECT nope", "-c", "SELECT 3"]).await.expect(1);
+    assert_eq!(out.stdout, "1\n2\n3\n");
+    assert!(out.stderr.contains("LINE 1: SELECT nope\n               ^"), "{}", out.stderr);
+    let out = run(&db, &["-At", "--on-error-stop", "-c", "SELECT nope", "-c", "SELECT 3"]).await.expect(1);
+    assert_eq!(out.stdout, "");
+
+    // SQL on stdin, the way `coldquery < file.sql` runs it.
+    let out = run_with(&["-At"], &[("DATABASE_URL", &db.url)], Some("SELECT 'from stdin'")).await.expect(0);
+    assert_eq!(out.stdout, "from stdin\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
