@@ -5,6 +5,8 @@ use coldquery_mcp::{Args, Config, LogFormat, run, shutdown_on_signals};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
+mod healthcheck;
+
 /// Logs on stderr (stdout is the stdio transport). Drivers that would log statement
 /// parameters at debug level are capped at info whatever `RUST_LOG` says.
 fn init_tracing(format: LogFormat) {
@@ -30,6 +32,9 @@ fn fail(message: &str, code: i32) -> ! {
 }
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "healthcheck") {
+        std::process::exit(healthcheck::main(std::env::args_os().skip(1)));
+    }
     let names: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
     if let Err(error) = coldquery_mcp::config::check_unknown_variables(names.iter().map(String::as_str)) {
         fail(&error.to_string(), 2);

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod deploy;
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -17,8 +19,9 @@ fn main() -> ExitCode {
         Some("docs") => update_docs(),
         Some("example") => run_example(),
         Some("conformance") => conformance(),
+        Some("deploy-check") => deploy::deploy_check().and_then(|binary| deploy::container_test(&binary)),
         _ => {
-            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance>");
+            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check>");
             eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs, the");
             eprintln!("               embedding example, the MCP conformance suite");
             eprintln!("  deps         check that each crate depends only on what its layer may know");
@@ -26,6 +29,8 @@ fn main() -> ExitCode {
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
             eprintln!("  example      run the embedding example against a throwaway database");
             eprintln!("  conformance  run the official MCP conformance suite against coldquery-mcp over HTTP");
+            eprintln!("  deploy-check lint the workflows and the Dockerfile, validate the compose files, check them");
+            eprintln!("               against coldquery-mcp's real flags, and run the release build as the image does");
             return ExitCode::from(2);
         }
     };
@@ -65,12 +70,14 @@ fn ci() -> Result<()> {
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     check_dependency_graph()?;
     run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    let container_binary = deploy::deploy_check()?;
     // With CI set, the test harness treats a missing PostgreSQL as a failure, never a skip.
     run(
         "tests",
         cargo()
             .args(["test", "--workspace", "--all-targets", "--locked"])
-            .env("CI", env::var("CI").unwrap_or_else(|_| "true".into())),
+            .env("CI", env::var("CI").unwrap_or_else(|_| "true".into()))
+            .env(deploy::CONTAINER_BINARY_ENV, &container_binary),
     )?;
     run("doctests", cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     run("docs", cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"))?;
