@@ -449,6 +449,30 @@ async fn a_session_lives_on_the_instance_that_opened_it() {
     let rollback = call(&modern_owner, "pg_tx", json!({"action": "rollback", "session_id": session})).await;
     assert_eq!(code(&rollback), "ok", "{rollback}");
 
+    // A legacy client's MCP session (Mcp-Session-Id) is also only known where it was created:
+    // without sticky routing its next request gets 404, and it must initialize again.
+    let http = reqwest::Client::new();
+    let mcp_post = |base: String, body: Value| {
+        http.post(format!("{base}/mcp"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string())
+    };
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let created = mcp_post(first.base(), initialize).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let mcp_session = created.headers().get("mcp-session-id").expect("a legacy session").to_str().unwrap().to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let elsewhere = mcp_post(second.base(), list)
+        .header("mcp-session-id", &mcp_session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND, "another instance does not know the MCP session");
+
     for client in [legacy_owner, legacy_other] {
         client.cancel().await.unwrap();
     }
