@@ -204,7 +204,7 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
         }
     };
     let env = |name: &str| std::env::var(name).ok();
-    let pg = PgConfig::from_env_and_url(url.as_deref(), &env).map_err(|e| Failure::config(e.to_string()))?;
+    let pg = libpq_config(url.as_deref(), &env)?;
     let database = match Database::connect(&pg, &config.options).await {
         Ok(database) => database,
         Err(e) => {
@@ -231,6 +231,136 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
         tools = tools.with_audit(audit);
     }
     Ok(Connection { tools, conninfo: conninfo(&pg.redacted()), ephemeral })
+}
+
+/// The PG* variables each connection setting comes from when the URL does not give it, and the
+/// key that names it in `pg_service.conf`.
+const SERVICE_KEYS: [(&str, &str); 12] = [
+    ("host", "PGHOST"),
+    ("hostaddr", "PGHOSTADDR"),
+    ("port", "PGPORT"),
+    ("dbname", "PGDATABASE"),
+    ("user", "PGUSER"),
+    ("password", "PGPASSWORD"),
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+    ("application_name", "PGAPPNAME"),
+    ("options", "PGOPTIONS"),
+    ("target_session_attrs", "PGTARGETSESSIONATTRS"),
+];
+
+/// The connection settings as libpq reads them: the URL first; then, with `PGSERVICE`, the
+/// service's entries in `pg_service.conf` (`PGSERVICEFILE` or `~/.pg_service.conf`, then
+/// `PGSYSCONFDIR/pg_service.conf` or `/etc/postgresql-common/pg_service.conf`); then the PG*
+/// variables; and when none of them gives a password, the first matching line of `~/.pgpass`
+/// (or `PGPASSFILE`), which is ignored, as libpq ignores it, when others may read it.
+pub(crate) fn libpq_config(url: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<PgConfig, Failure> {
+    let service = match env("PGSERVICE").filter(|s| !s.is_empty()) {
+        Some(name) => service_entries(&name, env)?,
+        None => Vec::new(),
+    };
+    let with_service = |name: &str| {
+        SERVICE_KEYS
+            .iter()
+            .find(|(_, var)| *var == name)
+            .and_then(|(key, _)| service.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+            .or_else(|| env(name))
+    };
+    let pg = PgConfig::from_env_and_url(url, &with_service).map_err(|e| Failure::config(e.to_string()))?;
+    if pg.pg().get_password().is_some() {
+        return Ok(pg);
+    }
+    let Some(password) = pgpass_password(&pg.redacted(), env) else { return Ok(pg) };
+    let with_password = |name: &str| if name == "PGPASSWORD" { Some(password.clone()) } else { with_service(name) };
+    PgConfig::from_env_and_url(url, &with_password).map_err(|e| Failure::config(e.to_string()))
+}
+
+/// The `key=value` entries of service `name`, from the first service file that defines it.
+fn service_entries(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>, Failure> {
+    let home = env("HOME").map(std::path::PathBuf::from);
+    let user_file = env("PGSERVICEFILE").map(PathBuf::from).or_else(|| home.map(|h| h.join(".pg_service.conf")));
+    let system_file = env("PGSYSCONFDIR")
+        .map(|dir| PathBuf::from(dir).join("pg_service.conf"))
+        .unwrap_or_else(|| PathBuf::from("/etc/postgresql-common/pg_service.conf"));
+    for file in user_file.into_iter().chain([system_file]) {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let mut in_section = false;
+        let mut entries = Vec::new();
+        let mut found = false;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                in_section = section == name;
+                found |= in_section;
+                continue;
+            }
+            if in_section {
+                let Some((key, value)) = line.split_once('=') else {
+                    return Err(Failure::config(format!(
+                        "syntax error in service file \"{}\": {line:?} is not key=value",
+                        file.display()
+                    )));
+                };
+                entries.push((key.trim().to_owned(), value.trim().to_owned()));
+            }
+        }
+        if found {
+            return Ok(entries);
+        }
+    }
+    Err(Failure::config(format!("definition of service \"{name}\" not found (PGSERVICE)")))
+}
+
+/// The password `~/.pgpass` (or `PGPASSFILE`) gives for the host, port, database and user in
+/// `settings` (the redacted `host=… port=…` form).
+fn pgpass_password(settings: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let file =
+        env("PGPASSFILE").map(PathBuf::from).or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".pgpass")))?;
+    let text = std::fs::read_to_string(&file).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "WARNING: password file \"{}\" has group or world access; permissions should be u=rw (0600) or less",
+                file.display()
+            );
+            return None;
+        }
+    }
+    let value = |key: &str| {
+        settings.split_whitespace().find_map(|pair| pair.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+    };
+    let host = value("host").unwrap_or("localhost");
+    // libpq matches a socket directory as `localhost`.
+    let host = if host.starts_with('/') { "localhost" } else { host };
+    let wanted = [host, value("port").unwrap_or("5432"), value("dbname").unwrap_or(""), value("user").unwrap_or("")];
+    text.lines().filter(|line| !line.trim_start().starts_with('#')).find_map(|line| {
+        let fields = pgpass_fields(line);
+        if fields.len() != 5 {
+            return None;
+        }
+        let matches = fields[..4].iter().zip(wanted).all(|(field, want)| field == "*" || field == want);
+        matches.then(|| fields[4].clone())
+    })
+}
+
+/// A `.pgpass` line's `:`-separated fields (`\:` and `\\` escaped).
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut().expect("one field").extend(chars.next()),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
 }
 
 /// Why the server could not be reached, in libpq's words, found out the way libpq would: the
@@ -357,6 +487,12 @@ mod tests {
         let mut settings = Settings::default();
         edit(&mut settings);
         settings
+    }
+
+    #[test]
+    fn pgpass_lines_match_like_libpqs() {
+        assert_eq!(pgpass_fields(r"db\:host:5432:*:u:pa\:ss\\word"), ["db:host", "5432", "*", "u", "pa:ss\\word"]);
+        assert_eq!(pgpass_fields("a:b:c:d:e:f"), ["a", "b", "c", "d", "e:f"]);
     }
 
     #[test]

@@ -67,6 +67,14 @@ impl Input {
         }
     }
 
+    /// The terminal's height in lines, when the input is a terminal whose size is known.
+    pub(crate) async fn rows(&self) -> Option<usize> {
+        let Input::Terminal(terminal) = self else { return None };
+        let (reply, answer) = oneshot::channel();
+        terminal.requests.send(Request::Rows(reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+
     /// Remembers a line in the history (terminal only).
     pub(crate) fn remember(&self, line: &str) {
         if let Input::Terminal(terminal) = self {
@@ -88,6 +96,7 @@ impl Input {
 enum Request {
     Read(String, oneshot::Sender<std::io::Result<Read>>),
     Remember(String),
+    Rows(oneshot::Sender<Option<usize>>),
 }
 
 /// The line editor's thread.
@@ -128,6 +137,10 @@ impl Terminal {
                     }
                     Request::Remember(line) => {
                         let _ = editor.history_mut().add(&line);
+                    }
+                    Request::Rows(reply) => {
+                        let rows = editor.dimensions().map(|(_, rows)| usize::from(rows)).filter(|rows| *rows > 0);
+                        let _ = reply.send(rows);
                     }
                 }
             }

@@ -90,7 +90,15 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     }
     let mut script = cli.script.clone();
     let job = match &cli.command {
-        Some(Command::Query(query)) => Job::Call(query.request()?),
+        Some(Command::Query(query)) => {
+            let mut request = query.request()?;
+            // People read plans as text, the way psql shows EXPLAIN; JSON stays for scripts.
+            let for_people = matches!(style.format, Format::Table | Format::Unaligned);
+            if request.args["action"] == "explain" && request.args.get("format").is_none() && for_people {
+                request.args["format"] = json!("text");
+            }
+            Job::Call(request)
+        }
         Some(Command::Schema(schema)) => Job::Call(schema.request()),
         Some(Command::Admin(admin)) => Job::Call(admin.request()),
         Some(Command::Monitor(monitor)) => Job::Call(monitor.request()),

@@ -50,6 +50,7 @@ Output (notices, timing and session state go to stderr; data to stdout):
   \x [on|off]          expanded output          \timing [on|off]   time each statement
   \t [on|off]          rows only                \a                 aligned / unaligned
   \pset null TEXT      show NULL as TEXT        \pset format aligned|unaligned|csv|json|markdown
+  \pset pager on|off|always   page results longer than the terminal ($PSQL_PAGER, $PAGER, less)
   \pset                show the settings       \format FORMAT     the same as \pset format
 
 Input and others:
@@ -61,6 +62,15 @@ Input and others:
 
 /// The statement kinds that go to `pg_query read` (the tools' own read kinds).
 const READ_KINDS: [&str; 3] = ["SelectStmt", "VariableShowStmt", "ExplainStmt"];
+
+/// When results go through a pager (psql's `\pset pager`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pager {
+    Off,
+    /// When the output is longer than the terminal (on a terminal only).
+    On,
+    Always,
+}
 
 /// How deep `\i` may nest.
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -96,6 +106,9 @@ pub(crate) async fn run(setup: Setup<'_>, inputs: Vec<Input>) -> Exit {
         failed: false,
         stop: false,
         depth: 0,
+        pager: Pager::On,
+        pageable: false,
+        rows: None,
     };
     for input in inputs {
         if shell.stop {
@@ -188,6 +201,7 @@ enum Command {
     TuplesOnly(Option<bool>),
     ToggleAlign,
     Null(String),
+    Pager(Pager),
     Format(Format),
     ShowSettings,
     Include(String),
@@ -295,9 +309,13 @@ fn backslash(line: &str) -> Parsed {
             (Some("null"), value) => Ok(Command::Null(unquote(value.map_or("", |_| rest["null".len()..].trim())))),
             (Some("format"), Some(name)) => format_named(name).map(Command::Format),
             (Some("tuples_only"), value) => on_off(value).map(Command::TuplesOnly),
+            (Some("pager"), Some("always")) => Ok(Command::Pager(Pager::Always)),
+            (Some("pager"), value) => {
+                on_off(value).map(|on| Command::Pager(if on == Some(false) { Pager::Off } else { Pager::On }))
+            }
             (Some("expanded" | "x"), value) => on_off(value).map(Command::Expanded),
             (Some(option), _) => Err(format!(
-                "\\pset: unknown or incomplete option {option}; the options are null, format, tuples_only, expanded"
+                "\\pset: unknown or incomplete option {option}; the options are null, format, tuples_only, expanded, pager"
             )),
         },
         "\\i" | "\\ir" | "\\include" => match arg {
@@ -421,6 +439,11 @@ struct Shell<'a> {
     stop: bool,
     /// `\i` nesting.
     depth: usize,
+    pager: Pager,
+    /// The shell reads from a terminal and writes to one: results may be paged.
+    pageable: bool,
+    /// The terminal's height, when known.
+    rows: Option<usize>,
 }
 
 type Boxed<'f, T> = Pin<Box<dyn Future<Output = T> + 'f>>;
@@ -458,8 +481,41 @@ impl Shell<'_> {
 
     fn show(&self, value: &Value, sql: Option<&str>) {
         let rendered = output::render(value, &self.style, &self.origin(sql));
-        crate::print(&rendered.stdout);
+        if !self.page(&rendered.stdout) {
+            crate::print(&rendered.stdout);
+        }
         eprint!("{}", rendered.stderr);
+    }
+
+    /// Shows `text` through the pager when it is longer than the terminal (or `\pset pager
+    /// always`); false when it was not paged.
+    fn page(&self, text: &str) -> bool {
+        let wanted = match (self.pager, self.rows) {
+            _ if !self.pageable => false,
+            (Pager::Off, _) | (Pager::On, None) => false,
+            (Pager::On, Some(rows)) => text.lines().count() >= rows.saturating_sub(1),
+            (Pager::Always, _) => !text.is_empty(),
+        };
+        if !wanted {
+            return false;
+        }
+        let pager = ["PSQL_PAGER", "PAGER"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|p| !p.trim().is_empty()))
+            .unwrap_or_else(|| "less".to_owned());
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c").arg(&pager).stdin(std::process::Stdio::piped());
+        if std::env::var_os("LESS").is_none() {
+            // Quit when it fits, keep the screen, show colours, do not wrap long rows.
+            command.env("LESS", "FRXS");
+        }
+        let Ok(mut child) = command.spawn() else { return false };
+        if let Some(mut stdin) = child.stdin.take() {
+            // A pager that quits early closes the pipe; that is not an error.
+            let _ = std::io::Write::write_all(&mut stdin, text.as_bytes());
+        }
+        let _ = child.wait();
+        true
     }
 
     /// psql's tag (`BEGIN`, `COMMIT`...) on stdout, details on stderr; the tool's JSON with
@@ -516,6 +572,11 @@ impl Shell<'_> {
     fn consume(&mut self, mut input: Input) -> Boxed<'_, Input> {
         Box::pin(async move {
             let mut buffer = Buffer::default();
+            let outer = (self.pageable, self.rows);
+            if input.interactive() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                self.pageable = true;
+                self.rows = input.rows().await;
+            }
             while !self.stop {
                 let prompt = self.prompt(&buffer);
                 if self.prompt_on_stderr && !input.interactive() {
@@ -532,6 +593,10 @@ impl Shell<'_> {
                     Read::Line(line) => {
                         if !line.trim().is_empty() {
                             input.remember(&line);
+                        }
+                        if input.interactive() && self.pageable {
+                            // The terminal may have been resized while the line was typed.
+                            self.rows = input.rows().await;
                         }
                         self.line(&line, &mut buffer).await;
                     }
@@ -553,6 +618,7 @@ impl Shell<'_> {
                     }
                 }
             }
+            (self.pageable, self.rows) = outer;
             input
         })
     }
@@ -709,6 +775,15 @@ impl Shell<'_> {
             Command::Format(format) => {
                 self.style.format = format;
                 eprintln!("Output format is {}.", format_name(format));
+            }
+            Command::Pager(pager) => {
+                self.pager = pager;
+                let said = match pager {
+                    Pager::Off => "off",
+                    Pager::On => "used for long output",
+                    Pager::Always => "always used",
+                };
+                eprintln!("Pager is {said}.");
             }
             Command::Null(text) => {
                 eprintln!("Null display is \"{text}\".");

@@ -81,6 +81,16 @@ async fn query_explain_shows_the_plan() {
     let out = run(&db, &["query", "explain", "SELECT 1", "--analyze", "--plan-format", "text"]).await.expect(0);
     assert!(out.stdout.contains("Result"), "{}", out.stdout);
     assert!(out.stdout.contains("actual time"), "{}", out.stdout);
+
+    // For people the plan is text, line by line as psql shows it, and the summary a notice.
+    let out = run(&db, &["query", "explain", "SELECT * FROM notes WHERE id = 1"]).await.expect(0);
+    assert!(
+        out.stdout.starts_with("Index Scan using notes_pkey on notes") || out.stdout.starts_with("Bitmap Heap Scan"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\n  "), "an indented plan, not one cell: {}", out.stdout);
+    assert!(out.stderr.starts_with("summary: "), "{}", out.stderr);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! database, or a throwaway one with `--ephemeral`): one test binary, one module per concern.
 
 mod commands;
+mod connection;
 mod ephemeral;
 mod errors;
 mod export;

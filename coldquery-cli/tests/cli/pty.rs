@@ -27,7 +27,7 @@ fn spawn_shell(db: &TestDb, history: &Path, extra: &[&str]) -> PtySession {
             command.env_remove(name);
         }
     }
-    command.env("DATABASE_URL", &db.url).env("TERM", "xterm");
+    command.env("DATABASE_URL", &db.url).env("TERM", "xterm").env("PAGER", "sed 's/^/PAGED:/'");
     command.arg("shell").arg("--history-file").arg(history).args(extra);
     let mut session = rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("the shell starts on a pty");
     session.exp_string("coldquery=> ").expect("the first prompt");
@@ -70,7 +70,7 @@ async fn ctrl_c_clears_the_statement_and_ctrl_d_discards_it_unrun() {
     db.client().await.batch_execute("INSERT INTO notes SELECT g, 'n' FROM generate_series(1, 5) g").await.unwrap();
     let history = history_file("ctrl");
     let mut shell = spawn_shell(&db, &history, &["--autocommit"]);
-    let code = typing(move || {
+    let mut shell = typing(move || {
         // Ctrl-C on a continued statement throws it away: a later ';' runs nothing.
         typ(&mut shell, "DELETE FROM notes\r");
         shell.exp_string("coldquery-> ").expect("the continuation prompt");
@@ -80,6 +80,29 @@ async fn ctrl_c_clears_the_statement_and_ctrl_d_discards_it_unrun() {
         shell.exp_string("coldquery=> ").unwrap();
         typ(&mut shell, "SELECT count(*) AS n FROM notes;\r");
         shell.exp_string(" 5\r\n(1 row)").expect("the rows are all there after Ctrl-C and ';'");
+        shell.exp_string("coldquery=> ").unwrap();
+        typ(&mut shell, "SELECT pg_sleep(60) AS slept;\r");
+        shell
+    })
+    .await;
+    // Ctrl-C while a statement runs cancels it on the server, and the shell goes on.
+    let side = db.client().await;
+    let running = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'";
+    let started = std::time::Instant::now();
+    while side.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the statement never started");
+        tokio::task::yield_now().await;
+    }
+    let mut shell = typing(move || {
+        shell.send_control('c').unwrap();
+        shell.exp_string("cancelling the statement").unwrap();
+        shell.exp_string("error[CANCELLED]").expect("the server cancelled it");
+        shell.exp_string("coldquery=> ").expect("the shell goes on");
+        shell
+    })
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let code = typing(move || {
         // Ctrl-D with an unfinished statement quits without running it.
         typ(&mut shell, "DELETE FROM notes\r");
         shell.exp_string("coldquery-> ").unwrap();
@@ -88,7 +111,7 @@ async fn ctrl_c_clears_the_statement_and_ctrl_d_discards_it_unrun() {
         exit_code(&mut shell)
     })
     .await;
-    assert_eq!(code, 0);
+    assert_eq!(code, 1, "exit 1: a statement (the cancelled one) failed");
     assert_eq!(count(&db, "notes").await, 5, "neither DELETE ran");
 }
 
@@ -142,6 +165,11 @@ async fn a_plpgsql_function_with_semicolons_in_its_body_is_one_statement() {
         typ(&mut shell, "SELECT 41 AS x; SELECT 2 AS y;\r");
         shell.exp_string(" x\r\n----\r\n 41").unwrap();
         shell.exp_string(" y\r\n---\r\n 2").expect("both statements of the line ran");
+        shell.exp_string("coldquery=> ").unwrap();
+        // Lines pasted (or typed ahead) at once all arrive.
+        typ(&mut shell, "SELECT 'first' AS f;\rSELECT 'second' AS s;\r");
+        shell.exp_string(" first\r\n").unwrap();
+        shell.exp_string(" second\r\n").expect("the second pasted line ran too");
         typ(&mut shell, "\\q\r");
         assert_eq!(exit_code(&mut shell), 0);
     })
@@ -166,6 +194,14 @@ async fn tab_completes_table_names_keywords_and_backslash_commands() {
         shell.exp_string("customer_orders").expect("the table name is completed");
         typ(&mut shell, ";\r");
         shell.exp_string("(0 rows)").expect("the completed statement runs");
+        // A pager shows results when asked (and when they are longer than the terminal).
+        typ(&mut shell, "\\pset pager always\r");
+        shell.exp_string("Pager is always used.").unwrap();
+        typ(&mut shell, "SELECT 'through the pager' AS p;\r");
+        shell.exp_string("PAGED: through the pager").expect("the result went through $PAGER");
+        typ(&mut shell, "\\pset pager off\r");
+        shell.exp_string("Pager is off.").unwrap();
+        shell.exp_string("coldquery=> ").unwrap();
         typ(&mut shell, "\\conn");
         typ(&mut shell, "\t");
         shell.exp_string("\\conninfo").unwrap();
