@@ -139,7 +139,7 @@ pub(crate) enum Command {
         /// Show this tool's parameters only.
         tool: Option<String>,
     },
-    /// The interactive shell: psql's habits, transactions with BEGIN ... COMMIT (type \\?).
+    /// The interactive shell: psql's habits, transactions with BEGIN ... COMMIT (type \?).
     Shell(ShellArgs),
 }
 

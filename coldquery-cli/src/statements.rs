@@ -59,10 +59,13 @@ pub(crate) fn split(buffer: &str) -> Split {
         }
         let candidate = &buffer[start..=at];
         let ends_here = match pg_query::scan(candidate) {
-            Ok(scanned) => scanned
-                .tokens
-                .last()
-                .is_some_and(|t| t.token == Token::Ascii59 as i32 && t.end as usize == candidate.len()),
+            Ok(scanned) => {
+                scanned
+                    .tokens
+                    .last()
+                    .is_some_and(|t| t.token == Token::Ascii59 as i32 && t.end as usize == candidate.len())
+                    && !inside_sql_body(candidate, &scanned.tokens)
+            }
             // A `;` inside an open string, identifier or comment ends nothing. Any other scan
             // error is the server's to report: the statement ends here and PostgreSQL says why.
             Err(e) => !e.to_string().contains("unterminated"),
@@ -78,6 +81,49 @@ pub(crate) fn split(buffer: &str) -> Split {
     let rest = &buffer[start..];
     let rest = if is_blank(rest) { String::new() } else { rest.trim_start_matches(['\n', '\r']).to_owned() };
     Split { complete, rest }
+}
+
+/// psql's heuristic for SQL-standard function bodies: in `CREATE [OR REPLACE] FUNCTION|PROCEDURE
+/// … BEGIN ATOMIC … END`, a `;` before the `END` ends nothing. BEGIN (and, inside it, CASE)
+/// opens, END closes, outside parentheses — the way psqlscan.l counts them.
+fn inside_sql_body(text: &str, tokens: &[pg_query::protobuf::ScanToken]) -> bool {
+    let mut words = 0;
+    let mut head = [' '; 4];
+    let mut parens = 0i64;
+    let mut depth = 0u32;
+    for token in tokens {
+        if is_comment(token.token) {
+            continue;
+        }
+        if token.token == Token::Ascii40 as i32 {
+            parens += 1;
+            continue;
+        }
+        if token.token == Token::Ascii41 as i32 {
+            parens -= 1;
+            continue;
+        }
+        let is_word = token.token == Token::Ident as i32 || token.keyword_kind != 0;
+        if !is_word {
+            continue;
+        }
+        let word = text.get(token.start as usize..token.end as usize).unwrap_or("").to_ascii_lowercase();
+        if words < head.len() && matches!(word.as_str(), "create" | "function" | "procedure" | "or" | "replace") {
+            head[words] = word.chars().next().unwrap_or(' ');
+        }
+        words += 1;
+        let creates_routine = head[0] == 'c'
+            && (matches!(head[1], 'f' | 'p') || (head[1] == 'o' && head[2] == 'r' && matches!(head[3], 'f' | 'p')));
+        if creates_routine && parens == 0 {
+            match word.as_str() {
+                "begin" => depth += 1,
+                "case" if depth >= 1 => depth += 1,
+                "end" => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    depth > 0
 }
 
 /// True when `text` holds nothing but whitespace and complete comments.
@@ -278,6 +324,12 @@ mod tests {
         let function = "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  PERFORM 1;\n  RETURN 2;\nEND\n$body$;";
         check(function, &[&function[..function.len() - 1]], "");
         check(&function[..function.len() - 9], &[], &function[..function.len() - 9]);
+        // SQL-standard bodies: the ';' inside BEGIN ATOMIC ... END ends nothing.
+        let atomic = "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT CASE WHEN true THEN 1 END;\n  SELECT 2;\nEND";
+        check(&format!("{atomic}; SELECT 3;"), &[atomic, "SELECT 3"], "");
+        check(atomic, &[], atomic);
+        check("BEGIN; SELECT 1; END;", &["BEGIN", "SELECT 1", "END"], "");
+        check("CREATE TABLE t (a int); SELECT 1;", &["CREATE TABLE t (a int)", "SELECT 1"], "");
     }
 
     #[test]

@@ -58,11 +58,18 @@ async fn statements_end_where_postgresqls_scanner_says() {
                   CREATE FUNCTION bump(n int) RETURNS int LANGUAGE plpgsql AS $body$\n\
                   DECLARE r int;\n\
                   BEGIN\n  r := n + 1;\n  RETURN r;\nEND\n$body$;\n\
+                  CREATE FUNCTION two() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 2;\nEND;\n\
                   BEGIN; INSERT INTO notes VALUES (bump(1), 'two'); COMMIT;\n\
                   SELECT note FROM notes /* ; */ WHERE id = 2\n";
     let out = run_stdin(&db, &["--autocommit", "-A", "-t"], script).await.expect(0);
-    assert_eq!(out.stdout, "1\n2\nx;\ny\nCREATE FUNCTION\nBEGIN\nINSERT 0 1\nCOMMIT\ntwo\n", "{}", out.stderr);
+    assert_eq!(
+        out.stdout, "1\n2\nx;\ny\nCREATE FUNCTION\nCREATE FUNCTION\nBEGIN\nINSERT 0 1\nCOMMIT\ntwo\n",
+        "{}",
+        out.stderr
+    );
     assert_eq!(count(&db, "notes").await, 1);
+    let two: i32 = db.client().await.query_one("SELECT two()", &[]).await.unwrap().get(0);
+    assert_eq!(two, 2, "the SQL-standard body was created whole");
 }
 
 #[tokio::test]
