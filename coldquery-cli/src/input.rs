@@ -17,7 +17,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::{DefaultHistory, History};
 use rustyline::validate::Validator;
-use rustyline::{Config, Context, Editor, Helper};
+use rustyline::{Behavior, Config, Context, Editor, Helper};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 use tokio::sync::oneshot;
 
@@ -114,7 +114,12 @@ impl std::fmt::Debug for Terminal {
 impl Terminal {
     /// Starts the editor with its history file and completion over `tools`.
     pub(crate) fn start(history: Option<PathBuf>, completion: Completion) -> std::io::Result<Terminal> {
-        let config = Config::builder().auto_add_history(false).history_ignore_dups(true).map_err(io)?.build();
+        // With stdout redirected (`coldquery shell > out.txt`) the editor talks to the terminal
+        // itself, so prompts and echo never end up in the data.
+        let behavior =
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) { Behavior::Stdio } else { Behavior::PreferTerm };
+        let config =
+            Config::builder().auto_add_history(false).history_ignore_dups(true).map_err(io)?.behavior(behavior).build();
         let mut editor: Editor<SqlHelper, DefaultHistory> = Editor::with_config(config).map_err(io)?;
         editor.set_helper(Some(SqlHelper { completion }));
         if let Some(path) = &history

@@ -20,7 +20,11 @@ const UP: &str = "\x1b[A";
 
 /// `coldquery shell` on a pseudo-terminal, against `db`.
 fn spawn_shell(db: &TestDb, history: &Path, extra: &[&str]) -> PtySession {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coldquery"));
+    spawn(db, std::process::Command::new(env!("CARGO_BIN_EXE_coldquery")), history, extra)
+}
+
+/// `command` (the binary, or a shell running it) on a pseudo-terminal with a clean environment.
+fn spawn(db: &TestDb, mut command: std::process::Command, history: &Path, extra: &[&str]) -> PtySession {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
         if name == "DATABASE_URL" || name == "RUST_LOG" || name.starts_with("PG") || name.starts_with("COLDQUERY_") {
@@ -211,4 +215,24 @@ async fn tab_completes_table_names_keywords_and_backslash_commands() {
         assert_eq!(exit_code(&mut shell), 0);
     })
     .await;
+}
+
+#[tokio::test]
+async fn with_stdout_redirected_the_file_gets_only_the_data() {
+    let db = test_db().await;
+    let history = history_file("redirect");
+    let out = history.with_extension("out");
+    // `coldquery shell > out`: prompts and echo go to the terminal, the rows to the file.
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(r#"out="$1"; shift; exec "$@" > "$out""#).arg("sh").arg(&out);
+    command.arg(env!("CARGO_BIN_EXE_coldquery"));
+    let mut shell = spawn(&db, command, &history, &[]);
+    typing(move || {
+        typ(&mut shell, "SELECT 1 AS a;\r");
+        shell.exp_string("coldquery=> ").expect("the prompt is on the terminal");
+        typ(&mut shell, "\\q\r");
+        assert_eq!(exit_code(&mut shell), 0);
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), " a\n---\n 1\n(1 row)\n");
 }
