@@ -17,7 +17,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::{DefaultHistory, History};
 use rustyline::validate::Validator;
-use rustyline::{Behavior, Config, Context, Editor, Helper};
+use rustyline::{Behavior, CompletionType, Config, Context, Editor, Helper};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 use tokio::sync::oneshot;
 
@@ -119,7 +119,14 @@ impl Terminal {
         let behavior =
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) { Behavior::Stdio } else { Behavior::PreferTerm };
         let config =
-            Config::builder().auto_add_history(false).history_ignore_dups(true).map_err(io)?.behavior(behavior).build();
+            // Readline's (and so psql's) way: Tab completes the common prefix, a second Tab lists.
+            Config::builder()
+                .auto_add_history(false)
+                .history_ignore_dups(true)
+                .map_err(io)?
+                .behavior(behavior)
+                .completion_type(CompletionType::List)
+                .build();
         let mut editor: Editor<SqlHelper, DefaultHistory> = Editor::with_config(config).map_err(io)?;
         editor.set_helper(Some(SqlHelper { completion }));
         if let Some(path) = &history
@@ -195,6 +202,61 @@ impl Completion {
             None => names,
         }
     }
+}
+
+impl Completion {
+    /// The column names of table (or view) `name` (`schema.name` too), asked of
+    /// `pg_schema describe`.
+    fn columns(&self, name: &str) -> Vec<String> {
+        let (schema, table) = match name.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, name),
+        };
+        for target in ["table", "view"] {
+            let mut args = serde_json::json!({"action": "describe", "name": table, "target": target});
+            if let Some(schema) = schema {
+                args["schema"] = serde_json::json!(schema);
+            }
+            let ask = self.tools.call(&self.caller, "pg_schema", args);
+            let answer = self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), ask).await });
+            if let Ok(Ok(output)) = answer
+                && !output.is_error
+            {
+                return output.value["columns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|column| column["name"].as_str().map(str::to_owned))
+                    .collect();
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// The relations a line names after FROM, JOIN, UPDATE or INTO, up to the next clause
+/// (`FROM a, b AS x WHERE` names `a` and `b`; an alias is skipped when it follows AS).
+fn relations_in(line: &str) -> Vec<String> {
+    let spaced = line.replace(',', " , ").replace(['(', ')', ';'], " ( ");
+    let mut out: Vec<String> = Vec::new();
+    let mut listing = false;
+    let mut expect_name = false;
+    for word in spaced.split_whitespace() {
+        let upper = word.to_ascii_uppercase();
+        if matches!(upper.as_str(), "FROM" | "JOIN" | "UPDATE" | "INTO") {
+            (listing, expect_name) = (true, true);
+        } else if word == "," {
+            expect_name = listing;
+        } else if word == "(" || (KEYWORDS.contains(&upper.as_str()) && upper != "AS") {
+            (listing, expect_name) = (false, false);
+        } else if expect_name {
+            if !out.iter().any(|r| r == word) {
+                out.push(word.to_owned());
+            }
+            expect_name = false;
+        }
+    }
+    out
 }
 
 /// The SQL keywords offered by completion (psql completes these too).
@@ -318,8 +380,22 @@ impl SqlHelper {
         let previous = before.last().map(String::as_str);
         let relation_wanted = previous.is_some_and(|p| BEFORE_RELATION.contains(&p) || p.starts_with("\\D"));
         let mut out = Vec::new();
+        // `table.col`: that table's columns (when the line names it, or it is a table).
+        if let Some((head, tail)) = word.rsplit_once('.')
+            && !relation_wanted
+        {
+            let columns = self.completion.columns(head);
+            if !columns.is_empty() {
+                return columns.into_iter().filter(|c| c.starts_with(tail)).map(|c| format!("{head}.{c}")).collect();
+            }
+        }
         if relation_wanted || !word.is_empty() {
             out.extend(self.completion.tables(word));
+        }
+        if !relation_wanted && !word.is_empty() && !word.contains('.') {
+            for relation in relations_in(line) {
+                out.extend(self.completion.columns(&relation).into_iter().filter(|c| c.starts_with(word)));
+            }
         }
         if !relation_wanted {
             let upper = word.to_ascii_uppercase();
@@ -331,7 +407,8 @@ impl SqlHelper {
                     .map(|k| if lower { k.to_ascii_lowercase() } else { (*k).to_owned() }),
             );
         }
-        out.dedup();
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|candidate| seen.insert(candidate.clone()));
         out
     }
 }
@@ -364,3 +441,16 @@ impl Highlighter for SqlHelper {
 impl Validator for SqlHelper {}
 
 impl Helper for SqlHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relations_a_line_names() {
+        assert_eq!(relations_in("SELECT a FROM t1, s.t2 AS x JOIN t3 ON true WHERE z"), ["t1", "s.t2", "t3"]);
+        assert_eq!(relations_in("UPDATE t SET a = 1"), ["t"]);
+        assert_eq!(relations_in("INSERT INTO t(a) VALUES (1)"), ["t"]);
+        assert!(relations_in("SELECT 1").is_empty());
+    }
+}

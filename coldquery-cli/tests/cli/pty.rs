@@ -187,6 +187,7 @@ async fn a_plpgsql_function_with_semicolons_in_its_body_is_one_statement() {
 async fn tab_completes_table_names_keywords_and_backslash_commands() {
     let db = test_db().await;
     create_table(&db, "customer_orders").await;
+    db.client().await.batch_execute("CREATE TABLE animals (zebra_count int)").await.unwrap();
     let history = history_file("completion");
     let mut shell = spawn_shell(&db, &history, &[]);
     typing(move || {
@@ -198,6 +199,16 @@ async fn tab_completes_table_names_keywords_and_backslash_commands() {
         shell.exp_string("customer_orders").expect("the table name is completed");
         typ(&mut shell, ";\r");
         shell.exp_string("(0 rows)").expect("the completed statement runs");
+        shell.exp_string("coldquery=> ").unwrap();
+        // Column names: after `table.`, and of the tables the line names.
+        typ(&mut shell, "SELECT customer_orders.no");
+        typ(&mut shell, "\t");
+        shell.exp_string("customer_orders.note").expect("the column is completed");
+        typ(&mut shell, " FROM customer_orders, animals WHERE zeb");
+        typ(&mut shell, "\t");
+        shell.exp_string("zebra_count").expect("a column of a table the line names");
+        typ(&mut shell, " = 1;\r");
+        shell.exp_string("(0 rows)").unwrap();
         // A pager shows results when asked (and when they are longer than the terminal).
         typ(&mut shell, "\\pset pager always\r");
         shell.exp_string("Pager is always used.").unwrap();
