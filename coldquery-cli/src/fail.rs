@@ -79,6 +79,7 @@ pub(crate) fn render_error_text(error: &Value, sql: Option<&str>, vocabulary: Vo
     let empty = Map::new();
     let object = error.as_object().unwrap_or(&empty);
     let message = object.get("message").and_then(Value::as_str).unwrap_or("the call failed");
+    let message = without_tool_prefix(message);
     let mut out = match object.get("code").and_then(Value::as_str) {
         Some(code) => format!("error[{code}]: {message}\n"),
         None => format!("error: {message}\n"),
@@ -102,6 +103,17 @@ pub(crate) fn render_error_text(error: &Value, sql: Option<&str>, vocabulary: Vo
         out.push_str(&format!("{key}: {text}\n"));
     }
     out
+}
+
+/// `pg_schema describe: no table named x` → `no table named x`: at a terminal the tool and
+/// action are the command just typed, not news.
+fn without_tool_prefix(message: &str) -> &str {
+    let Some((head, rest)) = message.split_once(": ") else { return message };
+    let words: Vec<&str> = head.split(' ').collect();
+    let is_tool_action = words.len() == 2
+        && words[0].starts_with("pg_")
+        && words.iter().all(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    if is_tool_action { rest } else { message }
 }
 
 /// psql's error context: the line of `sql` holding the 1-based character `position`, and a
@@ -163,6 +175,34 @@ pub(crate) fn terminal_hint(hint: &str, vocabulary: Vocabulary) -> String {
             "run it with --autocommit, outside a transaction".into()
         };
     }
+    if hint.starts_with("run it alone with pg_query write") {
+        return if shell {
+            "run it alone, outside the transaction, with the \\a prefix (it commits on its own)".into()
+        } else {
+            "run it alone with `coldquery query write ... --autocommit`".into()
+        };
+    }
+    if hint.starts_with("run EXPLAIN ANALYZE of a write inside a session")
+        || hint.contains("for a write, begin a session")
+    {
+        let steps = "BEGIN, then EXPLAIN ANALYZE ..., then ROLLBACK if you only wanted the plan";
+        return if shell {
+            format!("EXPLAIN ANALYZE runs the statement: {steps}")
+        } else {
+            format!("EXPLAIN ANALYZE runs the statement: in `coldquery shell`, {steps}")
+        };
+    }
+    if hint.starts_with("call pg_schema with action 'list'") {
+        return if shell {
+            "list the names with \\dt, \\dv, \\ds, \\df or \\dT (a pattern helps: \\dt ord*); write schema.name for an \
+             object outside search_path; names are case-sensitive"
+                .into()
+        } else {
+            "list the names with `coldquery schema list --target ... --pattern ...`; give --schema for an object \
+             outside search_path; names are case-sensitive"
+                .into()
+        };
+    }
     if hint.starts_with("call pg_tx with action 'list'") {
         return if shell {
             "type `sessions` to see this shell's transactions, or BEGIN to open one".into()
@@ -195,6 +235,12 @@ pub(crate) fn terminal_hint(hint: &str, vocabulary: Vocabulary) -> String {
         ("pg_tx begin", "BEGIN", "BEGIN in `coldquery shell`"),
         ("pg_query transaction", "`coldquery query transaction`", "`coldquery query transaction`"),
         ("pg_query write with autocommit: true", "the \\a prefix", "`coldquery query write --autocommit`"),
+        ("(pg_query write with autocommit: true)", "(with the \\a prefix)", "(`coldquery --autocommit -c '...'`)"),
+        ("pass 'autocommit: true'", "use the \\a prefix", "add --autocommit"),
+        ("pass read_only: true", "the \\r prefix", "add --read-only"),
+        ("or give 'schema'", "or write schema.table", "or give --schema"),
+        ("or list target 'indexes'", "or list indexes with \\di", "or `coldquery schema list --target indexes`"),
+        ("describe the index's table", "\\d the index's table", "describe the index's table"),
         ("'autocommit: true'", "the \\a prefix", "--autocommit"),
         ("autocommit: true", "the \\a prefix", "--autocommit"),
         ("max_rows", "--max-rows", "--max-rows"),
@@ -213,10 +259,72 @@ mod tests {
     use super::*;
 
     #[test]
+    fn messages_lose_the_tool_and_action_they_came_from() {
+        assert_eq!(without_tool_prefix("pg_schema describe: no table named x"), "no table named x");
+        assert_eq!(without_tool_prefix("relation \"pg_x: y\" does not exist"), "relation \"pg_x: y\" does not exist");
+        assert_eq!(without_tool_prefix("pg_query read: parameter 'x' is unknown"), "parameter 'x' is unknown");
+    }
+
+    #[test]
     fn the_caret_points_at_the_position() {
         assert_eq!(caret("SELECT * FROM nope", 15).unwrap(), "LINE 1: SELECT * FROM nope\n                      ^\n");
         assert_eq!(caret("SELECT 1,\n\tx", 12).unwrap(), "LINE 2: \tx\n        \t^\n");
         assert_eq!(caret("SELECT", 99), None);
+    }
+
+    /// Every hint the tools give today (collected from their source) reads without MCP
+    /// names once the CLI has said it in its own words.
+    #[test]
+    fn no_tool_hint_keeps_mcp_names() {
+        let hints = [
+            "EXPLAIN ANALYZE runs the statement; for a write, begin a session (pg_tx begin) and pass its session_id, then roll back if you only wanted the plan",
+            "call pg_schema with action 'list' and target 'tables' (a 'pattern' helps) to see the names; pass 'schema' for an object outside search_path; names are case-sensitive",
+            "describe the index's table, or list target 'indexes'",
+            "call pg_schema list to see what it is",
+            "a batch that writes needs 'autocommit: true' (it commits atomically on its own), or pass read_only: true",
+            "call pg_tx rollback (or rollback_to a savepoint made before the failure)",
+            "call pg_tx with action 'list' to see your sessions, or 'begin' to open one",
+            "commit or roll back a session you no longer need (pg_tx list shows yours); sessionless reads still work",
+            "create it first with pg_tx savepoint; names are case-sensitive",
+            "find settings with pg_admin settings and 'pattern'; extension settings appear once the extension's library is loaded",
+            "it controls the connection or the transaction ColdQuery manages; begin a session with the options you need (pg_tx begin)",
+            "list backends with pg_monitor activity (include_idle: true)",
+            "list tables with pg_schema list, or give 'schema'",
+            "pass 'autocommit: true' to run it on its own",
+            "pass 'session_id' from pg_tx begin to run it inside a transaction you commit later, or 'autocommit: true' to commit it on its own",
+            "retry the call; if it keeps failing, check that the server is up (pg_monitor health)",
+            "run ALTER EXTENSION pg_stat_statements UPDATE; (PostgreSQL 13 or later)",
+            "run EXPLAIN ANALYZE of a write inside a session (pg_tx begin, then pg_query explain with session_id, then pg_tx rollback)",
+            "run it alone with pg_query write and autocommit: true",
+            "run it without session_id and with 'autocommit: true'",
+            "send one statement per call; for several writes that must commit together use pg_query transaction or a pg_tx session",
+            "to enable it: add pg_stat_statements to shared_preload_libraries in postgresql.conf, restart PostgreSQL, then run CREATE EXTENSION pg_stat_statements; in this database (pg_query write with autocommit: true)",
+            "use pg_query with action 'write' and either session_id (from pg_tx begin) or autocommit: true",
+        ];
+        let mcp = [
+            "pg_tx",
+            "pg_query",
+            "pg_schema",
+            "pg_admin",
+            "pg_monitor",
+            "session_id",
+            "autocommit: true",
+            "'pattern'",
+            "'schema'",
+            "target '",
+            "read_only: true",
+        ];
+        let mut failures = Vec::new();
+        for hint in hints {
+            for vocabulary in [Vocabulary::Shell, Vocabulary::Command] {
+                let said = terminal_hint(hint, vocabulary);
+                let plain = said.replace("pg_stat_statements", "");
+                if mcp.iter().any(|name| plain.contains(name)) {
+                    failures.push(format!("{vocabulary:?}: {said}"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     #[test]
