@@ -91,7 +91,10 @@ fn notices(value: &Value, origin: &Origin<'_>) -> String {
              Raise it with --max-rows N{ceiling} or --max-result-bytes SIZE, or fetch everything with --all.\n"
         ));
     }
-    if let Some(session) = value.get("session").and_then(Value::as_object) {
+    // The prompt shows the transaction's state; a notice only when it is about to expire.
+    if let Some(session) = value.get("session").and_then(Value::as_object)
+        && session.contains_key("warning")
+    {
         out.push_str(&session_line(session));
     }
     out
@@ -429,7 +432,11 @@ mod tests {
             )
         );
         assert!(out.stderr.contains("--max-rows 3") && out.stderr.contains("--all"), "{}", out.stderr);
-        assert!(out.stderr.contains("session abc: idle, expires in 1799 s"), "{}", out.stderr);
+        assert!(!out.stderr.contains("session abc"), "the prompt shows the state: {}", out.stderr);
+        let mut expiring = result();
+        expiring["session"]["warning"] = "commit soon".into();
+        let out = render(&expiring, &Style::default(), &origin);
+        assert!(out.stderr.contains("session abc: idle, expires in 1799 s\nwarning: commit soon\n"), "{}", out.stderr);
         let null = render(&result(), &styled(|s| s.null = "(null)".into()), &origin).stdout;
         assert!(null.contains(" 10 | (null) | (null)\n") && null.contains(" 11 |        | {}\n"), "{null}");
     }
