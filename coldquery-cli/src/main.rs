@@ -76,8 +76,8 @@ fn main() -> ExitCode {
 enum Job {
     /// One tool call.
     Call(Request),
-    /// Statements from these inputs (`-c`, `-f`, stdin, or the shell on a terminal).
-    Statements { inputs: Vec<Input>, vocabulary: Vocabulary, prompt_on_stderr: bool, history: bool },
+    /// Statements from these inputs (`-c`, `-f`, stdin), or from a line editor when `terminal`.
+    Statements { inputs: Vec<Input>, vocabulary: Vocabulary, prompt_on_stderr: bool, terminal: bool },
 }
 
 async fn run(cli: Cli) -> Result<Exit, Failure> {
@@ -115,7 +115,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                 PromptMode::Always => !terminal,
                 PromptMode::Never | PromptMode::Auto => false,
             };
-            Job::Statements { inputs: Vec::new(), vocabulary: Vocabulary::Shell, prompt_on_stderr, history: terminal }
+            Job::Statements { inputs: Vec::new(), vocabulary: Vocabulary::Shell, prompt_on_stderr, terminal }
         }
         None if scripted => {
             let mut inputs: Vec<Input> = cli.commands.iter().map(|sql| Input::text(sql)).collect();
@@ -128,20 +128,20 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                     inputs.push(Input::text(&text));
                 }
             }
-            Job::Statements { inputs, vocabulary: Vocabulary::Command, prompt_on_stderr: false, history: false }
+            Job::Statements { inputs, vocabulary: Vocabulary::Command, prompt_on_stderr: false, terminal: false }
         }
         // psql: on a terminal the shell, otherwise the statements piped in.
         None if stdin_is_terminal() => Job::Statements {
             inputs: Vec::new(),
             vocabulary: Vocabulary::Shell,
             prompt_on_stderr: false,
-            history: true,
+            terminal: true,
         },
         None => Job::Statements {
             inputs: vec![Input::stdin()],
             vocabulary: Vocabulary::Command,
             prompt_on_stderr: false,
-            history: false,
+            terminal: false,
         },
     };
     let history_file = match &cli.command {
@@ -152,9 +152,9 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     let interrupt = Interrupt::install();
     let connection = config::connect(&config).await?;
     let exit = match job {
-        Job::Statements { mut inputs, vocabulary, prompt_on_stderr, history } => {
-            if history {
-                // The shell on a terminal: a line editor (empty `inputs` means exactly that).
+        Job::Statements { mut inputs, vocabulary, prompt_on_stderr, terminal } => {
+            if terminal {
+                // A person types: Ctrl-C between statements must not end the shell.
                 interrupt.keep_running();
                 let completion = input::Completion {
                     tools: connection.tools.clone(),
@@ -172,6 +172,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                     }
                 }
             } else if inputs.is_empty() {
+                // `coldquery shell` reading a pipe.
                 interrupt.keep_running();
                 inputs.push(Input::stdin());
             }
