@@ -54,6 +54,7 @@ Output (notices, timing and session state go to stderr; data to stdout):
   \pset                show the settings       \format FORMAT     the same as \pset format
 
 Input and others:
+  \g, \gx             at the end of a line: send the statement (\gx: expanded)
   \i FILE              run the statements in FILE
   \r                   clear the statement being typed
   \?, help             this text
@@ -626,6 +627,25 @@ impl Shell<'_> {
     async fn line(&mut self, line: &str, buffer: &mut Buffer) {
         let open = if buffer.text.is_empty() { Open::Nothing } else { statements::open(&buffer.text) };
         let in_literal = matches!(open, Open::Quote | Open::Identifier | Open::Dollar | Open::Comment);
+        // psql's `\g` and `\gx` at the end of a line send the statement (`\gx` expanded).
+        if !in_literal && let Some((before, expanded)) = send_suffix(line) {
+            let mut text = buffer.text.clone();
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(before);
+            let open = statements::open(&text);
+            if !matches!(open, Open::Quote | Open::Identifier | Open::Dollar | Open::Comment) {
+                if statements::is_blank(&text) {
+                    return;
+                }
+                let was = self.style.expanded;
+                self.style.expanded |= expanded;
+                Box::pin(self.line(&format!("{before};"), buffer)).await;
+                self.style.expanded = was;
+                return;
+            }
+        }
         let trimmed = line.trim_start();
         // Backslash commands work on continuation lines too (as in psql), except inside a literal.
         let parsed = if in_literal {
@@ -966,6 +986,15 @@ impl Shell<'_> {
     }
 }
 
+/// `SELECT 1 \\gx` → (`SELECT 1 `, expanded); `None` when the line does not end in `\\g`/`\\gx`.
+fn send_suffix(line: &str) -> Option<(&str, bool)> {
+    let trimmed = line.trim_end();
+    if let Some(before) = trimmed.strip_suffix("\\gx") {
+        return Some((before, true));
+    }
+    trimmed.strip_suffix("\\g").map(|before| (before, false))
+}
+
 fn format_name(format: Format) -> &'static str {
     match format {
         Format::Table => "aligned",
@@ -1072,6 +1101,9 @@ mod tests {
         assert_eq!(parse_line("\\r SELECT 1"), Some(Parsed::Sql(Mode::Read, "SELECT 1".into())));
         assert_eq!(like_pattern("ord*_?"), Some("ord%\\__".into()));
         assert_eq!(like_pattern("*"), None);
+        assert_eq!(send_suffix("SELECT 1 \\gx "), Some(("SELECT 1 ", true)));
+        assert_eq!(send_suffix("\\g"), Some(("", false)));
+        assert_eq!(send_suffix("SELECT 1;"), None);
     }
 
     #[test]

@@ -126,6 +126,7 @@ async fn help_backslash_commands_and_formats() {
         .unwrap();
     let script = "\\?\n\\dt\n\\dv\n\\di notes*\n\\d recent\n\\d\n\\conninfo\n\\l\n\\nope\n\
                   \\pset null (null)\n\\x on\nSELECT NULL::text AS a, '' AS b;\n\\x off\n\
+                  SELECT 'g' AS sent\n\\g\nSELECT 'gx' AS sent \\gx\n\
                   \\timing on\n\\pset format csv\nSELECT 1 AS a, 'x' AS b;\n\\q\nSELECT 'not run';\n";
     let out = run_stdin(&db, &["shell"], script).await.expect(1);
     let stdout = &out.stdout;
@@ -135,6 +136,8 @@ async fn help_backslash_commands_and_formats() {
     }
     assert!(stdout.contains("-[ RECORD 1 ]"), "{stdout}");
     assert!(stdout.contains("a | (null)\nb |\n"), "NULL is visible, the empty string is not: {stdout}");
+    assert!(stdout.contains(" sent\n------\n g\n(1 row)\n"), "\\g sends the statement: {stdout}");
+    assert!(stdout.contains("sent | gx\n"), "\\gx sends it expanded: {stdout}");
     assert!(stdout.ends_with("a,b\n1,x\n"), "{stdout}");
     assert!(!stdout.contains("not run"), "{stdout}");
     let stderr = &out.stderr;
