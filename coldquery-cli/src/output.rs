@@ -319,6 +319,19 @@ fn other(value: &Value, style: &Style) -> String {
     }
 }
 
+/// A catalog list (`\dt`, `\df`...): psql's `List of …` title over a grid in the table format,
+/// the bare rows in the others.
+pub(crate) fn list(title: &str, items: &Value, style: &Style) -> String {
+    match style.format {
+        Format::Table if style.tuples_only => {
+            let grid = rows_grid(items);
+            grid.lines().skip(2).filter(|line| !line.starts_with('(')).map(|line| format!("{line}\n")).collect()
+        }
+        Format::Table => format!("List of {title}\n{}", rows_grid(items)),
+        _ => other(&serde_json::json!({ "rows": items }), style),
+    }
+}
+
 /// The people's form of a non-query result.
 pub(crate) fn table(value: &Value) -> String {
     let Some(object) = value.as_object() else {

@@ -890,10 +890,23 @@ impl Shell<'_> {
             eprintln!("Did not find any {}.", if target.is_none() { "relations" } else { "matching objects" });
             return;
         }
-        if targets.len() == 1 {
-            self.show(&last, None);
-        } else {
-            self.show(&json!({ "relations": items }), None);
+        if self.style.format == Format::Json {
+            return self.show(&last, None);
+        }
+        if last["truncated"] == true {
+            eprintln!(
+                "only the first {} of {} are listed; narrow it with a pattern (\\dt ord*)",
+                last["limit"], last["total"]
+            );
+        }
+        let listed = if targets.len() == 1 { last["items"].clone() } else { Value::Array(items) };
+        let title = match target {
+            None => "relations".to_owned(),
+            Some(target) => target.replace('_', " "),
+        };
+        let rendered = output::list(&title, &listed, &self.style);
+        if !self.page(&rendered) {
+            crate::print(&rendered);
         }
     }
 
@@ -986,7 +999,7 @@ impl Shell<'_> {
     }
 }
 
-/// `SELECT 1 \\gx` → (`SELECT 1 `, expanded); `None` when the line does not end in `\\g`/`\\gx`.
+/// `SELECT 1 \gx` → (`SELECT 1 `, expanded); `None` when the line does not end in `\g`/`\gx`.
 fn send_suffix(line: &str) -> Option<(&str, bool)> {
     let trimmed = line.trim_end();
     if let Some(before) = trimmed.strip_suffix("\\gx") {

@@ -131,7 +131,17 @@ async fn help_backslash_commands_and_formats() {
     let out = run_stdin(&db, &["shell"], script).await.expect(1);
     let stdout = &out.stdout;
     assert!(stdout.starts_with("Statements end with ';'"), "{stdout}");
-    for listed in [" notes ", " recent ", "notes_note", "definition", "You are connected to database \"cq_t_"] {
+    for listed in [
+        "List of tables\n schema | name  | kind  |",
+        "List of views\n",
+        "List of indexes\n",
+        "List of relations\n",
+        " notes ",
+        " recent ",
+        "notes_note",
+        "definition",
+        "You are connected to database \"cq_t_",
+    ] {
         assert!(stdout.contains(listed), "{listed:?} in {stdout}");
     }
     assert!(stdout.contains("-[ RECORD 1 ]"), "{stdout}");
