@@ -967,7 +967,7 @@ impl Shell<'_> {
             // A statement that does not parse goes to `read`, which reports the syntax error.
             Mode::Auto => {
                 let classified = match CallerSql::new(sql.clone()) {
-                    Ok(sql) => classify(&sql).ok(),
+                    Ok(sql) => classify(&sql).await.ok(),
                     Err(_) => None,
                 };
                 match classified {

@@ -25,17 +25,81 @@ pub struct Statement {
     pub sql: Sql,
     /// Values for `$1`, `$2`...
     pub params: Vec<Param>,
+    /// A check that must pass first, in the same transaction (see [`Guard`]).
+    pub guard: Option<Box<Guard>>,
+    /// What the statement could leave on its connection (see [`Footprint`]).
+    pub footprint: Footprint,
+}
+
+/// The names of the functions a statement may call, so that the connection it ran on can be
+/// judged afterwards: one that ran a function whose state no reset clears (a random seed, a
+/// backup in progress, another connection held open, anything a non-built-in function might
+/// do) is closed instead of being reused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Function names, unqualified.
+    pub functions: Vec<String>,
+}
+
+impl Footprint {
+    /// The footprint of several statements.
+    pub fn union<'a>(footprints: impl IntoIterator<Item = &'a Footprint>) -> Footprint {
+        let mut functions: Vec<String> = footprints.into_iter().flat_map(|f| f.functions.iter().cloned()).collect();
+        functions.sort();
+        functions.dedup();
+        Footprint { functions }
+    }
 }
 
 impl Statement {
     /// A statement without parameters.
     pub fn new(sql: Sql) -> Statement {
-        Statement { sql, params: Vec::new() }
+        Statement { sql, params: Vec::new(), guard: None, footprint: Footprint::default() }
     }
 
     /// A statement with parameters.
     pub fn with_params(sql: Sql, params: Vec<Param>) -> Statement {
-        Statement { sql, params }
+        Statement { sql, params, guard: None, footprint: Footprint::default() }
+    }
+
+    /// The same statement with the functions it may call.
+    pub fn with_footprint(mut self, footprint: Footprint) -> Statement {
+        self.footprint = footprint;
+        self
+    }
+
+    /// The same statement, run only if `guard` passes first.
+    pub fn guarded(mut self, guard: Option<Guard>) -> Statement {
+        self.guard = guard.map(Box::new);
+        self
+    }
+}
+
+/// A catalog query the server evaluates in the statement's own transaction, right before the
+/// statement, so that what it checks (the read function policy, the grammar settings) is
+/// judged on exactly the catalog and settings the statement will run with. It refuses by
+/// raising an error whose message contains [`GUARD_REFUSAL`] followed by the reason; executors
+/// report that as [`crate::ErrorKind::StatementNotAllowed`] with [`Guard::hint`], and the
+/// statement does not run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guard {
+    /// The check (catalog SQL and its parameters).
+    pub check: Statement,
+    /// The hint of a refusal.
+    pub hint: &'static str,
+}
+
+/// The marker in a guard's error message that precedes the refusal's reason.
+pub const GUARD_REFUSAL: &str = "coldquery-refused: ";
+
+impl Guard {
+    /// The refusal a guard raised, if `error` is one: the reason as a `STATEMENT_NOT_ALLOWED`.
+    pub fn refusal(&self, error: &crate::Error) -> Option<crate::Error> {
+        let message = error.message();
+        let start = message.find(GUARD_REFUSAL)? + GUARD_REFUSAL.len();
+        // PostgreSQL quotes the offending input: `invalid input syntax for type integer: "…"`.
+        let reason = message[start..].trim_end_matches('"');
+        Some(crate::Error::new(crate::ErrorKind::StatementNotAllowed, reason).with_hint(self.hint))
     }
 }
 

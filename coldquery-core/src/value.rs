@@ -39,6 +39,26 @@ impl Param {
         }
     }
 
+    /// A `text[]` parameter: the items as a PostgreSQL array literal (for `$n::text[]`).
+    pub fn text_array<'a>(items: impl IntoIterator<Item = &'a str>) -> Param {
+        let mut literal = String::from("{");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                literal.push(',');
+            }
+            literal.push('"');
+            for c in item.chars() {
+                if c == '"' || c == '\\' {
+                    literal.push('\\');
+                }
+                literal.push(c);
+            }
+            literal.push('"');
+        }
+        literal.push('}');
+        Param::Text(literal)
+    }
+
     /// The text-format encoding sent to PostgreSQL; `None` is NULL.
     pub fn to_text(&self) -> Option<String> {
         match self {

@@ -124,10 +124,26 @@ pub struct Args {
     #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH|off", default_value = "off")]
     pub audit_log: String,
 
-    /// More functions reads may not call, comma-separated (`name` or `prefix*`), added to the
-    /// built-in deny-list (pg_terminate_backend, set_config, dblink*, ...).
-    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "NAMES")]
+    /// Functions reads may never call, comma-separated patterns (`name`, `schema.name`, `*`
+    /// matches any run), on top of the read function policy (docs/SECURITY.md).
+    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "PATTERNS")]
     pub deny_functions: Option<String>,
+
+    /// User-defined functions reads may call, comma-separated schema-qualified patterns
+    /// (`reporting.*`, `public.total_price`); by default reads call none.
+    #[arg(long, env = "COLDQUERY_ALLOW_FUNCTIONS", value_name = "PATTERNS")]
+    pub allow_functions: Option<String>,
+
+    /// Extensions whose immutable and stable functions reads may call, comma-separated, or `*`
+    /// for all but those exposing server internals (default: a reviewed list — hstore, citext,
+    /// pg_trgm, postgis...). dblink, postgres_fdw, adminpack, tablefunc... are never allowed.
+    #[arg(long, env = "COLDQUERY_ALLOW_EXTENSIONS", value_name = "NAMES")]
+    pub allow_extensions: Option<String>,
+
+    /// A second PostgreSQL URL for sessionless reads, so they can run as a role that holds no
+    /// rights beyond reading (sessions and writes use --database-url).
+    #[arg(long, env = "COLDQUERY_READ_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub read_database_url: Option<String>,
 
     /// HTTP: the bearer token clients must send; its principal is named "default".
     #[arg(long, env = "COLDQUERY_AUTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -250,6 +266,8 @@ pub struct Config {
     pub tools: ToolConfig,
     /// The audit log file, if any.
     pub audit_log: Option<PathBuf>,
+    /// `--read-database-url`: where sessionless reads connect (holds a password: never log it).
+    pub read_database_url: Option<String>,
     /// HTTP settings (validated for either transport, used by HTTP).
     pub http: HttpConfig,
 }
@@ -426,6 +444,19 @@ impl Config {
                 .deny_functions(list)
                 .map_err(|e| ConfigError::new("--deny-functions (COLDQUERY_DENY_FUNCTIONS)", e))?;
         }
+        if let Some(list) = &args.allow_functions {
+            tools
+                .functions
+                .allow_functions(list)
+                .map_err(|e| ConfigError::new("--allow-functions (COLDQUERY_ALLOW_FUNCTIONS)", e))?;
+        }
+        if let Some(list) = &args.allow_extensions {
+            tools
+                .functions
+                .allow_extensions(list)
+                .map_err(|e| ConfigError::new("--allow-extensions (COLDQUERY_ALLOW_EXTENSIONS)", e))?;
+        }
+        let read_database_url = args.read_database_url.filter(|u| !u.trim().is_empty());
         let pg = PgOptions {
             max_sessions,
             session_ttl,
@@ -442,6 +473,7 @@ impl Config {
             pg,
             tools,
             audit_log,
+            read_database_url,
             http: HttpConfig { listen, tokens, allowed_hosts, allowed_origins, max_request_bytes },
         })
     }

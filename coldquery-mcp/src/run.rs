@@ -109,8 +109,15 @@ async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunEr
             (pg, Some(ephemeral))
         }
     };
-    tracing::info!(database = %pg.redacted(), "connecting");
-    let database = Database::connect(&pg, &config.pg).await.map_err(|e| {
+    let reads = match &config.read_database_url {
+        Some(url) => Some(PgConfig::from_env_and_url(Some(url), &|_| None).map_err(|e| ConfigError {
+            setting: "--read-database-url (COLDQUERY_READ_DATABASE_URL)".to_owned(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    tracing::info!(database = %pg.redacted(), reads = reads.as_ref().map(|r| r.redacted().to_string()), "connecting");
+    let database = Database::connect_with_reads(&pg, reads.as_ref(), &config.pg).await.map_err(|e| {
         let mut message = e.message().to_owned();
         if let Some(hint) = e.hint() {
             message.push_str(&format!(" ({hint})"));
@@ -228,12 +235,25 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, shutd
     graceful.shutdown().await;
 }
 
+/// Warns at start when reads run as a role PostgreSQL would let do more than read.
+async fn report_posture(tools: &Tools) {
+    let caller = coldquery_tools::Caller::new(coldquery_core::Owner::new("coldquery-mcp:start"), "coldquery-mcp");
+    match tools.role_posture(&caller).await {
+        Ok(None) => {
+            tracing::info!("reads run as a role without superuser, replication, signalling or server-file rights")
+        }
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(error) => tracing::warn!(error = %error.message(), "could not check the role's rights"),
+    }
+}
+
 /// Runs the server with `config` until the client goes away or `shutdown` is cancelled; then
 /// rolls back every open session, cancels running statements and closes the pool.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     tracing::info!(config = %config.summary(), version = env!("CARGO_PKG_VERSION"), "coldquery-mcp starting");
     let (database, ephemeral) = connect(&config).await?;
     let tools = build_tools(&config, &database)?;
+    report_posture(&tools).await;
     let metrics = Arc::new(Metrics::default());
     // Calls still running when the server stops are cancelled through this token.
     let calls = CancellationToken::new();

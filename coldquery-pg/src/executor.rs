@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, Sql, Statement,
-    TxOptions,
+    Access, CancellationToken, Error, ErrorKind, Executor, Guard, Limits, PoolStatus, QueryResult, Result, Sql,
+    Statement, TxOptions,
 };
 use postgres_types::{ToSql, Type};
 
@@ -20,12 +20,17 @@ use crate::run::{self, OnTruncate, Protocol};
 #[derive(Debug, Clone)]
 pub struct PgExecutor {
     pub(crate) shared: Arc<Shared>,
+    /// The pool reads use when they have a connection of their own (`--read-database-url`).
+    pub(crate) reads: Option<Arc<Shared>>,
 }
 
 /// Pins the snapshot right after `BEGIN` (so `SET TRANSACTION READ WRITE` can no longer flip
-/// a read-only transaction) and sets a server-side statement timeout as a backstop.
-/// It also returns the server process id (see [`PgConn::moved_to`]).
-const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), pg_backend_pid()";
+/// a read-only transaction), sets a server-side statement timeout as a backstop, and pins
+/// `standard_conforming_strings` to the value the classifier parses with, whatever the
+/// database's or role's default. It also returns the server process id (see
+/// [`PgConn::moved_to`]).
+const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), \
+     set_config('standard_conforming_strings', 'on', true), pg_backend_pid()";
 
 /// How many pooled connections a transaction may try before it runs on one whose server
 /// process changed since its last transaction (only behind a transaction pooler).
@@ -42,14 +47,17 @@ impl Executor for PgExecutor {
     ) -> Result<QueryResult> {
         let started = Instant::now();
         let mut conn = match access {
-            Access::ReadOnly => self.begin(&Sql::catalog("BEGIN READ ONLY"), limits).await?,
+            Access::ReadOnly => {
+                self.begin(self.pool(true), &Sql::catalog("BEGIN READ ONLY"), limits, statement.guard.as_deref())
+                    .await?
+            }
             Access::Autocommit => self.shared.acquire().await?,
         };
         let fetched = match access {
             Access::ReadOnly => {
                 let fetched = run::fetch(
                     &mut conn,
-                    &self.shared.tls,
+                    &self.pool(true).tls,
                     statement,
                     limits,
                     cancel,
@@ -91,10 +99,16 @@ impl Executor for PgExecutor {
                 )
                 .await
                 {
-                    Ok(fetched) => fetched,
+                    Ok(fetched) => {
+                        crate::reset::reset(&mut conn, &statement.footprint).await;
+                        fetched
+                    }
                     Err(err) => {
                         if err.sqlstate() == Some(STALE_TYPE_LOOKUP) {
                             conn.poison();
+                        }
+                        if !conn.is_poisoned() {
+                            crate::reset::reset(&mut conn, &statement.footprint).await;
                         }
                         return Err(autocommit_failure(err, conn.is_poisoned()));
                     }
@@ -113,20 +127,29 @@ impl Executor for PgExecutor {
         limits: &Limits,
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>> {
-        let mut conn = self.begin(&crate::begin_sql(options), limits).await?;
+        let mut conn = self.begin(self.pool(options.read_only), &crate::begin_sql(options), limits, None).await?;
         let mut results = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
-            let fetched = run::fetch(
-                &mut conn,
-                &self.shared.tls,
-                statement,
-                limits,
-                cancel,
-                Protocol::Prepared,
-                OnTruncate::Drain,
-            )
-            .await;
+            let fetched = match statement.guard.as_deref() {
+                Some(guard) => check(&conn, guard).await,
+                None => Ok(()),
+            };
+            let fetched = match fetched {
+                Ok(()) => {
+                    run::fetch(
+                        &mut conn,
+                        &self.pool(options.read_only).tls,
+                        statement,
+                        limits,
+                        cancel,
+                        Protocol::Prepared,
+                        OnTruncate::Drain,
+                    )
+                    .await
+                }
+                Err(err) => Err(err),
+            };
             match fetched {
                 Ok(fetched) => {
                     let mut result = run::render(&conn.client, fetched).await;
@@ -151,7 +174,12 @@ impl Executor for PgExecutor {
             finish(&mut conn, "ROLLBACK").await?;
             return Ok(results);
         }
-        match conn.client.batch_execute("COMMIT").await {
+        let committed = conn.client.batch_execute("COMMIT").await;
+        if !conn.is_poisoned() && committed.as_ref().err().is_none_or(|e| !errors::is_fatal(e)) {
+            let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
+            crate::reset::reset(&mut conn, &footprint).await;
+        }
+        match committed {
             Ok(()) => Ok(results),
             Err(e) if errors::is_fatal(&e) => {
                 conn.poison();
@@ -172,15 +200,23 @@ impl Executor for PgExecutor {
 }
 
 impl PgExecutor {
+    /// The pool for reads (their own, if configured) or for everything else.
+    fn pool(&self, reading: bool) -> &Shared {
+        match (&self.reads, reading) {
+            (Some(reads), true) => reads,
+            _ => &self.shared,
+        }
+    }
+
     /// A pooled connection with `begin_sql` begun on it. A connection whose server process
     /// changed since its last transaction (a transaction pooler moved it) is rolled back and
     /// discarded, and another one tried: its cached type-lookup statements may not exist on
     /// the new server process. Fresh connections have none, so the retries end quickly.
-    async fn begin(&self, begin_sql: &Sql, limits: &Limits) -> Result<Pooled> {
+    async fn begin(&self, pool: &Shared, begin_sql: &Sql, limits: &Limits, guard: Option<&Guard>) -> Result<Pooled> {
         let mut attempt = 1;
         loop {
-            let mut conn = self.shared.acquire().await?;
-            let moved = begin(&mut conn, begin_sql.text(), limits).await?;
+            let mut conn = pool.acquire().await?;
+            let moved = begin(&mut conn, begin_sql.text(), limits, guard).await?;
             if !moved || attempt == MOVED_RETRIES {
                 return Ok(conn);
             }
@@ -193,20 +229,49 @@ impl PgExecutor {
 
 type Pooled = bb8::PooledConnection<'static, crate::manager::Manager>;
 
-/// `BEGIN ...` then the snapshot pin with the statement-timeout backstop, pipelined. Returns
-/// true if the transaction runs in another server process than the connection's last one.
-async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits) -> Result<bool> {
+/// `BEGIN ...`, the snapshot pin with the statement-timeout backstop, and the statement's
+/// guard, pipelined (one round trip). Returns true if the transaction runs in another server
+/// process than the connection's last one. A guard that refuses leaves the transaction
+/// aborted, so a statement pipelined after it could not run either; it is rolled back here.
+async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Option<&Guard>) -> Result<bool> {
     let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
-    let (began, pinned) =
-        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params));
-    match began.and(pinned) {
-        Ok(rows) => {
-            Ok(rows.first().and_then(|row| row.try_get::<_, i32>(1).ok()).is_some_and(|pid| conn.moved_to(pid)))
+    let checked = async {
+        match guard {
+            Some(guard) => check(conn, guard).await,
+            None => Ok(()),
         }
+    };
+    let (began, pinned, checked) =
+        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params), checked);
+    let moved = match began.and(pinned) {
+        Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()).is_some_and(|pid| conn.moved_to(pid)),
         Err(e) => {
             conn.poison();
-            Err(errors::map(&e, "starting a transaction"))
+            return Err(errors::map(&e, "starting a transaction"));
+        }
+    };
+    if let Err(err) = checked {
+        if !conn.is_poisoned() {
+            let _ = finish(conn, "ROLLBACK").await;
+        }
+        return Err(err);
+    }
+    Ok(moved)
+}
+
+/// Runs a guard; its refusal becomes `STATEMENT_NOT_ALLOWED`, any other failure is reported as
+/// it is (the transaction is aborted either way).
+pub(crate) async fn check(conn: &PgConn, guard: &Guard) -> Result<()> {
+    // Guards take text parameters (their SQL casts them, e.g. `$1::text[]`).
+    let params: Vec<Option<String>> = guard.check.params.iter().map(coldquery_core::Param::to_text).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+        params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::TEXT)).collect();
+    match conn.client.query_typed(guard.check.sql.text(), &typed).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = errors::map(&e, "checking the statement");
+            Err(guard.refusal(&err).unwrap_or(err))
         }
     }
 }

@@ -19,6 +19,7 @@ mod errors;
 mod executor;
 pub mod local;
 mod manager;
+mod reset;
 mod run;
 mod sessions;
 mod tls;
@@ -152,50 +153,70 @@ pub(crate) fn begin_sql(options: &TxOptions) -> Sql {
 }
 
 impl Database {
-    /// Connects: checks the server is reachable with these credentials (so a wrong password
-    /// or an unreachable host is reported as such, not as a pool timeout), then builds the
-    /// shared pool and the session pool.
+    /// Connects: checks the server is reachable with these credentials, then builds the shared
+    /// pool and the session pool.
     pub async fn connect(config: &PgConfig, options: &PgOptions) -> Result<Database> {
-        let mut config = config.clone();
-        config.set_fallback_application_name(&options.application_name);
-        let mut pg = config.pg().clone();
+        Database::connect_with_reads(config, None, options).await
+    }
 
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(options.acquire_timeout);
-        }
-        pg.keepalives_idle(Duration::from_secs(60));
-        let tls = config.tls_connector().map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))?;
-        let manager = {
-            let (pg, tls) = (pg.clone(), tls.clone());
-            move || Manager::new(pg.clone(), tls.clone())
+    /// Like [`Database::connect`], with sessionless reads (and read-only batches) on a pool of
+    /// their own to `reads`, so that they can run as a role that holds no rights beyond
+    /// reading. Sessions and writes use `config`.
+    pub async fn connect_with_reads(
+        config: &PgConfig,
+        reads: Option<&PgConfig>,
+        options: &PgOptions,
+    ) -> Result<Database> {
+        let (shared, session_pool) = connected(config, options, "DATABASE_URL or PG* variables").await?;
+        let reads = match reads {
+            Some(reads) => Some(connected(reads, options, "--read-database-url").await?.0),
+            None => None,
         };
-        // One direct connection first, for an honest error message.
-        let (client, connection) = pg.connect(tls.clone()).await.map_err(|e| {
-            let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
-            err.with_hint("check the host, port, user, password and sslmode (DATABASE_URL or PG* variables)")
-        })?;
-        drop(client);
-        drop(connection);
-        let build = |size: u32| {
-            bb8::Pool::builder()
-                .max_size(size)
-                .min_idle(Some(0))
-                .connection_timeout(options.acquire_timeout)
-                .test_on_check_out(true)
-                .retry_connection(false)
-                .build_unchecked(manager())
-        };
-        let shared = Arc::new(Shared {
-            tls: cancel::Canceller::new(tls, &pg),
-            pool: build(options.pool_size.max(1)),
-            acquire_timeout: options.acquire_timeout,
-            waiting: std::sync::atomic::AtomicU32::new(0),
-        });
-        let session_pool = build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX));
         let sessions =
             PgSessions::new(shared.clone(), session_pool, options.max_sessions, options.session_ttl, options.busy_wait);
-        Ok(Database { executor: Arc::new(PgExecutor { shared }), sessions: Arc::new(sessions) })
+        Ok(Database { executor: Arc::new(PgExecutor { shared, reads }), sessions: Arc::new(sessions) })
     }
+}
+
+/// Checks the server is reachable with `config`'s credentials (so a wrong password or an
+/// unreachable host is reported as such, not as a pool timeout), then builds the shared pool
+/// and a session pool for it.
+async fn connected(config: &PgConfig, options: &PgOptions, setting: &str) -> Result<(Arc<Shared>, bb8::Pool<Manager>)> {
+    let mut config = config.clone();
+    config.set_fallback_application_name(&options.application_name);
+    let mut pg = config.pg().clone();
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(options.acquire_timeout);
+    }
+    pg.keepalives_idle(Duration::from_secs(60));
+    let tls = config.tls_connector().map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))?;
+    let manager = {
+        let (pg, tls) = (pg.clone(), tls.clone());
+        move || Manager::new(pg.clone(), tls.clone())
+    };
+    // One direct connection first, for an honest error message.
+    let (client, connection) = pg.connect(tls.clone()).await.map_err(|e| {
+        let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
+        err.with_hint(format!("check the host, port, user, password and sslmode ({setting})"))
+    })?;
+    drop(client);
+    drop(connection);
+    let build = |size: u32| {
+        bb8::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(options.acquire_timeout)
+            .test_on_check_out(true)
+            .retry_connection(false)
+            .build_unchecked(manager())
+    };
+    let shared = Arc::new(Shared {
+        tls: cancel::Canceller::new(tls, &pg),
+        pool: build(options.pool_size.max(1)),
+        acquire_timeout: options.acquire_timeout,
+        waiting: std::sync::atomic::AtomicU32::new(0),
+    });
+    Ok((shared, build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX))))
 }
 
 #[cfg(test)]

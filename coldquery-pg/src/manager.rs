@@ -58,9 +58,11 @@ impl Manager {
 
 /// Settings applied to every new connection, with `set_config` so the statement works the
 /// same through PgBouncer (no startup `options`). `client_connection_check_interval` (14+)
-/// makes a backend stop promptly if ColdQuery dies mid-query.
-pub(crate) const CONNECTION_SETUP: &str = "SELECT set_config('client_connection_check_interval', '2s', false) \
-     WHERE current_setting('server_version_num')::int >= 140000";
+/// makes a backend stop promptly if ColdQuery dies mid-query; `standard_conforming_strings`
+/// is the grammar the classifier parses with, whatever the database or role default is.
+pub(crate) const CONNECTION_SETUP: &str = "SELECT set_config('standard_conforming_strings', 'on', false), \
+     (SELECT set_config('client_connection_check_interval', '2s', false) \
+       WHERE current_setting('server_version_num')::int >= 140000)";
 
 impl ManageConnection for Manager {
     type Connection = PgConn;

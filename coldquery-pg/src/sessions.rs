@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bb8::PooledConnection;
 use coldquery_core::{
-    CancellationToken, Error, ErrorKind, Ident, Limits, OnError, Owner, QueryResult, Result, SavepointOp, SessionEnd,
-    SessionId, SessionInfo, SessionStore, SqlBuilder, Statement, TxOptions, TxState, commit_failed_after_error,
-    session_not_found, unknown_savepoint,
+    CancellationToken, Error, ErrorKind, Footprint, Ident, Limits, OnError, Owner, QueryResult, Result, SavepointOp,
+    SessionEnd, SessionId, SessionInfo, SessionStore, SqlBuilder, Statement, TxOptions, TxState,
+    commit_failed_after_error, session_not_found, unknown_savepoint,
 };
 use postgres_types::{ToSql, Type};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
+use crate::reset::reset;
 use crate::run::{self, OnTruncate, Protocol};
 use crate::{Shared, begin_sql};
 
@@ -32,12 +33,13 @@ use crate::{Shared, begin_sql};
 /// case ColdQuery itself hangs or dies.
 const BACKSTOP_MARGIN: Duration = Duration::from_secs(60);
 
-/// Everything that makes a connection fit for its next owner, short of `DISCARD ALL` (which
-/// would also drop tokio-postgres's own cached statements). SQL-level prepared statements are
-/// checked separately: a connection that has any is discarded.
-const RESET_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
-     SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
-const LEFTOVER_PREPARED: &str = "SELECT count(*) FROM pg_prepared_statements WHERE from_sql";
+/// How many distinct function names a session remembers for the check at its end; a session
+/// that calls more is treated as having called something no reset clears.
+const MAX_FOOTPRINT: usize = 4096;
+
+/// Run before each statement of a session: the grammar the classifier parses with, in case
+/// something the session ran changed it (only a function could: SET of it is refused).
+const REPIN_GRAMMAR: &str = "SELECT set_config('standard_conforming_strings', 'on', true)";
 
 /// The [`SessionStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
@@ -76,6 +78,9 @@ struct SlotState {
     last_used: Instant,
     statements: u64,
     savepoints: Vec<Ident>,
+    /// The functions the session's statements may have called (see [`Footprint`]); `None` once
+    /// more than [`MAX_FOOTPRINT`] names were seen.
+    footprint: Option<Footprint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +202,23 @@ impl Slot {
         self.state.lock().expect("state lock").tx
     }
 
+    /// The functions the session may have called, or one that no connection passes as clean.
+    fn footprint(&self) -> Footprint {
+        let state = self.state.lock().expect("state lock");
+        // "setseed" stands for "anything": it is on the list of functions no reset undoes.
+        state.footprint.clone().unwrap_or_else(|| Footprint { functions: vec!["setseed".to_owned()] })
+    }
+
+    fn remember(&self, footprint: &Footprint) {
+        let mut state = self.state.lock().expect("state lock");
+        if let Some(known) = &mut state.footprint {
+            *known = Footprint::union([&*known, footprint]);
+            if known.functions.len() > MAX_FOOTPRINT {
+                state.footprint = None;
+            }
+        }
+    }
+
     fn touch(&self) {
         self.state.lock().expect("state lock").last_used = Instant::now();
     }
@@ -242,7 +264,7 @@ impl Inner {
     /// Rolls back, cleans and returns the connection (or discards it).
     async fn end_quietly(&self, slot: &Slot, live: &mut Live) {
         if let Ok(conn) = live.conn() {
-            rollback_and_reset(conn, slot.tx() == Tx::Lost).await;
+            rollback_and_reset(conn, slot.tx() == Tx::Lost, &slot.footprint()).await;
         }
         live.release();
     }
@@ -251,26 +273,12 @@ impl Inner {
 /// Ends the transaction and cleans the connection for its next owner. A connection whose
 /// ROLLBACK fails (or that is known to be lost) is poisoned: returned to the pool as it is, it
 /// could hand an open transaction to the next caller (bb8 does not reset connections).
-async fn rollback_and_reset(conn: &mut PgConn, lost: bool) {
+async fn rollback_and_reset(conn: &mut PgConn, lost: bool, footprint: &Footprint) {
     if lost || conn.client.batch_execute("ROLLBACK").await.is_err() {
         conn.poison();
         return;
     }
-    reset(conn).await;
-}
-
-/// Cleans a connection whose transaction has ended; poisons it if that cannot be proven.
-async fn reset(conn: &mut PgConn) {
-    let clean = async {
-        conn.client.batch_execute(RESET_SQL).await.ok()?;
-        conn.client.batch_execute(crate::manager::CONNECTION_SETUP).await.ok()?;
-        let leftover: i64 = conn.client.query_typed(LEFTOVER_PREPARED, &[]).await.ok()?.first()?.get(0);
-        (leftover == 0).then_some(())
-    }
-    .await;
-    if clean.is_none() {
-        conn.poison();
-    }
+    reset(conn, footprint).await;
 }
 
 fn lost_error() -> Error {
@@ -321,12 +329,13 @@ impl SessionStore for PgSessions {
             let (began, pinned) = tokio::join!(
                 conn.client.batch_execute(begin.text()),
                 conn.client.query_typed(
-                    "SELECT set_config('idle_in_transaction_session_timeout', $1, true), pg_backend_pid()",
+                    "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
+                     set_config('standard_conforming_strings', 'on', true), pg_backend_pid()",
                     &params
                 )
             );
             let backend_pid = match began.and(pinned) {
-                Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(1).ok()),
+                Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()),
                 Err(e) => {
                     conn.poison();
                     return Err(errors::map(&e, "beginning the session"));
@@ -352,6 +361,7 @@ impl SessionStore for PgSessions {
                 last_used: Instant::now(),
                 statements: 0,
                 savepoints: Vec::new(),
+                footprint: Some(Footprint::default()),
             }),
             live: tokio::sync::Mutex::new(Live { conn: Some(conn) }),
             _permit: permit,
@@ -380,9 +390,31 @@ impl SessionStore for PgSessions {
         let per_statement = slot.options.on_error == OnError::RollbackStatement;
         let tls = inner.shared.tls.clone();
         let conn = live.conn()?;
-        if per_statement && let Err(e) = conn.client.batch_execute("SAVEPOINT coldquery_statement").await {
+        slot.remember(&statement.footprint);
+        if let Some(guard) = statement.guard.as_deref() {
+            // The guard runs under a savepoint of its own, so that a refusal leaves the
+            // session's transaction as it was.
+            let (saved, checked) = tokio::join!(
+                conn.client.batch_execute("SAVEPOINT coldquery_guard"),
+                crate::executor::check(conn, guard)
+            );
+            let undo = match (&saved, &checked) {
+                (Ok(()), Ok(())) => "RELEASE SAVEPOINT coldquery_guard",
+                _ => "ROLLBACK TO SAVEPOINT coldquery_guard; RELEASE SAVEPOINT coldquery_guard",
+            };
+            let undone = conn.client.batch_execute(undo).await;
+            if let Err(e) = saved.and(undone) {
+                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+                return Err(errors::map(&e, "checking the statement"));
+            }
+            checked?;
+        }
+        let (repinned, saved) = tokio::join!(conn.client.query_typed(REPIN_GRAMMAR, &[]), async {
+            if per_statement { conn.client.batch_execute("SAVEPOINT coldquery_statement").await } else { Ok(()) }
+        });
+        if let Err(e) = repinned.map(drop).and(saved) {
             slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
-            return Err(errors::map(&e, "setting the statement savepoint"));
+            return Err(errors::map(&e, "preparing the statement"));
         }
         let started = Instant::now();
         // Inside a session a truncated result is drained, not cancelled: a cancel would abort
@@ -560,7 +592,7 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
     // A failed transaction answers COMMIT with ROLLBACK and no error; a probe finds out first.
     if let Err(e) = conn.client.query_typed("SELECT 1", &[]).await {
         let lost = errors::is_fatal(&e);
-        rollback_and_reset(conn, lost).await;
+        rollback_and_reset(conn, lost, &slot.footprint()).await;
         live.release();
         slot.set_tx(if lost { Tx::Lost } else { Tx::Aborted });
         let message = if lost {
@@ -575,7 +607,7 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
     }
     match conn.client.batch_execute("COMMIT").await {
         Ok(()) => {
-            reset(conn).await;
+            reset(conn, &slot.footprint()).await;
             live.release();
             Ok(())
         }
@@ -590,7 +622,7 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
         }
         Err(e) => {
             // A COMMIT that fails (deferred constraint, serialization failure) rolls back.
-            reset(conn).await;
+            reset(conn, &slot.footprint()).await;
             live.release();
             let db = errors::map(&e, "committing");
             let message =

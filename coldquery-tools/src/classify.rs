@@ -8,13 +8,25 @@
 //! `SELECT … INTO` is seen wherever it is nested.
 //!
 //! The read path does not rely on this alone: reads also run in a `READ ONLY` transaction that
-//! is always rolled back. Classification is what turns a would-be server error into a clear
-//! refusal *before* sending, and what stops the side effects a read-only transaction does not
-//! (functions such as `pg_terminate_backend` or `dblink_exec`, see the deny-list).
+//! is always rolled back, and the names through which a statement could call a function are
+//! judged by the function policy ([`crate::functions`]) on the server, in that transaction.
+//!
+//! Parsing runs on a few dedicated threads with large stacks ([`classify`]): libpg_query, the
+//! tree's decoding and its drop recurse once per nesting level. A statement is refused before
+//! parsing when a scan of its tokens shows it could nest deeper than [`MAX_NESTING`], and the
+//! caller waits at most [`CLASSIFY_DEADLINE`]; large statements have their own thread, so a
+//! flood of them never delays small ones.
 
-use coldquery_core::{CallerSql, Error, ErrorKind, Result};
-use pg_query::protobuf::{ObjectType, ReindexObjectType, VariableSetKind};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::OnceLock;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use coldquery_core::{CallerSql, Error, ErrorKind, Footprint, Result};
+use pg_query::protobuf::{ObjectType, ReindexObjectType, Token, VariableSetKind};
 use serde_json::Value;
+
+use crate::functions::FunctionPolicy;
 
 /// What a statement is, as far as the policy cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +41,33 @@ pub struct Classified {
     /// True if executing it changes data or schema (DML anywhere, `SELECT INTO`, row locks,
     /// DDL, maintenance, `CALL`).
     pub writes: bool,
+    /// Every other name through which PostgreSQL could call a function.
+    pub names: Names,
     /// The statement's own flags the policy needs.
     flags: Flags,
+}
+
+impl Classified {
+    /// The functions the statement may call, for the pool's check after it ran.
+    pub fn footprint(&self) -> Footprint {
+        let called = self.functions.iter().map(|f| f.rsplit('.').next().unwrap_or(f).to_owned());
+        let fields = self.names.fields.iter().cloned();
+        Footprint::union([&Footprint { functions: called.chain(fields).collect() }])
+    }
+}
+
+/// Names in a statement besides its function calls that could make PostgreSQL call a function
+/// (judged by [`crate::catalog::policy`]), unqualified, in PostgreSQL's case folding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// Names in column references and field selections: `x.f` and `(x).f` call `f(x)`.
+    pub fields: BTreeSet<String>,
+    /// Operator names (`+`, `~~`, `@>`...), each backed by a function.
+    pub operators: BTreeSet<String>,
+    /// Types named in casts (`x::t`, `CAST(x AS t)`, `t 'literal'`): their cast functions.
+    pub types: BTreeSet<String>,
+    /// Relations named (their views' and row-level-security policies' functions).
+    pub relations: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,7 +86,15 @@ struct Flags {
     session_state: bool,
     /// `SET TRANSACTION …`, `SET SESSION CHARACTERISTICS …`, `SET transaction_read_only …`.
     sets_transaction_characteristics: bool,
+    /// Changes a setting that decides how PostgreSQL reads SQL text (SET, RESET, ALTER
+    /// DATABASE/ROLE … SET of `standard_conforming_strings`, or `set_config` of it or of a
+    /// name not written as a literal).
+    sets_grammar: bool,
 }
+
+/// Settings that change how PostgreSQL reads a statement's text: the classifier parses with
+/// PostgreSQL's defaults, so the server must too.
+const GRAMMAR_SETTINGS: &[&str] = &["standard_conforming_strings", "backslash_quote", "escape_string_warning"];
 
 /// The statement kinds a read may run.
 const READ_KINDS: &[&str] = &["SelectStmt", "VariableShowStmt", "ExplainStmt"];
@@ -74,89 +119,9 @@ const NEVER: &[(&str, &str)] = &[
     ("AlterSystemStmt", "ALTER SYSTEM changes the server's configuration files"),
 ];
 
-/// The default deny-list of functions a read may not call: functions with effects that a
-/// `READ ONLY` transaction does not stop (signals, locks, files, other connections, server
-/// configuration, sequences). A trailing `*` matches a prefix.
-const DEFAULT_DENIED: &[&str] = &[
-    "dblink*",
-    "pg_terminate_backend",
-    "pg_cancel_backend",
-    "pg_reload_conf",
-    "pg_rotate_logfile",
-    "pg_promote",
-    "pg_switch_wal",
-    "pg_create_*",
-    "pg_drop_replication_slot",
-    "pg_replication_origin_*",
-    "pg_logical_emit_message",
-    "pg_backup_*",
-    "pg_start_backup",
-    "pg_stop_backup",
-    "pg_advisory_*",
-    "pg_try_advisory_*",
-    "set_config",
-    "lo_*",
-    "pg_read_file",
-    "pg_read_binary_file",
-    "pg_ls_*",
-    "pg_stat_file",
-    "pg_file_*",
-    "pg_stat_reset*",
-    "pg_stat_statements_reset",
-    "pg_notify",
-    "nextval",
-    "setval",
-    "txid_current",
-    "pg_current_xact_id",
-    "query_to_xml*",
-    "query_to_xmlschema",
-    "cursor_to_xml*",
-    "table_to_xml*",
-    "database_to_xml*",
-    "schema_to_xml*",
-    // These run their text argument as SQL (through SPI), out of the classifier's sight.
-    "ts_stat",
-    "ts_rewrite",
-    "pg_import_system_collations",
-    "pg_log_backend_memory_contexts",
-];
-
 /// Functions that leave state on a pooled connection; refused in autocommit statements.
 const SESSION_STATE_FUNCTIONS: &[&str] =
     &["pg_advisory_lock*", "pg_advisory_unlock*", "pg_try_advisory_lock*", "set_config", "dblink_connect*"];
-
-/// The functions reads may not call (configurable; see [`FunctionDenyList::default_list`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionDenyList {
-    patterns: Vec<String>,
-}
-
-impl FunctionDenyList {
-    /// A deny-list of exact names and `prefix*` patterns (compared with the function's
-    /// unqualified name, case-sensitively as PostgreSQL resolves it after case folding).
-    pub fn new(patterns: impl IntoIterator<Item = String>) -> FunctionDenyList {
-        let mut patterns: Vec<String> =
-            patterns.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
-        patterns.dedup();
-        FunctionDenyList { patterns }
-    }
-
-    /// The built-in list.
-    pub fn default_list() -> FunctionDenyList {
-        FunctionDenyList::new(DEFAULT_DENIED.iter().map(|s| (*s).to_owned()))
-    }
-
-    /// The patterns.
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-
-    /// The first pattern that denies `function` (a possibly qualified name), if any.
-    pub fn denies(&self, function: &str) -> Option<&str> {
-        let name = unqualified(function);
-        self.patterns.iter().map(String::as_str).find(|p| matches_pattern(p, name))
-    }
-}
 
 fn unqualified(function: &str) -> &str {
     function.rsplit('.').next().unwrap_or(function)
@@ -169,23 +134,157 @@ fn matches_pattern(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// The stack for parsing and walking: libpg_query and the tree walk recurse per nesting
-/// level, and callers may send deeply nested SQL. PostgreSQL's own depth check ends the parse
-/// long before this is used up.
+/// The stack of each classifier thread. At [`MAX_NESTING`] a debug build uses about a tenth
+/// of it (measured: 1 000 chained operators parse on 64 MiB, 10 000 do not); the memory is
+/// reserved, not committed, until touched.
 const PARSE_STACK_BYTES: usize = 64 * 1024 * 1024;
 
-/// Parses `sql` and classifies it. Exactly one statement is accepted.
-pub fn classify(sql: &CallerSql) -> Result<Classified> {
-    let text = sql.as_str();
-    std::thread::scope(|scope| {
+/// The deepest nesting a statement may have, as estimated from its tokens before parsing
+/// (an upper bound: chained operators, nested parentheses, subqueries, joins, casts).
+pub const MAX_NESTING: usize = 1000;
+
+/// How long a caller waits for its statement to be classified.
+pub const CLASSIFY_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Statements at most this long are classified on the small-statement threads.
+const SMALL_SQL_BYTES: usize = 16 * 1024;
+
+/// Statements waiting for a classifier thread, per lane, beyond which callers are refused.
+const QUEUE_DEPTH: usize = 64;
+
+type Job = (String, tokio::sync::oneshot::Sender<Result<Classified>>);
+
+/// The classifier threads: two lanes, small statements and large ones.
+struct Lanes {
+    small: SyncSender<Job>,
+    large: SyncSender<Job>,
+}
+
+fn lanes() -> Result<&'static Lanes> {
+    static LANES: OnceLock<std::result::Result<Lanes, String>> = OnceLock::new();
+    let lanes = LANES.get_or_init(|| {
+        let small = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        Ok(Lanes { small: lane("coldquery-classify", small)?, large: lane("coldquery-classify-large", 1)? })
+    });
+    lanes.as_ref().map_err(|e| Error::internal(format!("could not start the SQL classifier: {e}")))
+}
+
+fn lane(name: &str, threads: usize) -> std::result::Result<SyncSender<Job>, String> {
+    let (sender, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
+    let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+    for _ in 0..threads {
+        let receiver = receiver.clone();
         std::thread::Builder::new()
-            .name("coldquery-classify".into())
+            .name(name.to_owned())
             .stack_size(PARSE_STACK_BYTES)
-            .spawn_scoped(scope, || classify_on_this_thread(text))
-            .map_err(|e| Error::internal(format!("could not start the SQL classifier: {e}")))?
-            .join()
-            .map_err(|_| Error::internal("the SQL classifier failed on this statement"))?
-    })
+            .spawn(move || {
+                loop {
+                    let job = receiver.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
+                    let Ok((text, reply)) = job else { return };
+                    // A caller that gave up has dropped its receiver; the result is discarded.
+                    let _ = reply.send(classify_now(&text));
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(sender)
+}
+
+/// Parses `sql` and classifies it. Exactly one statement is accepted.
+pub async fn classify(sql: &CallerSql) -> Result<Classified> {
+    let text = sql.as_str();
+    let lanes = lanes()?;
+    let lane = if text.len() <= SMALL_SQL_BYTES { &lanes.small } else { &lanes.large };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    lane.try_send((text.to_owned(), reply)).map_err(|e| match e {
+        TrySendError::Full(_) => {
+            Error::new(ErrorKind::Unavailable, "too many statements are waiting to be checked; the server is busy")
+                .with_hint("retry shortly")
+        }
+        TrySendError::Disconnected(_) => Error::internal("the SQL classifier stopped"),
+    })?;
+    match tokio::time::timeout(CLASSIFY_DEADLINE, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::internal("the SQL classifier failed on this statement")),
+        Err(_) => Err(Error::new(
+            ErrorKind::StatementNotAllowed,
+            format!("the statement could not be checked within {} s", CLASSIFY_DEADLINE.as_secs()),
+        )
+        .with_hint("send a smaller or simpler statement")),
+    }
+}
+
+/// Classifies on the calling thread, which must have a stack of [`PARSE_STACK_BYTES`].
+fn classify_now(text: &str) -> Result<Classified> {
+    if let Some(depth) = nesting_bound(text)
+        && depth > MAX_NESTING
+    {
+        return Err(Error::new(
+            ErrorKind::StatementNotAllowed,
+            format!("the statement nests too deeply to be checked (about {depth} levels; the limit is {MAX_NESTING})"),
+        )
+        .with_hint("split the expression or the statement into smaller ones"));
+    }
+    classify_on_this_thread(text)
+}
+
+/// An upper bound of the parse tree's depth from the token stream, or `None` if the text
+/// cannot be scanned (then the parser reports the error without building a tree). Within one
+/// parenthesis level every token that can nest (operators, keywords, casts) counts one level;
+/// a comma, `AND`/`OR` (which PostgreSQL flattens into lists) and `WHEN`/`THEN`/`ELSE` start a
+/// sibling and reset the level's count; names, literals and comments never nest.
+fn nesting_bound(text: &str) -> Option<usize> {
+    let scanned = pg_query::scan(text).ok()?;
+    // The count of each open parenthesis level, and their sum (the current depth).
+    let mut levels: Vec<usize> = vec![0];
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    for token in &scanned.tokens {
+        let Ok(kind) = Token::try_from(token.token) else { continue };
+        match kind {
+            Token::Ident
+            | Token::Uident
+            | Token::Fconst
+            | Token::Sconst
+            | Token::Usconst
+            | Token::Bconst
+            | Token::Xconst
+            | Token::Iconst
+            | Token::Param
+            | Token::SqlComment
+            | Token::CComment
+            | Token::Ascii46 => continue,
+            Token::Ascii40 | Token::Ascii91 => {
+                *levels.last_mut().expect("one level") += 1;
+                levels.push(1);
+                depth += 2;
+            }
+            Token::Ascii41 | Token::Ascii93 => {
+                if levels.len() > 1 {
+                    depth -= levels.pop().expect("more than one level");
+                }
+            }
+            Token::Ascii44 | Token::And | Token::Or | Token::When | Token::Then | Token::Else => {
+                let level = levels.last_mut().expect("one level");
+                depth -= *level;
+                *level = 0;
+            }
+            Token::Ascii59 => {
+                levels.truncate(1);
+                levels[0] = 0;
+                depth = 0;
+            }
+            _ => {
+                *levels.last_mut().expect("one level") += 1;
+                depth += 1;
+            }
+        }
+        deepest = deepest.max(depth);
+        if deepest > MAX_NESTING {
+            break;
+        }
+    }
+    Some(deepest)
 }
 
 fn classify_on_this_thread(text: &str) -> Result<Classified> {
@@ -207,7 +306,7 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
     let (kind, body) = node_of(&tree).ok_or_else(|| Error::invalid("parameter 'sql' contains no statement"))?;
     let mut walk = Walk::default();
     walk.visit_all(&tree);
-    let mut flags = Flags { session_state: walk.session_state, ..Flags::default() };
+    let mut flags = Flags { session_state: walk.session_state, sets_grammar: walk.sets_grammar, ..Flags::default() };
     let mut writes = walk.writes;
     match kind {
         "SelectStmt" | "VariableShowStmt" => {}
@@ -255,6 +354,8 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
         "VariableSetStmt" => {
             flags.session_state = body["is_local"] != true;
             let name = body["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+            // RESET ALL too: it could restore a server default that differs from what was checked.
+            flags.sets_grammar |= GRAMMAR_SETTINGS.contains(&name.as_str()) || name.is_empty();
             flags.sets_transaction_characteristics = matches!(
                 name.as_str(),
                 "transaction"
@@ -268,10 +369,24 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
         }
         _ => writes = true,
     }
-    Ok(Classified { tag: command_tag(kind, body), kind: kind.to_owned(), functions: walk.functions, writes, flags })
+    if matches!(kind, "AlterDatabaseSetStmt" | "AlterRoleSetStmt") {
+        let name = body["setstmt"]["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+        flags.sets_grammar |= GRAMMAR_SETTINGS.contains(&name.as_str()) || name.is_empty();
+    }
+    Ok(Classified {
+        tag: command_tag(kind, body),
+        kind: kind.to_owned(),
+        functions: walk.functions,
+        writes,
+        names: walk.names,
+        flags,
+    })
 }
 
 fn syntax_error(text: &str, error: pg_query::Error) -> Error {
+    if let pg_query::Error::Decode(e) = &error {
+        return Error::internal(format!("could not read the parse tree: {e}"));
+    }
     let message = match error {
         pg_query::Error::Parse(message) => message,
         other => other.to_string(),
@@ -347,8 +462,19 @@ fn has_option(body: &Value, name: &str) -> bool {
 #[derive(Default)]
 struct Walk {
     functions: Vec<String>,
+    seen: HashSet<String>,
+    names: Names,
     writes: bool,
     session_state: bool,
+    sets_grammar: bool,
+}
+
+/// The `sval`s of a list of `String` nodes (a qualified name), skipping anything else.
+fn name_parts(list: &Value) -> impl Iterator<Item = &str> {
+    list.as_array().into_iter().flatten().filter_map(|part| match node_of(part) {
+        Some(("String", s)) => s["sval"].as_str(),
+        _ => None,
+    })
 }
 
 impl Walk {
@@ -386,18 +512,47 @@ impl Walk {
         }
         match key {
             "FuncCall" => {
-                let name: Vec<&str> = body["funcname"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|part| match node_of(part) {
-                        Some(("String", s)) => s["sval"].as_str(),
+                let name = name_parts(&body["funcname"]).collect::<Vec<_>>().join(".");
+                if name == "set_config" || name == "pg_catalog.set_config" {
+                    // set_config(name, …) changes the setting it names: a grammar setting, or
+                    // one that is not written out, could change how later statements are read.
+                    let first = body["args"].get(0).and_then(node_of);
+                    let literal = match first {
+                        Some(("AConst", c)) => c["val"]["Sval"]["sval"].as_str(),
                         _ => None,
-                    })
-                    .collect();
-                let name = name.join(".");
-                if !self.functions.contains(&name) {
+                    };
+                    self.sets_grammar |=
+                        literal.is_none_or(|n| GRAMMAR_SETTINGS.contains(&n.to_ascii_lowercase().as_str()));
+                }
+                if self.seen.insert(name.clone()) {
                     self.functions.push(name);
+                }
+            }
+            // `x.f` and `(x).f` are `f(x)`: every name in a column reference or a field
+            // selection may be a function call.
+            "ColumnRef" => self.names.fields.extend(name_parts(&body["fields"]).map(str::to_owned)),
+            "AIndirection" => self.names.fields.extend(name_parts(&body["indirection"]).map(str::to_owned)),
+            "AExpr" => {
+                if let Some(op) = name_parts(&body["name"]).last() {
+                    self.names.operators.insert(op.to_owned());
+                }
+                // BETWEEN and its variants use >= and <= (or their negations) implicitly.
+                if body["name"].as_array().is_some_and(|n| n.len() == 1)
+                    && body["kind"].as_i64().is_some_and(|k| (11..=14).contains(&k))
+                {
+                    for op in [">=", "<=", ">", "<"] {
+                        self.names.operators.insert(op.to_owned());
+                    }
+                }
+            }
+            "TypeCast" => {
+                if let Some(name) = name_parts(&body["type_name"]["names"]).last() {
+                    self.names.types.insert(name.to_owned());
+                }
+            }
+            "RangeVar" => {
+                if let Some(name) = body["relname"].as_str().filter(|n| !n.is_empty()) {
+                    self.names.relations.insert(name.to_owned());
                 }
             }
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.writes = true,
@@ -518,7 +673,7 @@ fn not_allowed(message: String, hint: &str) -> Error {
 }
 
 /// A read: only reading statements, no writes anywhere, no denied function.
-pub(crate) fn check_read(c: &Classified, deny: &FunctionDenyList) -> Result<()> {
+pub(crate) fn check_read(c: &Classified, policy: &FunctionPolicy) -> Result<()> {
     if let Some(why) = never_reason(&c.kind) {
         return Err(not_allowed(format!("{} is not allowed here", c.tag), why));
     }
@@ -542,13 +697,13 @@ pub(crate) fn check_read(c: &Classified, deny: &FunctionDenyList) -> Result<()> 
         )
         .with_hint("use pg_query with action 'write' and either session_id (from pg_tx begin) or autocommit: true"));
     }
-    if let Some((function, pattern)) = c.functions.iter().find_map(|f| deny.denies(f).map(|p| (f, p))) {
-        return Err(not_allowed(
-            format!("function '{function}' is not allowed in a read (deny-list entry '{pattern}')"),
-            "this function has effects a read-only transaction cannot stop; if you really need it, call it with pg_query write in a session",
-        ));
-    }
-    Ok(())
+    check_functions(c, policy)
+}
+
+/// The function policy's check before sending (the server-side part is the statement's guard,
+/// [`FunctionPolicy::guard`]).
+pub(crate) fn check_functions(c: &Classified, policy: &FunctionPolicy) -> Result<()> {
+    policy.precheck(c)
 }
 
 /// A write: anything but transaction control and the statements no tool runs; no COPY to
@@ -561,6 +716,16 @@ pub(crate) fn check_write(c: &Classified) -> Result<()> {
         return Err(not_allowed(
             "changing the transaction's characteristics with SET is not allowed here".to_owned(),
             "isolation level, read_only and deferrable are chosen once, at pg_tx begin",
+        ));
+    }
+    if c.flags.sets_grammar {
+        return Err(not_allowed(
+            format!(
+                "this statement ({}) could change how PostgreSQL reads SQL text ({}), which ColdQuery pins",
+                c.tag,
+                GRAMMAR_SETTINGS.join(", ")
+            ),
+            "ColdQuery checks every statement with PostgreSQL's default grammar settings; set other settings by name (SET LOCAL name = value, or set_config('name', value, true) with the name written out)",
         ));
     }
     if c.flags.copy_server_side {
@@ -666,12 +831,13 @@ mod tests {
     use super::*;
 
     fn c(sql: &str) -> Result<Classified> {
-        classify(&CallerSql::new(sql).unwrap())
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        runtime.block_on(classify(&CallerSql::new(sql).unwrap()))
     }
 
     fn read(sql: &str) -> Result<Classified> {
         let classified = c(sql)?;
-        check_read(&classified, &FunctionDenyList::default_list())?;
+        check_read(&classified, &FunctionPolicy::default())?;
         Ok(classified)
     }
 
@@ -848,12 +1014,70 @@ mod tests {
         assert_eq!(position("SELECT 'é', 1 2"), Some(15), "positions count characters, not bytes");
     }
 
+    /// Attribute notation (`x.f`, `(x).f`), operators, casts and relations are collected for
+    /// the catalog check; known dangerous names are refused before anything is sent.
     #[test]
-    fn deny_list_patterns() {
-        let deny = FunctionDenyList::new(["dblink*".to_owned(), "exact".to_owned()]);
-        assert_eq!(deny.denies("public.dblink_exec"), Some("dblink*"));
-        assert_eq!(deny.denies("exact"), Some("exact"));
-        assert_eq!(deny.denies("exactly"), None);
-        assert!(FunctionDenyList::default_list().denies("pg_sleep").is_none());
+    fn every_way_to_call_a_function_is_seen() {
+        let found = c("SELECT (pid).pg_terminate_backend, p.pg_cancel_backend, a.b.c, x[1].f, 1::int8, CAST(2 AS my_type), \
+             date '2020-01-01', 1 OPERATOR(myschema.@@@) 2, y ~~ 'a', z BETWEEN 1 AND 2 FROM s.t, pg_backend_pid() AS p")
+        .unwrap();
+        let n = &found.names;
+        for field in ["pid", "pg_terminate_backend", "p", "pg_cancel_backend", "a", "b", "c", "x", "f", "y", "z"] {
+            assert!(n.fields.contains(field), "{field} not in {:?}", n.fields);
+        }
+        for op in ["@@@", "~~", ">=", "<="] {
+            assert!(n.operators.contains(op), "{op} not in {:?}", n.operators);
+        }
+        for ty in ["int8", "my_type", "date"] {
+            assert!(n.types.contains(ty), "{ty} not in {:?}", n.types);
+        }
+        assert!(n.relations.contains("t"));
+        for sql in [
+            "SELECT (pid).pg_terminate_backend FROM pg_stat_activity",
+            "SELECT p.pg_terminate_backend FROM pg_backend_pid() AS p",
+            "SELECT (SELECT 1).pg_advisory_lock",
+            "SELECT ((1)::int8).setseed",
+            "SELECT x[1].pg_cancel_backend FROM (SELECT ARRAY[1] AS x) q",
+        ] {
+            assert_eq!(code(read(sql)), "STATEMENT_NOT_ALLOWED", "{sql}");
+        }
+    }
+
+    #[test]
+    fn grammar_settings_cannot_be_changed() {
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET LOCAL standard_conforming_strings TO off",
+            "RESET standard_conforming_strings",
+            "RESET ALL",
+            "SET backslash_quote = on",
+            "ALTER DATABASE postgres SET standard_conforming_strings = off",
+            "ALTER ROLE current_user SET standard_conforming_strings = off",
+            "SELECT set_config('standard_conforming_strings', 'off', true)",
+            "SELECT set_config(name, 'off', true) FROM (SELECT 'standard_conforming_strings' AS name) n",
+        ] {
+            assert_eq!(check_write(&c(sql).unwrap()).unwrap_err().kind(), ErrorKind::StatementNotAllowed, "{sql}");
+        }
+        assert!(check_write(&c("SELECT set_config('search_path', 'app', true)").unwrap()).is_ok());
+        assert!(check_write(&c("SET LOCAL work_mem = '64MB'").unwrap()).is_ok());
+    }
+
+    /// The estimate is an upper bound of the real nesting: what PostgreSQL flattens (lists,
+    /// AND/OR chains) does not count, chains and parentheses do.
+    #[test]
+    fn nesting_is_bounded_before_parsing() {
+        let chain = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+        assert!(c(&chain(900)).is_ok(), "a long but reasonable chain parses");
+        let deep = c(&chain(5_000)).unwrap_err();
+        assert_eq!(deep.kind(), ErrorKind::StatementNotAllowed);
+        assert!(deep.message().contains("nests too deeply"), "{}", deep.message());
+        let wide = format!(
+            "SELECT * FROM t WHERE id IN ({})",
+            (0..50_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        );
+        assert!(c(&wide).is_ok(), "wide lists are not deep");
+        let conjunction = format!("SELECT 1 WHERE {}", vec!["a = 1"; 5_000].join(" AND "));
+        assert!(c(&conjunction).is_ok(), "AND chains are flattened");
+        assert!(nesting_bound("SELECT ((((1))))").unwrap() >= 8);
     }
 }

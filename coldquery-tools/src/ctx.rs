@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditRecord, AuditSink};
-use crate::classify::FunctionDenyList;
+use crate::functions::FunctionPolicy;
 
 /// Settings of the tools layer (SPEC §5).
 #[derive(Debug, Clone)]
@@ -26,8 +26,8 @@ pub struct ToolConfig {
     pub max_result_bytes: usize,
     /// Default statement timeout (`COLDQUERY_STATEMENT_TIMEOUT`, 30 s).
     pub statement_timeout: Duration,
-    /// Functions a read may not call.
-    pub function_deny_list: Vec<String>,
+    /// The functions reads may call (`--deny-functions`, `--allow-functions`, `--allow-extensions`).
+    pub functions: FunctionPolicy,
     /// Results of a session closer than this to expiry carry a warning.
     pub expiry_warning: Duration,
 }
@@ -39,28 +39,17 @@ impl Default for ToolConfig {
             max_rows_limit: 10_000,
             max_result_bytes: 1024 * 1024,
             statement_timeout: Duration::from_secs(30),
-            function_deny_list: FunctionDenyList::default_list().patterns().to_vec(),
+            functions: FunctionPolicy::default(),
             expiry_warning: Duration::from_secs(300),
         }
     }
 }
 
 impl ToolConfig {
-    /// Adds comma-separated function names (a trailing `*` matches a prefix, e.g. `my_audit_*`)
-    /// to the functions reads may not call. The built-in list always stays.
+    /// Adds comma-separated function patterns (`name`, `schema.name`, `*` wildcards, e.g.
+    /// `my_audit_*`) to the functions reads may not call.
     pub fn deny_functions(&mut self, list: &str) -> Result<(), String> {
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let base = name.strip_suffix('*').unwrap_or(name);
-            if base.is_empty() || !base.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-                return Err(format!(
-                    "'{name}' is not a function name (letters, digits, _ and $, optionally ending in *)"
-                ));
-            }
-            if !self.function_deny_list.iter().any(|existing| existing == name) {
-                self.function_deny_list.push(name.to_owned());
-            }
-        }
-        Ok(())
+        self.functions.deny_functions(list)
     }
 }
 
@@ -87,7 +76,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) sessions: &'a dyn SessionStore,
     pub(crate) policy: &'a dyn WritePolicy,
     pub(crate) config: &'a ToolConfig,
-    pub(crate) deny: &'a FunctionDenyList,
     pub(crate) caller: &'a Caller,
     pub(crate) audit: Option<&'a Arc<dyn AuditSink>>,
     pub(crate) tool: &'static str,

@@ -30,6 +30,7 @@ mod catalog;
 mod classify;
 mod ctx;
 pub mod examples;
+pub mod functions;
 mod pg_admin;
 mod pg_monitor;
 mod pg_query;
@@ -50,8 +51,9 @@ use serde_json::Value;
 use tracing::Instrument;
 
 pub use audit::{AuditRecord, AuditSink, JsonLinesAudit};
-pub use classify::{Classified, FunctionDenyList, classify};
+pub use classify::{CLASSIFY_DEADLINE, Classified, MAX_NESTING, Names, classify};
 pub use ctx::{Caller, ToolConfig};
+pub use functions::FunctionPolicy;
 pub use pg_admin::PgAdminArgs;
 pub use pg_monitor::PgMonitorArgs;
 pub use pg_query::PgQueryArgs;
@@ -73,7 +75,6 @@ pub struct Tools {
     sessions: Arc<dyn SessionStore>,
     policy: Arc<dyn WritePolicy>,
     config: Arc<ToolConfig>,
-    deny: Arc<FunctionDenyList>,
     audit: Option<Arc<dyn AuditSink>>,
 }
 
@@ -150,8 +151,7 @@ impl Tools {
         policy: Arc<dyn WritePolicy>,
         config: ToolConfig,
     ) -> Tools {
-        let deny = FunctionDenyList::new(config.function_deny_list.iter().cloned());
-        Tools { executor, sessions, policy, config: Arc::new(config), deny: Arc::new(deny), audit: None }
+        Tools { executor, sessions, policy, config: Arc::new(config), audit: None }
     }
 
     /// Sends an audit record of every write and every denial to `sink`.
@@ -196,17 +196,7 @@ impl Tools {
             span.record("session", session.as_str());
         }
         let statement = args.get("sql").and_then(Value::as_str).map(str::to_owned);
-        let ctx = Ctx {
-            executor: self.executor.as_ref(),
-            sessions: self.sessions.as_ref(),
-            policy: self.policy.as_ref(),
-            config: &self.config,
-            deny: &self.deny,
-            caller,
-            audit: self.audit.as_ref(),
-            tool,
-            action,
-        };
+        let ctx = self.ctx(caller, tool, action);
         let started = Instant::now();
         let outcome = async {
             match tool {
@@ -238,6 +228,26 @@ impl Tools {
         };
         span.in_scope(|| tracing::info!("tool call finished"));
         Ok(output)
+    }
+
+    fn ctx<'a>(&'a self, caller: &'a Caller, tool: &'static str, action: String) -> Ctx<'a> {
+        Ctx {
+            executor: self.executor.as_ref(),
+            sessions: self.sessions.as_ref(),
+            policy: self.policy.as_ref(),
+            config: &self.config,
+            caller,
+            audit: self.audit.as_ref(),
+            tool,
+            action,
+        }
+    }
+
+    /// The rights of the role reads run as that PostgreSQL would let a statement use beyond
+    /// the database (superuser, REPLICATION, signalling, server files), with the
+    /// least-privilege recipe, for the adapters' start-up report; `None` when it holds none.
+    pub async fn role_posture(&self, caller: &Caller) -> Result<Option<String>, Error> {
+        pg_monitor::posture_warning(&self.ctx(caller, "pg_monitor", "health".to_owned())).await
     }
 
     /// Completions for an argument of the resource template `postgres://schema/{schema}/{table}`:

@@ -349,7 +349,41 @@ const CHECKS: &[Check] = &[
     },
     Check { name: "blocked_queries", sql: catalog::CHECK_BLOCKED, judge: judge_blocked, items: true },
     Check { name: "replication", sql: catalog::CHECK_REPLICATION, judge: judge_replication, items: true },
+    Check { name: "role_posture", sql: catalog::CHECK_ROLE_POSTURE, judge: judge_posture, items: false },
 ];
+
+/// How to give reads a role that holds none of the rights [`catalog::CHECK_ROLE_POSTURE`] lists.
+pub(crate) const LEAST_PRIVILEGE_RECIPE: &str = "CREATE ROLE coldquery_reader LOGIN PASSWORD '…' NOSUPERUSER NOREPLICATION NOBYPASSRLS; \
+     GRANT CONNECT ON DATABASE app TO coldquery_reader; GRANT pg_read_all_data TO coldquery_reader; \
+     then pass its URL as --read-database-url (COLDQUERY_READ_DATABASE_URL), see docs/SECURITY.md";
+
+fn judge_posture(rows: &[Value]) -> Verdict {
+    let Some(role) = rows.first().and_then(|r| r["role"].as_str()) else {
+        return Verdict {
+            level: Level::Ok,
+            detail:
+                "reads run as a role without superuser, REPLICATION, BYPASSRLS or server-file and signalling rights"
+                    .into(),
+            value: None,
+        };
+    };
+    let rights: Vec<&str> = rows.iter().filter_map(|r| r["right"].as_str()).collect();
+    Verdict {
+        level: Level::Warn,
+        detail: format!(
+            "reads run as role {role}, which holds {}: ColdQuery's checks and the read-only transaction are then the only gates PostgreSQL relies on; least privilege: {LEAST_PRIVILEGE_RECIPE}",
+            rights.join(", ")
+        ),
+        value: Some(json!(rights)),
+    }
+}
+
+/// The `role_posture` check alone: its detail when the role holds rights it should not.
+pub(crate) async fn posture_warning(ctx: &Ctx<'_>) -> Result<Option<String>> {
+    let result = read(ctx, &Statement::new(catalog::CHECK_ROLE_POSTURE), CHECK_ITEMS).await?;
+    let verdict = judge_posture(&result.rows_as_objects());
+    Ok((verdict.level != Level::Ok).then_some(verdict.detail))
+}
 
 fn num(value: &Value) -> f64 {
     value.as_f64().unwrap_or(0.0)

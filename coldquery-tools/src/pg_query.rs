@@ -100,6 +100,7 @@ struct Checked {
 impl Checked {
     fn statement(&self) -> Statement {
         Statement::with_params(Sql::caller(self.sql.clone()), self.params.clone())
+            .with_footprint(self.classified.footprint())
     }
 }
 
@@ -143,14 +144,14 @@ pub(crate) fn text_format(args: &Value) -> TextFormat {
     args.get("format").and_then(Value::as_str).and_then(TextFormat::parse).unwrap_or_default()
 }
 
-fn check_sql(text: String, params: Option<Vec<Value>>) -> Result<Checked> {
+async fn check_sql(text: String, params: Option<Vec<Value>>) -> Result<Checked> {
     let sql = CallerSql::new(text)?;
-    let classified = classify::classify(&sql)?;
+    let classified = classify::classify(&sql).await?;
     let params = params.unwrap_or_default().iter().map(Param::from_json).collect();
     Ok(Checked { sql, classified, params })
 }
 
-fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
+async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
     let tool = "pg_query";
     let action = ctx.action.as_str();
     let limits = ctx.limits(args.max_rows, args.timeout_ms)?;
@@ -163,13 +164,13 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     Error::invalid(format!("pg_query read: parameter 'format' is '{f}'; choose json, markdown or csv"))
                 })?;
             }
-            let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params)?;
-            classify::check_read(&stmt.classified, ctx.deny)?;
+            let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params).await?;
+            classify::check_read(&stmt.classified, &ctx.config.functions)?;
             Ok(Request::Read { stmt, session, limits })
         }
         QueryAction::Write => {
             let sql = required(args.sql, "sql", tool, action)?;
-            let stmt = check_sql(sql, args.params)?;
+            let stmt = check_sql(sql, args.params).await?;
             classify::check_write(&stmt.classified)?;
             let target = ctx.authorize(
                 args.session_id.as_deref(),
@@ -192,30 +193,32 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     )));
                 }
             };
-            let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params)?;
+            let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params).await?;
             classify::check_explainable(&stmt.classified)?;
             let analyze = args.analyze.unwrap_or(false);
-            if analyze {
-                if stmt.classified.writes {
-                    classify::check_write(&stmt.classified)?;
-                    // EXPLAIN ANALYZE executes the statement: a write goes through the policy like
-                    // any write, and may only run in a session (so it can be rolled back).
-                    let hint = "EXPLAIN ANALYZE runs the statement; for a write, begin a session (pg_tx begin) and pass its session_id, then roll back if you only wanted the plan";
-                    match ctx.authorize(args.session_id.as_deref(), None, false, Some(stmt.sql.as_str())) {
-                        Ok(WriteTarget::Session(_)) => {}
-                        Ok(WriteTarget::Autocommit) => {
-                            return Err(Error::new(
-                                ErrorKind::WriteDenied,
-                                "EXPLAIN ANALYZE of a write needs a session",
-                            )
-                            .with_hint(hint));
-                        }
-                        Err(e) if session.is_none() => return Err(e.with_hint(hint)),
-                        Err(e) => return Err(e),
+            if analyze && stmt.classified.writes {
+                classify::check_write(&stmt.classified)?;
+                // EXPLAIN ANALYZE executes the statement: a write goes through the policy like
+                // any write, and may only run in a session (so it can be rolled back).
+                let hint = "EXPLAIN ANALYZE runs the statement; for a write, begin a session (pg_tx begin) and pass its session_id, then roll back if you only wanted the plan";
+                match ctx.authorize(args.session_id.as_deref(), None, false, Some(stmt.sql.as_str())) {
+                    Ok(WriteTarget::Session(_)) => {}
+                    Ok(WriteTarget::Autocommit) => {
+                        return Err(Error::new(
+                            ErrorKind::WriteDenied,
+                            "EXPLAIN ANALYZE of a write needs a session",
+                        )
+                        .with_hint(hint));
                     }
-                } else {
-                    classify::check_read(&stmt.classified, ctx.deny)?;
+                    Err(e) if session.is_none() => return Err(e.with_hint(hint)),
+                    Err(e) => return Err(e),
                 }
+            }
+            // Planning evaluates stable functions (and EXPLAIN ANALYZE runs the statement):
+            // the read function policy applies with or without analyze. An analyzed write runs
+            // in the caller's session, as a write.
+            if !(analyze && stmt.classified.writes) {
+                classify::check_functions(&stmt.classified, &ctx.config.functions)?;
             }
             Ok(Request::Explain {
                 stmt,
@@ -245,9 +248,10 @@ fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             let mut ops = Vec::with_capacity(operations.len());
             for (index, op) in operations.into_iter().enumerate() {
                 let checked = check_sql(op.sql, Some(op.params))
+                    .await
                     .and_then(|c| {
                         if read_only {
-                            classify::check_read(&c.classified, ctx.deny)?;
+                            classify::check_read(&c.classified, &ctx.config.functions)?;
                         } else {
                             classify::check_write(&c.classified)?;
                             classify::check_autocommit(&c.classified)?;
@@ -282,10 +286,11 @@ fn counts_rows(tag: &str) -> bool {
 
 pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
     let args: PgQueryArgs = parse_args("pg_query", args)?;
-    let request = parse(ctx, args)?;
+    let request = parse(ctx, args).await?;
     match request {
         Request::Read { stmt, session, limits } => {
-            let (result, info) = ctx.read(session.as_ref(), &stmt.statement(), &limits).await?;
+            let statement = stmt.statement().guarded(ctx.config.functions.guard(&stmt.classified));
+            let (result, info) = ctx.read(session.as_ref(), &statement, &limits).await?;
             let mut out = result_json(&result, &stmt.classified.tag, false);
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
@@ -320,7 +325,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let limits = Limits { max_rows: 100_000, ..limits };
             let (result, info) = match (&session, analyze && stmt.classified.writes) {
                 (Some(id), true) => ctx.write(&WriteTarget::Session(id.clone()), &statement, &limits).await?,
-                _ => ctx.read(session.as_ref(), &statement, &limits).await?,
+                _ => {
+                    let statement = statement.guarded(ctx.config.functions.guard(&stmt.classified));
+                    ctx.read(session.as_ref(), &statement, &limits).await?
+                }
             };
             let mut out = explain_json(&result, format);
             if let Some(info) = info {
@@ -329,7 +337,17 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             Ok(out)
         }
         Request::Transaction { ops, options, limits } => {
-            let statements: Vec<Statement> = ops.iter().map(Checked::statement).collect();
+            let statements: Vec<Statement> = ops
+                .iter()
+                .map(|op| {
+                    let statement = op.statement();
+                    if options.read_only {
+                        statement.guarded(ctx.config.functions.guard(&op.classified))
+                    } else {
+                        statement
+                    }
+                })
+                .collect();
             let started = std::time::Instant::now();
             let outcome = ctx.executor.batch(&statements, &options, &limits, &ctx.caller.cancel).await;
             if !options.read_only {

@@ -467,7 +467,7 @@ fn qualified(action: &str, name: &str, schema: Option<&str>) -> Result<Qualified
     }
 }
 
-fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
+async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
     let action = ctx.action.as_str();
     let session = args.session_id.clone().map(SessionId::new);
     match args.action {
@@ -552,24 +552,28 @@ fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
                     .map_err(|e| {
                         e.with_hint("give either raw 'sql', or the structured parameters (target, name, schema, definition...), not both")
                     })?;
-                    check_ddl(CallerSql::new(sql)?, verb, None)?
+                    check_ddl(CallerSql::new(sql)?, verb, None).await?
                 }
-                None => structured(action, verb, &args)?,
+                None => structured(action, verb, &args).await?,
             };
             let target =
                 ctx.authorize(args.session_id.as_deref(), args.autocommit, ddl.needs_autocommit, Some(ddl.sql.text()))?;
             if target == WriteTarget::Autocommit {
                 classify::check_autocommit(&ddl.classified)?;
             }
-            Ok(Request::Ddl { statement: Statement::new(ddl.sql), tag: ddl.tag, target })
+            Ok(Request::Ddl {
+                statement: Statement::new(ddl.sql).with_footprint(ddl.classified.footprint()),
+                tag: ddl.tag,
+                target,
+            })
         }
     }
 }
 
 /// Classifies a DDL statement: exactly one statement of `verb` (and, for a structured CREATE,
 /// of the kind its target names).
-fn check_ddl(sql: CallerSql, verb: DdlVerb, create: Option<DdlObject>) -> Result<Ddl> {
-    let classified = classify::classify(&sql)?;
+async fn check_ddl(sql: CallerSql, verb: DdlVerb, create: Option<DdlObject>) -> Result<Ddl> {
+    let classified = classify::classify(&sql).await?;
     classify::check_ddl_verb(&classified, verb)?;
     if let Some(object) = create
         && !object.create_kinds().contains(&classified.kind.as_str())
@@ -595,7 +599,7 @@ fn check_ddl(sql: CallerSql, verb: DdlVerb, create: Option<DdlObject>) -> Result
 
 /// Builds the structured form's statement from sanitized identifiers, static keywords and the
 /// caller's `definition` — then classifies what was built like raw SQL.
-fn structured(action: &str, verb: DdlVerb, args: &PgSchemaArgs) -> Result<Ddl> {
+async fn structured(action: &str, verb: DdlVerb, args: &PgSchemaArgs) -> Result<Ddl> {
     let object = match args.target {
         None => DdlObject::Table,
         Some(t) => DdlObject::from_target(t).ok_or_else(|| {
@@ -754,7 +758,7 @@ fn structured(action: &str, verb: DdlVerb, args: &PgSchemaArgs) -> Result<Ddl> {
     // statement of this verb, like raw SQL, so a definition cannot end the statement and
     // start another.
     let built = CallerSql::new(sql.build().text())?;
-    let mut ddl = check_ddl(built, verb, (verb == DdlVerb::Create).then_some(object)).map_err(|e| {
+    let mut ddl = check_ddl(built, verb, (verb == DdlVerb::Create).then_some(object)).await.map_err(|e| {
         let prefix = format!("{TOOL} {action}: ");
         let message = e.message().replace("parameter 'sql'", "the statement built with 'definition'");
         let message = message.strip_prefix(prefix.as_str()).unwrap_or(&message).to_owned();
@@ -810,7 +814,7 @@ impl Reader<'_, '_> {
 
 pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
     let args: PgSchemaArgs = parse_args(TOOL, args)?;
-    match parse(ctx, args)? {
+    match parse(ctx, args).await? {
         Request::List { target, schema, pattern, limit, offset, include_sizes, session } => {
             let (sql, sized) = target.query();
             let filter = catalog::ListFilter {

@@ -235,10 +235,12 @@ fn corpus(db: &TestDb) -> Vec<Case> {
         server("ok", "EXPLAIN (ANALYZE false) DELETE FROM t"),
         server("ok", "SELECT last_value FROM s"),
         server("ok", "SHOW search_path"),
-        // Reach the server and are stopped there: the read-only transaction.
-        server(RO, "SELECT f_writes()"),
-        server(RO, "SELECT * FROM f_writes()"),
-        server(RO, "SELECT f_nextval()"),
+        // Reach the server and are stopped there, before they run: user-defined functions are
+        // refused unless --allow-functions names them (the read-only transaction would stop
+        // the first two as well).
+        server(NA, "SELECT f_writes()"),
+        server(NA, "SELECT * FROM f_writes()"),
+        server(NA, "SELECT f_nextval()"),
         // Case matters for quoted names: this is not nextval, and does not exist.
         server("DATABASE_ERROR", "SELECT \"NEXTVAL\"('s')"),
     ];
@@ -455,11 +457,14 @@ async fn read_escape_corpus_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn forced_reads_cannot_leave_state_on_the_pooled_connection() {
     // Statements the classifier lets through but that touch session state in PostgreSQL:
-    // each runs in a transaction that is rolled back, so the next read sees defaults.
+    // each runs in a transaction that is rolled back, so the next read sees defaults. The
+    // writing function is allowed here, so that the read-only transaction is what stops it.
     let db = coldquery_tests::harness::test_db().await;
     let side = db.client().await;
     setup(&side).await;
-    let (tools, _db) = tools(&db, &PgOptions { pool_size: 1, ..options() }, ToolConfig::default(), false).await;
+    let mut config = ToolConfig::default();
+    config.functions.allow_functions("public.f_writes").unwrap();
+    let (tools, _db) = tools(&db, &PgOptions { pool_size: 1, ..options() }, config, false).await;
     let me = caller("escape");
     let before = observe(&side).await;
     let pid = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_backend_pid() AS pid"})).await;

@@ -6,6 +6,7 @@ mod escape;
 mod faults;
 mod pg_layer;
 mod pgbouncer;
+mod read_policy;
 mod sessions;
 mod support;
 mod tools_admin;

@@ -59,7 +59,7 @@ async fn health_reports_the_server_and_deep_checks_all_run() {
 
     let deep = monitor(&t, json!({"action": "health", "deep": true})).await;
     let checks = deep["checks"].as_array().unwrap_or_else(|| panic!("no checks: {deep}"));
-    assert_eq!(checks.len(), 12);
+    assert_eq!(checks.len(), 13);
     for check in checks {
         let status = check["status"].as_str().unwrap();
         assert!(["ok", "warn", "critical"].contains(&status), "{check}");
@@ -75,11 +75,12 @@ async fn health_reports_the_server_and_deep_checks_all_run() {
     assert_eq!(duplicate["items"][0]["indexes"], json!(["dup_a_1", "dup_a_2"]));
     assert_eq!(check("xid_wraparound")["status"], "ok");
     assert_eq!(check("replication")["status"], "ok");
+    assert_eq!(check("role_posture")["status"], "warn", "the tests connect as the superuser");
     // blocked_queries and the backend checks are server-wide: other tests' backends count too.
     assert!(check("connection_utilization")["value"].as_f64().unwrap() > 0.0);
     let summary = &deep["summary"];
     let total = ["ok", "warn", "critical"].iter().map(|k| summary[k].as_u64().unwrap()).sum::<u64>();
-    assert_eq!(total, 12);
+    assert_eq!(total, 13);
 }
 
 #[tokio::test]

@@ -145,7 +145,7 @@ async fn deep_health_judges_each_check() {
     assert_eq!(status("xid_wraparound"), "ok");
     assert_eq!(status("sequences"), "critical");
     assert_eq!(status("long_running_queries"), "ok");
-    assert_eq!(output["summary"], json!({"ok": 3, "warn": 7, "critical": 2}));
+    assert_eq!(output["summary"], json!({"ok": 4, "warn": 7, "critical": 2}));
     insta::assert_json_snapshot!("health_deep", out);
 }
 
@@ -156,8 +156,8 @@ async fn deep_health_on_a_quiet_database_is_ok() {
     // Every check answers with no rows (the fake's default).
     let out = fixture.call("pg_monitor", json!({"action": "health", "deep": true})).await;
     assert_eq!(out["status"], "ok");
-    assert_eq!(out["summary"], json!({"ok": 12, "warn": 0, "critical": 0}));
-    assert_eq!(fixture.executor.sql().len(), 13);
+    assert_eq!(out["summary"], json!({"ok": 13, "warn": 0, "critical": 0}));
+    assert_eq!(fixture.executor.sql().len(), 14);
 }
 
 #[tokio::test]

@@ -4,4 +4,5 @@
 //! all read from here.
 
 pub(crate) mod monitor;
+pub(crate) mod policy;
 pub(crate) mod schema;

@@ -224,6 +224,21 @@ pub(crate) const CHECK_IDLE_IN_TRANSACTION: Sql = Sql::catalog(
       ORDER BY state_change",
 );
 
+/// The rights of the role reads run as that PostgreSQL itself would let a statement use to
+/// change server state or reach outside the database: one row per right held.
+pub(crate) const CHECK_ROLE_POSTURE: Sql = Sql::catalog(
+    "SELECT current_user AS role, r.name AS right \
+       FROM pg_roles me, \
+            LATERAL (VALUES ('superuser', me.rolsuper), ('REPLICATION', me.rolreplication), \
+                            ('BYPASSRLS', me.rolbypassrls), \
+                            ('pg_signal_backend', pg_has_role(me.oid, 'pg_signal_backend', 'MEMBER')), \
+                            ('pg_read_server_files', pg_has_role(me.oid, 'pg_read_server_files', 'MEMBER')), \
+                            ('pg_write_server_files', pg_has_role(me.oid, 'pg_write_server_files', 'MEMBER')), \
+                            ('pg_execute_server_program', pg_has_role(me.oid, 'pg_execute_server_program', 'MEMBER'))) \
+              AS r(name, held) \
+      WHERE me.rolname = current_user AND r.held",
+);
+
 /// Backends waiting for a lock another backend holds.
 pub(crate) const CHECK_BLOCKED: Sql = Sql::catalog(
     "SELECT a.pid, pg_blocking_pids(a.pid) AS blocked_by, \
