@@ -95,7 +95,7 @@ async fn ctrl_c_clears_the_statement_and_ctrl_d_discards_it_unrun() {
     let started = std::time::Instant::now();
     while side.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "the statement never started");
-        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let mut shell = typing(move || {
         shell.send_control('c').unwrap();
