@@ -139,7 +139,8 @@ async fn help_backslash_commands_and_formats() {
         " notes ",
         " recent ",
         "notes_note",
-        "definition",
+        "View \"public.recent\"\n Column | Type",
+        "View definition:\n",
         "You are connected to database \"cq_t_",
     ] {
         assert!(stdout.contains(listed), "{listed:?} in {stdout}");
