@@ -41,8 +41,9 @@ Transactions (writes are denied outside one unless you say how they commit):
 
 Informational (PATTERN: * and ? wildcards, optionally schema.PATTERN):
   \d [NAME]            list tables, views and sequences, or describe one
-  \dt \dv \di \ds \df \dn \dx [PATTERN]
-                       tables, views, indexes, sequences, functions, schemas, extensions
+  \dt \dv \dm \di \ds \df \dn \dx \dT [PATTERN]
+                       tables, views, materialized views, indexes, sequences, functions,
+                       schemas, extensions, types
   \l                   databases (and their sizes)
   \conninfo            where this shell is connected
 
@@ -56,6 +57,8 @@ Output (notices, timing and session state go to stderr; data to stdout):
 Input and others:
   \g, \gx             at the end of a line: send the statement (\gx: expanded)
   \i FILE              run the statements in FILE
+  \set ON_ERROR_STOP on  stop a script at its first failing statement (psql's variable)
+  \echo TEXT           print TEXT
   \r                   clear the statement being typed
   \?, help             this text
   \q, quit, Ctrl-D     leave (an open transaction is rolled back)
@@ -206,6 +209,10 @@ enum Command {
     Format(Format),
     ShowSettings,
     Include(String),
+    /// `\set ON_ERROR_STOP on|off` (the one psql variable the shell knows).
+    OnErrorStop(bool),
+    /// `\echo TEXT`.
+    Echo(String),
     ResetBuffer,
     Help,
     Quit,
@@ -319,6 +326,13 @@ fn backslash(line: &str) -> Parsed {
                 "\\pset: unknown or incomplete option {option}; the options are null, format, tuples_only, expanded, pager"
             )),
         },
+        "\\set" => match (arg, args.get(1).copied()) {
+            (Some("ON_ERROR_STOP"), value) => {
+                on_off(value.or(Some("on"))).map(|on| Command::OnErrorStop(on.unwrap_or(true)))
+            }
+            _ => Err("\\set: the shell has no variables; it knows ON_ERROR_STOP (\\set ON_ERROR_STOP on)".to_owned()),
+        },
+        "\\echo" => Ok(Command::Echo(arguments(rest).join(" "))),
         "\\i" | "\\ir" | "\\include" => match arg {
             Some(_) => Ok(Command::Include(unquote(rest))),
             None => Err(format!("{name}: missing required argument (a file name)")),
@@ -326,6 +340,39 @@ fn backslash(line: &str) -> Parsed {
         other => Err(format!("invalid command {other}; try \\? for help")),
     };
     Parsed::Command(command)
+}
+
+/// A backslash command's arguments as psql splits them: at whitespace, except inside
+/// `'single quotes'` (where `''` is a quote).
+fn arguments(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        let mut quoted = false;
+        while let Some(&c) = chars.peek() {
+            if c == '\'' {
+                chars.next();
+                if quoted && chars.peek() == Some(&'\'') {
+                    chars.next();
+                    word.push('\'');
+                } else {
+                    quoted = !quoted;
+                }
+            } else if c.is_whitespace() && !quoted {
+                break;
+            } else {
+                word.push(c);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+    out
 }
 
 /// `'text'` → `text`, as psql reads a quoted backslash-command argument.
@@ -821,6 +868,8 @@ impl Shell<'_> {
                 );
             }
             Command::Include(path) => self.include(&path).await,
+            Command::OnErrorStop(on) => self.script.on_error_stop = on,
+            Command::Echo(text) => crate::print(&format!("{text}\n")),
             Command::ResetBuffer => {}
             Command::Help => crate::print(HELP),
             Command::Quit => self.stop = true,
@@ -1087,12 +1136,17 @@ mod tests {
         assert_eq!(command("\\i 'my file.sql'"), Command::Include("my file.sql".into()));
         assert_eq!(command("\\a"), Command::ToggleAlign);
         assert_eq!(command("\\r"), Command::ResetBuffer);
+        assert_eq!(command("\\set ON_ERROR_STOP on"), Command::OnErrorStop(true));
+        assert_eq!(command("\\set ON_ERROR_STOP 0"), Command::OnErrorStop(false));
+        assert_eq!(command("\\echo 'hello world' again"), Command::Echo("hello world again".into()));
+        assert!(matches!(parse_line("\\set PROMPT1 x"), Some(Parsed::Command(Err(_)))));
         // Every command completion offers is one the shell knows and `\?` lists.
         for name in BACKSLASH_COMMANDS {
             let line = match *name {
                 "\\i" => "\\i f".to_owned(),
                 "\\format" => "\\format csv".to_owned(),
                 "\\w" => "\\w DELETE FROM t".to_owned(),
+                "\\set" => "\\set ON_ERROR_STOP on".to_owned(),
                 other => other.to_owned(),
             };
             assert!(matches!(parse_line(&line), Some(Parsed::Command(Ok(_)) | Parsed::Sql(..))), "{name}");

@@ -124,6 +124,9 @@ async fn commands_files_and_includes_run_like_psql() {
     assert!(out.stderr.contains("LINE 1: SELECT nope\n               ^"), "{}", out.stderr);
     let out = run(&db, &["-At", "--on-error-stop", "-c", "SELECT nope", "-c", "SELECT 3"]).await.expect(1);
     assert_eq!(out.stdout, "");
+    let script = "\\echo start\n\\set ON_ERROR_STOP on\nSELECT nope;\nSELECT 'not reached';\n";
+    let out = run_with(&["-At"], &[("DATABASE_URL", &db.url)], Some(script)).await.expect(1);
+    assert_eq!(out.stdout, "start\n", "psql's ON_ERROR_STOP stops the script");
 
     // SQL on stdin, the way `coldquery < file.sql` runs it.
     let out = run_with(&["-At"], &[("DATABASE_URL", &db.url)], Some("SELECT 'from stdin'")).await.expect(0);
