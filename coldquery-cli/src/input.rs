@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use coldquery_tools::{Caller, Tools};
@@ -75,6 +75,15 @@ impl Input {
         answer.await.ok().flatten()
     }
 
+    /// Tells completion the earlier lines of the statement being typed (terminal only), so that
+    /// it finds the tables a `FROM` on an earlier line names.
+    pub(crate) fn set_context(&self, text: &str) {
+        if let Input::Terminal(terminal) = self {
+            let mut context = terminal.context.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            text.clone_into(&mut context);
+        }
+    }
+
     /// Remembers a line in the history (terminal only).
     pub(crate) fn remember(&self, line: &str) {
         if let Input::Terminal(terminal) = self {
@@ -103,6 +112,8 @@ enum Request {
 pub(crate) struct Terminal {
     requests: mpsc::Sender<Request>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The statement's earlier lines, shared with completion on the editor's thread.
+    context: Arc<Mutex<String>>,
 }
 
 impl std::fmt::Debug for Terminal {
@@ -128,7 +139,8 @@ impl Terminal {
                 .completion_type(CompletionType::List)
                 .build();
         let mut editor: Editor<SqlHelper, DefaultHistory> = Editor::with_config(config).map_err(io)?;
-        editor.set_helper(Some(SqlHelper { completion }));
+        let context = Arc::new(Mutex::new(String::new()));
+        editor.set_helper(Some(SqlHelper { completion, context: context.clone() }));
         if let Some(path) = &history
             && path.exists()
         {
@@ -162,7 +174,7 @@ impl Terminal {
                 eprintln!("warning: could not save the history to {}: {e}", path.display());
             }
         })?;
-        Ok(Terminal { requests, thread: Some(thread) })
+        Ok(Terminal { requests, thread: Some(thread), context })
     }
 
     async fn read(&mut self, prompt: &str) -> std::io::Result<Read> {
@@ -375,6 +387,7 @@ pub(crate) const BACKSLASH_COMMANDS: &[&str] = &[
 
 struct SqlHelper {
     completion: Completion,
+    context: Arc<Mutex<String>>,
 }
 
 impl SqlHelper {
@@ -399,7 +412,8 @@ impl SqlHelper {
             out.extend(self.completion.tables(word));
         }
         if !relation_wanted && !word.is_empty() && !word.contains('.') {
-            for relation in relations_in(line) {
+            let earlier = self.context.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            for relation in relations_in(&format!("{earlier}\n{line}")) {
                 out.extend(self.completion.columns(&relation).into_iter().filter(|c| c.starts_with(word)));
             }
         }

@@ -627,6 +627,7 @@ impl Shell<'_> {
             }
             while !self.stop {
                 let prompt = self.prompt(&buffer);
+                input.set_context(&buffer.text);
                 if self.prompt_on_stderr && !input.interactive() {
                     eprint!("{prompt}");
                 }

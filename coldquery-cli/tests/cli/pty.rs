@@ -209,6 +209,15 @@ async fn tab_completes_table_names_keywords_and_backslash_commands() {
         shell.exp_string("zebra_count").expect("a column of a table the line names");
         typ(&mut shell, " = 1;\r");
         shell.exp_string("(0 rows)").unwrap();
+        shell.exp_string("coldquery=> ").unwrap();
+        // ... and of a table an earlier line of the statement names.
+        typ(&mut shell, "SELECT * FROM animals\r");
+        shell.exp_string("coldquery-> ").unwrap();
+        typ(&mut shell, "WHERE zeb");
+        typ(&mut shell, "\t");
+        shell.exp_string("zebra_count").expect("a column of the table named on the line before");
+        typ(&mut shell, " = 1;\r");
+        shell.exp_string("(0 rows)").unwrap();
         // A pager shows results when asked (and when they are longer than the terminal).
         typ(&mut shell, "\\pset pager always\r");
         shell.exp_string("Pager is always used.").unwrap();
