@@ -59,12 +59,26 @@ async fn typing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
     tokio::task::spawn_blocking(work).await.expect("the typing thread")
 }
 
-fn history_file(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("coldquery-cli-pty-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
+/// A directory of one test's own (history file, redirected output), removed when it ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("coldquery-cli-pty-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[tokio::test]
@@ -72,7 +86,8 @@ async fn ctrl_c_clears_the_statement_and_ctrl_d_discards_it_unrun() {
     let db = test_db().await;
     create_table(&db, "notes").await;
     db.client().await.batch_execute("INSERT INTO notes SELECT g, 'n' FROM generate_series(1, 5) g").await.unwrap();
-    let history = history_file("ctrl");
+    let scratch = Scratch::new("ctrl");
+    let history = scratch.file("history");
     let mut shell = spawn_shell(&db, &history, &["--autocommit"]);
     let mut shell = typing(move || {
         // Ctrl-C on a continued statement throws it away: a later ';' runs nothing.
@@ -122,7 +137,8 @@ async fn ctrl_c_clears_the_statement_and_ctrl_d_discards_it_unrun() {
 #[tokio::test]
 async fn history_is_recalled_with_the_up_arrow_and_kept_in_its_file() {
     let db = test_db().await;
-    let history = history_file("history");
+    let scratch = Scratch::new("history");
+    let history = scratch.file("history");
     let mut shell = spawn_shell(&db, &history, &[]);
     typing(move || {
         typ(&mut shell, "SELECT 41 + 1 AS answer;\r");
@@ -155,7 +171,8 @@ async fn history_is_recalled_with_the_up_arrow_and_kept_in_its_file() {
 #[tokio::test]
 async fn a_plpgsql_function_with_semicolons_in_its_body_is_one_statement() {
     let db = test_db().await;
-    let history = history_file("function");
+    let scratch = Scratch::new("function");
+    let history = scratch.file("history");
     let mut shell = spawn_shell(&db, &history, &["--autocommit"]);
     typing(move || {
         typ(&mut shell, "CREATE FUNCTION add_one(n int) RETURNS int LANGUAGE plpgsql AS $$\r");
@@ -188,7 +205,8 @@ async fn tab_completes_table_names_keywords_and_backslash_commands() {
     let db = test_db().await;
     create_table(&db, "customer_orders").await;
     db.client().await.batch_execute("CREATE TABLE animals (zebra_count int)").await.unwrap();
-    let history = history_file("completion");
+    let scratch = Scratch::new("completion");
+    let history = scratch.file("history");
     let mut shell = spawn_shell(&db, &history, &[]);
     typing(move || {
         typ(&mut shell, "sel");
@@ -240,7 +258,8 @@ async fn tab_completes_table_names_keywords_and_backslash_commands() {
 #[tokio::test]
 async fn with_stdout_redirected_the_file_gets_only_the_data() {
     let db = test_db().await;
-    let history = history_file("redirect");
+    let scratch = Scratch::new("redirect");
+    let history = scratch.file("history");
     let out = history.with_extension("out");
     // `coldquery shell > out`: prompts and echo go to the terminal, the rows to the file.
     let mut command = std::process::Command::new("sh");
