@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod deploy;
 
 fn main() -> ExitCode {
@@ -20,10 +21,11 @@ fn main() -> ExitCode {
         Some("example") => run_example(),
         Some("conformance") => conformance(),
         Some("deploy-check") => deploy::deploy_check().and_then(|binary| deploy::container_test(&binary)),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check>");
+            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check | bench>");
             eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs, the");
-            eprintln!("               embedding example, the MCP conformance suite");
+            eprintln!("               embedding example, the MCP conformance suite, the bench smoke");
             eprintln!("  deps         check that each crate depends only on what its layer may know");
             eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
             eprintln!("  conformance  run the official MCP conformance suite against coldquery-mcp over HTTP");
             eprintln!("  deploy-check lint the workflows and the Dockerfile, validate the compose files, check them");
             eprintln!("               against coldquery-mcp's real flags, and run the release build as the image does");
+            eprintln!("  bench        measure against the raw driver (release; --smoke: a quick debug run that");
+            eprintln!("               checks the results, never times; --out PATH, default target/bench/bench.json)");
             return ExitCode::from(2);
         }
     };
@@ -85,6 +89,7 @@ fn ci() -> Result<()> {
     // conformance suite run the built programs.
     run_example()?;
     conformance()?;
+    bench::smoke()?;
     eprintln!("\nci: all steps passed in {:.1?}", started.elapsed());
     Ok(())
 }
