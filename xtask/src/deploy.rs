@@ -9,8 +9,11 @@
 //! - The image and the compose services against the real `coldquery-mcp`: every variable and
 //!   flag they set must be one the binary lists in `--help`, the health check must be the
 //!   binary's own `healthcheck` subcommand, the exposed port must be the listen port, and the
-//!   image's environment alone must make the binary refuse to start without a token. A renamed
-//!   setting therefore fails here, not in a deployment.
+//!   image's environment alone must make the binary refuse to start without a token. Then the
+//!   binary is started with the image's environment plus each compose service's (against a
+//!   throwaway PostgreSQL), and must pass the image's health command and its readiness probe
+//!   and stop cleanly on SIGTERM, so every value is one it accepts.
+//!   A renamed setting or a malformed value therefore fails here, not in a deployment.
 //! - `deploy/demo-schema.sql` (what the development stack loads) must be the demo schema of
 //!   `--ephemeral`.
 //!
@@ -131,7 +134,16 @@ pub(crate) fn deploy_check() -> Result<PathBuf> {
     let dockerfile = Dockerfile::parse(&std::fs::read_to_string(root().join("Dockerfile"))?)?;
     check_image(&dockerfile, &server, &healthcheck)?;
     check_token_required(&binary, &dockerfile)?;
-    check_compose(&tools, &dockerfile, &server, &healthcheck)?;
+    let services = check_compose(&tools, &dockerfile, &server, &healthcheck)?;
+    // coldquery-mcp does not start without its database, so the services get a throwaway one.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let database = runtime
+        .block_on(coldquery_pg::ephemeral::Ephemeral::start())
+        .map_err(|e| anyhow::anyhow!("could not start a throwaway PostgreSQL: {e}"))?;
+    let started =
+        services.iter().try_for_each(|service| start_as_composed(&binary, &dockerfile, service, database.url()));
+    runtime.block_on(database.stop()).map_err(|e| anyhow::anyhow!("stopping the throwaway PostgreSQL: {e}"))?;
+    started?;
     eprintln!("<== deployment files against coldquery-mcp: ok");
     run(
         "release build (the Dockerfile's command)",
@@ -487,14 +499,15 @@ fn compose_services(tools: &Path) -> Result<Vec<Service>> {
     Ok(services)
 }
 
-fn check_compose(tools: &Path, image: &Dockerfile, server: &Settings, healthcheck: &Settings) -> Result<()> {
+/// Checks the ColdQuery services of the compose files; returns them.
+fn check_compose(tools: &Path, image: &Dockerfile, server: &Settings, healthcheck: &Settings) -> Result<Vec<Service>> {
     let services = compose_services(tools)?;
-    let coldquery: Vec<&Service> =
-        services.iter().filter(|s| s.build == "." || s.image.contains("coldquery/coldquery")).collect();
+    let coldquery: Vec<Service> =
+        services.into_iter().filter(|s| s.build == "." || s.image.contains("coldquery/coldquery")).collect();
     for file in COMPOSE_FILES {
         ensure!(coldquery.iter().any(|s| s.file == *file), "{file}: no service runs the ColdQuery image");
     }
-    for service in coldquery {
+    for service in &coldquery {
         let what = format!("{} service {}", service.file, service.name);
         for (name, _) in &service.env {
             server.check_variable(&what, name)?;
@@ -538,6 +551,137 @@ fn check_compose(tools: &Path, image: &Dockerfile, server: &Settings, healthchec
         }
         eprintln!("    {what}: {} variables, all read by coldquery-mcp; listens on {listen}", service.env.len());
     }
+    Ok(coldquery)
+}
+
+/// Resolves compose interpolation the way `docker compose config` would with nothing set:
+/// `${NAME:-default}` and `${NAME-default}` become the default, any other `${NAME...}` an
+/// example value.
+fn interpolate(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else { break };
+        let expression = &rest[start + 2..start + end];
+        let name_end = expression.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(expression.len());
+        let (name, operator) = expression.split_at(name_end);
+        match operator.trim_start_matches(':').strip_prefix('-') {
+            Some(default) => out.push_str(default),
+            None => out.push_str(&format!("example-{}", name.to_ascii_lowercase().replace('_', "-"))),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The local database `local` standing in for a service's `url` (which names a host only a
+/// deployment has), with `url`'s parameters (`sslmode`, ...) when it has any, so those are
+/// still checked.
+fn stand_in_database(url: Option<&str>, local: &str) -> String {
+    let (base, local_query) = local.split_once('?').unwrap_or((local, ""));
+    match url.and_then(|u| u.split_once('?')) {
+        Some((_, query)) => format!("{base}?{query}"),
+        None if local_query.is_empty() => base.to_owned(),
+        None => format!("{base}?{local_query}"),
+    }
+}
+
+/// Starts the binary with the image's environment and `service`'s on top, as compose starts the
+/// container, with local stand-ins for what only a deployment has (the secret files, the audit
+/// volume, the database: `local_database`, and a free port instead of the configured one). It
+/// must pass the image's health command and its readiness probe, then exit 0 on SIGTERM.
+fn start_as_composed(binary: &Path, image: &Dockerfile, service: &Service, local_database: &str) -> Result<()> {
+    let what = format!("{} service {}", service.file, service.name);
+    let scratch = env::temp_dir().join(format!("coldquery-deploy-check-{}-{}", std::process::id(), service.name));
+    std::fs::create_dir_all(&scratch)?;
+    let mut env: Vec<(String, String)> = image.env.clone();
+    for (name, value) in &service.env {
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), interpolate(value)));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut database = false;
+    for (name, value) in &mut env {
+        match name.as_str() {
+            "COLDQUERY_LISTEN" => {
+                let ip = value.rsplit_once(':').map_or("127.0.0.1", |(ip, _)| ip).to_owned();
+                *value = format!("{ip}:{port}");
+            }
+            "COLDQUERY_AUTH_TOKEN_FILE" => {
+                let tokens = scratch.join("tokens");
+                std::fs::write(&tokens, "deploy-check 0123456789abcdef0123456789abcdef\n")?;
+                *value = tokens.display().to_string();
+            }
+            "COLDQUERY_AUDIT_LOG" if value.as_str() != "off" => {
+                *value = scratch.join("audit.jsonl").display().to_string()
+            }
+            "DATABASE_URL" => {
+                database = true;
+                *value = stand_in_database(Some(value), local_database);
+            }
+            _ => {}
+        }
+    }
+    if !database {
+        // From an env_file kept out of git (docker-compose.deploy.yml): a stand-in.
+        env.push(("DATABASE_URL".into(), stand_in_database(None, local_database)));
+    }
+    env.push(("RUST_LOG".into(), "warn".into()));
+    let stderr = std::fs::File::create(scratch.join("stderr.log"))?;
+    let mut server = Command::new(binary)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(&image.cmd)
+        .args(&service.command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("{what}: starting coldquery-mcp"))?;
+    let healthcheck = &image.healthcheck[1..];
+    let started = std::time::Instant::now();
+    let outcome = loop {
+        if let Some(status) = server.try_wait()? {
+            let log = std::fs::read_to_string(scratch.join("stderr.log")).unwrap_or_default();
+            break Err(anyhow::anyhow!("{what}: coldquery-mcp exited with {status} at start: {}", log.trim()));
+        }
+        let probe = Command::new(binary)
+            .args(healthcheck)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if probe.success() {
+            let ready = Command::new(binary)
+                .args(healthcheck)
+                .args(["--probe", "ready"])
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            break if ready.success() { Ok(()) } else { Err(anyhow::anyhow!("{what}: healthy but not ready")) };
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            break Err(anyhow::anyhow!("{what}: the image's health command did not pass within 20 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let stopped = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.try_wait().ok().flatten()
+    });
+    if stopped.is_none() {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    outcome?;
+    let stopped = stopped.with_context(|| format!("{what}: coldquery-mcp did not stop within 10 s of SIGTERM"))?;
+    ensure!(stopped.success(), "{what}: coldquery-mcp exited with {stopped} after SIGTERM");
+    eprintln!("    {what}: started with the image's and the service's environment, healthy and ready, stopped cleanly");
     Ok(())
 }
 
@@ -560,6 +704,23 @@ mod tests {
         assert_eq!(file.healthcheck, ["/bin/x", "healthcheck"]);
         assert_eq!(file.entrypoint, ["/bin/x"]);
         assert!(exec_form("/bin/x healthcheck").is_err(), "the shell form needs a shell the image lacks");
+    }
+
+    #[test]
+    fn compose_interpolation_and_stand_ins() {
+        assert_eq!(
+            interpolate("${TS_HOSTNAME:-coldquery}.${TS_TAILNET:?set it}.ts.net"),
+            "coldquery.example-ts-tailnet.ts.net"
+        );
+        assert_eq!(interpolate("${A-x}${B}"), "xexample-b");
+        assert_eq!(interpolate("plain"), "plain");
+        let local = "postgresql://postgres@127.0.0.1:5999/demo?sslmode=disable";
+        assert_eq!(
+            stand_in_database(Some("postgres://u:p@postgres:5432/app?sslmode=verify-full"), local),
+            "postgresql://postgres@127.0.0.1:5999/demo?sslmode=verify-full"
+        );
+        assert_eq!(stand_in_database(Some("postgres://u:p@db/app"), local), local);
+        assert_eq!(stand_in_database(None, local), local);
     }
 
     #[test]
