@@ -61,10 +61,21 @@ pub(crate) struct Settings {
     /// Append an audit record (JSON line) of every write and denial to this file, or `off`.
     #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH")]
     pub(crate) audit_log: Option<String>,
-    /// More functions reads may not call, comma-separated (`name` or `prefix*`), added to the
-    /// built-in deny-list.
-    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "NAMES")]
+    /// Functions reads may never call, comma-separated patterns (`name`, `schema.name`, `*`
+    /// matches any run), on top of the read function policy.
+    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "PATTERNS")]
     pub(crate) deny_functions: Option<String>,
+    /// User-defined functions reads may call, comma-separated schema-qualified patterns
+    /// (`reporting.*`); by default reads call none.
+    #[arg(long, env = "COLDQUERY_ALLOW_FUNCTIONS", value_name = "PATTERNS")]
+    pub(crate) allow_functions: Option<String>,
+    /// Extensions whose immutable and stable functions reads may call, comma-separated, or `*`
+    /// (default: a reviewed list); dblink, adminpack, tablefunc... are never allowed.
+    #[arg(long, env = "COLDQUERY_ALLOW_EXTENSIONS", value_name = "NAMES")]
+    pub(crate) allow_extensions: Option<String>,
+    /// A second PostgreSQL URL for sessionless reads, e.g. as a role that can only read.
+    #[arg(long, env = "COLDQUERY_READ_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub(crate) read_database_url: Option<String>,
     /// Fetch every row, for an export: lifts --max-rows and --max-result-bytes. The whole result
     /// is held in memory before it is printed (the tools do not stream rows yet).
     #[arg(long, global = true)]
@@ -88,6 +99,7 @@ pub(crate) struct Config {
     pub(crate) tools: ToolConfig,
     pub(crate) read_only: bool,
     pub(crate) audit_log: Option<PathBuf>,
+    pub(crate) read_database_url: Option<String>,
 }
 
 /// Checks every setting; the error names the flag and its environment variable.
@@ -149,6 +161,12 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
     if let Some(list) = &settings.deny_functions {
         tools.deny_functions(list).map_err(|e| invalid("deny-functions", &e))?;
     }
+    if let Some(list) = &settings.allow_functions {
+        tools.functions.allow_functions(list).map_err(|e| invalid("allow-functions", &e))?;
+    }
+    if let Some(list) = &settings.allow_extensions {
+        tools.functions.allow_extensions(list).map_err(|e| invalid("allow-extensions", &e))?;
+    }
     let read_only = match settings.read_only.as_deref() {
         None => false,
         Some(text) => boolean(text).ok_or_else(|| invalid("read-only", "must be true or false"))?,
@@ -162,7 +180,8 @@ pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
     } else {
         Source::Url(settings.database_url.clone().filter(|url| !url.trim().is_empty()))
     };
-    Ok(Config { source, options, tools, read_only, audit_log })
+    let read_database_url = settings.read_database_url.clone().filter(|url| !url.trim().is_empty());
+    Ok(Config { source, options, tools, read_only, audit_log, read_database_url })
 }
 
 /// An open database: the tools over it, and the throwaway server behind it, if any.
@@ -205,7 +224,14 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
     };
     let env = |name: &str| std::env::var(name).ok();
     let pg = libpq_config(url.as_deref(), &env)?;
-    let database = match Database::connect(&pg, &config.options).await {
+    let reads = match &config.read_database_url {
+        Some(url) => Some(
+            coldquery_pg::PgConfig::from_env_and_url(Some(url), &|_| None)
+                .map_err(|e| invalid("read-database-url", &e.to_string()))?,
+        ),
+        None => None,
+    };
+    let database = match Database::connect_with_reads(&pg, reads.as_ref(), &config.options).await {
         Ok(database) => database,
         Err(e) => {
             if let Some(ephemeral) = ephemeral {

@@ -42,10 +42,13 @@ fn main() {
     let args = Args::from_command_line();
     let config = Config::from_args(args).unwrap_or_else(|error| fail(&error.to_string(), 2));
     init_tracing(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|error| fail(&format!("cannot start the runtime: {error}"), 1));
+    // Over stdio one client sends one request at a time: a single-threaded runtime saves the
+    // cross-thread wake-ups of every call. HTTP serves many clients at once.
+    let runtime = match config.transport {
+        coldquery_mcp::Transport::Stdio => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        coldquery_mcp::Transport::Http => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .unwrap_or_else(|error| fail(&format!("cannot start the runtime: {error}"), 1));
     let outcome = runtime.block_on(async {
         let shutdown = shutdown_on_signals();
         run(config, shutdown).await

@@ -221,6 +221,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, shutd
             tracing::warn!(limit = MAX_CONNECTIONS, "too many open HTTP connections; closing a new one");
             continue;
         };
+        // Responses are small writes: with Nagle's algorithm the last one of a response waits
+        // for the client's delayed ACK (about 40 ms per call on a keep-alive connection).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(app.clone());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);

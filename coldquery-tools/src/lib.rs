@@ -226,7 +226,7 @@ impl Tools {
                 ToolOutput::error(&error)
             }
         };
-        span.in_scope(|| tracing::info!("tool call finished"));
+        span.in_scope(|| tracing::debug!("tool call finished"));
         Ok(output)
     }
 
