@@ -98,8 +98,9 @@ for path in sys.argv[1:]:
             emit(path, name, "port", port if isinstance(port, str) else port.get("target"))
 "#;
 
-/// The variable the `container` end-to-end test reads for the binary to run as the image does.
-pub(crate) const CONTAINER_BINARY_ENV: &str = "COLDQUERY_CONTAINER_BINARY";
+/// The variable the `container` end-to-end test reads for the binary to run as the image does
+/// (a `COLDQUERY_TEST_*` name, which the binaries accept in their environment).
+pub(crate) const CONTAINER_BINARY_ENV: &str = "COLDQUERY_TEST_CONTAINER_BINARY";
 
 /// Runs every check above and the release build; returns the release `coldquery-mcp`.
 pub(crate) fn deploy_check() -> Result<PathBuf> {

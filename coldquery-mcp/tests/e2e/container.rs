@@ -6,7 +6,7 @@
 //! `deploy/init-agent-role.sql` as the development stack initialises it, connecting as that
 //! least-privilege role. The image's HEALTHCHECK command is run the same way.
 //!
-//! The binary is `COLDQUERY_CONTAINER_BINARY` when set (`cargo xtask ci` sets it to the release
+//! The binary is `COLDQUERY_TEST_CONTAINER_BINARY` when set (`cargo xtask ci` sets it to the release
 //! build, the one the image holds), else this test profile's `coldquery-mcp`. Only the port of
 //! `COLDQUERY_LISTEN` is changed (to a free one), since other tests and programs share this
 //! machine's network; the address stays `0.0.0.0`, as in the container.
@@ -117,7 +117,8 @@ impl Rootfs {
         let entrypoint = image.entrypoint.first().expect("an ENTRYPOINT");
         let binary = dir.join(entrypoint.trim_start_matches('/'));
         std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
-        let source = std::env::var_os("COLDQUERY_CONTAINER_BINARY").map_or_else(|| PathBuf::from(BIN), PathBuf::from);
+        let source =
+            std::env::var_os("COLDQUERY_TEST_CONTAINER_BINARY").map_or_else(|| PathBuf::from(BIN), PathBuf::from);
         eprintln!("[container] binary under test: {}", source.display());
         std::fs::copy(&source, &binary).unwrap_or_else(|e| panic!("copying {}: {e}", source.display()));
         let tokens = dir.join("run/secrets/coldquery_tokens");
