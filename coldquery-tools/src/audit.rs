@@ -57,7 +57,13 @@ fn truncate(text: &str) -> String {
     }
 }
 
+/// The fingerprint runs on the caller's (async runtime) thread, so only statements small and
+/// shallow enough to parse there in well under a millisecond are fingerprinted; the others
+/// are audited without one (the classifier refuses the deep ones anyway).
 fn fingerprint(text: &str) -> Option<String> {
+    if !crate::classify::parses_cheaply(text) {
+        return None;
+    }
     pg_query::fingerprint(text).ok().map(|f| f.hex)
 }
 

@@ -181,8 +181,11 @@ fn lane(name: &str, threads: usize) -> std::result::Result<SyncSender<Job>, Stri
                 loop {
                     let job = receiver.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
                     let Ok((text, reply)) = job else { return };
-                    // A caller that gave up has dropped its receiver; the result is discarded.
-                    let _ = reply.send(classify_now(&text));
+                    // A caller that gave up (its deadline passed) has dropped its receiver:
+                    // its statement is not parsed at all, or its result is discarded.
+                    if !reply.is_closed() {
+                        let _ = reply.send(classify_now(&text));
+                    }
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -226,6 +229,12 @@ fn classify_now(text: &str) -> Result<Classified> {
         .with_hint("split the expression or the statement into smaller ones"));
     }
     classify_on_this_thread(text)
+}
+
+/// True for statements that can be parsed on any thread quickly: at most 16 KiB and nested
+/// no deeper than [`MAX_NESTING`] / 10.
+pub(crate) fn parses_cheaply(text: &str) -> bool {
+    text.len() <= SMALL_SQL_BYTES && nesting_bound(text).is_some_and(|depth| depth <= MAX_NESTING / 10)
 }
 
 /// An upper bound of the parse tree's depth from the token stream, or `None` if the text

@@ -341,11 +341,6 @@ impl FunctionPolicy {
         Ok(())
     }
 
-    /// The deny patterns given with `--deny-functions`.
-    pub fn denied(&self) -> &[String] {
-        &self.deny
-    }
-
     /// The allowed extensions.
     pub fn extensions(&self) -> &[String] {
         &self.extensions
