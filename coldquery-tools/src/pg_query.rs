@@ -204,11 +204,8 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                 match ctx.authorize(args.session_id.as_deref(), None, false, Some(stmt.sql.as_str())) {
                     Ok(WriteTarget::Session(_)) => {}
                     Ok(WriteTarget::Autocommit) => {
-                        return Err(Error::new(
-                            ErrorKind::WriteDenied,
-                            "EXPLAIN ANALYZE of a write needs a session",
-                        )
-                        .with_hint(hint));
+                        return Err(Error::new(ErrorKind::WriteDenied, "EXPLAIN ANALYZE of a write needs a session")
+                            .with_hint(hint));
                     }
                     Err(e) if session.is_none() => return Err(e.with_hint(hint)),
                     Err(e) => return Err(e),
