@@ -204,6 +204,8 @@ async fn function_calls_in_every_syntactic_form_are_refused_and_change_nothing()
     }
     assert!(failures.is_empty(), "{} of {} case(s) failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
     assert_eq!(observe(&side).await, before, "a side connection sees a change");
+    let written = std::env::temp_dir().join(format!("{}_adminpack", db.name));
+    assert!(!written.exists(), "{} was written", written.display());
     eprintln!("read policy corpus: {} statements × 4 paths refused", cases.len());
 
     // Harmless uses of the same syntax still work: a column that is only a column, an
