@@ -463,6 +463,8 @@ impl Config {
             pool_size,
             acquire_timeout,
             application_name: "coldquery".into(),
+            // Like PgBouncer: start, answer /health, report /ready 503 until the database is up.
+            start_while_down: true,
             ..PgOptions::default()
         };
         Ok(Config {

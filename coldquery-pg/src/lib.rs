@@ -51,6 +51,10 @@ pub struct PgOptions {
     pub busy_wait: Duration,
     /// `application_name` of every connection.
     pub application_name: String,
+    /// Start even when the server cannot be reached (it is down, or not up yet): calls answer
+    /// `UNAVAILABLE` until it is, and the pools connect by themselves once it is. Wrong
+    /// credentials and bad settings still fail at once.
+    pub start_while_down: bool,
 }
 
 impl Default for PgOptions {
@@ -62,6 +66,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(10),
             busy_wait: Duration::from_secs(2),
             application_name: "coldquery".into(),
+            start_while_down: false,
         }
     }
 }
@@ -83,6 +88,36 @@ pub(crate) struct Shared {
     acquire_timeout: Duration,
     /// Calls waiting in [`Shared::acquire`] now (bb8 reports no such gauge).
     waiting: std::sync::atomic::AtomicU32,
+    /// Why the pool's last attempt to connect failed, and when (bb8 hands connect errors to
+    /// an error sink, not to the waiting caller).
+    last_connect_error: LastConnectError,
+}
+
+/// The pool's last connect error: a caller that timed out waiting for a connection is told
+/// the cause ("connection refused", "the database system is starting up") rather than only
+/// that none became free.
+#[derive(Debug, Clone, Default)]
+struct LastConnectError(Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>);
+
+impl bb8::ErrorSink<tokio_postgres::Error> for LastConnectError {
+    fn sink(&self, error: tokio_postgres::Error) {
+        let cause = errors::map(&error, "connecting").message().to_owned();
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some((std::time::Instant::now(), cause));
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
+    }
+}
+
+impl LastConnectError {
+    /// The cause, if the last failure is recent (within `window`).
+    fn recent(&self, window: Duration) -> Option<String> {
+        let last = self.0.lock().ok()?;
+        last.as_ref().filter(|(at, _)| at.elapsed() <= window).map(|(_, cause)| cause.clone())
+    }
 }
 
 /// Counts a waiter for as long as it lives, so a cancelled wait is uncounted too.
@@ -116,11 +151,18 @@ impl Shared {
     pub(crate) async fn get(&self, pool: &bb8::Pool<Manager>) -> Result<bb8::PooledConnection<'static, Manager>> {
         pool.get_owned().await.map_err(|e| match e {
             bb8::RunError::User(e) => errors::map(&e, "connecting to PostgreSQL"),
-            bb8::RunError::TimedOut => Error::new(
-                ErrorKind::Unavailable,
-                format!("no database connection became free within {} ms", self.acquire_timeout.as_millis()),
-            )
-            .with_hint("the server is busy or PostgreSQL is unreachable; retry shortly"),
+            bb8::RunError::TimedOut => match self.last_connect_error.recent(self.acquire_timeout * 2) {
+                Some(cause) => Error::new(
+                    ErrorKind::Unavailable,
+                    format!("PostgreSQL is unreachable: {cause}"),
+                )
+                .with_hint("the database is down or not reachable from here; calls work again by themselves once it is back (check /ready or pg_monitor health)"),
+                None => Error::new(
+                    ErrorKind::Unavailable,
+                    format!("no database connection became free within {} ms", self.acquire_timeout.as_millis()),
+                )
+                .with_hint("the server is busy or PostgreSQL is unreachable; retry shortly"),
+            },
         })
     }
 
@@ -178,6 +220,15 @@ impl Database {
     }
 }
 
+/// True when the server could not be reached at all, or is not accepting connections yet
+/// (as opposed to refusing these credentials or settings).
+fn unreachable(error: &tokio_postgres::Error) -> bool {
+    match error.code() {
+        Some(code) => matches!(code.code(), "57P03" | "53300"),
+        None => error.as_db_error().is_none(),
+    }
+}
+
 /// Checks the server is reachable with `config`'s credentials (so a wrong password or an
 /// unreachable host is reported as such, not as a pool timeout), then builds the shared pool
 /// and a session pool for it.
@@ -195,14 +246,28 @@ async fn connected(config: &PgConfig, options: &PgOptions, setting: &str) -> Res
         move || Manager::new(pg.clone(), tls.clone())
     };
     // One direct connection first, for an honest error message.
-    let (client, connection) = pg.connect(tls.clone()).await.map_err(|e| {
-        let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
-        err.with_hint(format!("check the host, port, user, password and sslmode ({setting})"))
-    })?;
-    drop(client);
-    drop(connection);
+    match pg.connect(tls.clone()).await {
+        Ok((client, connection)) => {
+            drop(client);
+            drop(connection);
+        }
+        // Unreachable (refused, no route, timed out, starting up): serve anyway if asked to.
+        Err(e) if options.start_while_down && unreachable(&e) => {
+            tracing::warn!(
+                database = %config.redacted(),
+                error = %e,
+                "PostgreSQL is not reachable; serving anyway: calls answer UNAVAILABLE until it is"
+            );
+        }
+        Err(e) => {
+            let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
+            return Err(err.with_hint(format!("check the host, port, user, password and sslmode ({setting})")));
+        }
+    }
+    let last_connect_error = LastConnectError::default();
     let build = |size: u32| {
         bb8::Pool::builder()
+            .error_sink(Box::new(last_connect_error.clone()))
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(options.acquire_timeout)
@@ -215,6 +280,7 @@ async fn connected(config: &PgConfig, options: &PgOptions, setting: &str) -> Res
         pool: build(options.pool_size.max(1)),
         acquire_timeout: options.acquire_timeout,
         waiting: std::sync::atomic::AtomicU32::new(0),
+        last_connect_error: last_connect_error.clone(),
     });
     Ok((shared, build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX))))
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod container;
+mod down;
 mod http;
 mod stdio;
 mod support;
