@@ -48,6 +48,6 @@ ENV COLDQUERY_TRANSPORT=http \
     COLDQUERY_LOG_FORMAT=json
 EXPOSE 19002
 # `coldquery-mcp healthcheck` GETs /health on the port of COLDQUERY_LISTEN: no curl needed.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/coldquery-mcp", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/coldquery-mcp"]

@@ -48,8 +48,9 @@ struct HealthcheckArgs {
     #[arg(long, value_enum, default_value = "health")]
     probe: Probe,
 
-    /// How long connecting and reading the answer may take in all.
-    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    /// How long connecting and reading the answer may take in all (longer than the 6 s `/ready`
+    /// gives the database, so a database that does not answer shows as 503, not as a timeout).
+    #[arg(long, value_name = "DURATION", default_value = "8s")]
     timeout: String,
 }
 
