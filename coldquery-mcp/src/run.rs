@@ -258,7 +258,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracing::info!(config = %config.summary(), version = env!("CARGO_PKG_VERSION"), "coldquery-mcp starting");
     let (database, ephemeral) = connect(&config).await?;
     let tools = build_tools(&config, &database)?;
-    report_posture(&tools).await;
+    // In the background: with the database down it would wait out the acquire timeout, and the
+    // server must listen (and answer /health) meanwhile.
+    tokio::spawn({
+        let tools = tools.clone();
+        async move { report_posture(&tools).await }
+    });
     let metrics = Arc::new(Metrics::default());
     // Calls still running when the server stops are cancelled through this token.
     let calls = CancellationToken::new();

@@ -40,7 +40,8 @@ pub fn render_text(output: &Value, format: TextFormat) -> String {
             out
         }
         (TextFormat::Csv, Some((columns, rows))) => csv(&columns, &rows),
-        _ => serde_json::to_string_pretty(output).unwrap_or_else(|_| output.to_string()),
+        // Compact: the same JSON as the structured content, in as few tokens as possible.
+        _ => output.to_string(),
     }
 }
 
