@@ -212,7 +212,7 @@ fn have(program: &str) -> bool {
 
 fn libclang_present() -> bool {
     Command::new("sh")
-        .args(["-c", "ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1"])
+        .args(["-c", "ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*-linux-gnu/libclang-*.so* >/dev/null 2>&1"])
         .status()
         .is_ok_and(|s| s.success())
         || env::var_os("LIBCLANG_PATH").is_some()
