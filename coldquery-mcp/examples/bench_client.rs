@@ -456,6 +456,16 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// User plus system CPU time of a process so far, in microseconds (from `/proc/<pid>/stat`,
+/// in clock ticks of 10 ms).
+fn cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10_000.0)
+}
+
 /// "connection received" lines in the PostgreSQL log so far.
 fn connections_logged(log: Option<&Path>) -> Option<u64> {
     let text = std::fs::read(log?).ok()?;
@@ -546,7 +556,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
         })
     };
 
-    let (stdio, _) = stdio_client(&options.server, url, &stdio_log).await?;
+    let (stdio, stdio_pid) = stdio_client(&options.server, url, &stdio_log).await?;
     let stdio_peer = stdio.peer().clone();
     let floor = floor_client().await?;
     let floor_peer = floor.peer().clone();
@@ -570,22 +580,35 @@ async fn measure(options: &Options) -> BoxResult<Value> {
             let peer = floor_peer.clone();
             async move { mcp_call(&peer, "noop", &json!({})).await.map(|_| Outcome { rows: 1, truncated: false }) }
         });
-        scenarios.push(
-            scenario(
-                "select1",
-                "SELECT 1",
-                mode.plan(3000, 25),
-                vec![
-                    raw_tx_read(&raw, SELECT_1, None),
-                    raw_plain_read(&raw, SELECT_1),
-                    library_read(&tools, &caller, args.clone()),
-                    mcp_read("stdio", "coldquery-mcp over stdio", &stdio_peer, args.clone()),
-                    mcp_read("http", "coldquery-mcp over HTTP, one keep-alive connection", &http_peer, args),
-                    floor,
-                ],
-            )
-            .await,
+        let cpu_before = cpu_us(stdio_pid);
+        let mut select1 = scenario(
+            "select1",
+            "SELECT 1",
+            mode.plan(3000, 25),
+            vec![
+                raw_tx_read(&raw, SELECT_1, None),
+                raw_plain_read(&raw, SELECT_1),
+                library_read(&tools, &caller, args.clone()),
+                mcp_read("stdio", "coldquery-mcp over stdio", &stdio_peer, args.clone()),
+                mcp_read("http", "coldquery-mcp over HTTP, one keep-alive connection", &http_peer, args),
+                floor,
+            ],
+        )
+        .await;
+        // The stdio server does nothing but these calls meanwhile: its CPU time over their number.
+        let stdio_calls = select1["variants"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["name"] == "stdio"))
+            .and_then(|v| v["calls"].as_u64())
+            .unwrap_or(0)
+            + mode.plan(3000, 25).warmup as u64;
+        select1["stdio_server_cpu_us_per_call"] = json!(
+            cpu_before
+                .zip(cpu_us(stdio_pid))
+                .filter(|_| stdio_calls > 0)
+                .map(|(b, a)| round((a - b) / stdio_calls as f64))
         );
+        scenarios.push(select1);
     }
 
     scenarios.push(

@@ -335,6 +335,11 @@ fn print_table(r: &Value) {
         num(&d["select1_server_overhead_stdio_us"]),
         num(&d["select1_http_p50_over_stdio_p50"])
     );
+    let select1 = r["scenarios"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "select1"));
+    println!(
+        "SELECT 1 over stdio: server CPU (user + system) per call {} µs",
+        select1.map_or_else(|| "-".to_owned(), |s| num(&s["stdio_server_cpu_us_per_call"]))
+    );
     println!(
         "capped read, large/1k p50: library {}, stdio {}, raw_tx {}",
         num(&d["capped_1m_over_1k_library"]),
