@@ -57,7 +57,7 @@ impl Classified {
 }
 
 /// Names in a statement besides its function calls that could make PostgreSQL call a function
-/// (judged by [`crate::catalog::policy`]), unqualified, in PostgreSQL's case folding.
+/// (judged by `catalog/policy.rs`), unqualified, in PostgreSQL's case folding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     /// Names in column references and field selections: `x.f` and `(x).f` call `f(x)`.
@@ -710,7 +710,7 @@ pub(crate) fn check_read(c: &Classified, policy: &FunctionPolicy) -> Result<()> 
 }
 
 /// The function policy's check before sending (the server-side part is the statement's guard,
-/// [`FunctionPolicy::guard`]).
+/// `FunctionPolicy::guard`).
 pub(crate) fn check_functions(c: &Classified, policy: &FunctionPolicy) -> Result<()> {
     policy.precheck(c)
 }

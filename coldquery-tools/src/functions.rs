@@ -14,9 +14,9 @@
 //! - `--deny-functions` refuses any function it names, whatever the rules above say.
 //!
 //! The classifier collects every name through which PostgreSQL could call a function (see
-//! [`crate::catalog::policy`]); [`FunctionPolicy::guard`] turns them into a catalog check the
+//! `catalog/policy.rs`); `FunctionPolicy::guard` turns them into a catalog check the
 //! server runs in the read's own transaction, just before the read, so the verdict is reached
-//! on the catalog the read will use. [`FunctionPolicy::precheck`] refuses known names before
+//! on the catalog the read will use. `FunctionPolicy::precheck` refuses known names before
 //! anything is sent.
 
 use coldquery_core::{Error, ErrorKind, Guard, Param, Result, Sql, Statement};
@@ -407,7 +407,7 @@ impl FunctionPolicy {
     }
 
     /// Every function of the catalog with the policy's verdict (see
-    /// [`crate::catalog::policy::READ_FUNCTION_VERDICTS`]).
+    /// `catalog::policy::READ_FUNCTION_VERDICTS`).
     pub fn verdicts_statement(&self) -> Statement {
         let empty = || Param::text_array(std::iter::empty());
         let mut params = vec![empty(), empty(), empty(), empty(), empty()];
