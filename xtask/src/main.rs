@@ -75,6 +75,9 @@ fn ci() -> Result<()> {
     check_dependency_graph()?;
     run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let container_binary = deploy::deploy_check()?;
+    // Figures are printed from this run only.
+    let figures = target_dir().join("figures");
+    let _ = std::fs::remove_dir_all(&figures);
     // With CI set, the test harness treats a missing PostgreSQL as a failure, never a skip.
     run(
         "tests",
@@ -83,6 +86,7 @@ fn ci() -> Result<()> {
             .env("CI", env::var("CI").unwrap_or_else(|_| "true".into()))
             .env(deploy::CONTAINER_BINARY_ENV, &container_binary),
     )?;
+    print_figures(&figures)?;
     run("doctests", cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     run("docs", cargo().args(["doc", "--workspace", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     // docs/tools.md is checked by the `docs` integration test above; the example and the
@@ -91,6 +95,23 @@ fn ci() -> Result<()> {
     conformance()?;
     bench::smoke()?;
     eprintln!("\nci: all steps passed in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// Prints what the tests measured (`coldquery_tests::figures`), one line per record.
+fn print_figures(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        eprintln!("\n==> figures: none recorded");
+        return Ok(());
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    eprintln!("\n==> figures measured by the tests ({})", paths.len());
+    for path in paths {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        eprintln!("figures: {name}: {}", text.trim_end());
+    }
     Ok(())
 }
 
