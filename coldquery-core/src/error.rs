@@ -177,6 +177,14 @@ impl Error {
         self
     }
 
+    /// The same error without an operation index (when the statement that failed was the
+    /// caller's only one).
+    #[must_use]
+    pub fn without_operation_index(mut self) -> Error {
+        self.0.operation_index = None;
+        self
+    }
+
     /// Replaces the kind, keeping everything else.
     #[must_use]
     pub fn with_kind(mut self, kind: ErrorKind) -> Error {

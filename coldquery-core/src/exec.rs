@@ -159,6 +159,17 @@ pub trait Executor: Send + Sync {
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>>;
 
+    /// Runs `statements` in one transaction that always ends in `ROLLBACK`, whatever they did:
+    /// a preview of a write. Each statement's guard applies as in [`Executor::batch`]; the
+    /// connection is left as clean as after an autocommit statement. A failure carries the
+    /// failing statement's index.
+    async fn preview(
+        &self,
+        statements: &[Statement],
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>>;
+
     /// The shared pool's state.
     fn pool_status(&self) -> PoolStatus;
 }

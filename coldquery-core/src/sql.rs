@@ -139,6 +139,16 @@ impl SqlBuilder {
         self
     }
 
+    /// Appends a finished statement (for wrappers such as `EXPLAIN (...) <statement>`); the
+    /// result is marked as caller SQL when the statement is.
+    pub fn sql(&mut self, sql: &Sql) -> &mut SqlBuilder {
+        self.text.push_str(sql.text());
+        if sql.origin() == Origin::Caller {
+            self.origin = Origin::Caller;
+        }
+        self
+    }
+
     /// The finished statement.
     pub fn build(&self) -> Sql {
         Sql { text: Cow::Owned(self.text.clone()), origin: self.origin }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use coldquery_core::units::{parse_duration, parse_size};
 use coldquery_pg::PgOptions;
-use coldquery_tools::ToolConfig;
+use coldquery_tools::{ConfirmWrites, ToolConfig};
 
 use crate::auth::Tokens;
 
@@ -139,6 +139,16 @@ pub struct Args {
     /// pg_trgm, postgis...). dblink, postgres_fdw, adminpack, tablefunc... are never allowed.
     #[arg(long, env = "COLDQUERY_ALLOW_EXTENSIONS", value_name = "NAMES")]
     pub allow_extensions: Option<String>,
+
+    /// Which writes run only with a confirmation token from a preview (preview: true): off,
+    /// destructive (DROP, TRUNCATE, ALTER … DROP, DELETE/UPDATE without WHERE, MERGE … DELETE)
+    /// or all (every pg_query and pg_schema write).
+    #[arg(long, env = "COLDQUERY_CONFIRM_WRITES", value_name = "off|destructive|all", default_value = "destructive")]
+    pub confirm_writes: String,
+
+    /// How long a preview's confirmation token stays valid.
+    #[arg(long, env = "COLDQUERY_CONFIRM_TTL", value_name = "DURATION", default_value = "5m")]
+    pub confirm_ttl: String,
 
     /// A second PostgreSQL URL for sessionless reads, so they can run as a role that holds no
     /// rights beyond reading (sessions and writes use --database-url).
@@ -437,8 +447,22 @@ impl Config {
             allowed_origins.push(origin.to_owned());
         }
 
-        let mut tools =
-            ToolConfig { max_rows, max_rows_limit, max_result_bytes, statement_timeout, ..ToolConfig::default() };
+        let confirm_writes = ConfirmWrites::parse(&args.confirm_writes).ok_or_else(|| {
+            ConfigError::new(
+                "--confirm-writes (COLDQUERY_CONFIRM_WRITES)",
+                format!("'{}' is not one of {}", args.confirm_writes, ConfirmWrites::CHOICES),
+            )
+        })?;
+        let confirm_ttl = duration("--confirm-ttl (COLDQUERY_CONFIRM_TTL)", &args.confirm_ttl)?;
+        let mut tools = ToolConfig {
+            max_rows,
+            max_rows_limit,
+            max_result_bytes,
+            statement_timeout,
+            confirm_writes,
+            confirm_ttl,
+            ..ToolConfig::default()
+        };
         if let Some(list) = &args.deny_functions {
             tools
                 .deny_functions(list)
@@ -499,6 +523,8 @@ impl Config {
             "max_rows": self.tools.max_rows,
             "max_rows_limit": self.tools.max_rows_limit,
             "max_result_bytes": self.tools.max_result_bytes,
+            "confirm_writes": self.tools.confirm_writes.as_str(),
+            "confirm_ttl_s": self.tools.confirm_ttl.as_secs_f64(),
             "audit_log": self.audit_log.as_ref().map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
         });
         if self.transport == Transport::Http {

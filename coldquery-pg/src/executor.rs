@@ -127,6 +127,42 @@ impl Executor for PgExecutor {
         limits: &Limits,
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>> {
+        let end = if options.read_only { End::Rollback } else { End::Commit };
+        self.transaction(statements, options, limits, cancel, end).await
+    }
+
+    async fn preview(
+        &self,
+        statements: &[Statement],
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>> {
+        self.transaction(statements, &TxOptions::default(), limits, cancel, End::Rollback).await
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        self.shared.pool_status()
+    }
+}
+
+/// How a sessionless transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Commit,
+    Rollback,
+}
+
+impl PgExecutor {
+    /// Runs `statements` in one transaction that ends as `end` says (see [`Executor::batch`]
+    /// and [`Executor::preview`]).
+    async fn transaction(
+        &self,
+        statements: &[Statement],
+        options: &TxOptions,
+        limits: &Limits,
+        cancel: &CancellationToken,
+        end: End,
+    ) -> Result<Vec<QueryResult>> {
         let mut conn = self.begin(self.pool(options.read_only), &crate::begin_sql(options), limits, None).await?;
         let mut results = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
@@ -159,8 +195,9 @@ impl Executor for PgExecutor {
                 Err(err) => {
                     // A connection that fails to roll back is discarded, which rolls back too:
                     // either way the operation's own error is the one to report.
-                    if !conn.is_poisoned() {
-                        let _ = finish(&mut conn, "ROLLBACK").await;
+                    if !conn.is_poisoned() && finish(&mut conn, "ROLLBACK").await.is_ok() && end == End::Rollback {
+                        let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
+                        crate::reset::reset(&mut conn, &footprint).await;
                     }
                     let message =
                         format!("operation {index} failed and the whole batch was rolled back: {}", err.message());
@@ -168,10 +205,16 @@ impl Executor for PgExecutor {
                 }
             }
         }
-        if options.read_only {
+        if end == End::Rollback {
             // A read-only batch has nothing to commit, and reads always end in ROLLBACK so that
-            // nothing done inside (say, a transaction-local setting) could outlive them.
+            // nothing done inside (say, a transaction-local setting) could outlive them. A
+            // preview's writes are undone by the ROLLBACK; what a rollback keeps (a
+            // session-level advisory lock, say) is cleared by the reset.
             finish(&mut conn, "ROLLBACK").await?;
+            if !options.read_only {
+                let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
+                crate::reset::reset(&mut conn, &footprint).await;
+            }
             return Ok(results);
         }
         let committed = conn.client.batch_execute("COMMIT").await;
@@ -194,12 +237,6 @@ impl Executor for PgExecutor {
         }
     }
 
-    fn pool_status(&self) -> PoolStatus {
-        self.shared.pool_status()
-    }
-}
-
-impl PgExecutor {
     /// The pool for reads (their own, if configured) or for everything else.
     fn pool(&self, reading: bool) -> &Shared {
         match (&self.reads, reading) {

@@ -34,7 +34,8 @@ pub struct AuditRecord {
     pub fingerprint: Option<String>,
     /// The statement text, truncated.
     pub statement: Option<String>,
-    /// `allowed` or `denied`.
+    /// `allowed`, `confirmed` (allowed with a preview's token), `previewed` (run and rolled
+    /// back) or `denied`.
     pub decision: &'static str,
     /// `ok` or the error code.
     pub outcome: String,
@@ -105,10 +106,29 @@ impl AuditRecord {
             WriteTarget::Autocommit => None,
         };
         AuditRecord {
+            decision: if ctx.was_confirmed() { "confirmed" } else { "allowed" },
             outcome: outcome_code(outcome).to_owned(),
             rows_affected: outcome.as_ref().ok().and_then(|(r, _)| r.rows_affected),
             duration_ms: Some((took.as_secs_f64() * 1000.0 * 100.0).round() / 100.0),
             ..AuditRecord::base(ctx, session, Some(statement.sql.text()))
+        }
+    }
+
+    /// A preview: the write ran and was rolled back.
+    pub(crate) fn preview(
+        ctx: &Ctx<'_>,
+        target: &WriteTarget,
+        statement: &str,
+        outcome: &Result<Vec<QueryResult>>,
+    ) -> AuditRecord {
+        let session = match target {
+            WriteTarget::Session(id) => Some(id.as_str().to_owned()),
+            WriteTarget::Autocommit => None,
+        };
+        AuditRecord {
+            decision: "previewed",
+            outcome: outcome_code(outcome).to_owned(),
+            ..AuditRecord::base(ctx, session, Some(statement))
         }
     }
 }

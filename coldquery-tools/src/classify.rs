@@ -23,7 +23,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use coldquery_core::{CallerSql, Error, ErrorKind, Footprint, Result};
-use pg_query::protobuf::{ObjectType, ReindexObjectType, Token, VariableSetKind};
+use pg_query::protobuf::{AlterTableType, CmdType, ObjectType, ReindexObjectType, Token, VariableSetKind};
 use serde_json::Value;
 
 use crate::functions::FunctionPolicy;
@@ -43,11 +43,27 @@ pub struct Classified {
     pub writes: bool,
     /// Every other name through which PostgreSQL could call a function.
     pub names: Names,
+    /// Why the statement destroys data or objects wholesale, if it does (see
+    /// [`Classified::destructive`]).
+    destructive: Option<String>,
     /// The statement's own flags the policy needs.
     flags: Flags,
 }
 
 impl Classified {
+    /// Why the statement is destructive — it drops or truncates something, deletes or updates
+    /// every row (`DELETE`/`UPDATE` without `WHERE`, anywhere in the statement, CTEs included),
+    /// deletes through `MERGE`, or drops part of a table (`ALTER … DROP …`) — or `None`. The
+    /// rule is the grammar's: any `Drop…` statement node, any `AT_Drop…` subcommand.
+    pub fn destructive(&self) -> Option<&str> {
+        self.destructive.as_deref()
+    }
+
+    /// True if `EXPLAIN` can plan the statement.
+    pub(crate) fn explainable(&self) -> bool {
+        EXPLAINABLE.contains(&self.kind.as_str())
+    }
+
     /// The functions the statement may call, for the pool's check after it ran.
     pub fn footprint(&self) -> Footprint {
         let called = self.functions.iter().map(|f| f.rsplit('.').next().unwrap_or(f).to_owned());
@@ -95,6 +111,9 @@ struct Flags {
 /// Settings that change how PostgreSQL reads a statement's text: the classifier parses with
 /// PostgreSQL's defaults, so the server must too.
 const GRAMMAR_SETTINGS: &[&str] = &["standard_conforming_strings", "backslash_quote", "escape_string_warning"];
+
+/// The statement kinds `EXPLAIN` can plan.
+const EXPLAINABLE: &[&str] = &["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CreateTableAsStmt"];
 
 /// The statement kinds a read may run.
 const READ_KINDS: &[&str] = &["SelectStmt", "VariableShowStmt", "ExplainStmt"];
@@ -388,6 +407,7 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
         functions: walk.functions,
         writes,
         names: walk.names,
+        destructive: walk.destructive,
         flags,
     })
 }
@@ -473,6 +493,7 @@ struct Walk {
     functions: Vec<String>,
     seen: HashSet<String>,
     names: Names,
+    destructive: Option<String>,
     writes: bool,
     session_state: bool,
     sets_grammar: bool,
@@ -486,7 +507,47 @@ fn name_parts(list: &Value) -> impl Iterator<Item = &str> {
     })
 }
 
+/// `ALTER TABLE` subcommands that remove something from a table: every `AT_Drop…` (a column,
+/// a constraint, a default expression, an identity, NOT NULL, inheritance, the type link) and
+/// every `AT_Detach…` (a partition's rows leave the table).
+fn alter_removes(subtype: AlterTableType) -> bool {
+    let name = subtype.as_str_name();
+    name.starts_with("AT_Drop") || name.starts_with("AT_Detach")
+}
+
+/// What a `Drop…` statement drops: `DROP TABLE`, `DROP DATABASE`, `DROP ROLE`...
+fn drop_words(kind: &str, body: &Value) -> String {
+    match kind {
+        "DropStmt" => {
+            let object = body["remove_type"].as_i64().and_then(|n| i32::try_from(n).ok());
+            match object.and_then(|n| ObjectType::try_from(n).ok()) {
+                Some(object) => format!("DROP {}", object.as_str_name().trim_start_matches("OBJECT_").replace('_', " ")),
+                None => "DROP".to_owned(),
+            }
+        }
+        "DropdbStmt" => "DROP DATABASE".to_owned(),
+        _ => generic_tag(kind),
+    }
+}
+
+/// `AT_DropColumn` → `DROP COLUMN`.
+fn alter_drop_words(subtype: AlterTableType) -> String {
+    let name = subtype.as_str_name().trim_start_matches("AT_");
+    let mut words = String::new();
+    for (i, c) in name.char_indices() {
+        if c.is_ascii_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.push(c.to_ascii_uppercase());
+    }
+    words
+}
+
 impl Walk {
+    fn destructive(&mut self, why: String) {
+        self.destructive.get_or_insert(why);
+    }
+
     /// Visits every node without recursion (nesting depth is the caller's choice).
     fn visit_all(&mut self, root: &Value) {
         let mut stack = vec![root];
@@ -564,7 +625,28 @@ impl Walk {
                     self.names.relations.insert(name.to_owned());
                 }
             }
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.writes = true,
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                self.writes = true;
+                let verb = &key[..key.len() - "Stmt".len()];
+                if matches!(key, "UpdateStmt" | "DeleteStmt") && body["where_clause"].is_null() {
+                    self.destructive(format!("{} without a WHERE clause", verb.to_uppercase()));
+                }
+                let deletes = body["merge_when_clauses"].as_array().into_iter().flatten().any(|clause| {
+                    node_of(clause).is_some_and(|(_, c)| c["command_type"] == CmdType::CmdDelete as i32)
+                });
+                if deletes {
+                    self.destructive("MERGE … THEN DELETE".to_owned());
+                }
+            }
+            "TruncateStmt" => self.destructive("TRUNCATE".to_owned()),
+            "AlterTableCmd" => {
+                let subtype =
+                    body["subtype"].as_i64().and_then(|n| i32::try_from(n).ok()).and_then(|n| AlterTableType::try_from(n).ok());
+                if let Some(subtype) = subtype.filter(|t| alter_removes(*t)) {
+                    self.destructive(format!("ALTER … {}", alter_drop_words(subtype)));
+                }
+            }
+            _ if key.starts_with("Drop") && key.ends_with("Stmt") => self.destructive(drop_words(key, body)),
             "SelectStmt" => {
                 if !body["into_clause"].is_null() {
                     self.writes = true;
@@ -774,8 +856,6 @@ pub(crate) fn check_autocommit(c: &Classified) -> Result<()> {
 
 /// `explain` accepts the statements PostgreSQL can explain.
 pub(crate) fn check_explainable(c: &Classified) -> Result<()> {
-    const EXPLAINABLE: &[&str] =
-        &["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CreateTableAsStmt"];
     if c.kind == "ExplainStmt" {
         return Err(Error::invalid(
             "pg_query explain: pass the statement itself in 'sql', without EXPLAIN; use analyze/buffers/verbose/format for the options",
@@ -1003,6 +1083,72 @@ mod tests {
         assert!(check_autocommit(&c("INSERT INTO t VALUES (nextval('s'))").unwrap()).is_ok());
         assert!(check_explainable(&c("EXPLAIN SELECT 1").unwrap()).is_err());
         assert!(check_explainable(&c("DELETE FROM t").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn destructive_writes_are_named() {
+        let why = |sql: &str| c(sql).unwrap().destructive().map(str::to_owned);
+        for (sql, expected) in [
+            ("DELETE FROM t", "DELETE without a WHERE clause"),
+            ("UPDATE t SET a = 1", "UPDATE without a WHERE clause"),
+            ("WITH gone AS (DELETE FROM t RETURNING *) SELECT count(*) FROM gone", "DELETE without a WHERE clause"),
+            ("INSERT INTO log SELECT * FROM (WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM u) s", "UPDATE without a WHERE clause"),
+            ("TRUNCATE t, u", "TRUNCATE"),
+            ("DROP TABLE t", "DROP TABLE"),
+            ("DROP SCHEMA s CASCADE", "DROP SCHEMA"),
+            ("DROP DATABASE d", "DROP DATABASE"),
+            ("DROP ROLE r", "DROP ROLE"),
+            ("DROP OWNED BY r", "DROP OWNED"),
+            ("DROP INDEX CONCURRENTLY i", "DROP INDEX"),
+            ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "MERGE … THEN DELETE"),
+            ("ALTER TABLE t ADD COLUMN x int, DROP COLUMN y", "ALTER … DROP COLUMN"),
+        ] {
+            assert_eq!(why(sql).as_deref(), Some(expected), "{sql}");
+        }
+        for sql in [
+            "DELETE FROM t WHERE id = 1",
+            "UPDATE t SET a = 1 WHERE id = $1",
+            "INSERT INTO t VALUES (1)",
+            "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = s.a",
+            "ALTER TABLE t ADD COLUMN x int",
+            "ALTER TABLE t RENAME TO u",
+            "ALTER TABLE t ALTER COLUMN a SET DEFAULT 0",
+            "CREATE TABLE t (id int)",
+            "SELECT 1",
+        ] {
+            assert_eq!(why(sql), None, "{sql}");
+        }
+    }
+
+    /// Every subcommand the grammar has for removing something from a table is destructive:
+    /// the enumeration of `AlterTableType` finds them, so a grammar that gains one fails here
+    /// until this corpus has a statement for it.
+    #[test]
+    fn every_alter_that_removes_is_destructive() {
+        let corpus = [
+            ("AT_DropNotNull", "ALTER TABLE t ALTER COLUMN c DROP NOT NULL"),
+            ("AT_DropExpression", "ALTER TABLE t ALTER COLUMN c DROP EXPRESSION"),
+            ("AT_DropColumn", "ALTER TABLE t DROP COLUMN c"),
+            ("AT_DropConstraint", "ALTER TABLE t DROP CONSTRAINT k"),
+            ("AT_DropCluster", "ALTER TABLE t SET WITHOUT CLUSTER"),
+            ("AT_DropOids", "ALTER TABLE t SET WITHOUT OIDS"),
+            ("AT_DropInherit", "ALTER TABLE t NO INHERIT p"),
+            ("AT_DropOf", "ALTER TABLE t NOT OF"),
+            ("AT_DropIdentity", "ALTER TABLE t ALTER COLUMN c DROP IDENTITY"),
+            ("AT_DetachPartition", "ALTER TABLE t DETACH PARTITION p"),
+            ("AT_DetachPartitionFinalize", "ALTER TABLE t DETACH PARTITION p FINALIZE"),
+        ];
+        let removing: Vec<&str> = (0..=i32::from(u8::MAX))
+            .filter_map(|n| AlterTableType::try_from(n).ok())
+            .filter(|t| alter_removes(*t))
+            .map(|t| t.as_str_name())
+            .collect();
+        assert!(removing.len() >= 10, "{removing:?}");
+        for name in &removing {
+            let (_, sql) = corpus.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no statement for {name}"));
+            let classified = c(sql).unwrap();
+            assert!(classified.destructive().is_some_and(|w| w.starts_with("ALTER …")), "{sql}: {classified:?}");
+        }
     }
 
     #[test]

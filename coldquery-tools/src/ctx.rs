@@ -3,6 +3,7 @@
 //! policy, reads that run in a session or on the pool, result shaping).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coldquery_core::{
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditRecord, AuditSink};
+use crate::confirm::{Binding, ConfirmWrites, Confirmations};
 use crate::functions::FunctionPolicy;
 
 /// Settings of the tools layer (SPEC §5).
@@ -30,6 +32,10 @@ pub struct ToolConfig {
     pub functions: FunctionPolicy,
     /// Results of a session closer than this to expiry carry a warning.
     pub expiry_warning: Duration,
+    /// Which writes need a confirmation token from a preview (`--confirm-writes`).
+    pub confirm_writes: ConfirmWrites,
+    /// How long a preview's confirmation token is valid (`--confirm-ttl`, 5 minutes).
+    pub confirm_ttl: Duration,
 }
 
 impl Default for ToolConfig {
@@ -41,6 +47,8 @@ impl Default for ToolConfig {
             statement_timeout: Duration::from_secs(30),
             functions: FunctionPolicy::default(),
             expiry_warning: Duration::from_secs(300),
+            confirm_writes: ConfirmWrites::default(),
+            confirm_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -78,8 +86,11 @@ pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a ToolConfig,
     pub(crate) caller: &'a Caller,
     pub(crate) audit: Option<&'a Arc<dyn AuditSink>>,
+    pub(crate) confirmations: &'a Confirmations,
     pub(crate) tool: &'static str,
     pub(crate) action: String,
+    /// Set when this call's write was confirmed with a preview's token (for the audit record).
+    pub(crate) confirmed: AtomicBool,
 }
 
 /// A tool's flat arguments: which parameters apply depends on the action.
@@ -197,6 +208,38 @@ impl Ctx<'_> {
         self.policy.authorize(&intent).inspect_err(|err| {
             self.record(AuditRecord::denial(self, session_id, statement, err));
         })
+    }
+
+    /// The confirmation step of a write that passed [`Ctx::authorize`]: a write the server's
+    /// `confirm_writes` setting names needs `token` from a preview of exactly this call, and a
+    /// token given is always checked (and used up). Refusals are audited.
+    pub(crate) fn confirm(&self, destructive: Option<&str>, token: Option<&str>, binding: &Binding<'_>) -> Result<()> {
+        let checked = match (token, self.config.confirm_writes.requires(destructive)) {
+            (None, None) => return Ok(()),
+            (None, Some(why)) => Err(Error::new(
+                ErrorKind::WriteDenied,
+                format!("{why}, and this server runs such writes only after a preview"),
+            )
+            .with_hint(
+                "make the same call with preview: true to see what it would do (it is rolled back); then repeat the call with confirm set to the token the preview returns",
+            )),
+            (Some(token), _) => self.confirmations.redeem(token, binding),
+        };
+        match checked {
+            Ok(()) => {
+                self.confirmed.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(err) => {
+                self.record(AuditRecord::denial(self, binding.session, Some(binding.statement), &err));
+                Err(err)
+            }
+        }
+    }
+
+    /// True when this call's write was confirmed with a token.
+    pub(crate) fn was_confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Relaxed)
     }
 
     /// Runs a read: inside the session if one is given, else in a read-only transaction.

@@ -28,6 +28,7 @@
 mod audit;
 mod catalog;
 mod classify;
+mod confirm;
 mod ctx;
 pub mod examples;
 pub mod functions;
@@ -36,6 +37,7 @@ mod pg_monitor;
 mod pg_query;
 mod pg_schema;
 mod pg_tx;
+mod preview;
 pub mod prompts;
 mod reference;
 mod render;
@@ -52,6 +54,7 @@ use tracing::Instrument;
 
 pub use audit::{AuditRecord, AuditSink, JsonLinesAudit};
 pub use classify::{CLASSIFY_DEADLINE, Classified, MAX_NESTING, Names, classify};
+pub use confirm::ConfirmWrites;
 pub use ctx::{Caller, ToolConfig};
 pub use functions::FunctionPolicy;
 pub use pg_admin::PgAdminArgs;
@@ -76,6 +79,7 @@ pub struct Tools {
     policy: Arc<dyn WritePolicy>,
     config: Arc<ToolConfig>,
     audit: Option<Arc<dyn AuditSink>>,
+    confirmations: Arc<confirm::Confirmations>,
 }
 
 impl fmt::Debug for Tools {
@@ -151,7 +155,9 @@ impl Tools {
         policy: Arc<dyn WritePolicy>,
         config: ToolConfig,
     ) -> Tools {
-        Tools { executor, sessions, policy, config: Arc::new(config), audit: None }
+        // The key that signs preview tokens lives as long as this value (and its clones).
+        let confirmations = Arc::new(confirm::Confirmations::new().expect("the operating system provides randomness"));
+        Tools { executor, sessions, policy, config: Arc::new(config), audit: None, confirmations }
     }
 
     /// Sends an audit record of every write and every denial to `sink`.
@@ -238,8 +244,10 @@ impl Tools {
             config: &self.config,
             caller,
             audit: self.audit.as_ref(),
+            confirmations: &self.confirmations,
             tool,
             action,
+            confirmed: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::classify::{self, Classified};
 use crate::ctx::{Ctx, ToolArgs, parse_args, required, result_json};
+use crate::preview::{self, binding, preview_requested};
 use crate::render::TextFormat;
 
 /// The actions of `pg_query`.
@@ -72,18 +73,24 @@ pub struct PgQueryArgs {
     pub isolation_level: Option<String>,
     /// transaction: run the batch READ ONLY (then autocommit is not needed).
     pub read_only: Option<bool>,
+    /// write / transaction: run it, report what it did (rows, plan, locks, objects), roll back, and return a confirmation token.
+    pub preview: Option<bool>,
+    /// write / transaction: the token from a preview of this same call; destructive writes need one.
+    pub confirm: Option<String>,
 }
 
 impl ToolArgs for PgQueryArgs {
     fn parameters(&self) -> &'static [&'static str] {
         match self.action {
             QueryAction::Read => &["sql", "params", "session_id", "max_rows", "timeout_ms", "format"],
-            QueryAction::Write => &["sql", "params", "session_id", "autocommit", "max_rows", "timeout_ms"],
+            QueryAction::Write => {
+                &["sql", "params", "session_id", "autocommit", "max_rows", "timeout_ms", "preview", "confirm"]
+            }
             QueryAction::Explain => {
                 &["sql", "params", "session_id", "timeout_ms", "format", "analyze", "buffers", "verbose"]
             }
             QueryAction::Transaction => {
-                &["operations", "isolation_level", "read_only", "autocommit", "max_rows", "timeout_ms"]
+                &["operations", "isolation_level", "read_only", "autocommit", "max_rows", "timeout_ms", "preview", "confirm"]
             }
         }
     }
@@ -137,6 +144,12 @@ enum Request {
         options: TxOptions,
         limits: Limits,
     },
+    /// `preview: true` of a write or a writing batch.
+    Preview {
+        ops: Vec<Checked>,
+        target: WriteTarget,
+        limits: Limits,
+    },
 }
 
 /// The text rendering chosen by a call (used by the adapters for the text content).
@@ -149,6 +162,16 @@ async fn check_sql(text: String, params: Option<Vec<Value>>) -> Result<Checked> 
     let classified = classify::classify(&sql).await?;
     let params = params.unwrap_or_default().iter().map(Param::from_json).collect();
     Ok(Checked { sql, classified, params })
+}
+
+/// The statement text a confirmation token of these statements is bound to.
+fn joined_sql(ops: &[Checked]) -> String {
+    ops.iter().map(|op| op.sql.as_str()).collect::<Vec<_>>().join(";\n")
+}
+
+/// The parameters a confirmation token of these statements is bound to.
+fn joined_params(ops: &[Checked]) -> Vec<Value> {
+    ops.iter().map(|op| serde_json::to_value(&op.params).unwrap_or(Value::Null)).collect()
 }
 
 async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
@@ -181,6 +204,14 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             if target == WriteTarget::Autocommit {
                 classify::check_autocommit(&stmt.classified)?;
             }
+            let ops = vec![stmt];
+            if preview_requested(args.preview, args.confirm.as_deref())? {
+                return Ok(Request::Preview { ops, target, limits });
+            }
+            let (sql, params) = (joined_sql(&ops), joined_params(&ops));
+            let destructive = ops[0].classified.destructive();
+            ctx.confirm(destructive, args.confirm.as_deref(), &binding(ctx, &sql, &params, &target))?;
+            let stmt = ops.into_iter().next().expect("one statement");
             Ok(Request::Write { stmt, target, limits })
         }
         QueryAction::Explain => {
@@ -265,10 +296,24 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     .map_err(|e| e.with_operation_index(index))?;
                 ops.push(checked);
             }
-            if !read_only {
-                let joined: Vec<&str> = ops.iter().map(|o| o.sql.as_str()).collect();
-                ctx.authorize(None, args.autocommit, false, Some(&joined.join(";\n")))
+            if read_only {
+                if args.preview.is_some() || args.confirm.is_some() {
+                    return Err(Error::invalid(
+                        "pg_query transaction: 'preview' and 'confirm' apply to batches that write, not to read_only ones",
+                    ));
+                }
+            } else {
+                let (sql, params) = (joined_sql(&ops), joined_params(&ops));
+                let target = ctx.authorize(None, args.autocommit, false, Some(&sql))
                     .map_err(|e| e.with_hint("a batch that writes needs 'autocommit: true' (it commits atomically on its own), or pass read_only: true"))?;
+                if preview_requested(args.preview, args.confirm.as_deref())? {
+                    return Ok(Request::Preview { ops, target, limits });
+                }
+                let destructive = ops.iter().find_map(|op| op.classified.destructive());
+                let all = ctx.config.confirm_writes == crate::confirm::ConfirmWrites::All;
+                if destructive.is_some() || all || args.confirm.is_some() {
+                    ctx.confirm(destructive, args.confirm.as_deref(), &binding(ctx, &sql, &params, &target))?;
+                }
             }
             let options = TxOptions { isolation, read_only, deferrable: false, on_error: OnError::Abort };
             Ok(Request::Transaction { ops, options, limits })
@@ -332,6 +377,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 out["session"] = ctx.session_json(&info);
             }
             Ok(out)
+        }
+        Request::Preview { ops, target, limits } => {
+            let (sql, params) = (joined_sql(&ops), joined_params(&ops));
+            let previewed: Vec<preview::Op<'_>> =
+                ops.iter().map(|op| preview::Op { statement: op.statement(), classified: &op.classified }).collect();
+            preview::run(ctx, &previewed, &target, &limits, binding(ctx, &sql, &params, &target)).await
         }
         Request::Transaction { ops, options, limits } => {
             let statements: Vec<Statement> = ops

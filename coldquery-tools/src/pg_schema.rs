@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::preview::{self, binding, preview_requested};
 use crate::catalog::schema as catalog;
 use crate::classify::{self, DdlVerb};
 use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
@@ -153,6 +154,10 @@ pub struct PgSchemaArgs {
     pub session_id: Option<String>,
     /// create/alter/drop: commit the DDL on its own, outside any session. DDL needs this or session_id.
     pub autocommit: Option<bool>,
+    /// create/alter/drop: run it, report what it would change, roll back, and return a confirmation token.
+    pub preview: Option<bool>,
+    /// create/alter/drop: the token from a preview of this same call; destructive DDL (DROP, ALTER … DROP) needs one.
+    pub confirm: Option<String>,
 }
 
 impl ToolArgs for PgSchemaArgs {
@@ -171,6 +176,8 @@ impl ToolArgs for PgSchemaArgs {
                 "sql",
                 "session_id",
                 "autocommit",
+                "preview",
+                "confirm",
             ],
         }
     }
@@ -434,6 +441,11 @@ enum Request {
         name: QualifiedName,
         session: Option<SessionId>,
     },
+    DdlPreview {
+        statement: Statement,
+        classified: classify::Classified,
+        target: WriteTarget,
+    },
     Ddl {
         statement: Statement,
         tag: String,
@@ -561,11 +573,13 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
             if target == WriteTarget::Autocommit {
                 classify::check_autocommit(&ddl.classified)?;
             }
-            Ok(Request::Ddl {
-                statement: Statement::new(ddl.sql).with_footprint(ddl.classified.footprint()),
-                tag: ddl.tag,
-                target,
-            })
+            let statement = Statement::new(ddl.sql).with_footprint(ddl.classified.footprint());
+            if preview_requested(args.preview, args.confirm.as_deref())? {
+                return Ok(Request::DdlPreview { statement, classified: ddl.classified, target });
+            }
+            let text = statement.sql.text().to_owned();
+            ctx.confirm(ddl.classified.destructive(), args.confirm.as_deref(), &binding(ctx, &text, &[], &target))?;
+            Ok(Request::Ddl { statement, tag: ddl.tag, target })
         }
     }
 }
@@ -863,6 +877,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let mut reader = Reader { ctx, session: session.as_ref(), info: None, truncated: false };
             let out = describe(&mut reader, target, &name).await?;
             Ok(reader.finish(out))
+        }
+        Request::DdlPreview { statement, classified, target } => {
+            let limits = ctx.limits(None, None)?;
+            let text = statement.sql.text().to_owned();
+            let op = preview::Op { statement, classified: &classified };
+            preview::run(ctx, std::slice::from_ref(&op), &target, &limits, binding(ctx, &text, &[], &target)).await
         }
         Request::Ddl { statement, tag, target } => {
             let limits = ctx.limits(None, None)?;

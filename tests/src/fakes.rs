@@ -63,6 +63,11 @@ pub enum CallMode {
         /// The batch's transaction options.
         options: TxOptions,
     },
+    /// Statement `index` (0-based) of an [`Executor::preview`] (always rolled back).
+    Preview {
+        /// Position in the preview.
+        index: usize,
+    },
 }
 
 /// One statement the [`FakeExecutor`] was asked to run.
@@ -85,7 +90,7 @@ impl RecordedCall {
     pub fn access(&self) -> Option<Access> {
         match self.mode {
             CallMode::Run(access) => Some(access),
-            CallMode::Batch { .. } => None,
+            CallMode::Batch { .. } | CallMode::Preview { .. } => None,
         }
     }
 }
@@ -212,6 +217,27 @@ impl Executor for FakeExecutor {
             }
             let mode = CallMode::Batch { index, options: *options };
             let outcome = self.record(mode, statement, limits);
+            match resolve(outcome, cancel).await {
+                Ok(result) => results.push(result),
+                Err(error) if error.operation_index().is_some() => return Err(error),
+                Err(error) => return Err(error.with_operation_index(index)),
+            }
+        }
+        Ok(results)
+    }
+
+    async fn preview(
+        &self,
+        statements: &[Statement],
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>> {
+        let mut results = Vec::with_capacity(statements.len());
+        for (index, statement) in statements.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(cancelled().with_operation_index(index));
+            }
+            let outcome = self.record(CallMode::Preview { index }, statement, limits);
             match resolve(outcome, cancel).await {
                 Ok(result) => results.push(result),
                 Err(error) if error.operation_index().is_some() => return Err(error),

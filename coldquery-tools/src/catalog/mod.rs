@@ -5,4 +5,5 @@
 
 pub(crate) mod monitor;
 pub(crate) mod policy;
+pub(crate) mod preview;
 pub(crate) mod schema;

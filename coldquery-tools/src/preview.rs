@@ -1,0 +1,251 @@
+//! `preview: true`: run a write where it would run — on the pool, or in the caller's session
+//! under a savepoint — in a transaction that always rolls back, and report what it did: rows
+//! affected, the planner's estimate, the locks it took, the objects it created, altered or
+//! dropped. The result carries a confirmation token for exactly that call
+//! ([`crate::confirm`]).
+
+use std::collections::BTreeMap;
+
+use coldquery_core::{
+    Error, Ident, Limits, QueryResult, Result, SavepointOp, SessionId, Sql, SqlBuilder, Statement, WriteTarget,
+};
+use serde_json::{Value, json};
+
+use crate::audit::AuditRecord;
+use crate::catalog::preview::{LOCKS, OBJECTS};
+use crate::classify::{self, Classified};
+use crate::confirm::Binding;
+use crate::ctx::Ctx;
+
+/// The savepoint a preview in a session runs under.
+const SAVEPOINT: &str = "coldquery_preview";
+
+/// One statement to preview.
+pub(crate) struct Op<'a> {
+    pub(crate) statement: Statement,
+    pub(crate) classified: &'a Classified,
+}
+
+/// What each statement of the preview's transaction is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    ObjectsBefore,
+    LocksBefore,
+    Plan(usize),
+    Op(usize),
+    LocksAfter,
+    ObjectsAfter,
+}
+
+/// The token binding of a call with these statements.
+pub(crate) fn binding<'a>(ctx: &'a Ctx<'_>, statement: &'a str, params: &'a [Value], target: &'a WriteTarget) -> Binding<'a> {
+    Binding {
+        tool: ctx.tool,
+        action: &ctx.action,
+        statement,
+        params,
+        owner: ctx.owner().as_str(),
+        session: match target {
+            WriteTarget::Session(id) => Some(id.as_str()),
+            WriteTarget::Autocommit => None,
+        },
+    }
+}
+
+/// `preview` and `confirm` are two steps, never one call.
+pub(crate) fn preview_requested(preview: Option<bool>, confirm: Option<&str>) -> Result<bool> {
+    match (preview.unwrap_or(false), confirm) {
+        (true, Some(_)) => Err(Error::invalid(
+            "'preview' and 'confirm' are two steps: preview first (it returns the token), then repeat the call with confirm and without preview",
+        )),
+        (preview, _) => Ok(preview),
+    }
+}
+
+/// Runs the preview and returns its report with a token for `binding`.
+pub(crate) async fn run(
+    ctx: &Ctx<'_>,
+    ops: &[Op<'_>],
+    target: &WriteTarget,
+    limits: &Limits,
+    binding: Binding<'_>,
+) -> Result<Value> {
+    let token = ctx.confirmations.mint(&binding, ctx.config.confirm_ttl)?;
+    let confirm = json!({
+        "token": token,
+        "expires_in_seconds": ctx.config.confirm_ttl.as_secs(),
+        "how": "to run it, repeat the same call (same sql, params and session_id) with confirm set to this token instead of preview",
+    });
+    let destructive: Vec<&str> = ops.iter().filter_map(|op| op.classified.destructive()).collect();
+    let needs_confirmation = ops
+        .iter()
+        .find_map(|op| ctx.config.confirm_writes.requires(op.classified.destructive()))
+        .map_or(Value::Null, Value::String);
+    // VACUUM, CREATE INDEX CONCURRENTLY...: they cannot run in a transaction, so nothing can
+    // be tried and undone.
+    if let Some(op) = ops.iter().find(|op| classify::needs_autocommit(op.classified)) {
+        ctx.record(AuditRecord::preview(ctx, target, binding.statement, &Ok(Vec::new())));
+        return Ok(json!({
+            "preview": true,
+            "executed": false,
+            "reason": format!("{} cannot run inside a transaction block, so it cannot be tried and rolled back", op.classified.tag),
+            "commands": ops.iter().map(|op| op.classified.tag.as_str()).collect::<Vec<_>>(),
+            "destructive": destructive,
+            "needs_confirmation": needs_confirmation,
+            "confirm": confirm,
+        }));
+    }
+    let mut roles = vec![Role::ObjectsBefore, Role::LocksBefore];
+    let mut statements = vec![Statement::new(Sql::catalog(OBJECTS)), Statement::new(Sql::catalog(LOCKS))];
+    for (index, op) in ops.iter().enumerate() {
+        if op.classified.explainable() {
+            roles.push(Role::Plan(index));
+            statements.push(explain(&op.statement));
+        }
+        roles.push(Role::Op(index));
+        statements.push(op.statement.clone());
+    }
+    roles.extend([Role::LocksAfter, Role::ObjectsAfter]);
+    statements.extend([Statement::new(Sql::catalog(LOCKS)), Statement::new(Sql::catalog(OBJECTS))]);
+    let limits = Limits { max_rows: 10_000, max_bytes: limits.max_bytes.max(4 * 1024 * 1024), ..*limits };
+    let outcome = match target {
+        WriteTarget::Autocommit => ctx.executor.preview(&statements, &limits, &ctx.caller.cancel).await,
+        WriteTarget::Session(id) => in_session(ctx, id, &statements, &limits).await,
+    };
+    let outcome = outcome.map_err(|err| {
+        let op = err.operation_index().and_then(|i| roles.get(i)).and_then(|role| match role {
+            Role::Plan(op) | Role::Op(op) => Some(*op),
+            _ => None,
+        });
+        let message = format!("the preview failed, and was rolled back: {}", err.message());
+        match op {
+            Some(op) if ops.len() > 1 => err.with_operation_index(op).with_message(message),
+            _ => err.without_operation_index().with_message(message),
+        }
+    });
+    ctx.record(AuditRecord::preview(ctx, target, binding.statement, &outcome));
+    let results = outcome?;
+    let mut report = Vec::new();
+    let mut before = None;
+    let mut locks_before = None;
+    let mut locks_after = None;
+    let mut after = None;
+    for (role, result) in roles.iter().zip(&results) {
+        match role {
+            Role::ObjectsBefore => before = Some(result),
+            Role::LocksBefore => locks_before = Some(result),
+            Role::LocksAfter => locks_after = Some(result),
+            Role::ObjectsAfter => after = Some(result),
+            Role::Plan(index) => report.push((*index, plan_summary(result))),
+            Role::Op(index) => {
+                let op = &ops[*index];
+                let entry = json!({
+                    "command": op.classified.tag,
+                    "rows_affected": result.rows_affected,
+                    "destructive": op.classified.destructive(),
+                });
+                report.push((*index, entry));
+            }
+        }
+    }
+    // Merge each op's plan into its entry.
+    let mut statements_out: Vec<Value> = Vec::new();
+    for (index, entry) in report {
+        match statements_out.get_mut(index) {
+            Some(Value::Object(existing)) => {
+                if let Value::Object(more) = entry {
+                    existing.extend(more);
+                }
+            }
+            _ => statements_out.push(entry),
+        }
+    }
+    let locks = match (locks_before, locks_after) {
+        (Some(b), Some(a)) => new_rows(b, a),
+        _ => Vec::new(),
+    };
+    let objects = match (before, after) {
+        (Some(b), Some(a)) if !b.truncated && !a.truncated => objects_changed(b, a),
+        _ => json!("too many objects in this database to compare"),
+    };
+    Ok(json!({
+        "preview": true,
+        "executed": true,
+        "rolled_back": true,
+        "statements": statements_out,
+        "locks": locks,
+        "objects": objects,
+        "needs_confirmation": needs_confirmation,
+        "confirm": confirm,
+    }))
+}
+
+/// `EXPLAIN (FORMAT JSON)` of a statement, with its parameters.
+fn explain(statement: &Statement) -> Statement {
+    let mut sql = SqlBuilder::new("EXPLAIN (FORMAT JSON) ");
+    sql.sql(&statement.sql);
+    Statement::with_params(sql.build(), statement.params.clone())
+}
+
+/// The planner's estimate from an `EXPLAIN (FORMAT JSON)` result.
+fn plan_summary(result: &QueryResult) -> Value {
+    let plan = result.scalar().cloned().unwrap_or(Value::Null);
+    let node = &plan[0]["Plan"];
+    json!({ "plan": { "node": node["Node Type"], "total_cost": node["Total Cost"], "estimated_rows": node["Plan Rows"] } })
+}
+
+/// Rows of `after` that `before` does not have, as objects.
+fn new_rows(before: &QueryResult, after: &QueryResult) -> Vec<Value> {
+    let objects = after.rows_as_objects();
+    after.rows.iter().zip(objects).filter(|(row, _)| !before.rows.contains(row)).map(|(_, object)| object).collect()
+}
+
+/// Objects created, altered (catalog row rewritten) or dropped, by kind and name.
+fn objects_changed(before: &QueryResult, after: &QueryResult) -> Value {
+    fn index(result: &QueryResult) -> BTreeMap<(String, String), String> {
+        result
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let text = |i: usize| row.get(i).and_then(Value::as_str).map(str::to_owned);
+                Some(((text(0)?, text(1)?), text(2)?))
+            })
+            .collect()
+    }
+    let (before, after) = (index(before), index(after));
+    let list = |keys: Vec<&(String, String)>| -> Vec<Value> {
+        keys.into_iter().map(|(kind, name)| json!({ "kind": kind, "name": name })).collect()
+    };
+    let created = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let dropped = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let altered = after.iter().filter(|(k, v)| before.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k).collect();
+    json!({ "created": list(created), "altered": list(altered), "dropped": list(dropped) })
+}
+
+/// Runs the preview's statements in the caller's session under a savepoint that is rolled
+/// back and released whatever happens, so the session is as it was.
+async fn in_session(ctx: &Ctx<'_>, id: &SessionId, statements: &[Statement], limits: &Limits) -> Result<Vec<QueryResult>> {
+    let name = Ident::new(SAVEPOINT).map_err(|e| Error::internal(e.to_string()))?;
+    ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::Create, &name).await?;
+    let mut results = Vec::with_capacity(statements.len());
+    let mut failure = None;
+    for (index, statement) in statements.iter().enumerate() {
+        match ctx.sessions.run(ctx.owner(), id, statement, limits, &ctx.caller.cancel).await {
+            Ok((result, _)) => results.push(result),
+            Err(err) => {
+                failure = Some(err.with_operation_index(index));
+                break;
+            }
+        }
+    }
+    let undone = ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::RollbackTo, &name).await;
+    let released = match undone {
+        Ok(_) => ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::Release, &name).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    match (failure, released) {
+        (Some(err), _) => Err(err),
+        (None, Err(err)) => Err(err),
+        (None, Ok(())) => Ok(results),
+    }
+}
