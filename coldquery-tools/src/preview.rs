@@ -161,7 +161,7 @@ pub(crate) async fn run(
         }
     }
     let locks = match (locks_before, locks_after) {
-        (Some(b), Some(a)) => new_rows(b, a),
+        (Some(b), Some(a)) => locks_taken(b, a, before),
         _ => Vec::new(),
     };
     let objects = match (before, after) {
@@ -194,10 +194,29 @@ fn plan_summary(result: &QueryResult) -> Value {
     json!({ "plan": { "node": node["Node Type"], "total_cost": node["Total Cost"], "estimated_rows": node["Plan Rows"] } })
 }
 
-/// Rows of `after` that `before` does not have, as objects.
-fn new_rows(before: &QueryResult, after: &QueryResult) -> Vec<Value> {
-    let objects = after.rows_as_objects();
-    after.rows.iter().zip(objects).filter(|(row, _)| !before.rows.contains(row)).map(|(_, object)| object).collect()
+/// The locks of `after` that `before` does not have, each relation named (from `objects`, the
+/// objects before the write, when the write dropped it).
+fn locks_taken(before: &QueryResult, after: &QueryResult, objects: Option<&QueryResult>) -> Vec<Value> {
+    let name_of = |oid: &Value| -> Value {
+        objects
+            .into_iter()
+            .flat_map(|o| &o.rows)
+            .find(|row| row.get(3) == Some(oid))
+            .and_then(|row| row.get(1).cloned())
+            .unwrap_or_else(|| json!(format!("oid {}", oid.as_str().unwrap_or("?"))))
+    };
+    after
+        .rows
+        .iter()
+        .filter(|row| !before.rows.contains(row))
+        .map(|row| {
+            let relation = match row.get(1) {
+                Some(Value::String(name)) => json!(name),
+                _ => name_of(row.first().unwrap_or(&Value::Null)),
+            };
+            json!({ "relation": relation, "mode": row.get(2).cloned().unwrap_or(Value::Null) })
+        })
+        .collect()
 }
 
 /// Objects created, altered (catalog row rewritten) or dropped, by kind and name.

@@ -1,0 +1,145 @@
+//! Preview, then confirm (issue 17): a destructive write without a token is refused and
+//! changes nothing; a preview reports what the write would do and changes nothing; its token
+//! confirms exactly that call, once. Every effect is checked from a side connection.
+
+use coldquery_core::SessionId;
+use coldquery_tests::harness::test_db;
+use coldquery_tools::{ConfirmWrites, ToolConfig};
+use serde_json::{Value, json};
+
+use crate::support::{call, caller, code, count, options, tools};
+
+fn config() -> ToolConfig {
+    ToolConfig { confirm_writes: ConfirmWrites::Destructive, ..ToolConfig::default() }
+}
+
+#[tokio::test]
+async fn destructive_writes_need_a_preview_and_its_token_confirms_exactly_that_call_once() {
+    let db = test_db().await;
+    let side = db.client().await;
+    side.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, kind text);
+         INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'old' ELSE 'new' END FROM generate_series(1, 30) g;
+         CREATE INDEX items_kind ON items (kind);",
+    )
+    .await
+    .unwrap();
+    let (tools, _database) = tools(&db, &options(), config(), false).await;
+    let me = caller("alice");
+    let items = |sql: &'static str| {
+        let side = &side;
+        async move { count(side, sql).await }
+    };
+
+    // Without a token: refused, nothing sent.
+    let delete_all = json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true});
+    let refused = call(&tools, &me, "pg_query", delete_all.clone()).await;
+    assert_eq!(code(&refused), "WRITE_DENIED", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("DELETE without a WHERE clause"), "{refused}");
+    assert!(refused["error"]["hint"].as_str().unwrap().contains("preview: true"), "{refused}");
+    assert_eq!(items("SELECT count(*) FROM items").await, 30);
+
+    // A targeted write needs none.
+    let one = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "DELETE FROM items WHERE id = $1", "params": [30], "autocommit": true})).await;
+    assert_eq!(one["rows_affected"], 1, "{one}");
+
+    // The preview: the real row count, the plan, the locks; nothing changes.
+    let preview = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true, "preview": true})).await;
+    assert_eq!(code(&preview), "ok", "{preview}");
+    assert_eq!(preview["executed"], true);
+    assert_eq!(preview["statements"][0]["command"], "DELETE");
+    assert_eq!(preview["statements"][0]["rows_affected"], 29, "{preview}");
+    assert_eq!(preview["statements"][0]["destructive"], "DELETE without a WHERE clause");
+    assert_eq!(preview["statements"][0]["plan"]["node"], "ModifyTable", "{preview}");
+    let locks = preview["locks"].as_array().unwrap();
+    assert!(locks.iter().any(|l| l["relation"] == "items" && l["mode"] == "RowExclusiveLock"), "{preview}");
+    assert_eq!(preview["objects"], json!({"created": [], "altered": [], "dropped": []}), "{preview}");
+    assert_eq!(items("SELECT count(*) FROM items").await, 29, "the preview rolled back");
+    let token = preview["confirm"]["token"].as_str().unwrap().to_owned();
+
+    // The token is bound to the statement, the parameters, the caller and the session.
+    let with = |mut args: Value, token: &str| {
+        args["confirm"] = json!(token);
+        args
+    };
+    let other_sql = json!({"action": "write", "sql": "DELETE FROM items ", "autocommit": true});
+    assert_eq!(code(&call(&tools, &me, "pg_query", with(other_sql, &token)).await), "WRITE_DENIED");
+    let bob = caller("bob");
+    assert_eq!(code(&call(&tools, &bob, "pg_query", with(delete_all.clone(), &token)).await), "WRITE_DENIED");
+    let forged = format!("{}0", &token[..token.len() - 1]);
+    assert_eq!(code(&call(&tools, &me, "pg_query", with(delete_all.clone(), &forged)).await), "WRITE_DENIED");
+    assert_eq!(items("SELECT count(*) FROM items").await, 29);
+
+    // The right call runs once.
+    let done = call(&tools, &me, "pg_query", with(delete_all.clone(), &token)).await;
+    assert_eq!(done["rows_affected"], 29, "{done}");
+    assert_eq!(items("SELECT count(*) FROM items").await, 0);
+    let again = call(&tools, &me, "pg_query", with(delete_all, &token)).await;
+    assert_eq!(code(&again), "WRITE_DENIED", "{again}");
+    assert!(again["error"]["message"].as_str().unwrap().contains("already used"), "{again}");
+
+    // preview and confirm together is a mistake, not a shortcut.
+    let both = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true, "preview": true, "confirm": "x"})).await;
+    assert_eq!(code(&both), "INVALID_ARGUMENT", "{both}");
+}
+
+#[tokio::test]
+async fn ddl_previews_name_the_objects_and_sessions_stay_as_they_were() {
+    let db = test_db().await;
+    let side = db.client().await;
+    side.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY, note text);
+         CREATE VIEW parent_notes AS SELECT note FROM parent;
+         INSERT INTO parent VALUES (1, 'a'), (2, 'b');",
+    )
+    .await
+    .unwrap();
+    let (tools, _database) = tools(&db, &options(), config(), false).await;
+    let me = caller("alice");
+
+    // DROP … CASCADE shows what goes with it.
+    let drop = json!({"action": "drop", "sql": "DROP TABLE parent CASCADE", "autocommit": true});
+    assert_eq!(code(&call(&tools, &me, "pg_schema", drop.clone()).await), "WRITE_DENIED");
+    let mut previewed = drop.clone();
+    previewed["preview"] = json!(true);
+    let preview = call(&tools, &me, "pg_schema", previewed).await;
+    assert_eq!(code(&preview), "ok", "{preview}");
+    let dropped: Vec<&str> =
+        preview["objects"]["dropped"].as_array().unwrap().iter().filter_map(|o| o["name"].as_str()).collect();
+    assert!(dropped.contains(&"parent") && dropped.contains(&"parent_notes") && dropped.contains(&"parent_pkey"), "{preview}");
+    assert!(preview["locks"].as_array().unwrap().iter().any(|l| l["mode"] == "AccessExclusiveLock"), "{preview}");
+    assert_eq!(count(&side, "SELECT count(*) FROM pg_class WHERE relname IN ('parent', 'parent_notes')").await, 2);
+
+    // A creating statement needs no token; its preview lists what it creates.
+    let create = call(&tools, &me, "pg_schema", json!({"action": "create", "sql": "CREATE TABLE child (id int REFERENCES parent)", "autocommit": true, "preview": true})).await;
+    let created: Vec<&str> =
+        create["objects"]["created"].as_array().unwrap().iter().filter_map(|o| o["name"].as_str()).collect();
+    assert!(created.contains(&"child"), "{create}");
+    assert!(create["objects"]["altered"].as_array().unwrap().iter().any(|o| o["name"] == "parent"), "{create}");
+    assert_eq!(create["needs_confirmation"], Value::Null);
+    assert_eq!(count(&side, "SELECT count(*) FROM pg_class WHERE relname = 'child'").await, 0);
+
+    // In a session: the preview runs under a savepoint, and the session goes on as before.
+    let begun = call(&tools, &me, "pg_tx", json!({"action": "begin"})).await;
+    let session = begun["session_id"].as_str().unwrap().to_owned();
+    let update = json!({"action": "write", "sql": "UPDATE parent SET note = 'z'", "session_id": session});
+    let mut previewed = update.clone();
+    previewed["preview"] = json!(true);
+    let preview = call(&tools, &me, "pg_query", previewed).await;
+    assert_eq!(preview["statements"][0]["rows_affected"], 2, "{preview}");
+    let seen = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT count(*) AS n FROM parent WHERE note = 'z'", "session_id": session})).await;
+    assert_eq!(seen["rows"][0]["n"], 0, "the savepoint was rolled back: {seen}");
+    // A failing preview leaves the session usable too.
+    let failing = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "UPDATE parent SET id = 1", "session_id": session, "preview": true})).await;
+    assert_eq!(code(&failing), "DATABASE_ERROR", "{failing}");
+    assert!(failing["error"].get("operation_index").is_none(), "{failing}");
+    // The token is bound to the session: it confirms the write there, once.
+    let mut confirmed = update.clone();
+    confirmed["confirm"] = preview["confirm"]["token"].clone();
+    let done = call(&tools, &me, "pg_query", confirmed).await;
+    assert_eq!(done["rows_affected"], 2, "{done}");
+    let committed = call(&tools, &me, "pg_tx", json!({"action": "commit", "session_id": session})).await;
+    assert_eq!(code(&committed), "ok", "{committed}");
+    assert_eq!(count(&side, "SELECT count(*) FROM parent WHERE note = 'z'").await, 2);
+    let _ = SessionId::new(session);
+}
