@@ -137,7 +137,7 @@ async fn sessions_belong_to_the_principal_that_opened_them() {
         ("pg_tx", json!({"action": "status", "session_id": session})),
         ("pg_tx", json!({"action": "commit", "session_id": session})),
         ("pg_query", json!({"action": "read", "sql": "SELECT * FROM e2e_items", "session_id": session})),
-        ("pg_query", json!({"action": "write", "sql": "DELETE FROM e2e_items", "session_id": session})),
+        ("pg_query", json!({"action": "write", "sql": "DELETE FROM e2e_items WHERE id = 1", "session_id": session})),
     ] {
         let legacy = call(&bob, tool, arguments.clone()).await;
         assert_eq!(code(&legacy), "SESSION_NOT_FOUND", "bob (legacy) {arguments}: {legacy}");

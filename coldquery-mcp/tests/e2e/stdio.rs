@@ -157,10 +157,26 @@ async fn a_write_without_consent_is_denied_and_nothing_runs() {
     assert_eq!(code(&sneaky), "READ_ONLY_VIOLATION", "{sneaky}");
     assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 1);
 
-    let allowed =
-        call(&client, "pg_query", json!({"action": "write", "sql": "DELETE FROM e2e_items", "autocommit": true})).await;
+    // Deleting every row is destructive: by default it runs only after a preview.
+    let delete_all = json!({"action": "write", "sql": "DELETE FROM e2e_items", "autocommit": true});
+    let unconfirmed = call(&client, "pg_query", delete_all.clone()).await;
+    assert_eq!(code(&unconfirmed), "WRITE_DENIED", "{unconfirmed}");
+    assert!(unconfirmed["error"]["hint"].as_str().unwrap().contains("preview: true"), "{unconfirmed}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 1);
+    let mut preview_args = delete_all.clone();
+    preview_args["preview"] = json!(true);
+    let preview = call(&client, "pg_query", preview_args).await;
+    assert_eq!(preview["statements"][0]["rows_affected"], 1, "{preview}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 1, "the preview changed nothing");
+    let mut confirmed = delete_all.clone();
+    confirmed["confirm"] = preview["confirm"]["token"].clone();
+    let allowed = call(&client, "pg_query", confirmed.clone()).await;
     assert_eq!(allowed["rows_affected"], 1, "{allowed}");
     assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0);
+    side.batch_execute("INSERT INTO e2e_items VALUES (2, 'again')").await.unwrap();
+    let reused = call(&client, "pg_query", confirmed).await;
+    assert_eq!(code(&reused), "WRITE_DENIED", "a token confirms one call: {reused}");
+    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 1);
     client.cancel().await.unwrap();
 
     // The audit log holds the denial and the executed write, as JSON lines, without parameters.
@@ -170,7 +186,9 @@ async fn a_write_without_consent_is_denied_and_nothing_runs() {
         records.iter().find(|r| r["decision"] == "denied" && r["outcome"] == "WRITE_DENIED").expect("the denial");
     assert_eq!(denial["tool"], "pg_query");
     assert_eq!(denial["principal"], "stdio");
-    let write = records.iter().find(|r| r["decision"] == "allowed").expect("the executed write");
+    let previewed = records.iter().find(|r| r["decision"] == "previewed").expect("the preview");
+    assert_eq!(previewed["statement"], "DELETE FROM e2e_items");
+    let write = records.iter().find(|r| r["decision"] == "confirmed").expect("the executed write");
     assert_eq!(write["statement"], "DELETE FROM e2e_items");
     assert_eq!(write["rows_affected"], 1);
     assert_eq!(write["outcome"], "ok");
