@@ -125,7 +125,8 @@ pub(crate) async fn run(
     });
     ctx.record(AuditRecord::preview(ctx, target, binding.statement, &outcome));
     let results = outcome?;
-    let mut report = Vec::new();
+    let mut plans = vec![Value::Null; ops.len()];
+    let mut statements_out = Vec::with_capacity(ops.len());
     let mut before = None;
     let mut locks_before = None;
     let mut locks_after = None;
@@ -136,28 +137,16 @@ pub(crate) async fn run(
             Role::LocksBefore => locks_before = Some(result),
             Role::LocksAfter => locks_after = Some(result),
             Role::ObjectsAfter => after = Some(result),
-            Role::Plan(index) => report.push((*index, plan_summary(result))),
+            Role::Plan(index) => plans[*index] = plan_summary(result),
             Role::Op(index) => {
                 let op = &ops[*index];
-                let entry = json!({
+                statements_out.push(json!({
                     "command": op.classified.tag,
                     "rows_affected": result.rows_affected,
                     "destructive": op.classified.destructive(),
-                });
-                report.push((*index, entry));
+                    "plan": plans[*index].take(),
+                }));
             }
-        }
-    }
-    // Merge each op's plan into its entry.
-    let mut statements_out: Vec<Value> = Vec::new();
-    for (index, entry) in report {
-        match statements_out.get_mut(index) {
-            Some(Value::Object(existing)) => {
-                if let Value::Object(more) = entry {
-                    existing.extend(more);
-                }
-            }
-            _ => statements_out.push(entry),
         }
     }
     let locks = match (locks_before, locks_after) {
@@ -191,7 +180,7 @@ fn explain(statement: &Statement) -> Statement {
 fn plan_summary(result: &QueryResult) -> Value {
     let plan = result.scalar().cloned().unwrap_or(Value::Null);
     let node = &plan[0]["Plan"];
-    json!({ "plan": { "node": node["Node Type"], "total_cost": node["Total Cost"], "estimated_rows": node["Plan Rows"] } })
+    json!({ "node": node["Node Type"], "total_cost": node["Total Cost"], "estimated_rows": node["Plan Rows"] })
 }
 
 /// The locks of `after` that `before` does not have, each relation named (from `objects`, the

@@ -311,3 +311,16 @@ async fn extra_denied_functions_are_refused_in_reads() {
     }
     assert_eq!(code(&f.call("pg_query", json!({"action": "read", "sql": "SELECT audit_marker(1)"})).await), "ok");
 }
+
+#[tokio::test]
+async fn preview_runs_the_write_between_snapshots_of_objects_and_locks_and_always_rolls_back() {
+    let config = ToolConfig { confirm_writes: coldquery_tools::ConfirmWrites::Destructive, ..ToolConfig::default() };
+    let f = Fixture::with(config, false);
+    let args = json!({"action": "write", "sql": "DELETE FROM items WHERE kind = $1", "params": ["old"], "autocommit": true, "preview": true});
+    let t = transcript(&f, "pg_query", args).await;
+    assert_json_snapshot!("preview_write", t, {".output.confirm.token" => "[token]"});
+    // A destructive write without a token is refused before anything is sent.
+    let refused = transcript(&f, "pg_query", json!({"action": "write", "sql": "TRUNCATE items", "autocommit": true})).await;
+    assert_eq!(code(&refused["output"]), "WRITE_DENIED");
+    assert_eq!(refused["sql"], json!([]));
+}
