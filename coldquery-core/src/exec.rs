@@ -112,11 +112,15 @@ pub struct Limits {
     pub max_bytes: usize,
     /// The statement is cancelled on the server after this long.
     pub timeout: Duration,
+    /// How long a write may wait for a lock before it fails (PostgreSQL's `lock_timeout`, set
+    /// for its transaction only); `None` keeps the server's setting. An autocommit statement
+    /// with a lock timeout runs in an explicit transaction, so it must be one that can.
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_rows: 500, max_bytes: 1024 * 1024, timeout: Duration::from_secs(30) }
+        Limits { max_rows: 500, max_bytes: 1024 * 1024, timeout: Duration::from_secs(30), lock_timeout: None }
     }
 }
 

@@ -116,6 +116,10 @@ pub struct TxOptions {
     pub deferrable: bool,
     /// Behaviour after a failed statement.
     pub on_error: OnError,
+    /// How long a statement of the transaction may wait for a lock (PostgreSQL's
+    /// `lock_timeout`, transaction-local); `None` keeps the server's setting.
+    #[serde(skip)]
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
 /// The state of a session's transaction as callers see it.

@@ -116,7 +116,7 @@ async fn health() -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let limits = Limits { max_rows: 1, max_bytes: 1024, timeout: Duration::from_secs(5) };
+    let limits = Limits { max_rows: 1, max_bytes: 1024, timeout: Duration::from_secs(5), lock_timeout: None };
     let probe = Statement::new(Sql::catalog("SELECT 1"));
     let result = tokio::time::timeout(
         Duration::from_secs(6),

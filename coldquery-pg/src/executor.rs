@@ -28,9 +28,10 @@ pub struct PgExecutor {
 /// a read-only transaction), sets a server-side statement timeout as a backstop, and pins
 /// `standard_conforming_strings` to the value the classifier parses with, whatever the
 /// database's or role's default. It also returns the server process id (see
-/// [`PgConn::moved_to`]).
+/// [`PgConn::moved_to`]), and sets the transaction's `lock_timeout` when `$2` is not null.
 const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), \
-     set_config('standard_conforming_strings', 'on', true), pg_backend_pid()";
+     set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
+     set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)";
 
 /// How many pooled connections a transaction may try before it runs on one whose server
 /// process changed since its last transaction (only behind a transaction pooler).
@@ -50,6 +51,17 @@ impl Executor for PgExecutor {
             Access::ReadOnly => {
                 self.begin(self.pool(true), &Sql::catalog("BEGIN READ ONLY"), limits, statement.guard.as_deref())
                     .await?
+            }
+            // A lock timeout is set for a transaction: the statement runs in one of its own,
+            // committed as any autocommit statement is.
+            Access::Autocommit if limits.lock_timeout.is_some() => {
+                let mut results = self
+                    .transaction(std::slice::from_ref(statement), &TxOptions::default(), limits, cancel, End::Commit)
+                    .await
+                    .map_err(Error::without_operation_index)?;
+                let mut result = results.pop().unwrap_or_default();
+                result.duration_ms = elapsed_ms(started);
+                return Ok(result);
             }
             Access::Autocommit => self.shared.acquire().await?,
         };
@@ -128,7 +140,14 @@ impl Executor for PgExecutor {
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>> {
         let end = if options.read_only { End::Rollback } else { End::Commit };
-        self.transaction(statements, options, limits, cancel, end).await
+        self.transaction(statements, options, limits, cancel, end).await.map_err(|err| match err.operation_index() {
+            Some(index) => {
+                let message =
+                    format!("operation {index} failed and the whole batch was rolled back: {}", err.message());
+                err.with_message(message)
+            }
+            None => err,
+        })
     }
 
     async fn preview(
@@ -199,9 +218,7 @@ impl PgExecutor {
                         let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
                         crate::reset::reset(&mut conn, &footprint).await;
                     }
-                    let message =
-                        format!("operation {index} failed and the whole batch was rolled back: {}", err.message());
-                    return Err(err.with_operation_index(index).with_message(message));
+                    return Err(err.with_operation_index(index));
                 }
             }
         }
@@ -272,7 +289,8 @@ type Pooled = bb8::PooledConnection<'static, crate::manager::Manager>;
 /// aborted, so a statement pipelined after it could not run either; it is rolled back here.
 async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Option<&Guard>) -> Result<bool> {
     let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
-    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
+    let lock_timeout = limits.lock_timeout.map(|t| format!("{}ms", t.as_millis()));
+    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
     let checked = async {
         match guard {
             Some(guard) => check(conn, guard).await,

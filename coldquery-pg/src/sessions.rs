@@ -319,7 +319,8 @@ impl SessionStore for PgSessions {
             .with_hint("commit or roll back a session you no longer need (pg_tx list shows yours); sessionless reads still work")
         })?;
         let backstop = format!("{}ms", (inner.ttl + BACKSTOP_MARGIN).as_millis());
-        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
+        let lock_timeout = options.lock_timeout.map(|t| format!("{}ms", t.as_millis()));
+        let params: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
         let begin = begin_sql(options);
         // As in the executor: a connection that a transaction pooler moved to another server
         // process since its last transaction is replaced (its cached type lookups may be gone).
@@ -330,7 +331,8 @@ impl SessionStore for PgSessions {
                 conn.client.batch_execute(begin.text()),
                 conn.client.query_typed(
                     "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
-                     set_config('standard_conforming_strings', 'on', true), pg_backend_pid()",
+                     set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
+                     set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)",
                     &params
                 )
             );

@@ -113,7 +113,8 @@ struct Flags {
 const GRAMMAR_SETTINGS: &[&str] = &["standard_conforming_strings", "backslash_quote", "escape_string_warning"];
 
 /// The statement kinds `EXPLAIN` can plan.
-const EXPLAINABLE: &[&str] = &["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CreateTableAsStmt"];
+const EXPLAINABLE: &[&str] =
+    &["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "CreateTableAsStmt"];
 
 /// The statement kinds a read may run.
 const READ_KINDS: &[&str] = &["SelectStmt", "VariableShowStmt", "ExplainStmt"];
@@ -521,7 +522,9 @@ fn drop_words(kind: &str, body: &Value) -> String {
         "DropStmt" => {
             let object = body["remove_type"].as_i64().and_then(|n| i32::try_from(n).ok());
             match object.and_then(|n| ObjectType::try_from(n).ok()) {
-                Some(object) => format!("DROP {}", object.as_str_name().trim_start_matches("OBJECT_").replace('_', " ")),
+                Some(object) => {
+                    format!("DROP {}", object.as_str_name().trim_start_matches("OBJECT_").replace('_', " "))
+                }
                 None => "DROP".to_owned(),
             }
         }
@@ -620,7 +623,9 @@ impl Walk {
                     self.names.types.insert(name.to_owned());
                 }
             }
-            "RangeVar" => {
+            // A relation is a `RangeVar` node in FROM lists, and a bare `RangeVar` in fields such
+            // as `relation` (ALTER TABLE, INSERT, CREATE INDEX...) and `rel` (SELECT INTO).
+            "RangeVar" | "relation" | "rel" => {
                 if let Some(name) = body["relname"].as_str().filter(|n| !n.is_empty()) {
                     self.names.relations.insert(name.to_owned());
                 }
@@ -631,17 +636,20 @@ impl Walk {
                 if matches!(key, "UpdateStmt" | "DeleteStmt") && body["where_clause"].is_null() {
                     self.destructive(format!("{} without a WHERE clause", verb.to_uppercase()));
                 }
-                let deletes = body["merge_when_clauses"].as_array().into_iter().flatten().any(|clause| {
-                    node_of(clause).is_some_and(|(_, c)| c["command_type"] == CmdType::CmdDelete as i32)
-                });
+                let deletes =
+                    body["merge_when_clauses"].as_array().into_iter().flatten().any(|clause| {
+                        node_of(clause).is_some_and(|(_, c)| c["command_type"] == CmdType::CmdDelete as i32)
+                    });
                 if deletes {
                     self.destructive("MERGE … THEN DELETE".to_owned());
                 }
             }
             "TruncateStmt" => self.destructive("TRUNCATE".to_owned()),
             "AlterTableCmd" => {
-                let subtype =
-                    body["subtype"].as_i64().and_then(|n| i32::try_from(n).ok()).and_then(|n| AlterTableType::try_from(n).ok());
+                let subtype = body["subtype"]
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .and_then(|n| AlterTableType::try_from(n).ok());
                 if let Some(subtype) = subtype.filter(|t| alter_removes(*t)) {
                     self.destructive(format!("ALTER … {}", alter_drop_words(subtype)));
                 }
@@ -1092,7 +1100,10 @@ mod tests {
             ("DELETE FROM t", "DELETE without a WHERE clause"),
             ("UPDATE t SET a = 1", "UPDATE without a WHERE clause"),
             ("WITH gone AS (DELETE FROM t RETURNING *) SELECT count(*) FROM gone", "DELETE without a WHERE clause"),
-            ("INSERT INTO log SELECT * FROM (WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM u) s", "UPDATE without a WHERE clause"),
+            (
+                "INSERT INTO log SELECT * FROM (WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM u) s",
+                "UPDATE without a WHERE clause",
+            ),
             ("TRUNCATE t, u", "TRUNCATE"),
             ("DROP TABLE t", "DROP TABLE"),
             ("DROP SCHEMA s CASCADE", "DROP SCHEMA"),

@@ -36,6 +36,10 @@ pub struct ToolConfig {
     pub confirm_writes: ConfirmWrites,
     /// How long a preview's confirmation token is valid (`--confirm-ttl`, 5 minutes).
     pub confirm_ttl: Duration,
+    /// How long a write (and every statement of a read-write session) may wait for a lock
+    /// before it fails with the blocking backends named (`--lock-timeout`, 5 s; `None` keeps
+    /// the server's `lock_timeout`).
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for ToolConfig {
@@ -49,6 +53,7 @@ impl Default for ToolConfig {
             expiry_warning: Duration::from_secs(300),
             confirm_writes: ConfirmWrites::default(),
             confirm_ttl: Duration::from_secs(300),
+            lock_timeout: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -184,7 +189,13 @@ impl Ctx<'_> {
             Some(0) => return Err(Error::invalid("parameter 'timeout_ms' must be at least 1")),
             Some(ms) => Duration::from_millis(ms),
         };
-        Ok(Limits { max_rows, max_bytes: self.config.max_result_bytes, timeout })
+        Ok(Limits { max_rows, max_bytes: self.config.max_result_bytes, timeout, lock_timeout: None })
+    }
+
+    /// Limits for a write: `limits` plus the configured lock timeout, unless the statement
+    /// cannot run inside a transaction block (the lock timeout is set for a transaction).
+    pub(crate) fn write_limits(&self, limits: Limits, in_transaction_block: bool) -> Limits {
+        Limits { lock_timeout: self.config.lock_timeout.filter(|_| in_transaction_block), ..limits }
     }
 
     /// Default limits for catalog queries.
@@ -193,6 +204,7 @@ impl Ctx<'_> {
             max_rows: rows,
             max_bytes: self.config.max_result_bytes.max(4 * 1024 * 1024),
             timeout: self.config.statement_timeout,
+            lock_timeout: None,
         }
     }
 
@@ -240,6 +252,60 @@ impl Ctx<'_> {
     /// True when this call's write was confirmed with a token.
     pub(crate) fn was_confirmed(&self) -> bool {
         self.confirmed.load(Ordering::Relaxed)
+    }
+
+    /// A write that gave up waiting for a lock (`lock_timeout`, SQLSTATE 55P03) says who holds
+    /// locks on the relations it named, so the caller can end or wait for that transaction;
+    /// any other error is returned as it is.
+    pub(crate) async fn name_lock_holders<'n>(
+        &self,
+        err: Error,
+        relations: impl IntoIterator<Item = &'n String>,
+    ) -> Error {
+        if err.sqlstate() != Some("55P03") {
+            return err;
+        }
+        let names = Value::Array(relations.into_iter().map(|r| Value::String(r.clone())).collect());
+        let query = Statement::with_params(
+            crate::catalog::monitor::LOCK_HOLDERS,
+            vec![coldquery_core::Param::Text(names.to_string())],
+        );
+        let limits = self.catalog_limits(5);
+        let holders = match self.executor.run(Access::ReadOnly, &query, &limits, &CancellationToken::new()).await {
+            Ok(result) => result.rows_as_objects(),
+            Err(_) => Vec::new(),
+        };
+        let waited =
+            self.config.lock_timeout.map_or_else(|| "lock_timeout".to_owned(), |t| format!("{} ms", t.as_millis()));
+        if holders.is_empty() {
+            return err.with_hint(format!(
+                "the write waited {waited} for a lock another transaction holds, and gave up so as not to block others queued behind it; pg_monitor locks shows who blocks whom; retry when that transaction ends"
+            ));
+        }
+        let named: Vec<String> = holders
+            .iter()
+            .map(|h| {
+                let pid = h["pid"].as_i64().unwrap_or_default();
+                let own = i32::try_from(pid)
+                    .ok()
+                    .and_then(|p| self.sessions.backend_owner(p))
+                    .is_some_and(|o| &o == self.owner());
+                format!(
+                    "pid {pid}{} ({}, {}, {} on {}, transaction open {} s: {})",
+                    if own { " — your own open session (pg_tx list)" } else { "" },
+                    h["user"].as_str().unwrap_or("?"),
+                    h["state"].as_str().unwrap_or("?"),
+                    h["mode"].as_str().unwrap_or("?"),
+                    h["relation"].as_str().unwrap_or("?"),
+                    h["seconds"],
+                    h["query"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        err.with_hint(format!(
+            "the write waited {waited} for a lock and gave up so as not to block others queued behind it; held by {}. Commit or roll back that transaction (or pg_admin terminate its pid), then retry",
+            named.join("; ")
+        ))
     }
 
     /// Runs a read: inside the session if one is given, else in a read-only transaction.

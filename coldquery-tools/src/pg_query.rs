@@ -89,9 +89,16 @@ impl ToolArgs for PgQueryArgs {
             QueryAction::Explain => {
                 &["sql", "params", "session_id", "timeout_ms", "format", "analyze", "buffers", "verbose"]
             }
-            QueryAction::Transaction => {
-                &["operations", "isolation_level", "read_only", "autocommit", "max_rows", "timeout_ms", "preview", "confirm"]
-            }
+            QueryAction::Transaction => &[
+                "operations",
+                "isolation_level",
+                "read_only",
+                "autocommit",
+                "max_rows",
+                "timeout_ms",
+                "preview",
+                "confirm",
+            ],
         }
     }
 }
@@ -204,6 +211,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             if target == WriteTarget::Autocommit {
                 classify::check_autocommit(&stmt.classified)?;
             }
+            let limits = ctx.write_limits(limits, !classify::needs_autocommit(&stmt.classified));
             let ops = vec![stmt];
             if preview_requested(args.preview, args.confirm.as_deref())? {
                 return Ok(Request::Preview { ops, target, limits });
@@ -315,7 +323,9 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     ctx.confirm(destructive, args.confirm.as_deref(), &binding(ctx, &sql, &params, &target))?;
                 }
             }
-            let options = TxOptions { isolation, read_only, deferrable: false, on_error: OnError::Abort };
+            let lock_timeout = if read_only { None } else { ctx.config.lock_timeout };
+            let options = TxOptions { isolation, read_only, deferrable: false, on_error: OnError::Abort, lock_timeout };
+            let limits = Limits { lock_timeout, ..limits };
             Ok(Request::Transaction { ops, options, limits })
         }
     }
@@ -340,7 +350,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             Ok(out)
         }
         Request::Write { stmt, target, limits } => {
-            let (result, info) = ctx.write(&target, &stmt.statement(), &limits).await?;
+            let written = ctx.write(&target, &stmt.statement(), &limits).await;
+            let (result, info) = match written {
+                Ok(written) => written,
+                Err(err) => return Err(ctx.name_lock_holders(err, &stmt.classified.names.relations).await),
+            };
             let mut out = result_json(&result, &stmt.classified.tag, counts_rows(&stmt.classified.tag));
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);

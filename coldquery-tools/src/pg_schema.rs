@@ -8,16 +8,17 @@
 //! exactly one statement of the action's verb — the same check the raw `sql` form passes.
 
 use coldquery_core::{
-    CallerSql, Error, Ident, QualifiedName, Result, SessionId, SessionInfo, Sql, SqlBuilder, Statement, WriteTarget,
+    CallerSql, Error, Ident, Limits, QualifiedName, Result, SessionId, SessionInfo, Sql, SqlBuilder, Statement,
+    WriteTarget,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::preview::{self, binding, preview_requested};
 use crate::catalog::schema as catalog;
 use crate::classify::{self, DdlVerb};
 use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
+use crate::preview::{self, binding, preview_requested};
 
 const TOOL: &str = "pg_schema";
 
@@ -445,11 +446,14 @@ enum Request {
         statement: Statement,
         classified: classify::Classified,
         target: WriteTarget,
+        limits: Limits,
     },
     Ddl {
         statement: Statement,
         tag: String,
         target: WriteTarget,
+        limits: Limits,
+        relations: Vec<String>,
     },
 }
 
@@ -574,12 +578,14 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
                 classify::check_autocommit(&ddl.classified)?;
             }
             let statement = Statement::new(ddl.sql).with_footprint(ddl.classified.footprint());
+            let limits = ctx.write_limits(ctx.limits(None, None)?, !ddl.needs_autocommit);
             if preview_requested(args.preview, args.confirm.as_deref())? {
-                return Ok(Request::DdlPreview { statement, classified: ddl.classified, target });
+                return Ok(Request::DdlPreview { statement, classified: ddl.classified, target, limits });
             }
             let text = statement.sql.text().to_owned();
             ctx.confirm(ddl.classified.destructive(), args.confirm.as_deref(), &binding(ctx, &text, &[], &target))?;
-            Ok(Request::Ddl { statement, tag: ddl.tag, target })
+            let relations = ddl.classified.names.relations.iter().cloned().collect();
+            Ok(Request::Ddl { statement, tag: ddl.tag, target, limits, relations })
         }
     }
 }
@@ -878,15 +884,16 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let out = describe(&mut reader, target, &name).await?;
             Ok(reader.finish(out))
         }
-        Request::DdlPreview { statement, classified, target } => {
-            let limits = ctx.limits(None, None)?;
+        Request::DdlPreview { statement, classified, target, limits } => {
             let text = statement.sql.text().to_owned();
             let op = preview::Op { statement, classified: &classified };
             preview::run(ctx, std::slice::from_ref(&op), &target, &limits, binding(ctx, &text, &[], &target)).await
         }
-        Request::Ddl { statement, tag, target } => {
-            let limits = ctx.limits(None, None)?;
-            let (_, info) = ctx.write(&target, &statement, &limits).await?;
+        Request::Ddl { statement, tag, target, limits, relations } => {
+            let (_, info) = match ctx.write(&target, &statement, &limits).await {
+                Ok(written) => written,
+                Err(err) => return Err(ctx.name_lock_holders(err, &relations).await),
+            };
             let mut out = json!({ "statement": statement.sql.text(), "command": tag });
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);

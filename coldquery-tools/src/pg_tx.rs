@@ -102,6 +102,7 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
                 read_only,
                 deferrable: args.deferrable.unwrap_or(false),
                 on_error,
+                lock_timeout: ctx.config.lock_timeout.filter(|_| !read_only),
             }))
         }
         TxAction::Commit | TxAction::Rollback | TxAction::Status => {

@@ -38,7 +38,12 @@ enum Role {
 }
 
 /// The token binding of a call with these statements.
-pub(crate) fn binding<'a>(ctx: &'a Ctx<'_>, statement: &'a str, params: &'a [Value], target: &'a WriteTarget) -> Binding<'a> {
+pub(crate) fn binding<'a>(
+    ctx: &'a Ctx<'_>,
+    statement: &'a str,
+    params: &'a [Value],
+    target: &'a WriteTarget,
+) -> Binding<'a> {
     Binding {
         tool: ctx.tool,
         action: &ctx.action,
@@ -232,7 +237,12 @@ fn objects_changed(before: &QueryResult, after: &QueryResult) -> Value {
 
 /// Runs the preview's statements in the caller's session under a savepoint that is rolled
 /// back and released whatever happens, so the session is as it was.
-async fn in_session(ctx: &Ctx<'_>, id: &SessionId, statements: &[Statement], limits: &Limits) -> Result<Vec<QueryResult>> {
+async fn in_session(
+    ctx: &Ctx<'_>,
+    id: &SessionId,
+    statements: &[Statement],
+    limits: &Limits,
+) -> Result<Vec<QueryResult>> {
     let name = Ident::new(SAVEPOINT).map_err(|e| Error::internal(e.to_string()))?;
     ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::Create, &name).await?;
     let mut results = Vec::with_capacity(statements.len());

@@ -1,7 +1,7 @@
 //! ColdQuery's integration tests, in one test binary (one link): each module exercises a layer
 //! against a real PostgreSQL started by the harness (`coldquery_tests::harness`).
 
-mod confirm;
+mod agent_safety;
 mod docs;
 mod escape;
 mod faults;

@@ -153,7 +153,7 @@ async fn a_capped_read_stops_fetching_early() {
     let cq = connect(&db, &PgOptions { pool_size: 1, ..options() }).await;
     // Each row costs 20 ms on the server: fetching all 100 000 would take over half an hour,
     // so returning within the 60 s timeout proves the server stopped at max_rows + 1.
-    let capped = Limits { max_rows: 5, max_bytes: 1 << 20, timeout: Duration::from_secs(60) };
+    let capped = Limits { max_rows: 5, max_bytes: 1 << 20, timeout: Duration::from_secs(60), lock_timeout: None };
     let result =
         run_caller(&cq, Access::ReadOnly, "SELECT g, pg_sleep(0.02) FROM generate_series(1, 100000) g", &capped)
             .await
@@ -162,7 +162,8 @@ async fn a_capped_read_stops_fetching_early() {
     assert!(result.truncated);
     assert_eq!(result.rows[4][0], serde_json::json!(5));
     // The byte budget stops a result of huge rows the same way.
-    let budget = Limits { max_rows: 1000, max_bytes: 3 * 1024 * 1024, timeout: Duration::from_secs(60) };
+    let budget =
+        Limits { max_rows: 1000, max_bytes: 3 * 1024 * 1024, timeout: Duration::from_secs(60), lock_timeout: None };
     let result =
         run_caller(&cq, Access::ReadOnly, "SELECT repeat('x', 1000000) FROM generate_series(1, 1000)", &budget)
             .await
@@ -185,7 +186,7 @@ async fn a_capped_read_of_a_million_rows_returns_the_cap() {
     // first 2 000 each cost 10 ms. Reading the whole table would take hours; returning
     // within the 60 s timeout proves the fetch stopped at the cap and the scan was cancelled.
     side.batch_execute("ALTER TABLE big SET (parallel_workers = 0)").await.unwrap();
-    let capped = Limits { max_rows: 1000, max_bytes: 1 << 20, timeout: Duration::from_secs(60) };
+    let capped = Limits { max_rows: 1000, max_bytes: 1 << 20, timeout: Duration::from_secs(60), lock_timeout: None };
     let started = Instant::now();
     let result = run_caller(
         &cq,

@@ -154,7 +154,7 @@ async fn the_sessionless_path_works_through_pgbouncer_in_transaction_mode() {
     assert_eq!(count(&side, "SELECT count(*) FROM log WHERE note = 'doomed'").await, 0);
 
     // A capped read stops early (each row costs 20 ms on the server) and is cancelled there.
-    let capped = Limits { max_rows: 5, max_bytes: 1 << 20, timeout: Duration::from_secs(60) };
+    let capped = Limits { max_rows: 5, max_bytes: 1 << 20, timeout: Duration::from_secs(60), lock_timeout: None };
     let result = exec(
         &cq,
         Access::ReadOnly,

@@ -320,7 +320,8 @@ async fn preview_runs_the_write_between_snapshots_of_objects_and_locks_and_alway
     let t = transcript(&f, "pg_query", args).await;
     assert_json_snapshot!("preview_write", t, {".output.confirm.token" => "[token]"});
     // A destructive write without a token is refused before anything is sent.
-    let refused = transcript(&f, "pg_query", json!({"action": "write", "sql": "TRUNCATE items", "autocommit": true})).await;
+    let refused =
+        transcript(&f, "pg_query", json!({"action": "write", "sql": "TRUNCATE items", "autocommit": true})).await;
     assert_eq!(code(&refused["output"]), "WRITE_DENIED");
     assert_eq!(refused["sql"], json!([]));
 }

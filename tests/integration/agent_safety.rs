@@ -1,6 +1,8 @@
-//! Preview, then confirm (issue 17): a destructive write without a token is refused and
-//! changes nothing; a preview reports what the write would do and changes nothing; its token
-//! confirms exactly that call, once. Every effect is checked from a side connection.
+//! What keeps an agent's writes from doing more harm than it meant: preview, then confirm (a
+//! destructive write without a token is refused and changes nothing; a preview reports what
+//! the write would do and changes nothing; its token confirms exactly that call, once), and
+//! lock-safe DDL (a write waiting behind another transaction gives up after the lock timeout
+//! and names the blocker). Every effect is checked from a side connection.
 
 use coldquery_core::SessionId;
 use coldquery_tests::harness::test_db;
@@ -40,11 +42,23 @@ async fn destructive_writes_need_a_preview_and_its_token_confirms_exactly_that_c
     assert_eq!(items("SELECT count(*) FROM items").await, 30);
 
     // A targeted write needs none.
-    let one = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "DELETE FROM items WHERE id = $1", "params": [30], "autocommit": true})).await;
+    let one = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "DELETE FROM items WHERE id = $1", "params": [30], "autocommit": true}),
+    )
+    .await;
     assert_eq!(one["rows_affected"], 1, "{one}");
 
     // The preview: the real row count, the plan, the locks; nothing changes.
-    let preview = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true, "preview": true})).await;
+    let preview = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true, "preview": true}),
+    )
+    .await;
     assert_eq!(code(&preview), "ok", "{preview}");
     assert_eq!(preview["executed"], true);
     assert_eq!(preview["statements"][0]["command"], "DELETE");
@@ -79,7 +93,13 @@ async fn destructive_writes_need_a_preview_and_its_token_confirms_exactly_that_c
     assert!(again["error"]["message"].as_str().unwrap().contains("already used"), "{again}");
 
     // preview and confirm together is a mistake, not a shortcut.
-    let both = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true, "preview": true, "confirm": "x"})).await;
+    let both = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "DELETE FROM items", "autocommit": true, "preview": true, "confirm": "x"}),
+    )
+    .await;
     assert_eq!(code(&both), "INVALID_ARGUMENT", "{both}");
 }
 
@@ -106,7 +126,10 @@ async fn ddl_previews_name_the_objects_and_sessions_stay_as_they_were() {
     assert_eq!(code(&preview), "ok", "{preview}");
     let dropped: Vec<&str> =
         preview["objects"]["dropped"].as_array().unwrap().iter().filter_map(|o| o["name"].as_str()).collect();
-    assert!(dropped.contains(&"parent") && dropped.contains(&"parent_notes") && dropped.contains(&"parent_pkey"), "{preview}");
+    assert!(
+        dropped.contains(&"parent") && dropped.contains(&"parent_notes") && dropped.contains(&"parent_pkey"),
+        "{preview}"
+    );
     assert!(preview["locks"].as_array().unwrap().iter().any(|l| l["mode"] == "AccessExclusiveLock"), "{preview}");
     assert_eq!(count(&side, "SELECT count(*) FROM pg_class WHERE relname IN ('parent', 'parent_notes')").await, 2);
 
@@ -127,10 +150,22 @@ async fn ddl_previews_name_the_objects_and_sessions_stay_as_they_were() {
     previewed["preview"] = json!(true);
     let preview = call(&tools, &me, "pg_query", previewed).await;
     assert_eq!(preview["statements"][0]["rows_affected"], 2, "{preview}");
-    let seen = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT count(*) AS n FROM parent WHERE note = 'z'", "session_id": session})).await;
+    let seen = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT count(*) AS n FROM parent WHERE note = 'z'", "session_id": session}),
+    )
+    .await;
     assert_eq!(seen["rows"][0]["n"], 0, "the savepoint was rolled back: {seen}");
     // A failing preview leaves the session usable too.
-    let failing = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "UPDATE parent SET id = 1", "session_id": session, "preview": true})).await;
+    let failing = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "UPDATE parent SET id = 1", "session_id": session, "preview": true}),
+    )
+    .await;
     assert_eq!(code(&failing), "DATABASE_ERROR", "{failing}");
     assert!(failing["error"].get("operation_index").is_none(), "{failing}");
     // The token is bound to the session: it confirms the write there, once.
@@ -142,4 +177,69 @@ async fn ddl_previews_name_the_objects_and_sessions_stay_as_they_were() {
     assert_eq!(code(&committed), "ok", "{committed}");
     assert_eq!(count(&side, "SELECT count(*) FROM parent WHERE note = 'z'").await, 2);
     let _ = SessionId::new(session);
+}
+
+#[tokio::test]
+async fn a_write_behind_an_open_transaction_gives_up_after_the_lock_timeout_and_names_the_blocker() {
+    let db = test_db().await;
+    let side = db.client().await;
+    side.batch_execute("CREATE TABLE queue (id int PRIMARY KEY); INSERT INTO queue VALUES (1)").await.unwrap();
+    let config = ToolConfig { lock_timeout: Some(std::time::Duration::from_millis(300)), ..ToolConfig::default() };
+    let (tools, _database) = tools(&db, &options(), config, false).await;
+    let me = caller("alice");
+
+    // A long transaction elsewhere holds a lock on the table.
+    let blocker = db.client().await;
+    blocker.batch_execute("BEGIN; SELECT * FROM queue").await.unwrap();
+    let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+
+    for args in [
+        json!({"action": "write", "sql": "ALTER TABLE queue ADD COLUMN note text", "autocommit": true}),
+        json!({"action": "write", "sql": "LOCK TABLE queue IN ACCESS EXCLUSIVE MODE", "autocommit": true}),
+    ] {
+        let started = std::time::Instant::now();
+        let failed = call(&tools, &me, "pg_query", args.clone()).await;
+        let waited = started.elapsed();
+        assert_eq!(failed["error"]["sqlstate"], "55P03", "{args}: {failed}");
+        assert!(waited < std::time::Duration::from_secs(5), "{args}: waited {waited:?}");
+        let hint = failed["error"]["hint"].as_str().unwrap();
+        assert!(hint.contains(&format!("pid {blocker_pid}")) && hint.contains("idle in transaction"), "{hint}");
+    }
+    // Structured DDL too, and a session's statement: the session is then aborted, not stuck.
+    let ddl = call(
+        &tools,
+        &me,
+        "pg_schema",
+        json!({"action": "alter", "sql": "ALTER TABLE queue ADD COLUMN note text", "autocommit": true}),
+    )
+    .await;
+    assert!(ddl["error"]["hint"].as_str().unwrap_or_default().contains(&format!("pid {blocker_pid}")), "{ddl}");
+    let begun = call(&tools, &me, "pg_tx", json!({"action": "begin"})).await;
+    let session = begun["session_id"].as_str().unwrap().to_owned();
+    let in_session = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "ALTER TABLE queue ADD COLUMN note text", "session_id": session}),
+    )
+    .await;
+    assert_eq!(in_session["error"]["sqlstate"], "55P03", "{in_session}");
+    let rolled_back = call(&tools, &me, "pg_tx", json!({"action": "rollback", "session_id": session})).await;
+    assert_eq!(code(&rolled_back), "ok", "{rolled_back}");
+
+    // Nothing changed, and once the blocker ends the write goes through.
+    assert_eq!(count(&side, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'queue'").await, 1);
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let done = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "ALTER TABLE queue ADD COLUMN note text", "autocommit": true}),
+    )
+    .await;
+    assert_eq!(code(&done), "ok", "{done}");
+    assert_eq!(count(&side, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'queue'").await, 2);
+    // The lock timeout was the transaction's own: the pooled connection keeps the server's.
+    let setting = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SHOW lock_timeout"})).await;
+    assert_eq!(setting["rows"][0]["lock_timeout"], "0", "{setting}");
 }
