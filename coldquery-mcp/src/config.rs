@@ -146,6 +146,11 @@ pub struct Args {
     #[arg(long, env = "COLDQUERY_CONFIRM_WRITES", value_name = "off|destructive|all", default_value = "destructive")]
     pub confirm_writes: String,
 
+    /// How long a write (and each statement of a read-write session) may wait for a lock
+    /// before it fails naming the blocking backends; 0 keeps the server's lock_timeout.
+    #[arg(long, env = "COLDQUERY_LOCK_TIMEOUT", value_name = "DURATION", default_value = "5s")]
+    pub lock_timeout: String,
+
     /// How long a preview's confirmation token stays valid.
     #[arg(long, env = "COLDQUERY_CONFIRM_TTL", value_name = "DURATION", default_value = "5m")]
     pub confirm_ttl: String,
@@ -454,6 +459,9 @@ impl Config {
             )
         })?;
         let confirm_ttl = duration("--confirm-ttl (COLDQUERY_CONFIRM_TTL)", &args.confirm_ttl)?;
+        let lock_timeout = parse_duration(&args.lock_timeout)
+            .map_err(|e| ConfigError::new("--lock-timeout (COLDQUERY_LOCK_TIMEOUT)", e))?;
+        let lock_timeout = (!lock_timeout.is_zero()).then_some(lock_timeout);
         let mut tools = ToolConfig {
             max_rows,
             max_rows_limit,
@@ -461,6 +469,7 @@ impl Config {
             statement_timeout,
             confirm_writes,
             confirm_ttl,
+            lock_timeout,
             ..ToolConfig::default()
         };
         if let Some(list) = &args.deny_functions {
@@ -525,6 +534,7 @@ impl Config {
             "max_result_bytes": self.tools.max_result_bytes,
             "confirm_writes": self.tools.confirm_writes.as_str(),
             "confirm_ttl_s": self.tools.confirm_ttl.as_secs_f64(),
+            "lock_timeout_s": self.tools.lock_timeout.map(|t| t.as_secs_f64()),
             "audit_log": self.audit_log.as_ref().map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
         });
         if self.transport == Transport::Http {
