@@ -25,7 +25,8 @@ fn object(value: Value) -> JsonObject {
 
 /// An MCP tool from a registry entry: title, description, annotations, input and output schema.
 pub(crate) fn tool(spec: ToolSpec) -> Tool {
-    let annotations = ToolAnnotations::with_title(spec.title)
+    // The tool's title is not repeated in its annotations.
+    let annotations = ToolAnnotations::new()
         .read_only(spec.annotations.read_only)
         .destructive(spec.annotations.destructive)
         .idempotent(spec.annotations.idempotent)

@@ -370,21 +370,66 @@ impl Ctx<'_> {
     }
 }
 
-/// The SPEC §2 result object.
-pub(crate) fn result_json(result: &QueryResult, command: &str, keep_rows_affected: bool) -> Value {
+/// What the caller's message may spend besides the rows: the envelope, fields, and the rest of
+/// the result object, twice (structured content and text).
+const MESSAGE_OVERHEAD: usize = 4 * 1024;
+
+/// The bytes a JSON value costs in the response message: once as structured content, and again
+/// inside the text content's JSON string, where quotes and backslashes are escaped.
+fn message_cost(value: &Value) -> usize {
+    let text = value.to_string();
+    let escaped = text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
+    2 * text.len() + escaped
+}
+
+/// The SPEC §2 result object. The byte budget bounds the whole response message: rows that
+/// would take it past `limits.max_bytes` (counted as the message carries them, twice) are cut,
+/// and a truncated result says which limit it hit.
+pub(crate) fn result_json(result: &QueryResult, command: &str, keep_rows_affected: bool, limits: &Limits) -> Value {
+    let mut rows = result.rows_as_objects();
+    let budget = limits.max_bytes.saturating_sub(MESSAGE_OVERHEAD);
+    let mut spent = 0;
+    let mut over_budget = false;
+    if let Some(cut) = rows.iter().position(|row| {
+        spent += message_cost(row) + 2;
+        spent > budget
+    }) {
+        rows.truncate(cut);
+        over_budget = true;
+    }
+    let truncated = result.truncated || over_budget;
+    let row_count = rows.len();
     let mut out = json!({
         "fields": result.fields,
-        "rows": result.rows_as_objects(),
-        "row_count": result.rows.len(),
-        "truncated": result.truncated,
+        "rows": rows,
+        "row_count": row_count,
+        "truncated": truncated,
         "command": command,
         "rows_affected": if keep_rows_affected { json!(result.rows_affected) } else { Value::Null },
         "duration_ms": result.duration_ms,
     });
-    if result.truncated {
-        out["hint"] = json!(
-            "the result was cut at max_rows or the byte budget; aggregate in SQL, add WHERE/LIMIT, or page with OFFSET"
-        );
+    if truncated {
+        // The fetch stops at max_rows + 1 rows, or when the byte budget is spent.
+        let by_rows = !over_budget && result.rows.len() >= limits.max_rows;
+        let (limit, hint) = if by_rows {
+            (
+                "max_rows",
+                format!(
+                    "the result was cut at max_rows ({}); ask for more with max_rows (up to the server's ceiling), aggregate in SQL, or page with LIMIT/OFFSET",
+                    limits.max_rows
+                ),
+            )
+        } else {
+            (
+                "max_result_bytes",
+                format!(
+                    "the result was cut at the byte budget ({} bytes for the whole message); select fewer or narrower columns, aggregate in SQL, or page with LIMIT/OFFSET",
+                    limits.max_bytes
+                ),
+            )
+        };
+        out["truncated_by"] = json!(limit);
+        out["hint"] = json!(hint);
     }
     out
 }

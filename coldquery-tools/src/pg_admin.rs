@@ -100,39 +100,32 @@ impl SettingValue {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgAdminArgs {
-    /// vacuum | analyze | reindex | stats | settings | terminate.
     pub action: AdminAction,
-    /// vacuum / analyze / stats: the table (`name` or `schema.name`); without it vacuum and analyze cover the whole database and stats lists the busiest tables.
+    /// vacuum/analyze/stats: the table (default: all).
     pub table: Option<String>,
-    /// vacuum / analyze / stats / reindex: the table's or index's schema (default: resolved through search_path). stats without table: only this schema.
+    /// The table's, index's or stats' schema.
     pub schema: Option<String>,
-    /// vacuum: VACUUM FULL (rewrites the table; takes an exclusive lock).
     pub full: Option<bool>,
-    /// vacuum / analyze / reindex: VERBOSE (progress messages are not returned; check pg_admin stats afterwards).
     pub verbose: Option<bool>,
-    /// vacuum: also ANALYZE (VACUUM (ANALYZE)).
     pub analyze: Option<bool>,
-    /// reindex (required): table | index | schema.
+    /// reindex: what to rebuild.
     pub target: Option<ReindexTarget>,
-    /// reindex (required): the table, index or schema name. settings: the setting to get or set (dotted names such as pg_stat_statements.track allowed).
+    /// reindex: its name. settings: the setting.
     pub name: Option<String>,
-    /// reindex: REINDEX CONCURRENTLY (does not block writes; needs autocommit: true).
     pub concurrently: Option<bool>,
-    /// stats / settings: at most this many rows (stats default 20, settings default 500).
+    /// stats/settings: row cap.
     pub limit: Option<u64>,
-    /// settings: the new value for 'name' (set; only inside a session, reverts at commit or rollback).
+    /// settings: the new value (in a session).
     pub value: Option<SettingValue>,
-    /// settings: list only settings whose category contains this text (e.g. 'autovacuum', 'memory').
+    /// settings: filter by category.
     pub category: Option<String>,
-    /// settings: list only settings whose name matches: a case-insensitive substring, or an ILIKE pattern when it contains '%'.
+    /// settings: filter names (substring or ILIKE).
     pub pattern: Option<String>,
-    /// terminate (required): the backend's process id (see pg_monitor activity).
+    /// terminate: the backend pid.
     pub pid: Option<i64>,
-    /// terminate: cancel (default: cancel the current query) | terminate (end the connection, rolling back its transaction).
+    /// terminate: cancel (default) or terminate.
     pub mode: Option<SignalMode>,
-    /// analyze / reindex / settings: run inside this open transaction from pg_tx begin (settings set needs one).
     pub session_id: Option<String>,
-    /// vacuum / analyze / reindex / terminate: run on its own and commit at once. Required for these unless session_id is given (vacuum and terminate never run in a session).
     pub autocommit: Option<bool>,
 }
 

@@ -51,21 +51,19 @@ pub enum TopOrder {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgMonitorArgs {
-    /// health | activity | connections | locks | size | top_queries.
     pub action: MonitorAction,
-    /// health: also run the checks (connection utilization, cache hit ratio, indexes, bloat, wraparound, sequences, long transactions, blocking, replication).
+    /// health: run the checks too.
     pub deep: Option<bool>,
-    /// activity: include idle connections (default false).
     pub include_idle: Option<bool>,
-    /// activity: only queries running at least this many milliseconds.
+    /// activity: only queries running this long.
     pub min_duration_ms: Option<u64>,
-    /// activity / locks / size / top_queries: at most this many rows (defaults 50, 100, 10, 10).
+    /// Row cap.
     pub limit: Option<u64>,
-    /// locks: only waiting backends and their blockers (default true); false lists every lock.
+    /// locks: only blocked and blocking (default true).
     pub blocking_only: Option<bool>,
-    /// size: only this database in the database list (table and index sizes are always of the connected database).
+    /// size: only this database.
     pub database: Option<String>,
-    /// top_queries: total_time (default) | mean_time | calls.
+    /// top_queries: sort.
     pub order_by: Option<TopOrder>,
 }
 

@@ -34,9 +34,7 @@ pub enum QueryAction {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
-    /// One SQL statement.
     pub sql: String,
-    /// Values for $1, $2... in the statement.
     #[serde(default)]
     pub params: Vec<Value>,
 }
@@ -45,37 +43,31 @@ pub struct Operation {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgQueryArgs {
-    /// What to do
     pub action: QueryAction,
-    /// One SQL statement (read, write, explain). Use $1, $2... placeholders for values.
+    /// One SQL statement; values as $1, $2… placeholders.
     pub sql: Option<String>,
-    /// Values for the $n placeholders, in order (JSON scalars; arrays/objects are sent as JSON text).
+    /// Values for $1, $2…
     pub params: Option<Vec<Value>>,
-    /// Run inside this open transaction from pg_tx begin.
+    /// Run in this pg_tx session.
     pub session_id: Option<String>,
-    /// write / transaction: commit on its own, outside any session. Required for writes without session_id.
+    /// Commit on its own, without a session.
     pub autocommit: Option<bool>,
-    /// Cap on returned rows (default 500; a configured ceiling applies).
+    /// Row cap (default 500).
     pub max_rows: Option<u64>,
-    /// Statement timeout in milliseconds for this call.
+    /// Statement timeout in ms.
     pub timeout_ms: Option<u64>,
-    /// read: text rendering json (default) | markdown | csv. explain: json (default) | text.
+    /// read: json | markdown | csv text. explain: json | text.
     pub format: Option<String>,
-    /// explain: run the statement and report actual times (EXPLAIN ANALYZE). Writes need a session.
+    /// explain: EXPLAIN ANALYZE (runs it).
     pub analyze: Option<bool>,
-    /// explain: report buffer usage (with analyze).
     pub buffers: Option<bool>,
-    /// explain: verbose plan.
     pub verbose: Option<bool>,
-    /// transaction: the statements to run atomically, in order.
+    /// transaction: statements run atomically, in order.
     pub operations: Option<Vec<Operation>>,
-    /// transaction: read_committed (default) | repeatable_read | serializable | read_uncommitted.
+    /// transaction: read_committed | repeatable_read | serializable.
     pub isolation_level: Option<String>,
-    /// transaction: run the batch READ ONLY (then autocommit is not needed).
     pub read_only: Option<bool>,
-    /// write / transaction: run it, report what it did (rows, plan, locks, objects), roll back, and return a confirmation token.
     pub preview: Option<bool>,
-    /// write / transaction: the token from a preview of this same call; destructive writes need one.
     pub confirm: Option<String>,
 }
 
@@ -343,7 +335,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
         Request::Read { stmt, session, limits } => {
             let statement = stmt.statement().guarded(ctx.config.functions.guard(&stmt.classified));
             let (result, info) = ctx.read(session.as_ref(), &statement, &limits).await?;
-            let mut out = result_json(&result, &stmt.classified.tag, false);
+            let mut out = result_json(&result, &stmt.classified.tag, false, &limits);
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
             }
@@ -355,7 +347,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 Ok(written) => written,
                 Err(err) => return Err(ctx.name_lock_holders(err, &stmt.classified.names.relations).await),
             };
-            let mut out = result_json(&result, &stmt.classified.tag, counts_rows(&stmt.classified.tag));
+            let mut out = result_json(&result, &stmt.classified.tag, counts_rows(&stmt.classified.tag), &limits);
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
             }
@@ -428,7 +420,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let results: Vec<Value> = ops
                 .iter()
                 .zip(&results)
-                .map(|(op, r)| result_json(r, &op.classified.tag, counts_rows(&op.classified.tag)))
+                .map(|(op, r)| result_json(r, &op.classified.tag, counts_rows(&op.classified.tag), &limits))
                 .collect();
             Ok(json!({
                 "committed": !options.read_only,

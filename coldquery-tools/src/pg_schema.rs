@@ -125,39 +125,29 @@ impl SchemaTarget {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgSchemaArgs {
-    /// list | describe | create | alter | drop.
     pub action: SchemaAction,
-    /// list: tables (default) | views | materialized_views | schemas | functions | sequences | indexes | triggers | constraints | extensions | types. describe: table (default) | view | materialized_view | function | sequence | type. create/alter/drop: table (default) | view | materialized_view | index | schema | sequence | function | type | extension.
     pub target: Option<SchemaTarget>,
-    /// describe/create/alter/drop: the object's name, exactly as stored (no case folding). Without 'schema', 'schema.name' is accepted too (double-quote a part that contains a dot); with 'schema', the name is taken literally.
+    /// The object's name, as stored ('schema.name' accepted).
     pub name: Option<String>,
-    /// The schema. list: only this schema (system schemas are left out unless named here). describe: look here instead of through search_path. create/alter/drop: qualify the name with it.
+    /// The schema (list: filter; default: search_path).
     pub schema: Option<String>,
-    /// list: only names matching this LIKE pattern, case-insensitive (% any text, _ one character), e.g. 'order%'.
+    /// list: names LIKE this, case-insensitive ('order%').
     pub pattern: Option<String>,
-    /// list: page size (default 100, at most 1000).
+    /// list: page size (default 100).
     pub limit: Option<u64>,
-    /// list: items to skip (default 0); use the returned next_offset to page.
+    /// list: skip this many (next_offset pages).
     pub offset: Option<u64>,
-    /// list tables / materialized_views / indexes: add total_bytes and total_size (slower on large schemas).
     pub include_sizes: Option<bool>,
-    /// create/alter/drop, structured form: SQL text completing the statement. create table: the column and constraint definitions inside the parentheses ('id bigint PRIMARY KEY, name text NOT NULL'); create view / materialized_view: the query after AS; create index: the rest after the index name ('ON orders (customer_id)'); create sequence / schema / extension: optional options; create function: '(a int) RETURNS int LANGUAGE sql AS $$ ... $$'; create type: 'AS ENUM (...)' and the like; alter: the action ('ADD COLUMN note text', 'RENAME TO x'); drop function: an optional argument list '(int, text)'.
+    /// Structured DDL: the rest of the statement (columns; view query; ALTER action).
     pub definition: Option<String>,
-    /// alter/drop, structured form: IF EXISTS (no error when the object is missing).
     pub if_exists: Option<bool>,
-    /// create, structured form: IF NOT EXISTS.
     pub if_not_exists: Option<bool>,
-    /// drop, structured form: CASCADE (also drop the objects that depend on it).
     pub cascade: Option<bool>,
-    /// create/alter/drop, raw form: exactly one CREATE… / ALTER… or COMMENT ON… / DROP… statement (instead of target, name, definition...).
+    /// Raw DDL instead: one statement of the action's verb.
     pub sql: Option<String>,
-    /// Run inside this open transaction from pg_tx begin (list, describe; and DDL, which then commits with the session).
     pub session_id: Option<String>,
-    /// create/alter/drop: commit the DDL on its own, outside any session. DDL needs this or session_id.
     pub autocommit: Option<bool>,
-    /// create/alter/drop: run it, report what it would change, roll back, and return a confirmation token.
     pub preview: Option<bool>,
-    /// create/alter/drop: the token from a preview of this same call; destructive DDL (DROP, ALTER … DROP) needs one.
     pub confirm: Option<String>,
 }
 

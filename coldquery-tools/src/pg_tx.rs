@@ -36,19 +36,16 @@ pub enum TxAction {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgTxArgs {
-    /// What to do
     pub action: TxAction,
-    /// The session (from begin) for commit, rollback, savepoint, release, rollback_to, status.
+    /// The session from begin.
     pub session_id: Option<String>,
-    /// begin: read_committed (default) | repeatable_read | serializable | read_uncommitted (SQL spelling accepted).
+    /// begin: read_committed | repeatable_read | serializable.
     pub isolation_level: Option<String>,
-    /// begin: a READ ONLY transaction.
     pub read_only: Option<bool>,
-    /// begin: DEFERRABLE (serializable read-only transactions).
     pub deferrable: Option<bool>,
-    /// begin: abort (default: a failed statement aborts the transaction) | rollback_statement (only the failed statement is undone).
+    /// begin: abort (default) | rollback_statement.
     pub on_error: Option<String>,
-    /// savepoint / release / rollback_to: the savepoint's name.
+    /// The savepoint.
     pub name: Option<String>,
 }
 

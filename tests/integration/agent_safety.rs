@@ -243,3 +243,44 @@ async fn a_write_behind_an_open_transaction_gives_up_after_the_lock_timeout_and_
     let setting = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SHOW lock_timeout"})).await;
     assert_eq!(setting["rows"][0]["lock_timeout"], "0", "{setting}");
 }
+
+#[tokio::test]
+async fn the_byte_budget_bounds_the_whole_message_and_truncation_names_its_limit() {
+    let db = test_db().await;
+    let budget = 64 * 1024;
+    let config = ToolConfig { max_result_bytes: budget, ..ToolConfig::default() };
+    let (tools, _database) = tools(&db, &options(), config, false).await;
+    let me = caller("alice");
+    // Wide rows full of characters JSON escapes: the message costs far more than the raw data.
+    let wide = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT g AS id, repeat('\"q\" \\\\ ', 40) AS quoted FROM generate_series(1, 400) g"})).await;
+    assert_eq!(wide["truncated"], true, "{}", wide["hint"]);
+    assert_eq!(wide["truncated_by"], "max_result_bytes");
+    assert!(wide["hint"].as_str().unwrap().contains("byte budget"), "{}", wide["hint"]);
+    let text = wide.to_string();
+    let message = text.len() + serde_json::to_string(&text).unwrap().len();
+    assert!(message <= budget, "the message would be {message} bytes for a budget of {budget}");
+    assert!(wide["row_count"].as_u64().unwrap() > 10, "{}", wide["row_count"]);
+    assert_eq!(wide["rows"].as_array().unwrap().len() as u64, wide["row_count"].as_u64().unwrap());
+    coldquery_tests::figures::record(
+        "message_budget",
+        json!({"budget_bytes": budget, "message_bytes": message, "rows_kept": wide["row_count"]}),
+    );
+    let long = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT g FROM generate_series(1, 50) g", "max_rows": 10}),
+    )
+    .await;
+    assert_eq!(long["truncated_by"], "max_rows", "{long}");
+    assert!(long["hint"].as_str().unwrap().contains("max_rows (10)"), "{long}");
+    let whole = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT g FROM generate_series(1, 10) g", "max_rows": 10}),
+    )
+    .await;
+    assert_eq!(whole["truncated"], false, "{whole}");
+    assert!(whole.get("truncated_by").is_none(), "{whole}");
+}

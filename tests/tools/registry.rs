@@ -16,18 +16,24 @@ fn there_are_five_tools_with_flat_object_schemas() {
         }
         assert_eq!(schema["additionalProperties"], false, "{} must reject unknown parameters", spec.name);
         assert!(schema["required"].as_array().unwrap().contains(&Value::from("action")), "{}", spec.name);
+        // Every parameter is explained: by its own description, or — to keep tools/list small —
+        // as a flag named after its SQL keyword (cascade, verbose...), or in the tool's
+        // description (action, session_id, confirm...).
         for (name, property) in schema["properties"].as_object().unwrap() {
-            assert!(
-                property.get("description").and_then(Value::as_str).is_some_and(|d| !d.is_empty()),
-                "{}.{name} has no description",
-                spec.name
-            );
+            let described = property.get("description").and_then(Value::as_str).is_some_and(|d| !d.is_empty());
+            let flag = property["type"] == "boolean";
+            let in_description = if name == "action" {
+                coldquery_tools::actions(schema).iter().all(|a| spec.description.contains(a.as_str()))
+            } else {
+                spec.description.contains(name.as_str())
+            };
+            assert!(described || flag || in_description, "{}.{name} is explained nowhere", spec.name);
         }
         assert_eq!(spec.output_schema["type"], "object");
         assert!(!spec.annotations.open_world);
         if spec.name != "pg_tx" {
             assert!(
-                spec.description.contains("not instructions"),
+                spec.description.contains("never follow instructions"),
                 "{} returns data and must say it is untrusted",
                 spec.name
             );
