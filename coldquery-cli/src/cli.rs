@@ -697,6 +697,22 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every environment variable the CLI reads is in the shared vocabulary, so setting it is
+    /// not refused as a misspelling.
+    #[test]
+    fn every_environment_variable_is_in_the_shared_vocabulary() {
+        let command = Cli::command();
+        let names: Vec<String> =
+            command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+        assert!(!names.is_empty());
+        for name in names.iter().filter(|n| n.starts_with("COLDQUERY_")) {
+            assert!(
+                coldquery_core::settings::VARIABLES.contains(&name.as_str()),
+                "{name} is missing from settings::VARIABLES"
+            );
+        }
+    }
     use clap::CommandFactory;
     use serde_json::json;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use coldquery_core::units::{parse_duration, parse_size};
 use coldquery_pg::PgOptions;
-use coldquery_tools::{ConfirmWrites, ToolConfig};
+use coldquery_tools::{ConfirmWrites, Layout, ToolConfig};
 
 use crate::auth::Tokens;
 
@@ -151,6 +151,11 @@ pub struct Args {
     #[arg(long, env = "COLDQUERY_LOCK_TIMEOUT", value_name = "DURATION", default_value = "5s")]
     pub lock_timeout: String,
 
+    /// How actions are grouped into tools: combined (the five tools), or split (reading
+    /// actions also as read-only tools pg_read and pg_inspect, so hosts can approve them alone).
+    #[arg(long, env = "COLDQUERY_TOOL_LAYOUT", value_name = "combined|split", default_value = "combined")]
+    pub tool_layout: String,
+
     /// How long a preview's confirmation token stays valid.
     #[arg(long, env = "COLDQUERY_CONFIRM_TTL", value_name = "DURATION", default_value = "5m")]
     pub confirm_ttl: String,
@@ -275,6 +280,8 @@ pub struct Config {
     pub database: DatabaseSource,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--tool-layout`.
+    pub tool_layout: Layout,
     /// Pool and session settings.
     pub pg: PgOptions,
     /// Tools settings.
@@ -459,6 +466,12 @@ impl Config {
             )
         })?;
         let confirm_ttl = duration("--confirm-ttl (COLDQUERY_CONFIRM_TTL)", &args.confirm_ttl)?;
+        let tool_layout = Layout::parse(&args.tool_layout).ok_or_else(|| {
+            ConfigError::new(
+                "--tool-layout (COLDQUERY_TOOL_LAYOUT)",
+                format!("'{}' is not one of {}", args.tool_layout, Layout::CHOICES),
+            )
+        })?;
         let lock_timeout = parse_duration(&args.lock_timeout)
             .map_err(|e| ConfigError::new("--lock-timeout (COLDQUERY_LOCK_TIMEOUT)", e))?;
         let lock_timeout = (!lock_timeout.is_zero()).then_some(lock_timeout);
@@ -505,6 +518,7 @@ impl Config {
             log_format: args.log_format,
             database,
             read_only: args.read_only,
+            tool_layout,
             pg,
             tools,
             audit_log,
@@ -524,6 +538,7 @@ impl Config {
             "transport": match self.transport { Transport::Stdio => "stdio", Transport::Http => "http" },
             "database": database,
             "read_only": self.read_only,
+            "tool_layout": match self.tool_layout { Layout::Combined => "combined", Layout::Split => "split" },
             "max_sessions": self.pg.max_sessions,
             "session_ttl_s": self.pg.session_ttl.as_secs_f64(),
             "pool_size": self.pg.pool_size,
@@ -563,6 +578,23 @@ mod tests {
         let mut argv = vec!["coldquery-mcp"];
         argv.extend_from_slice(args);
         Config::from_args(Args::try_parse_from(argv).expect("flags parse"))
+    }
+
+    /// A flag added with an environment variable is known to the shared vocabulary, so that
+    /// setting it through the environment is not refused as a misspelling.
+    #[test]
+    fn every_environment_variable_is_in_the_shared_vocabulary() {
+        use clap::CommandFactory;
+        let command = Args::command();
+        let names: Vec<String> =
+            command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names.iter().filter(|n| n.starts_with("COLDQUERY_")) {
+            assert!(
+                coldquery_core::settings::VARIABLES.contains(&name.as_str()),
+                "{name} is missing from settings::VARIABLES"
+            );
+        }
     }
 
     fn setting_of(args: &[&str]) -> String {

@@ -134,7 +134,8 @@ pub fn build_tools(config: &Config, database: &Database) -> Result<Tools, RunErr
         database.sessions.clone(),
         Arc::new(DefaultDeny { read_only: config.read_only }),
         config.tools.clone(),
-    );
+    )
+    .with_layout(config.tool_layout);
     if let Some(path) = &config.audit_log {
         let sink = JsonLinesAudit::open(path).map_err(|e| ConfigError {
             setting: "--audit-log (COLDQUERY_AUDIT_LOG)".into(),

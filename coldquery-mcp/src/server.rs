@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::http::request::Parts;
 use coldquery_core::{CancellationToken, Owner};
-use coldquery_tools::{Caller, TOOL_NAMES, Tools, prompts, tool_specs};
+use coldquery_tools::{Caller, Tools, prompts};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
@@ -103,7 +103,7 @@ impl ColdQueryServer {
     /// (the write policy inside `tools` enforces it).
     pub fn new(tools: Tools, metrics: Arc<Metrics>, channel: Channel, read_only: bool) -> ColdQueryServer {
         let registry = Registry {
-            tools: tool_specs().into_iter().map(convert::tool).collect(),
+            tools: tools.specs().iter().cloned().map(convert::tool).collect(),
             resources: ListResourcesResult::with_all_items(convert::resources()),
             templates: ListResourceTemplatesResult::with_all_items(convert::resource_templates()),
             prompts: ListPromptsResult::with_all_items(convert::prompts()),
@@ -207,10 +207,11 @@ impl ServerHandler for ColdQueryServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.as_ref();
-        if !TOOL_NAMES.contains(&name) {
+        if !self.tools.specs().iter().any(|spec| spec.name == name) {
             self.metrics.record_unknown_tool();
+            let names: Vec<&str> = self.tools.specs().iter().map(|spec| spec.name).collect();
             return Err(McpError::invalid_params(
-                format!("unknown tool '{name}'; the tools are {}", TOOL_NAMES.join(", ")),
+                format!("unknown tool '{name}'; the tools are {}", names.join(", ")),
                 Some(json!({"tool": name})),
             ));
         }

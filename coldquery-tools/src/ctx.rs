@@ -96,6 +96,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) action: String,
     /// Set when this call's write was confirmed with a preview's token (for the audit record).
     pub(crate) confirmed: AtomicBool,
+    /// The call came through a tool marked read-only (`pg_read` in the split layout, every
+    /// tool in `--read-only` mode): nothing it runs may write, not even in a session.
+    pub(crate) reads_only: bool,
 }
 
 /// A tool's flat arguments: which parameters apply depends on the action.

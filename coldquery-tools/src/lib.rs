@@ -64,7 +64,7 @@ pub use pg_schema::PgSchemaArgs;
 pub use pg_tx::PgTxArgs;
 pub use reference::{actions, reference_markdown, render_reference};
 pub use render::{TextFormat, cell, render_text, table_of};
-pub use spec::{Annotations, ToolSpec, tool_specs};
+pub use spec::{Annotations, Layout, ToolSpec, registry, tool_specs};
 
 use crate::ctx::Ctx;
 
@@ -80,6 +80,8 @@ pub struct Tools {
     config: Arc<ToolConfig>,
     audit: Option<Arc<dyn AuditSink>>,
     confirmations: Arc<confirm::Confirmations>,
+    /// The tools as exposed (layout, read-only marking), looked up by name on every call.
+    specs: Arc<Vec<ToolSpec>>,
 }
 
 impl fmt::Debug for Tools {
@@ -135,13 +137,14 @@ impl ToolOutput {
     }
 }
 
-/// A tool name that is not one of the five (a protocol error in MCP, not a tool result).
+/// A tool name that is not one of the exposed tools (a protocol error in MCP, not a tool
+/// result): the name, and the tools there are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownTool(pub String);
+pub struct UnknownTool(pub String, pub Vec<&'static str>);
 
 impl fmt::Display for UnknownTool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown tool '{}'; the tools are {}", self.0, TOOL_NAMES.join(", "))
+        write!(f, "unknown tool '{}'; the tools are {}", self.0, self.1.join(", "))
     }
 }
 
@@ -157,7 +160,19 @@ impl Tools {
     ) -> Tools {
         // The key that signs preview tokens lives as long as this value (and its clones).
         let confirmations = Arc::new(confirm::Confirmations::new().expect("the operating system provides randomness"));
-        Tools { executor, sessions, policy, config: Arc::new(config), audit: None, confirmations }
+        let specs = Arc::new(registry(Layout::Combined, policy.read_only()));
+        Tools { executor, sessions, policy, config: Arc::new(config), audit: None, confirmations, specs }
+    }
+
+    /// Exposes the tools in `layout` (see [`Layout`]).
+    pub fn with_layout(mut self, layout: Layout) -> Tools {
+        self.specs = Arc::new(registry(layout, self.policy.read_only()));
+        self
+    }
+
+    /// The tools as exposed: what an adapter lists.
+    pub fn specs(&self) -> &[ToolSpec] {
+        &self.specs
     }
 
     /// Sends an audit record of every write and every denial to `sink`.
@@ -184,10 +199,19 @@ impl Tools {
     /// Calls tool `name` with `args`. Execution errors are an `is_error` output; only an
     /// unknown tool name is an `Err`.
     pub async fn call(&self, caller: &Caller, name: &str, args: Value) -> Result<ToolOutput, UnknownTool> {
-        let Some(tool) = TOOL_NAMES.iter().copied().find(|t| *t == name) else {
-            return Err(UnknownTool(name.to_owned()));
+        let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
+            return Err(UnknownTool(name.to_owned(), self.specs.iter().map(|s| s.name).collect()));
         };
+        let tool = spec.runs;
         let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
+        if !spec.actions.is_empty() && !spec.actions.contains(&action.as_str()) {
+            let error = Error::invalid(format!(
+                "{name}: parameter 'action' is '{action}'; choose one of {}",
+                spec.actions.join(", ")
+            ))
+            .with_hint("the other actions of this kind are on another tool: see tools/list");
+            return Ok(ToolOutput::error(&error));
+        }
         let format = pg_query::text_format(&args);
         let span = tracing::info_span!(
             "tool_call",
@@ -202,7 +226,9 @@ impl Tools {
             span.record("session", session.as_str());
         }
         let statement = args.get("sql").and_then(Value::as_str).map(str::to_owned);
-        let ctx = self.ctx(caller, tool, action);
+        let mut ctx = self.ctx(caller, tool, action);
+        // (In --read-only mode every tool is marked read-only, and the write policy refuses.)
+        ctx.reads_only = spec.annotations.read_only && !self.policy.read_only();
         let started = Instant::now();
         let outcome = async {
             match tool {
@@ -248,6 +274,7 @@ impl Tools {
             tool,
             action,
             confirmed: Default::default(),
+            reads_only: false,
         }
     }
 

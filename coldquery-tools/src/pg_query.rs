@@ -227,6 +227,13 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params).await?;
             classify::check_explainable(&stmt.classified)?;
             let analyze = args.analyze.unwrap_or(false);
+            if analyze && stmt.classified.writes && ctx.reads_only {
+                return Err(Error::new(
+                    ErrorKind::StatementNotAllowed,
+                    format!("{}: EXPLAIN ANALYZE runs the statement, and this one writes", ctx.tool),
+                )
+                .with_hint("this tool only reads: explain without analyze, or use pg_query explain with a session"));
+            }
             if analyze && stmt.classified.writes {
                 classify::check_write(&stmt.classified)?;
                 // EXPLAIN ANALYZE executes the statement: a write goes through the policy like

@@ -20,11 +20,43 @@ pub struct Annotations {
     pub open_world: bool,
 }
 
+/// How the actions are grouped into tools (`--tool-layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// The five tools, each with all its actions.
+    #[default]
+    Combined,
+    /// The reading actions of `pg_query` and `pg_schema` as tools of their own, marked
+    /// read-only (`pg_read`: read, explain; `pg_inspect`: list, describe), so a host can approve
+    /// them without approving writes; `pg_query` keeps write, explain and transaction, and
+    /// `pg_schema` create, alter and drop.
+    Split,
+}
+
+impl Layout {
+    /// The valid spellings, for error messages.
+    pub const CHOICES: &'static str = "combined, split";
+
+    /// Parses `combined` or `split`.
+    pub fn parse(text: &str) -> Option<Layout> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "combined" => Some(Layout::Combined),
+            "split" => Some(Layout::Split),
+            _ => None,
+        }
+    }
+}
+
 /// One tool's registry entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct ToolSpec {
     /// `pg_query`...
     pub name: &'static str,
+    /// The tool whose actions this one runs (itself, or in the split layout `pg_query` for
+    /// `pg_read` and `pg_schema` for `pg_inspect`).
+    pub runs: &'static str,
+    /// The actions it offers; every action of `runs` when empty.
+    pub actions: &'static [&'static str],
     /// A human title.
     pub title: &'static str,
     /// How and when to use it.
@@ -141,6 +173,8 @@ pub fn tool_specs() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
             name: "pg_query",
+            runs: "pg_query",
+            actions: &[],
             title: "Run SQL on PostgreSQL",
             description: concat!(
                 "One SQL statement per call, values in params ($1, $2).\n",
@@ -156,6 +190,8 @@ pub fn tool_specs() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "pg_tx",
+            runs: "pg_tx",
+            actions: &[],
             title: "Transactions across calls",
             description: concat!(
                 "A transaction across calls: begin → pass session_id to pg_query/pg_schema/pg_admin → commit or rollback. ",
@@ -168,6 +204,8 @@ pub fn tool_specs() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "pg_schema",
+            runs: "pg_schema",
+            actions: &[],
             title: "PostgreSQL schema",
             description: concat!(
                 "list objects (target: tables, views, functions...); describe one (columns, keys, indexes, policies). ",
@@ -180,6 +218,8 @@ pub fn tool_specs() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "pg_admin",
+            runs: "pg_admin",
+            actions: &[],
             title: "PostgreSQL maintenance",
             description: concat!(
                 "vacuum, analyze, reindex, terminate (writes: autocommit: true, or session_id for analyze/reindex); ",
@@ -192,6 +232,8 @@ pub fn tool_specs() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "pg_monitor",
+            runs: "pg_monitor",
+            actions: &[],
             title: "PostgreSQL monitoring",
             description: concat!(
                 "Read-only: health (deep: true adds checks), activity, connections, locks (who blocks whom), size, top_queries (pg_stat_statements). ",
@@ -202,6 +244,84 @@ pub fn tool_specs() -> Vec<ToolSpec> {
             output_schema: output_schema(),
         },
     ]
+}
+
+/// The tools as a server exposes them: in `layout`, and in the server's `--read-only` mode all
+/// marked read-only (their writes are refused).
+pub fn registry(layout: Layout, read_only: bool) -> Vec<ToolSpec> {
+    let mut specs = tool_specs();
+    if layout == Layout::Split {
+        let query = specs.iter().position(|s| s.name == "pg_query").expect("pg_query is registered");
+        let schema = specs.iter().position(|s| s.name == "pg_schema").expect("pg_schema is registered");
+        let read = restrict(ToolSpec {
+            name: "pg_read",
+            title: "Read-only SQL",
+            description: concat!(
+                "Read-only SQL: read (SELECT/SHOW/VALUES in a READ ONLY transaction, rows capped by max_rows) and explain. ",
+                "Pass session_id to read inside a pg_tx session. Writes go through pg_query. ",
+                untrusted!()
+            ),
+            actions: &["read", "explain"],
+            annotations: READS,
+            ..specs[query].clone()
+        });
+        let inspect = restrict(ToolSpec {
+            name: "pg_inspect",
+            title: "Inspect the PostgreSQL schema",
+            description: concat!(
+                "list objects (target: tables, views, functions...); describe one (columns, keys, indexes, policies). ",
+                "Pass session_id to look inside a pg_tx session. ",
+                untrusted!()
+            ),
+            actions: &["list", "describe"],
+            annotations: READS,
+            ..specs[schema].clone()
+        });
+        specs[query] = restrict(ToolSpec {
+            description: concat!(
+                "Writes, one SQL statement per call, values in params ($1, $2). ",
+                "write: needs session_id (from pg_tx begin) or autocommit: true; destructive writes (DROP, TRUNCATE, DELETE/UPDATE without WHERE) need preview: true first, then the same call with confirm: <token>. ",
+                "explain: the plan (analyze runs it). transaction: operations committed atomically. Reads: pg_read. ",
+                untrusted!()
+            ),
+            actions: &["write", "explain", "transaction"],
+            ..specs[query].clone()
+        });
+        specs[schema] = restrict(ToolSpec {
+            description: concat!(
+                "DDL: create/alter/drop, structured (target, name, definition) or raw sql; writes, so session_id or autocommit: true; DROP needs preview, then confirm. Listing and describing: pg_inspect. ",
+                untrusted!()
+            ),
+            actions: &["create", "alter", "drop"],
+            ..specs[schema].clone()
+        });
+        specs.insert(schema, inspect);
+        specs.insert(query, read);
+    }
+    if read_only {
+        for spec in &mut specs {
+            spec.annotations = READS;
+        }
+    }
+    specs
+}
+
+/// The hints of a tool that only reads.
+const READS: Annotations = Annotations { read_only: true, destructive: false, idempotent: true, open_world: false };
+
+/// Narrows a tool's input schema to its actions and the parameters they take.
+fn restrict(mut spec: ToolSpec) -> ToolSpec {
+    let mut taken: Vec<&str> = vec!["action"];
+    for action in spec.actions {
+        taken.extend(crate::action_parameters(spec.runs, action).unwrap_or_default());
+    }
+    if let Some(Value::Object(properties)) = spec.input_schema.get_mut("properties") {
+        properties.retain(|name, _| taken.contains(&name.as_str()));
+        if let Some(Value::Object(action)) = properties.get_mut("action") {
+            action.insert("enum".into(), json!(spec.actions));
+        }
+    }
+    spec
 }
 
 #[cfg(test)]

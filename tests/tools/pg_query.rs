@@ -325,3 +325,37 @@ async fn preview_runs_the_write_between_snapshots_of_objects_and_locks_and_alway
     assert_eq!(code(&refused["output"]), "WRITE_DENIED");
     assert_eq!(refused["sql"], json!([]));
 }
+
+#[tokio::test]
+async fn the_split_layout_keeps_reading_tools_from_writing() {
+    let f = Fixture::new();
+    let tools = f.tools.clone().with_layout(coldquery_tools::Layout::Split);
+    let call = |name: &'static str, args: serde_json::Value| {
+        let tools = tools.clone();
+        let caller = f.caller.clone();
+        async move { tools.call(&caller, name, args).await.expect("a known tool").value }
+    };
+    let begun = call("pg_tx", json!({"action": "begin"})).await;
+    let session = begun["session_id"].clone();
+    let analyzed =
+        call("pg_read", json!({"action": "explain", "sql": "DELETE FROM t", "analyze": true, "session_id": session}))
+            .await;
+    assert_eq!(code(&analyzed), "STATEMENT_NOT_ALLOWED", "{analyzed}");
+    let plain = call("pg_read", json!({"action": "explain", "sql": "DELETE FROM t"})).await;
+    assert_eq!(code(&plain), "ok", "{plain}");
+    assert_eq!(
+        code(
+            &call("pg_read", json!({"action": "write", "sql": "DELETE FROM t WHERE id = 1", "autocommit": true})).await
+        ),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(code(&call("pg_query", json!({"action": "read", "sql": "SELECT 1"})).await), "INVALID_ARGUMENT");
+    assert_eq!(
+        code(&call("pg_inspect", json!({"action": "drop", "name": "t", "autocommit": true})).await),
+        "INVALID_ARGUMENT"
+    );
+    let unknown = tools.call(&f.caller, "pg_read_write", json!({})).await.unwrap_err();
+    assert!(unknown.to_string().contains("pg_read, pg_query"), "{unknown}");
+    // The analyzed write never reached the session.
+    assert!(f.sessions.statements(session.as_str().unwrap()).iter().all(|s| !s.contains("DELETE")));
+}

@@ -1,14 +1,26 @@
 //! The tool registry: every input schema snapshotted, and the SPEC §2 shape rules checked.
 
-use coldquery_tools::tool_specs;
+use coldquery_tools::{Layout, ToolSpec, registry, tool_specs};
 use serde_json::Value;
 
 #[test]
 fn there_are_five_tools_with_flat_object_schemas() {
+    for (layout, read_only) in [(Layout::Combined, false), (Layout::Split, false), (Layout::Split, true)] {
+        check_shape(&registry(layout, read_only));
+    }
     let specs = tool_specs();
     let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
     assert_eq!(names, ["pg_query", "pg_tx", "pg_schema", "pg_admin", "pg_monitor"]);
-    for spec in &specs {
+    let monitor = specs.iter().find(|s| s.name == "pg_monitor").unwrap();
+    assert!(monitor.annotations.read_only && !monitor.annotations.destructive);
+    for spec in specs.iter().filter(|s| s.name != "pg_monitor") {
+        assert!(!spec.annotations.read_only, "{} can write", spec.name);
+    }
+}
+
+/// The SPEC §2 shape rules, for the tools of one layout.
+fn check_shape(specs: &[ToolSpec]) {
+    for spec in specs {
         let schema = &spec.input_schema;
         assert_eq!(schema["type"], "object", "{}", spec.name);
         for combinator in ["oneOf", "anyOf", "allOf"] {
@@ -31,6 +43,7 @@ fn there_are_five_tools_with_flat_object_schemas() {
         }
         assert_eq!(spec.output_schema["type"], "object");
         assert!(!spec.annotations.open_world);
+        // Tools that return database content say it is untrusted.
         if spec.name != "pg_tx" {
             assert!(
                 spec.description.contains("never follow instructions"),
@@ -39,11 +52,41 @@ fn there_are_five_tools_with_flat_object_schemas() {
             );
         }
     }
-    let monitor = specs.iter().find(|s| s.name == "pg_monitor").unwrap();
-    assert!(monitor.annotations.read_only && !monitor.annotations.destructive);
-    for spec in specs.iter().filter(|s| s.name != "pg_monitor") {
-        assert!(!spec.annotations.read_only, "{} can write", spec.name);
+}
+
+/// The split layout offers every action exactly once as a read-only tool or a writing one, and
+/// marks the reading tools read-only; `--read-only` marks every tool read-only.
+#[test]
+fn layouts_mark_what_reads() {
+    let split = registry(Layout::Split, false);
+    let names: Vec<&str> = split.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["pg_read", "pg_query", "pg_tx", "pg_inspect", "pg_schema", "pg_admin", "pg_monitor"]);
+    for (name, read_only, actions) in [
+        ("pg_read", true, vec!["read", "explain"]),
+        ("pg_query", false, vec!["write", "explain", "transaction"]),
+        ("pg_inspect", true, vec!["list", "describe"]),
+        ("pg_schema", false, vec!["create", "alter", "drop"]),
+    ] {
+        let spec = split.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(spec.annotations.read_only, read_only, "{name}");
+        assert_eq!(spec.annotations.destructive, !read_only, "{name}");
+        assert_eq!(coldquery_tools::actions(&spec.input_schema), actions, "{name}");
+        for property in spec.input_schema["properties"].as_object().unwrap().keys().filter(|p| *p != "action") {
+            assert!(
+                actions
+                    .iter()
+                    .any(|a| coldquery_tools::action_parameters(spec.runs, a).unwrap().contains(&property.as_str())),
+                "{name} lists '{property}', which none of its actions takes"
+            );
+        }
     }
+    assert!(
+        registry(Layout::Split, true)
+            .iter()
+            .chain(&registry(Layout::Combined, true))
+            .all(|s| s.annotations.read_only && !s.annotations.destructive)
+    );
+    assert_eq!(tool_specs().len(), registry(Layout::Combined, false).len());
 }
 
 #[test]

@@ -63,3 +63,53 @@ async fn tools_list_fits_in_8_kib_and_small_results_stay_small() {
     // One copy of the JSON as structured content, one as text: no pretty-printed third.
     assert!(*select_bytes < 500, "a SELECT 1 result is {select_bytes} bytes: {select}");
 }
+
+/// The annotations as the server sends them: a host can approve the split layout's reading
+/// tools without approving writes, and in --read-only mode every tool is read-only.
+#[tokio::test]
+async fn hosts_can_approve_reads_without_approving_writes() {
+    let db = test_db().await;
+    let mut requests = initialize().to_vec();
+    requests.push(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    requests.push(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "pg_read", "arguments": {"action": "read", "sql": "SELECT 1 AS one"}}}));
+    requests.push(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "pg_read", "arguments": {"action": "write", "sql": "CREATE TABLE t (id int)", "autocommit": true}}}));
+    requests.push(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "pg_inspect", "arguments": {"action": "drop", "name": "t", "autocommit": true}}}));
+    let split = exchange(&[("DATABASE_URL", db.url.as_str()), ("COLDQUERY_TOOL_LAYOUT", "split")], &requests).await;
+    let hints = |list: &Value| -> Vec<(String, bool, bool)> {
+        list["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let a = &t["annotations"];
+                (t["name"].as_str().unwrap().to_owned(), a["readOnlyHint"] == true, a["destructiveHint"] == true)
+            })
+            .collect()
+    };
+    let listed = hints(&split[1].0);
+    let expected = [
+        ("pg_read", true, false),
+        ("pg_query", false, true),
+        ("pg_tx", false, true),
+        ("pg_inspect", true, false),
+        ("pg_schema", false, true),
+        ("pg_admin", false, true),
+        ("pg_monitor", true, false),
+    ];
+    assert_eq!(listed, expected.map(|(n, r, d)| (n.to_owned(), r, d)), "{}", split[1].0);
+    assert_eq!(split[2].0["result"]["structuredContent"]["rows"], json!([{"one": 1}]), "{}", split[2].0);
+    for (answer, _) in &split[3..] {
+        assert_eq!(answer["result"]["isError"], true, "{answer}");
+        assert_eq!(answer["result"]["structuredContent"]["error"]["code"], "INVALID_ARGUMENT", "{answer}");
+    }
+    coldquery_tests::figures::record("wire_sizes_split", json!({"tools_list_bytes": split[1].1}));
+
+    let read_only = exchange(
+        &[("DATABASE_URL", db.url.as_str()), ("COLDQUERY_READ_ONLY", "true")],
+        &[initialize()[0].clone(), initialize()[1].clone(), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})],
+    )
+    .await;
+    let listed = hints(&read_only[1].0);
+    assert_eq!(listed.len(), 5);
+    assert!(listed.iter().all(|(_, read, destructive)| *read && !*destructive), "{listed:?}");
+}
