@@ -32,6 +32,7 @@ pub const VARIABLES: &[&str] = &[
     "COLDQUERY_CONFIRM_TTL",
     "COLDQUERY_LOCK_TIMEOUT",
     "COLDQUERY_TOOL_LAYOUT",
+    "COLDQUERY_ALLOW_ROLES",
 ];
 
 /// The first `COLDQUERY_*` name among `names` that is not a setting (the test harness's

@@ -151,8 +151,13 @@ pub struct Args {
     #[arg(long, env = "COLDQUERY_LOCK_TIMEOUT", value_name = "DURATION", default_value = "5s")]
     pub lock_timeout: String,
 
-    /// How actions are grouped into tools: combined (the five tools), or split (reading
-    /// actions also as read-only tools pg_read and pg_inspect, so hosts can approve them alone).
+    /// Roles a session may act as for its whole transaction (pg_tx begin with role, for
+    /// row-level security), comma-separated; none by default.
+    #[arg(long, env = "COLDQUERY_ALLOW_ROLES", value_name = "ROLES")]
+    pub allow_roles: Option<String>,
+
+    /// How actions are grouped into tools: combined (the five tools), or split (the reading
+    /// actions as read-only tools pg_read and pg_inspect, so hosts can approve them alone).
     #[arg(long, env = "COLDQUERY_TOOL_LAYOUT", value_name = "combined|split", default_value = "combined")]
     pub tool_layout: String,
 
@@ -483,6 +488,15 @@ impl Config {
             confirm_writes,
             confirm_ttl,
             lock_timeout,
+            allowed_roles: args
+                .allow_roles
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
             ..ToolConfig::default()
         };
         if let Some(list) = &args.deny_functions {

@@ -102,6 +102,9 @@ struct Flags {
     session_state: bool,
     /// `SET TRANSACTION …`, `SET SESSION CHARACTERISTICS …`, `SET transaction_read_only …`.
     sets_transaction_characteristics: bool,
+    /// Changes who the statements run as: `SET [LOCAL] ROLE`, `RESET ROLE`, `SET SESSION
+    /// AUTHORIZATION`, or `set_config` of `role` / `session_authorization`.
+    changes_role: bool,
     /// Changes a setting that decides how PostgreSQL reads SQL text (SET, RESET, ALTER
     /// DATABASE/ROLE … SET of `standard_conforming_strings`, or `set_config` of it or of a
     /// name not written as a literal).
@@ -111,6 +114,10 @@ struct Flags {
 /// Settings that change how PostgreSQL reads a statement's text: the classifier parses with
 /// PostgreSQL's defaults, so the server must too.
 const GRAMMAR_SETTINGS: &[&str] = &["standard_conforming_strings", "backslash_quote", "escape_string_warning"];
+
+/// Settings that decide who statements run as: a session's role is chosen once, at `pg_tx
+/// begin` (`role`), from the roles the server allows.
+const IDENTITY_SETTINGS: &[&str] = &["role", "session_authorization"];
 
 /// The statement kinds `EXPLAIN` can plan.
 const EXPLAINABLE: &[&str] =
@@ -335,7 +342,12 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
     let (kind, body) = node_of(&tree).ok_or_else(|| Error::invalid("parameter 'sql' contains no statement"))?;
     let mut walk = Walk::default();
     walk.visit_all(&tree);
-    let mut flags = Flags { session_state: walk.session_state, sets_grammar: walk.sets_grammar, ..Flags::default() };
+    let mut flags = Flags {
+        session_state: walk.session_state,
+        sets_grammar: walk.sets_grammar,
+        changes_role: walk.changes_role,
+        ..Flags::default()
+    };
     let mut writes = walk.writes;
     match kind {
         "SelectStmt" | "VariableShowStmt" => {}
@@ -385,6 +397,7 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
             let name = body["name"].as_str().unwrap_or_default().to_ascii_lowercase();
             // RESET ALL too: it could restore a server default that differs from what was checked.
             flags.sets_grammar |= GRAMMAR_SETTINGS.contains(&name.as_str()) || name.is_empty();
+            flags.changes_role |= IDENTITY_SETTINGS.contains(&name.as_str());
             flags.sets_transaction_characteristics = matches!(
                 name.as_str(),
                 "transaction"
@@ -496,6 +509,7 @@ struct Walk {
     names: Names,
     destructive: Option<String>,
     writes: bool,
+    changes_role: bool,
     session_state: bool,
     sets_grammar: bool,
 }
@@ -596,6 +610,8 @@ impl Walk {
                     };
                     self.sets_grammar |=
                         literal.is_none_or(|n| GRAMMAR_SETTINGS.contains(&n.to_ascii_lowercase().as_str()));
+                    self.changes_role |=
+                        literal.is_none_or(|n| IDENTITY_SETTINGS.contains(&n.to_ascii_lowercase().as_str()));
                 }
                 if self.seen.insert(name.clone()) {
                     self.functions.push(name);
@@ -815,6 +831,12 @@ pub(crate) fn check_write(c: &Classified) -> Result<()> {
         return Err(not_allowed(
             "changing the transaction's characteristics with SET is not allowed here".to_owned(),
             "isolation level, read_only and deferrable are chosen once, at pg_tx begin",
+        ));
+    }
+    if c.flags.changes_role {
+        return Err(not_allowed(
+            format!("this statement ({}) changes the role statements run as", c.tag),
+            "a session acts as one role for its whole transaction: pass role to pg_tx begin (the server allows the roles in --allow-roles)",
         ));
     }
     if c.flags.sets_grammar {

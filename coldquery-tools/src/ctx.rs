@@ -40,6 +40,8 @@ pub struct ToolConfig {
     /// before it fails with the blocking backends named (`--lock-timeout`, 5 s; `None` keeps
     /// the server's `lock_timeout`).
     pub lock_timeout: Option<Duration>,
+    /// Roles a session may act as (`pg_tx begin` with `role`; `--allow-roles`). None by default.
+    pub allowed_roles: Vec<String>,
 }
 
 impl Default for ToolConfig {
@@ -54,6 +56,7 @@ impl Default for ToolConfig {
             confirm_writes: ConfirmWrites::default(),
             confirm_ttl: Duration::from_secs(300),
             lock_timeout: Some(Duration::from_secs(5)),
+            allowed_roles: Vec::new(),
         }
     }
 }

@@ -106,6 +106,22 @@ pub fn action_parameters(tool: &str, action: &str) -> Option<&'static [&'static 
     }
 }
 
+/// The tools a server with this configuration exposes: [`registry`], without `pg_tx begin`'s
+/// `role` and `settings` when the server allows no role (they could only be refused, and every
+/// listed parameter costs the model tokens).
+fn exposed(layout: Layout, read_only: bool, config: &ToolConfig) -> Vec<ToolSpec> {
+    let mut specs = registry(layout, read_only);
+    if config.allowed_roles.is_empty() {
+        for spec in specs.iter_mut().filter(|s| s.runs == "pg_tx") {
+            if let Some(Value::Object(properties)) = spec.input_schema.get_mut("properties") {
+                properties.remove("role");
+                properties.remove("settings");
+            }
+        }
+    }
+    specs
+}
+
 /// The outcome of a call: the JSON result, or the SPEC §2 error body with `is_error` set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
@@ -160,13 +176,13 @@ impl Tools {
     ) -> Tools {
         // The key that signs preview tokens lives as long as this value (and its clones).
         let confirmations = Arc::new(confirm::Confirmations::new().expect("the operating system provides randomness"));
-        let specs = Arc::new(registry(Layout::Combined, policy.read_only()));
+        let specs = Arc::new(exposed(Layout::Combined, policy.read_only(), &config));
         Tools { executor, sessions, policy, config: Arc::new(config), audit: None, confirmations, specs }
     }
 
     /// Exposes the tools in `layout` (see [`Layout`]).
     pub fn with_layout(mut self, layout: Layout) -> Tools {
-        self.specs = Arc::new(registry(layout, self.policy.read_only()));
+        self.specs = Arc::new(exposed(layout, self.policy.read_only(), &self.config));
         self
     }
 

@@ -2,8 +2,11 @@
 //! status. The session machinery itself is the [`coldquery_core::SessionStore`]'s.
 
 use coldquery_core::{
-    Error, Ident, Isolation, OnError, Result, SavepointOp, SessionEnd, SessionId, SessionInfo, TxOptions,
+    Error, Ident, Isolation, OnError, Param, Result, SavepointOp, SessionEnd, SessionId, SessionInfo, Statement,
+    TxOptions,
 };
+
+use crate::catalog::monitor::SETTING_SET as SET_LOCAL;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -47,12 +50,16 @@ pub struct PgTxArgs {
     pub on_error: Option<String>,
     /// The savepoint.
     pub name: Option<String>,
+    /// begin: act as this role for the whole transaction (row-level security); one the server allows.
+    pub role: Option<String>,
+    /// begin: request settings for the transaction, e.g. {"request.jwt.claims": {...}}.
+    pub settings: Option<serde_json::Map<String, Value>>,
 }
 
 impl ToolArgs for PgTxArgs {
     fn parameters(&self) -> &'static [&'static str] {
         match self.action {
-            TxAction::Begin => &["isolation_level", "read_only", "deferrable", "on_error"],
+            TxAction::Begin => &["isolation_level", "read_only", "deferrable", "on_error", "role", "settings"],
             TxAction::Commit | TxAction::Rollback | TxAction::Status => &["session_id"],
             TxAction::Savepoint | TxAction::Release | TxAction::RollbackTo => &["session_id", "name"],
             TxAction::List => &[],
@@ -60,9 +67,21 @@ impl ToolArgs for PgTxArgs {
     }
 }
 
+/// Who a session acts as, set once at begin for its whole transaction.
+#[derive(Debug, Default)]
+struct Assume {
+    role: Option<String>,
+    /// Request settings (`request.*`), name and text value.
+    settings: Vec<(String, String)>,
+}
+
+/// The prefix of the settings a session may be given at begin (PostgREST's convention for
+/// request data that row-level security policies read with `current_setting`).
+const REQUEST_SETTINGS: &str = "request.";
+
 #[derive(Debug)]
 enum Request {
-    Begin(TxOptions),
+    Begin(TxOptions, Assume),
     End(SessionId, SessionEnd),
     Savepoint(SessionId, SavepointOp, Ident),
     List,
@@ -94,13 +113,17 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
                 }
             };
             let read_only = args.read_only.unwrap_or(false) || ctx.policy.read_only();
-            Ok(Request::Begin(TxOptions {
-                isolation,
-                read_only,
-                deferrable: args.deferrable.unwrap_or(false),
-                on_error,
-                lock_timeout: ctx.config.lock_timeout.filter(|_| !read_only),
-            }))
+            let assume = assume(ctx, args.role, args.settings)?;
+            Ok(Request::Begin(
+                TxOptions {
+                    isolation,
+                    read_only,
+                    deferrable: args.deferrable.unwrap_or(false),
+                    on_error,
+                    lock_timeout: ctx.config.lock_timeout.filter(|_| !read_only),
+                },
+                assume,
+            ))
         }
         TxAction::Commit | TxAction::Rollback | TxAction::Status => {
             let id = session(&args)?;
@@ -126,6 +149,38 @@ fn parse(ctx: &Ctx<'_>, args: PgTxArgs) -> Result<Request> {
     }
 }
 
+/// The role and request settings a session is begun with, checked against the server's
+/// `--allow-roles`.
+fn assume(ctx: &Ctx<'_>, role: Option<String>, settings: Option<serde_json::Map<String, Value>>) -> Result<Assume> {
+    if let Some(role) = &role
+        && !ctx.config.allowed_roles.iter().any(|allowed| allowed == role)
+    {
+        let allowed = if ctx.config.allowed_roles.is_empty() {
+            "this server allows none (--allow-roles)".to_owned()
+        } else {
+            format!("this server allows {}", ctx.config.allowed_roles.join(", "))
+        };
+        return Err(Error::invalid(format!("pg_tx begin: parameter 'role' is '{role}'; {allowed}")));
+    }
+    let mut assumed = Vec::new();
+    for (name, value) in settings.unwrap_or_default() {
+        let well_formed = name.starts_with(REQUEST_SETTINGS)
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if !well_formed {
+            return Err(Error::invalid(format!(
+                "pg_tx begin: setting '{name}' is not a request setting; names start with '{REQUEST_SETTINGS}' (lowercase letters, digits, '_' and '.')"
+            )));
+        }
+        let text = match value {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        assumed.push((name, text));
+    }
+    Ok(Assume { role, settings: assumed })
+}
+
 /// A session as `list` and `status` show it.
 pub(crate) fn session_details(info: &SessionInfo) -> Value {
     json!({
@@ -142,13 +197,36 @@ pub(crate) fn session_details(info: &SessionInfo) -> Value {
     })
 }
 
+/// Sets the session's role and request settings, transaction-local, as its first statements.
+async fn take_on(ctx: &Ctx<'_>, id: &SessionId, assume: &Assume) -> Result<()> {
+    let limits = ctx.catalog_limits(1);
+    let mut statements = Vec::new();
+    if let Some(role) = &assume.role {
+        statements.push(Statement::with_params(SET_LOCAL, vec![Param::Text("role".into()), Param::Text(role.clone())]));
+    }
+    for (name, value) in &assume.settings {
+        statements.push(Statement::with_params(SET_LOCAL, vec![Param::Text(name.clone()), Param::Text(value.clone())]));
+    }
+    for statement in &statements {
+        ctx.sessions.run(ctx.owner(), id, statement, &limits, &ctx.caller.cancel).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
     let args: PgTxArgs = parse_args("pg_tx", args)?;
     let owner = ctx.owner();
     match parse(ctx, args)? {
-        Request::Begin(options) => {
+        Request::Begin(options, assume) => {
             let info = ctx.sessions.begin(owner, &options).await?;
+            if let Err(err) = take_on(ctx, &info.id, &assume).await {
+                let _ = ctx.sessions.end(owner, &info.id, SessionEnd::Rollback).await;
+                return Err(err);
+            }
             let mut out = session_details(&info);
+            if let Some(role) = &assume.role {
+                out["role"] = json!(role);
+            }
             out["session"] = ctx.session_json(&info);
             out["next"] = json!(
                 "pass this session_id to pg_query (read/write/explain), pg_schema or pg_admin calls; finish with pg_tx commit or rollback"

@@ -284,3 +284,99 @@ async fn the_byte_budget_bounds_the_whole_message_and_truncation_names_its_limit
     assert_eq!(whole["truncated"], false, "{whole}");
     assert!(whole.get("truncated_by").is_none(), "{whole}");
 }
+
+#[tokio::test]
+async fn a_session_acts_as_an_allowed_role_and_row_level_security_filters_its_rows() {
+    let db = test_db().await;
+    let side = db.client().await;
+    let suffix = db.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let agent = format!("agent_{suffix}");
+    side.batch_execute(&format!(
+        "CREATE ROLE {agent} NOLOGIN;
+         CREATE TABLE notes (id int PRIMARY KEY, tenant text, body text);
+         INSERT INTO notes VALUES (1, 'acme', 'a'), (2, 'acme', 'b'), (3, 'globex', 'c');
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON notes USING (tenant = current_setting('request.jwt.claims', true)::json->>'tenant');
+         GRANT SELECT, UPDATE ON notes TO {agent};"
+    ))
+    .await
+    .unwrap();
+    let config = ToolConfig { allowed_roles: vec![agent.clone()], ..ToolConfig::default() };
+    let (tools, _database) = tools(&db, &options(), config, false).await;
+    let me = caller("alice");
+
+    // A role the server does not allow is refused, and so is a setting outside request.*.
+    let refused = call(&tools, &me, "pg_tx", json!({"action": "begin", "role": "postgres"})).await;
+    assert_eq!(code(&refused), "INVALID_ARGUMENT", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains(&agent), "{refused}");
+    let odd =
+        call(&tools, &me, "pg_tx", json!({"action": "begin", "role": agent, "settings": {"search_path": "evil"}}))
+            .await;
+    assert_eq!(code(&odd), "INVALID_ARGUMENT", "{odd}");
+
+    let begun = call(
+        &tools,
+        &me,
+        "pg_tx",
+        json!({"action": "begin", "role": agent, "settings": {"request.jwt.claims": {"tenant": "acme"}}}),
+    )
+    .await;
+    assert_eq!(begun["role"], json!(agent), "{begun}");
+    let session = begun["session_id"].as_str().unwrap().to_owned();
+    let read = |sql: &'static str| {
+        let (tools, me, session) = (&tools, &me, &session);
+        async move { call(tools, me, "pg_query", json!({"action": "read", "sql": sql, "session_id": session})).await }
+    };
+    let who = read("SELECT current_user AS who, count(*) AS n FROM notes").await;
+    assert_eq!(who["rows"][0]["who"], json!(agent), "{who}");
+    assert_eq!(who["rows"][0]["n"], 2, "the policy shows acme's rows only: {who}");
+    let updated = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "write", "sql": "UPDATE notes SET body = 'x' WHERE id > 0", "session_id": session}),
+    )
+    .await;
+    assert_eq!(updated["rows_affected"], 2, "{updated}");
+
+    // The role cannot be changed inside the session, however it is asked.
+    for sql in [
+        "SET ROLE postgres",
+        "SET LOCAL ROLE postgres",
+        "RESET ROLE",
+        "SET SESSION AUTHORIZATION DEFAULT",
+        "SELECT set_config('role', 'postgres', true)",
+        "SELECT set_config('ROLE', 'none', true)",
+    ] {
+        let changed =
+            call(&tools, &me, "pg_query", json!({"action": "write", "sql": sql, "session_id": session})).await;
+        assert_eq!(code(&changed), "STATEMENT_NOT_ALLOWED", "{sql}: {changed}");
+    }
+    let setting = call(
+        &tools,
+        &me,
+        "pg_admin",
+        json!({"action": "settings", "name": "role", "value": "postgres", "session_id": session}),
+    )
+    .await;
+    assert_eq!(code(&setting), "STATEMENT_NOT_ALLOWED", "{setting}");
+    let still = read("SELECT current_user AS who FROM notes LIMIT 1").await;
+    assert_eq!(still["rows"][0]["who"], json!(agent), "{still}");
+    let committed = call(&tools, &me, "pg_tx", json!({"action": "commit", "session_id": session})).await;
+    assert_eq!(code(&committed), "ok", "{committed}");
+    assert_eq!(count(&side, "SELECT count(*) FROM notes WHERE body = 'x'").await, 2, "globex's row was not touched");
+
+    // The next session on the same pooled connection is back to the login role.
+    let next = call(&tools, &me, "pg_tx", json!({"action": "begin"})).await;
+    let next_id = next["session_id"].as_str().unwrap().to_owned();
+    let login = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT current_user AS who", "session_id": next_id}),
+    )
+    .await;
+    assert_ne!(login["rows"][0]["who"], json!(agent), "{login}");
+    let _ = call(&tools, &me, "pg_tx", json!({"action": "rollback", "session_id": next_id})).await;
+    side.batch_execute(&format!("DROP OWNED BY {agent}; DROP ROLE {agent}")).await.unwrap();
+}

@@ -179,3 +179,28 @@ async fn cancelling_the_caller_cancels_the_statement() {
     let out = call.await.unwrap().unwrap();
     assert_eq!(out.error_code(), Some("CANCELLED"));
 }
+
+#[tokio::test]
+async fn begin_offers_role_and_settings_only_when_the_server_allows_a_role() {
+    let begin_parameters = |fixture: &Fixture| -> Vec<String> {
+        let spec = fixture.tools.specs().iter().find(|s| s.name == "pg_tx").unwrap();
+        spec.input_schema["properties"].as_object().unwrap().keys().cloned().collect()
+    };
+    let plain = Fixture::new();
+    assert!(!begin_parameters(&plain).contains(&"role".to_owned()));
+    let refused = plain.call("pg_tx", json!({"action": "begin", "role": "reporting"})).await;
+    assert_eq!(code(&refused), "INVALID_ARGUMENT", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("allows none"), "{refused}");
+    let config = ToolConfig { allowed_roles: vec!["reporting".into()], ..ToolConfig::default() };
+    let allowing = Fixture::with(config, false);
+    assert!(begin_parameters(&allowing).contains(&"role".to_owned()));
+    let begun = allowing
+        .call(
+            "pg_tx",
+            json!({"action": "begin", "role": "reporting", "settings": {"request.jwt.claims": {"sub": "42"}}}),
+        )
+        .await;
+    assert_eq!(begun["role"], "reporting", "{begun}");
+    let id = begun["session_id"].as_str().unwrap();
+    insta::assert_debug_snapshot!("begin_as_role", allowing.sessions.events(id));
+}
