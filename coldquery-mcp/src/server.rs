@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use axum::http::request::Parts;
 use coldquery_core::{CancellationToken, Owner};
-use coldquery_tools::{Caller, Tools, prompts};
+use coldquery_tools::{Caller, Progress, ProgressSink, Tools, prompts};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
     ErrorData as McpError, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, ResourceContents,
-    Role, ServerCapabilities, ServerConfig, Tool,
+    ProgressNotificationParam, ProgressToken, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Reference, ResourceContents, Role, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -28,6 +28,24 @@ use crate::metrics::Metrics;
 
 /// The server's name in its server info.
 pub const SERVER_NAME: &str = "coldquery";
+
+/// Progress reports of a long statement, as `notifications/progress` for the request's
+/// progress token.
+#[derive(Debug)]
+struct McpProgress {
+    peer: rmcp::Peer<RoleServer>,
+    token: ProgressToken,
+}
+
+#[async_trait::async_trait]
+impl ProgressSink for McpProgress {
+    async fn report(&self, progress: Progress) {
+        let note =
+            ProgressNotificationParam::new(self.token.clone(), progress.elapsed_s).with_message(progress.message);
+        // A client that went away cancels the call; a lost notification is not an error.
+        let _ = self.peer.notify_progress(note).await;
+    }
+}
 
 /// What the server tells clients about itself when they connect.
 fn instructions(read_only: bool) -> String {
@@ -151,7 +169,12 @@ impl ColdQueryServer {
                 (http_owner(principal, mcp_session), principal.clone())
             }
         };
-        Ok(Caller { owner, principal, cancel: self.call_token(context) })
+        let mut caller = Caller::new(owner, principal);
+        caller.cancel = self.call_token(context);
+        if let Some(token) = context.meta.get_progress_token() {
+            caller = caller.with_progress(Arc::new(McpProgress { peer: context.peer.clone(), token }));
+        }
+        Ok(caller)
     }
 
     /// A token cancelled when the client cancels the request (or goes away) or the server stops.

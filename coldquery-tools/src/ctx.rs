@@ -42,6 +42,9 @@ pub struct ToolConfig {
     pub lock_timeout: Option<Duration>,
     /// Roles a session may act as (`pg_tx begin` with `role`; `--allow-roles`). None by default.
     pub allowed_roles: Vec<String>,
+    /// A statement running longer than this sends progress reports, one per this interval, to
+    /// a caller that asked for them (1 s).
+    pub progress_after: Duration,
 }
 
 impl Default for ToolConfig {
@@ -57,6 +60,7 @@ impl Default for ToolConfig {
             confirm_ttl: Duration::from_secs(300),
             lock_timeout: Some(Duration::from_secs(5)),
             allowed_roles: Vec::new(),
+            progress_after: Duration::from_secs(1),
         }
     }
 }
@@ -78,13 +82,39 @@ pub struct Caller {
     pub principal: String,
     /// Cancelled when the client cancels the request or goes away.
     pub cancel: CancellationToken,
+    /// Where progress reports of a long statement go, when the caller asked for them.
+    pub progress: Option<Arc<dyn ProgressSink>>,
 }
 
 impl Caller {
     /// A caller with a fresh cancellation token.
     pub fn new(owner: Owner, principal: impl Into<String>) -> Caller {
-        Caller { owner, principal: principal.into(), cancel: CancellationToken::new() }
+        Caller { owner, principal: principal.into(), cancel: CancellationToken::new(), progress: None }
     }
+
+    /// The same caller, with progress reports of long statements sent to `sink`.
+    pub fn with_progress(mut self, sink: Arc<dyn ProgressSink>) -> Caller {
+        self.progress = Some(sink);
+        self
+    }
+}
+
+/// One progress report of a statement that runs longer than
+/// [`ToolConfig::progress_after`]: seconds elapsed (increasing), and what it is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Seconds since the call started.
+    pub elapsed_s: f64,
+    /// What the statement is doing: waiting for a lock (and who holds it), a maintenance phase
+    /// and how far it is, or just running.
+    pub message: String,
+}
+
+/// Receives progress reports (the MCP adapter turns them into `notifications/progress`).
+#[async_trait::async_trait]
+pub trait ProgressSink: Send + Sync + std::fmt::Debug {
+    /// Reports one step; must not block for long.
+    async fn report(&self, progress: Progress);
 }
 
 pub(crate) struct Ctx<'a> {
@@ -314,6 +344,67 @@ impl Ctx<'_> {
         ))
     }
 
+    /// Runs `work` (a statement with the text `statement`); while it runs longer than
+    /// `progress_after`, reports what it is doing to the caller's progress sink, once per
+    /// interval. Without a sink this is `work` itself.
+    pub(crate) async fn reporting<T>(&self, statement: &str, work: impl std::future::Future<Output = T>) -> T {
+        let Some(sink) = self.caller.progress.clone() else {
+            return work.await;
+        };
+        let started = Instant::now();
+        let every = self.config.progress_after.max(Duration::from_millis(100));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = ticks.tick() => {
+                    let message = self.describe_progress(statement).await;
+                    sink.report(Progress { elapsed_s: started.elapsed().as_secs_f64(), message }).await;
+                }
+            }
+        }
+    }
+
+    /// What the caller's statement is doing, from `pg_stat_activity` and the progress views.
+    async fn describe_progress(&self, statement: &str) -> String {
+        let query = Statement::with_params(
+            crate::catalog::monitor::STATEMENT_PROGRESS,
+            vec![coldquery_core::Param::Text(statement.to_owned())],
+        );
+        let limits = Limits { timeout: Duration::from_secs(2), ..self.catalog_limits(2) };
+        let found = self.executor.run(Access::ReadOnly, &query, &limits, &CancellationToken::new()).await;
+        let rows = found.map(|r| r.rows_as_objects()).unwrap_or_default();
+        let [row] = rows.as_slice() else {
+            return "running".to_owned();
+        };
+        let blockers: Vec<String> = row["blocked_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .map(|pid| pid.to_string())
+            .collect();
+        if !blockers.is_empty() {
+            return format!(
+                "waiting for a lock held by pid {} (pg_monitor locks shows the queries)",
+                blockers.join(", pid ")
+            );
+        }
+        if let Some(phase) = row["phase"].as_str() {
+            return match (row["done"].as_f64(), row["total"].as_f64()) {
+                (Some(done), Some(total)) if total > 0.0 => {
+                    format!("{phase}: {:.0}% ({done} of {total} blocks)", 100.0 * done / total)
+                }
+                _ => phase.to_owned(),
+            };
+        }
+        match (row["wait_event_type"].as_str(), row["wait_event"].as_str()) {
+            (Some(kind), Some(event)) => format!("running, waiting on {kind} {event}"),
+            _ => "running".to_owned(),
+        }
+    }
+
     /// Runs a read: inside the session if one is given, else in a read-only transaction.
     pub(crate) async fn read(
         &self,
@@ -321,14 +412,17 @@ impl Ctx<'_> {
         statement: &Statement,
         limits: &Limits,
     ) -> Result<(QueryResult, Option<SessionInfo>)> {
-        match session_id {
-            Some(id) => {
-                let (result, info) =
-                    self.sessions.run(self.owner(), id, statement, limits, &self.caller.cancel).await?;
-                Ok((result, Some(info)))
+        let run = async {
+            match session_id {
+                Some(id) => {
+                    let (result, info) =
+                        self.sessions.run(self.owner(), id, statement, limits, &self.caller.cancel).await?;
+                    Ok((result, Some(info)))
+                }
+                None => Ok((self.executor.run(Access::ReadOnly, statement, limits, &self.caller.cancel).await?, None)),
             }
-            None => Ok((self.executor.run(Access::ReadOnly, statement, limits, &self.caller.cancel).await?, None)),
-        }
+        };
+        self.reporting(statement.sql.text(), run).await
     }
 
     /// Runs a permitted write where the policy said, and audits it.
@@ -339,16 +433,21 @@ impl Ctx<'_> {
         limits: &Limits,
     ) -> Result<(QueryResult, Option<SessionInfo>)> {
         let started = Instant::now();
-        let outcome = match target {
-            WriteTarget::Session(id) => self
-                .sessions
-                .run(self.owner(), id, statement, limits, &self.caller.cancel)
-                .await
-                .map(|(r, i)| (r, Some(i))),
-            WriteTarget::Autocommit => {
-                self.executor.run(Access::Autocommit, statement, limits, &self.caller.cancel).await.map(|r| (r, None))
+        let run = async {
+            match target {
+                WriteTarget::Session(id) => self
+                    .sessions
+                    .run(self.owner(), id, statement, limits, &self.caller.cancel)
+                    .await
+                    .map(|(r, i)| (r, Some(i))),
+                WriteTarget::Autocommit => self
+                    .executor
+                    .run(Access::Autocommit, statement, limits, &self.caller.cancel)
+                    .await
+                    .map(|r| (r, None)),
             }
         };
+        let outcome = self.reporting(statement.sql.text(), run).await;
         self.record(AuditRecord::write(self, target, statement, &outcome, started.elapsed()));
         outcome
     }

@@ -7,5 +7,6 @@ mod container;
 mod down;
 mod http;
 mod lean;
+mod progress;
 mod stdio;
 mod support;

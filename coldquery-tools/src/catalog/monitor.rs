@@ -434,3 +434,23 @@ pub(crate) const LOCK_HOLDERS: Sql = Sql::catalog(
        AND l.relation IN (SELECT pg_catalog.to_regclass(n) FROM json_array_elements_text($1::text::json) n) \
      ORDER BY seconds DESC NULLS LAST, a.pid LIMIT 5",
 );
+
+/// What a statement of ColdQuery's own is doing, for progress reports: the active backend of
+/// this application running exactly the text `$1` (the poller's own backend left out), its wait,
+/// who blocks it, and the phase of a VACUUM, ANALYZE, CREATE INDEX or CLUSTER in progress.
+/// Several matches mean it cannot be told which one is the caller's; the reporter then says
+/// only how long the call has run.
+pub(crate) const STATEMENT_PROGRESS: Sql = Sql::catalog(
+    "SELECT a.pid, a.wait_event_type, a.wait_event, pg_catalog.pg_blocking_pids(a.pid) AS blocked_by, \
+            coalesce(v.phase, z.phase, i.phase, c.phase) AS phase, \
+            coalesce(v.heap_blks_scanned, z.sample_blks_scanned, i.blocks_done, c.heap_blks_scanned)::float8 AS done, \
+            coalesce(v.heap_blks_total, z.sample_blks_total, i.blocks_total, c.heap_blks_total)::float8 AS total \
+     FROM pg_catalog.pg_stat_activity a \
+     LEFT JOIN pg_catalog.pg_stat_progress_vacuum v ON v.pid = a.pid \
+     LEFT JOIN pg_catalog.pg_stat_progress_analyze z ON z.pid = a.pid \
+     LEFT JOIN pg_catalog.pg_stat_progress_create_index i ON i.pid = a.pid \
+     LEFT JOIN pg_catalog.pg_stat_progress_cluster c ON c.pid = a.pid \
+     WHERE a.state = 'active' AND a.pid <> pg_catalog.pg_backend_pid() \
+       AND a.application_name = pg_catalog.current_setting('application_name') AND a.query = $1 \
+     LIMIT 2",
+);
