@@ -2,7 +2,7 @@
 //! always roll back, autocommit statements, and atomic batches.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use coldquery_core::{
@@ -11,10 +11,10 @@ use coldquery_core::{
 };
 use postgres_types::{ToSql, Type};
 
-use crate::Shared;
 use crate::errors;
 use crate::manager::PgConn;
 use crate::run::{self, OnTruncate, Protocol};
+use crate::{Shared, no_answer, within};
 
 /// The [`Executor`] over PostgreSQL.
 #[derive(Debug, Clone)]
@@ -46,6 +46,7 @@ impl Executor for PgExecutor {
         cancel: &CancellationToken,
     ) -> Result<QueryResult> {
         let started = Instant::now();
+        let step = self.pool(access == Access::ReadOnly).step;
         let mut conn = match access {
             Access::ReadOnly => {
                 self.begin(self.pool(true), &Sql::catalog("BEGIN READ ONLY"), limits, statement.guard.as_deref())
@@ -73,7 +74,7 @@ impl Executor for PgExecutor {
                     Ok(fetched) => fetched,
                     Err(err) => {
                         if !conn.is_poisoned() {
-                            let _ = finish(&mut conn, "ROLLBACK").await;
+                            let _ = finish(&mut conn, "ROLLBACK", step).await;
                         }
                         return Err(err);
                     }
@@ -83,7 +84,7 @@ impl Executor for PgExecutor {
                 // statement (it made the ROLLBACK fail with 57014). Closing the connection
                 // rolls back instead.
                 if !conn.is_poisoned() {
-                    finish(&mut conn, "ROLLBACK").await?;
+                    finish(&mut conn, "ROLLBACK", step).await?;
                 }
                 fetched
             }
@@ -100,7 +101,7 @@ impl Executor for PgExecutor {
                 .await
                 {
                     Ok(fetched) => {
-                        crate::reset::reset(&mut conn, &statement.footprint).await;
+                        crate::reset::reset(&mut conn, &statement.footprint, step).await;
                         fetched
                     }
                     Err(err) => {
@@ -108,14 +109,14 @@ impl Executor for PgExecutor {
                             conn.poison();
                         }
                         if !conn.is_poisoned() {
-                            crate::reset::reset(&mut conn, &statement.footprint).await;
+                            crate::reset::reset(&mut conn, &statement.footprint, step).await;
                         }
                         return Err(autocommit_failure(err, conn.is_poisoned()));
                     }
                 }
             }
         };
-        let mut result = run::render(&conn.client, fetched).await;
+        let mut result = run::render(&conn.client, fetched, step).await;
         result.duration_ms = elapsed_ms(started);
         Ok(result)
     }
@@ -127,12 +128,19 @@ impl Executor for PgExecutor {
         limits: &Limits,
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>> {
+        let step = self.pool(options.read_only).step;
         let mut conn = self.begin(self.pool(options.read_only), &crate::begin_sql(options), limits, None).await?;
         let mut results = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
             let fetched = match statement.guard.as_deref() {
-                Some(guard) => check(&conn, guard).await,
+                Some(guard) => match within(step, check(&conn, guard)).await {
+                    Some(checked) => checked,
+                    None => {
+                        conn.poison();
+                        Err(no_answer(step, "checking the statement"))
+                    }
+                },
                 None => Ok(()),
             };
             let fetched = match fetched {
@@ -152,7 +160,7 @@ impl Executor for PgExecutor {
             };
             match fetched {
                 Ok(fetched) => {
-                    let mut result = run::render(&conn.client, fetched).await;
+                    let mut result = run::render(&conn.client, fetched, step).await;
                     result.duration_ms = elapsed_ms(started);
                     results.push(result);
                 }
@@ -160,7 +168,7 @@ impl Executor for PgExecutor {
                     // A connection that fails to roll back is discarded, which rolls back too:
                     // either way the operation's own error is the one to report.
                     if !conn.is_poisoned() {
-                        let _ = finish(&mut conn, "ROLLBACK").await;
+                        let _ = finish(&mut conn, "ROLLBACK", step).await;
                     }
                     let message =
                         format!("operation {index} failed and the whole batch was rolled back: {}", err.message());
@@ -171,13 +179,22 @@ impl Executor for PgExecutor {
         if options.read_only {
             // A read-only batch has nothing to commit, and reads always end in ROLLBACK so that
             // nothing done inside (say, a transaction-local setting) could outlive them.
-            finish(&mut conn, "ROLLBACK").await?;
+            finish(&mut conn, "ROLLBACK", step).await?;
             return Ok(results);
         }
-        let committed = conn.client.batch_execute("COMMIT").await;
+        let Some(committed) = within(step, conn.client.batch_execute("COMMIT")).await else {
+            conn.poison();
+            return Err(no_answer(step, "committing")
+                .with_kind(ErrorKind::CommitOutcomeUnknown)
+                .with_message(format!(
+                    "PostgreSQL did not acknowledge COMMIT within {} ms; whether the batch committed is unknown",
+                    step.as_millis()
+                ))
+                .with_hint("check the data before retrying"));
+        };
         if !conn.is_poisoned() && committed.as_ref().err().is_none_or(|e| !errors::is_fatal(e)) {
             let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
-            crate::reset::reset(&mut conn, &footprint).await;
+            crate::reset::reset(&mut conn, &footprint, step).await;
         }
         match committed {
             Ok(()) => Ok(results),
@@ -216,12 +233,12 @@ impl PgExecutor {
         let mut attempt = 1;
         loop {
             let mut conn = pool.acquire().await?;
-            let moved = begin(&mut conn, begin_sql.text(), limits, guard).await?;
+            let moved = begin(&mut conn, begin_sql.text(), limits, guard, pool.step).await?;
             if !moved || attempt == MOVED_RETRIES {
                 return Ok(conn);
             }
             conn.poison();
-            let _ = conn.client.batch_execute("ROLLBACK").await;
+            let _ = within(pool.step, conn.client.batch_execute("ROLLBACK")).await;
             attempt += 1;
         }
     }
@@ -233,7 +250,13 @@ type Pooled = bb8::PooledConnection<'static, crate::manager::Manager>;
 /// guard, pipelined (one round trip). Returns true if the transaction runs in another server
 /// process than the connection's last one. A guard that refuses leaves the transaction
 /// aborted, so a statement pipelined after it could not run either; it is rolled back here.
-async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Option<&Guard>) -> Result<bool> {
+async fn begin(
+    conn: &mut PgConn,
+    begin_sql: &str,
+    limits: &Limits,
+    guard: Option<&Guard>,
+    step: Duration,
+) -> Result<bool> {
     let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&backstop, Type::TEXT)];
     let checked = async {
@@ -242,8 +265,14 @@ async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Optio
             None => Ok(()),
         }
     };
-    let (began, pinned, checked) =
-        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params), checked);
+    let started = within(step, async {
+        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params), checked)
+    })
+    .await;
+    let Some((began, pinned, checked)) = started else {
+        conn.poison();
+        return Err(no_answer(step, "starting a transaction"));
+    };
     let moved = match began.and(pinned) {
         Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()).is_some_and(|pid| conn.moved_to(pid)),
         Err(e) => {
@@ -253,7 +282,7 @@ async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Optio
     };
     if let Err(err) = checked {
         if !conn.is_poisoned() {
-            let _ = finish(conn, "ROLLBACK").await;
+            let _ = finish(conn, "ROLLBACK", step).await;
         }
         return Err(err);
     }
@@ -276,13 +305,19 @@ pub(crate) async fn check(conn: &PgConn, guard: &Guard) -> Result<()> {
     }
 }
 
-/// Ends the transaction; a connection that cannot end it cleanly is discarded.
-async fn finish(conn: &mut PgConn, sql: &'static str) -> Result<()> {
-    if let Err(e) = conn.client.batch_execute(sql).await {
-        conn.poison();
-        return Err(errors::map(&e, "ending the transaction"));
+/// Ends the transaction within `step`; a connection that cannot end it cleanly is discarded.
+async fn finish(conn: &mut PgConn, sql: &'static str, step: Duration) -> Result<()> {
+    match within(step, conn.client.batch_execute(sql)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => {
+            conn.poison();
+            Err(errors::map(&e, "ending the transaction"))
+        }
+        None => {
+            conn.poison();
+            Err(no_answer(step, "ending the transaction"))
+        }
     }
-    Ok(())
 }
 
 pub(crate) fn elapsed_ms(started: Instant) -> f64 {

@@ -27,8 +27,8 @@ const REUSABLE: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_stat
 const UNRESETTABLE: &[&str] = &["setseed", "pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup"];
 
 /// Cleans a connection whose transaction has ended; poisons it (so the pool closes it) if that
-/// cannot be proven.
-pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint) {
+/// cannot be proven within `step`.
+pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: std::time::Duration) {
     let functions = Param::text_array(footprint.functions.iter().map(String::as_str)).to_text();
     let unresettable = Param::text_array(UNRESETTABLE.iter().copied()).to_text();
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&functions, Type::TEXT), (&unresettable, Type::TEXT)];
@@ -40,9 +40,8 @@ pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint) {
         );
         setup.ok()?;
         reusable.ok()?.first()?.try_get::<_, bool>(0).ok()?.then_some(())
-    }
-    .await;
-    if clean.is_none() {
+    };
+    if crate::within(step, clean).await.flatten().is_none() {
         conn.poison();
     }
 }
