@@ -4,6 +4,7 @@
 mod docs;
 mod escape;
 mod faults;
+mod network;
 mod pg_layer;
 mod pgbouncer;
 mod read_policy;
