@@ -6,5 +6,6 @@ mod cli;
 mod container;
 mod down;
 mod http;
+mod killed;
 mod stdio;
 mod support;
