@@ -13,6 +13,7 @@ use postgres_types::{ToSql, Type};
 
 use crate::errors;
 use crate::manager::PgConn;
+use crate::reset::Ended;
 use crate::run::{self, OnTruncate, Protocol};
 use crate::{Shared, no_answer, within};
 
@@ -168,7 +169,19 @@ impl Executor for PgExecutor {
                     // A connection that fails to roll back is discarded, which rolls back too:
                     // either way the operation's own error is the one to report.
                     if !conn.is_poisoned() {
-                        let _ = finish(&mut conn, "ROLLBACK", step).await;
+                        if options.read_only {
+                            let _ = finish(&mut conn, "ROLLBACK", step).await;
+                        } else {
+                            // The operations so far may have left session state (SET, an
+                            // advisory lock): ROLLBACK and the reset in one message.
+                            let footprint =
+                                coldquery_core::Footprint::union(statements[..=index].iter().map(|s| &s.footprint));
+                            if let Ended::Failed(_) =
+                                crate::reset::end_and_reset(&mut conn, "ROLLBACK", &footprint, step).await
+                            {
+                                conn.poison();
+                            }
+                        }
                     }
                     let message =
                         format!("operation {index} failed and the whole batch was rolled back: {}", err.message());
@@ -182,30 +195,22 @@ impl Executor for PgExecutor {
             finish(&mut conn, "ROLLBACK", step).await?;
             return Ok(results);
         }
-        let Some(committed) = within(step, conn.client.batch_execute("COMMIT")).await else {
-            conn.poison();
-            return Err(no_answer(step, "committing")
+        // COMMIT and the reset in one message (see `reset::end_and_reset`).
+        let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
+        match crate::reset::end_and_reset(&mut conn, "COMMIT", &footprint, step).await {
+            Ended::Done => Ok(results),
+            Ended::NoAnswer => Err(no_answer(step, "committing")
                 .with_kind(ErrorKind::CommitOutcomeUnknown)
                 .with_message(format!(
                     "PostgreSQL did not acknowledge COMMIT within {} ms; whether the batch committed is unknown",
                     step.as_millis()
                 ))
-                .with_hint("check the data before retrying"));
-        };
-        if !conn.is_poisoned() && committed.as_ref().err().is_none_or(|e| !errors::is_fatal(e)) {
-            let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
-            crate::reset::reset(&mut conn, &footprint, step).await;
-        }
-        match committed {
-            Ok(()) => Ok(results),
-            Err(e) if errors::is_fatal(&e) => {
-                conn.poison();
-                Err(errors::map(&e, "committing")
-                    .with_kind(ErrorKind::CommitOutcomeUnknown)
-                    .with_message("the connection was lost during COMMIT; whether the batch committed is unknown")
-                    .with_hint("check the data before retrying"))
-            }
-            Err(e) => Err(errors::map(&e, "committing")
+                .with_hint("check the data before retrying")),
+            Ended::Failed(e) if errors::is_fatal(&e) => Err(errors::map(&e, "committing")
+                .with_kind(ErrorKind::CommitOutcomeUnknown)
+                .with_message("the connection was lost during COMMIT; whether the batch committed is unknown")
+                .with_hint("check the data before retrying")),
+            Ended::Failed(e) => Err(errors::map(&e, "committing")
                 .with_kind(ErrorKind::CommitFailed)
                 .with_hint("PostgreSQL rolled the batch back; nothing was committed")),
         }

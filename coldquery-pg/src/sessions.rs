@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
-use crate::reset::reset;
+use crate::reset::{Ended, end_and_reset};
 use crate::run::{self, OnTruncate, Protocol};
 use crate::{Shared, begin_sql, no_answer, within};
 
@@ -289,12 +289,17 @@ impl Inner {
 /// Ends the transaction and cleans the connection for its next owner. A connection whose
 /// ROLLBACK fails (or that is known to be lost) is poisoned: returned to the pool as it is, it
 /// could hand an open transaction to the next caller (bb8 does not reset connections).
+///
+/// The ROLLBACK and the reset go in one message, so that behind a transaction pooler the reset
+/// cleans the server connection the session ran on (see [`end_and_reset`]).
 async fn rollback_and_reset(conn: &mut PgConn, lost: bool, footprint: &Footprint, step: Duration) {
-    if lost || !matches!(within(step, conn.client.batch_execute("ROLLBACK")).await, Some(Ok(()))) {
+    if lost {
         conn.poison();
         return;
     }
-    reset(conn, footprint, step).await;
+    if let Ended::Failed(_) = end_and_reset(conn, "ROLLBACK", footprint, step).await {
+        conn.poison();
+    }
 }
 
 fn lost_error() -> Error {
@@ -676,26 +681,25 @@ async fn commit(slot: &Slot, live: &mut Live, step: Duration) -> Result<()> {
             .with_message(message)
             .with_hint("the session is closed; begin a new session and redo the work"));
     }
-    let Some(committed) = within(step, conn.client.batch_execute("COMMIT")).await else {
-        conn.poison();
-        live.release();
-        return Err(Error::new(
-            ErrorKind::CommitOutcomeUnknown,
-            format!(
-                "PostgreSQL did not acknowledge COMMIT within {} ms; whether the transaction committed is unknown",
-                step.as_millis()
-            ),
-        )
-        .with_hint("check the data before redoing the work (the session is closed)"));
-    };
-    match committed {
-        Ok(()) => {
-            reset(conn, &slot.footprint(), step).await;
+    // COMMIT and the reset in one message: behind a transaction pooler the reset must clean the
+    // server connection the session ran on (see `end_and_reset`).
+    match end_and_reset(conn, "COMMIT", &slot.footprint(), step).await {
+        Ended::Done => {
             live.release();
             Ok(())
         }
-        Err(e) if errors::is_fatal(&e) => {
-            conn.poison();
+        Ended::NoAnswer => {
+            live.release();
+            Err(Error::new(
+                ErrorKind::CommitOutcomeUnknown,
+                format!(
+                    "PostgreSQL did not acknowledge COMMIT within {} ms; whether the transaction committed is unknown",
+                    step.as_millis()
+                ),
+            )
+            .with_hint("check the data before redoing the work (the session is closed)"))
+        }
+        Ended::Failed(e) if errors::is_fatal(&e) => {
             live.release();
             Err(Error::new(
                 ErrorKind::CommitOutcomeUnknown,
@@ -703,9 +707,8 @@ async fn commit(slot: &Slot, live: &mut Live, step: Duration) -> Result<()> {
             )
             .with_hint("check the data before redoing the work"))
         }
-        Err(e) => {
+        Ended::Failed(e) => {
             // A COMMIT that fails (deferred constraint, serialization failure) rolls back.
-            reset(conn, &slot.footprint(), step).await;
             live.release();
             let db = errors::map(&e, "committing");
             let message =

@@ -47,8 +47,10 @@ struct Net {
     database: Database,
     me: Caller,
     side: tokio_postgres::Client,
-    /// (case, code, milliseconds) of every fault injected.
+    /// (case, code, milliseconds) of every call made under a fault or just after one.
     seen: Vec<Value>,
+    /// Faults after which the next read and write were served.
+    recovered: u64,
 }
 
 impl Net {
@@ -80,7 +82,7 @@ impl Net {
             Arc::new(DefaultDeny { read_only: false }),
             ToolConfig { statement_timeout: S, ..ToolConfig::default() },
         );
-        Net { _db: db, proxy, tools, database, me: caller("net"), side, seen: Vec::new() }
+        Net { _db: db, proxy, tools, database, me: caller("net"), side, seen: Vec::new(), recovered: 0 }
     }
 
     async fn call(&self, tool: &str, args: Value) -> Value {
@@ -122,6 +124,7 @@ impl Net {
             )
             .await;
         assert_eq!(code(&out), "ok", "{out}");
+        self.recovered += 1;
     }
 
     /// Resets every connection (dropping what the proxy held, so the outcome is final), then
@@ -178,7 +181,13 @@ impl Net {
             name,
             json!({
                 "faults_injected": c.faults.load(ordering),
-                "survived": self.seen.iter().filter(|s| !s["case"].as_str().unwrap_or("").contains("next")).count(),
+                "recovered_after": self.recovered,
+                "errors_by_code": self.seen.iter().fold(serde_json::Map::new(), |mut by, s| {
+                    let code = s["code"].as_str().unwrap_or("?").to_owned();
+                    let n = by.get(&code).and_then(Value::as_u64).unwrap_or(0);
+                    by.insert(code, json!(n + 1));
+                    by
+                }),
                 "connections_through_proxy": c.connections.load(ordering),
                 "connections_reset": c.resets.load(ordering),
                 "settings": {"statement_timeout_ms": S.as_millis(), "step_timeout_ms": T.as_millis(), "cancel_ms": C.as_millis()},
