@@ -426,3 +426,40 @@ async fn calls_over_a_slow_network_succeed_slower() {
     net.seen.push(json!({"case": "latency", "code": "ok", "baseline_ms": baseline.as_millis(), "slow_ms": slow.as_millis(), "latency_ms_per_chunk": latency.as_millis()}));
     net.record("network_latency");
 }
+
+/// The keepalive defaults reach the socket: the kernel's keepalive timer on ColdQuery's
+/// connections (read from `/proc/net/tcp`, the `tm->when` of timer kind 2) runs at most 15 s,
+/// not the operating system's 2 hours.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_carry_the_keepalive_defaults() {
+    let net = Net::new().await;
+    assert_eq!(code(&net.read().await), "ok");
+    let port = format!("{:04X}", net.proxy.addr().port());
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp is readable");
+    // Columns: sl local rem st tx:rx tr:when ...; ColdQuery's side has the proxy as remote.
+    let timers: Vec<(u32, u64)> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let established = cols.get(3) == Some(&"01");
+            let to_proxy = cols.get(2).is_some_and(|rem| rem.ends_with(&format!(":{port}")));
+            let (kind, when) = cols.get(5)?.split_once(':')?;
+            (established && to_proxy)
+                .then(|| Some((u32::from_str_radix(kind, 16).ok()?, u64::from_str_radix(when, 16).ok()?)))
+                .flatten()
+        })
+        .collect();
+    eprintln!("keepalive timers of ColdQuery's connections (kind, clock ticks): {timers:?}");
+    assert!(!timers.is_empty(), "ColdQuery's connections to the proxy are in /proc/net/tcp");
+    // USER_HZ is 100 on Linux: 15 s is 1500 ticks.
+    for (kind, when) in &timers {
+        assert_eq!(*kind, 2, "a keepalive timer runs on every connection: {timers:?}");
+        assert!(*when <= 1500, "the first probe is due within keepalives_idle = 15 s: {timers:?}");
+    }
+    figures::record(
+        "network_keepalives",
+        json!({"connections": timers.len(), "timer_ticks": timers.iter().map(|t| t.1).collect::<Vec<_>>()}),
+    );
+}
