@@ -21,7 +21,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 
 use crate::tls::PgTls;
 
-/// How long one CancelRequest may take, connecting included.
+/// How long one CancelRequest may take, connecting included, at most (the step timeout when
+/// that is shorter): the cancel travels the same network path as the statement, so when that
+/// path is stalled the cancel stalls too.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to reach the server again to cancel a running statement: the TLS set-up and, for a
@@ -30,6 +32,8 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Canceller {
     tls: PgTls,
     target: Option<Target>,
+    /// How long a CancelRequest may take, and how long the cancelled statement then has to end.
+    limit: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -53,8 +57,14 @@ impl std::fmt::Debug for Canceller {
 
 impl Canceller {
     /// The canceller for connections made from `pg` with `tls`.
-    pub(crate) fn new(tls: PgTls, pg: &tokio_postgres::Config) -> Canceller {
-        Canceller { tls, target: single_target(pg) }
+    pub(crate) fn new(tls: PgTls, pg: &tokio_postgres::Config, step: Duration) -> Canceller {
+        Canceller { tls, target: single_target(pg), limit: step.min(CANCEL_TIMEOUT) }
+    }
+
+    /// How long a CancelRequest may take, and how long a cancelled statement has to end
+    /// before its connection is given up: 5 s, or the step timeout when shorter.
+    pub(crate) fn limit(&self) -> Duration {
+        self.limit
     }
 
     /// Sends a CancelRequest for the connection of `token`. True when the server (or pooler)
@@ -66,7 +76,7 @@ impl Canceller {
                 Some(target) => self.cancel_at(target, token).await.is_ok(),
             }
         };
-        tokio::time::timeout(CANCEL_TIMEOUT, sent).await.unwrap_or(false)
+        tokio::time::timeout(self.limit, sent).await.unwrap_or(false)
     }
 
     async fn cancel_at(&self, target: &Target, token: &CancelToken) -> io::Result<()> {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode as PgSslMode, SslNegotiation};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -243,7 +244,7 @@ const KNOWN: &[Known] = &[
     Known { key: "sslrootcert", env: Some("PGSSLROOTCERT"), expected: "a PEM file or `system`" },
     Known { key: "sslnegotiation", env: Some("PGSSLNEGOTIATION"), expected: "one of postgres, direct" },
     Known { key: "connect_timeout", env: Some("PGCONNECT_TIMEOUT"), expected: "a whole number of seconds" },
-    Known { key: "tcp_user_timeout", env: None, expected: "a whole number" },
+    Known { key: "tcp_user_timeout", env: None, expected: "a whole number of milliseconds" },
     Known { key: "keepalives", env: None, expected: "0 or 1" },
     Known { key: "keepalives_idle", env: None, expected: "a whole number of seconds" },
     Known { key: "keepalives_interval", env: None, expected: "a whole number of seconds" },
@@ -257,8 +258,22 @@ const KNOWN: &[Known] = &[
     Known { key: "load_balance_hosts", env: Some("PGLOADBALANCEHOSTS"), expected: "one of disable, random" },
 ];
 
-/// Options handled here rather than by tokio-postgres.
-const OURS: &[&str] = &["password", "sslmode", "sslrootcert"];
+/// Options handled here rather than by tokio-postgres (`tcp_user_timeout` because libpq counts
+/// it in milliseconds and tokio-postgres in seconds).
+const OURS: &[&str] = &["password", "sslmode", "sslrootcert", "tcp_user_timeout"];
+
+/// TCP keepalives start after this much idle time unless the connection string says otherwise
+/// (the operating system's default is usually 2 hours).
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(15);
+/// Time between keepalive probes unless the connection string says otherwise.
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered keepalive probes before the connection is dropped, unless the connection string
+/// says otherwise.
+pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the operating system drops the connection
+/// (Linux `TCP_USER_TIMEOUT`), unless the connection string says otherwise. It also bounds the
+/// steps that have no deadline of their own (see [`PgConfig::step_timeout`]).
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The supported option names, for the unknown-option message.
 fn supported_options() -> String {
@@ -563,6 +578,8 @@ pub struct PgConfig {
     ssl_mode: SslMode,
     verification: Verification,
     root_cert: Option<String>,
+    /// `TCP_USER_TIMEOUT`; zero when turned off (`tcp_user_timeout=0`).
+    tcp_user_timeout: Duration,
 }
 
 impl fmt::Debug for PgConfig {
@@ -684,6 +701,32 @@ impl PgConfig {
         if let Some((password, _)) = opts.get("password") {
             pg.password(password);
         }
+        // Network defaults: a silently dead peer is noticed within about 30 s (see
+        // docs/CONFIGURATION.md) unless the connection string says otherwise.
+        if !opts.is_set("keepalives_idle") {
+            pg.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
+        }
+        if !opts.is_set("keepalives_interval") {
+            pg.keepalives_interval(DEFAULT_KEEPALIVES_INTERVAL);
+        }
+        if !opts.is_set("keepalives_retries") {
+            pg.keepalives_retries(DEFAULT_KEEPALIVES_RETRIES);
+        }
+        let tcp_user_timeout = match opts.get("tcp_user_timeout") {
+            // libpq: milliseconds, 0 (or less) for the system default.
+            Some((value, origin)) => {
+                let ms = value.trim().parse::<i64>().map_err(|_| ConfigError::InvalidValue {
+                    origin: origin.to_string(),
+                    option: "tcp_user_timeout".to_owned(),
+                    reason: "expected a whole number of milliseconds".to_owned(),
+                })?;
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            }
+            None => DEFAULT_TCP_USER_TIMEOUT,
+        };
+        if !tcp_user_timeout.is_zero() {
+            pg.tcp_user_timeout(tcp_user_timeout);
+        }
 
         // Host, hostaddr and port lists must line up (tokio-postgres would only say so
         // when connecting).
@@ -735,7 +778,7 @@ impl PgConfig {
         };
         pg.ssl_mode(if tls_active { ssl_mode.to_pg() } else { PgSslMode::Disable });
 
-        Ok(PgConfig { pg, ssl_mode, verification, root_cert })
+        Ok(PgConfig { pg, ssl_mode, verification, root_cert, tcp_user_timeout })
     }
 
     /// The root certificates: `sslrootcert` (a file, or `system`), else libpq's default
@@ -777,6 +820,15 @@ impl PgConfig {
         if self.pg.get_application_name().is_none_or(str::is_empty) {
             self.pg.application_name(name);
         }
+    }
+
+    /// How long ColdQuery waits for PostgreSQL in a step that has no deadline of its own (a
+    /// COMMIT, a ROLLBACK, a transaction's start, a connection's reset or set-up, the
+    /// CancelRequest after a deadline): the `tcp_user_timeout` in effect, or
+    /// [`DEFAULT_TCP_USER_TIMEOUT`] when it is turned off. A step that takes longer is given up
+    /// and its connection closed (a COMMIT is then reported `COMMIT_OUTCOME_UNKNOWN`).
+    pub fn step_timeout(&self) -> Duration {
+        if self.tcp_user_timeout.is_zero() { DEFAULT_TCP_USER_TIMEOUT } else { self.tcp_user_timeout }
     }
 
     /// The `sslmode` asked for.
@@ -1106,6 +1158,40 @@ mod tests {
         // An empty or blank URL is no setting at all.
         let c = ok("   ", &[("PGUSER", "dave")]);
         assert_eq!(c.pg().get_user(), Some("dave"));
+    }
+
+    #[test]
+    fn network_defaults_unless_the_url_says_otherwise() {
+        let c = ok("postgres://h/db", &[]);
+        assert_eq!(c.pg().get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+        assert_eq!(c.pg().get_keepalives_interval(), Some(DEFAULT_KEEPALIVES_INTERVAL));
+        assert_eq!(c.pg().get_keepalives_retries(), Some(DEFAULT_KEEPALIVES_RETRIES));
+        assert!(c.pg().get_keepalives());
+        assert_eq!(c.pg().get_tcp_user_timeout(), Some(&DEFAULT_TCP_USER_TIMEOUT));
+        assert_eq!(c.step_timeout(), DEFAULT_TCP_USER_TIMEOUT);
+
+        // libpq counts tcp_user_timeout in milliseconds (tokio-postgres in seconds).
+        let c = ok(
+            "postgres://h/db?keepalives_idle=7&keepalives_interval=2&keepalives_retries=9&tcp_user_timeout=2500",
+            &[],
+        );
+        assert_eq!(c.pg().get_keepalives_idle(), Duration::from_secs(7));
+        assert_eq!(c.pg().get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(c.pg().get_keepalives_retries(), Some(9));
+        assert_eq!(c.pg().get_tcp_user_timeout(), Some(&Duration::from_millis(2500)));
+        assert_eq!(c.step_timeout(), Duration::from_millis(2500));
+
+        // 0 turns TCP_USER_TIMEOUT off; the steps keep the default bound.
+        let c = ok("host=h tcp_user_timeout=0 keepalives=0", &[]);
+        assert_eq!(c.pg().get_tcp_user_timeout(), None);
+        assert!(!c.pg().get_keepalives());
+        assert_eq!(c.step_timeout(), DEFAULT_TCP_USER_TIMEOUT);
+        // An empty value means the default.
+        let c = ok("postgres://h/db?tcp_user_timeout=", &[]);
+        assert_eq!(c.pg().get_tcp_user_timeout(), Some(&DEFAULT_TCP_USER_TIMEOUT));
+
+        let e = err("postgres://h/db?tcp_user_timeout=soon", &[]);
+        assert!(e.to_string().contains("`tcp_user_timeout`") && e.to_string().contains("milliseconds"), "{e}");
     }
 
     #[test]

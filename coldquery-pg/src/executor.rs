@@ -2,7 +2,7 @@
 //! always roll back, autocommit statements, and atomic batches.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use coldquery_core::{
@@ -11,10 +11,11 @@ use coldquery_core::{
 };
 use postgres_types::{ToSql, Type};
 
-use crate::Shared;
 use crate::errors;
 use crate::manager::PgConn;
+use crate::reset::Ended;
 use crate::run::{self, OnTruncate, Protocol};
+use crate::{Shared, no_answer, within};
 
 /// The [`Executor`] over PostgreSQL.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ impl Executor for PgExecutor {
         cancel: &CancellationToken,
     ) -> Result<QueryResult> {
         let started = Instant::now();
+        let step = self.pool(access == Access::ReadOnly).step;
         let mut conn = match access {
             Access::ReadOnly => {
                 self.begin(self.pool(true), &Sql::catalog("BEGIN READ ONLY"), limits, statement.guard.as_deref())
@@ -85,7 +87,7 @@ impl Executor for PgExecutor {
                     Ok(fetched) => fetched,
                     Err(err) => {
                         if !conn.is_poisoned() {
-                            let _ = finish(&mut conn, "ROLLBACK").await;
+                            let _ = finish(&mut conn, "ROLLBACK", step).await;
                         }
                         return Err(err);
                     }
@@ -95,7 +97,7 @@ impl Executor for PgExecutor {
                 // statement (it made the ROLLBACK fail with 57014). Closing the connection
                 // rolls back instead.
                 if !conn.is_poisoned() {
-                    finish(&mut conn, "ROLLBACK").await?;
+                    finish(&mut conn, "ROLLBACK", step).await?;
                 }
                 fetched
             }
@@ -112,7 +114,7 @@ impl Executor for PgExecutor {
                 .await
                 {
                     Ok(fetched) => {
-                        crate::reset::reset(&mut conn, &statement.footprint).await;
+                        crate::reset::reset(&mut conn, &statement.footprint, step).await;
                         fetched
                     }
                     Err(err) => {
@@ -120,14 +122,14 @@ impl Executor for PgExecutor {
                             conn.poison();
                         }
                         if !conn.is_poisoned() {
-                            crate::reset::reset(&mut conn, &statement.footprint).await;
+                            crate::reset::reset(&mut conn, &statement.footprint, step).await;
                         }
                         return Err(autocommit_failure(err, conn.is_poisoned()));
                     }
                 }
             }
         };
-        let mut result = run::render(&conn.client, fetched).await;
+        let mut result = run::render(&conn.client, fetched, step).await;
         result.duration_ms = elapsed_ms(started);
         Ok(result)
     }
@@ -182,12 +184,19 @@ impl PgExecutor {
         cancel: &CancellationToken,
         end: End,
     ) -> Result<Vec<QueryResult>> {
+        let step = self.pool(options.read_only).step;
         let mut conn = self.begin(self.pool(options.read_only), &crate::begin_sql(options), limits, None).await?;
         let mut results = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
             let fetched = match statement.guard.as_deref() {
-                Some(guard) => check(&conn, guard).await,
+                Some(guard) => match within(step, check(&conn, guard)).await {
+                    Some(checked) => checked,
+                    None => {
+                        conn.poison();
+                        Err(no_answer(step, "checking the statement"))
+                    }
+                },
                 None => Ok(()),
             };
             let fetched = match fetched {
@@ -207,16 +216,28 @@ impl PgExecutor {
             };
             match fetched {
                 Ok(fetched) => {
-                    let mut result = run::render(&conn.client, fetched).await;
+                    let mut result = run::render(&conn.client, fetched, step).await;
                     result.duration_ms = elapsed_ms(started);
                     results.push(result);
                 }
                 Err(err) => {
                     // A connection that fails to roll back is discarded, which rolls back too:
                     // either way the operation's own error is the one to report.
-                    if !conn.is_poisoned() && finish(&mut conn, "ROLLBACK").await.is_ok() && end == End::Rollback {
-                        let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
-                        crate::reset::reset(&mut conn, &footprint).await;
+                    if !conn.is_poisoned() {
+                        if options.read_only {
+                            let _ = finish(&mut conn, "ROLLBACK", step).await;
+                        } else {
+                            // The operations so far (a preview's, or a failed batch's) may have
+                            // left session state (SET, an advisory lock): ROLLBACK and the reset
+                            // in one message.
+                            let footprint =
+                                coldquery_core::Footprint::union(statements[..=index].iter().map(|s| &s.footprint));
+                            if let Ended::Failed(_) =
+                                crate::reset::end_and_reset(&mut conn, "ROLLBACK", &footprint, step).await
+                            {
+                                conn.poison();
+                            }
+                        }
                     }
                     return Err(err.with_operation_index(index));
                 }
@@ -226,29 +247,38 @@ impl PgExecutor {
             // A read-only batch has nothing to commit, and reads always end in ROLLBACK so that
             // nothing done inside (say, a transaction-local setting) could outlive them. A
             // preview's writes are undone by the ROLLBACK; what a rollback keeps (a
-            // session-level advisory lock, say) is cleared by the reset.
-            finish(&mut conn, "ROLLBACK").await?;
-            if !options.read_only {
+            // session-level advisory lock, say) is cleared by the reset in the same message.
+            if options.read_only {
+                finish(&mut conn, "ROLLBACK", step).await?;
+            } else {
                 let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
-                crate::reset::reset(&mut conn, &footprint).await;
+                match crate::reset::end_and_reset(&mut conn, "ROLLBACK", &footprint, step).await {
+                    Ended::Done => {}
+                    Ended::NoAnswer => return Err(no_answer(step, "rolling back")),
+                    Ended::Failed(e) => {
+                        conn.poison();
+                        return Err(errors::map(&e, "rolling back"));
+                    }
+                }
             }
             return Ok(results);
         }
-        let committed = conn.client.batch_execute("COMMIT").await;
-        if !conn.is_poisoned() && committed.as_ref().err().is_none_or(|e| !errors::is_fatal(e)) {
-            let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
-            crate::reset::reset(&mut conn, &footprint).await;
-        }
-        match committed {
-            Ok(()) => Ok(results),
-            Err(e) if errors::is_fatal(&e) => {
-                conn.poison();
-                Err(errors::map(&e, "committing")
-                    .with_kind(ErrorKind::CommitOutcomeUnknown)
-                    .with_message("the connection was lost during COMMIT; whether the batch committed is unknown")
-                    .with_hint("check the data before retrying"))
-            }
-            Err(e) => Err(errors::map(&e, "committing")
+        // COMMIT and the reset in one message (see `reset::end_and_reset`).
+        let footprint = coldquery_core::Footprint::union(statements.iter().map(|s| &s.footprint));
+        match crate::reset::end_and_reset(&mut conn, "COMMIT", &footprint, step).await {
+            Ended::Done => Ok(results),
+            Ended::NoAnswer => Err(no_answer(step, "committing")
+                .with_kind(ErrorKind::CommitOutcomeUnknown)
+                .with_message(format!(
+                    "PostgreSQL did not acknowledge COMMIT within {} ms; whether the batch committed is unknown",
+                    step.as_millis()
+                ))
+                .with_hint("check the data before retrying")),
+            Ended::Failed(e) if errors::is_fatal(&e) => Err(errors::map(&e, "committing")
+                .with_kind(ErrorKind::CommitOutcomeUnknown)
+                .with_message("the connection was lost during COMMIT; whether the batch committed is unknown")
+                .with_hint("check the data before retrying")),
+            Ended::Failed(e) => Err(errors::map(&e, "committing")
                 .with_kind(ErrorKind::CommitFailed)
                 .with_hint("PostgreSQL rolled the batch back; nothing was committed")),
         }
@@ -270,12 +300,12 @@ impl PgExecutor {
         let mut attempt = 1;
         loop {
             let mut conn = pool.acquire().await?;
-            let moved = begin(&mut conn, begin_sql.text(), limits, guard).await?;
+            let moved = begin(&mut conn, begin_sql.text(), limits, guard, pool.step).await?;
             if !moved || attempt == MOVED_RETRIES {
                 return Ok(conn);
             }
             conn.poison();
-            let _ = conn.client.batch_execute("ROLLBACK").await;
+            let _ = within(pool.step, conn.client.batch_execute("ROLLBACK")).await;
             attempt += 1;
         }
     }
@@ -287,7 +317,13 @@ type Pooled = bb8::PooledConnection<'static, crate::manager::Manager>;
 /// guard, pipelined (one round trip). Returns true if the transaction runs in another server
 /// process than the connection's last one. A guard that refuses leaves the transaction
 /// aborted, so a statement pipelined after it could not run either; it is rolled back here.
-async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Option<&Guard>) -> Result<bool> {
+async fn begin(
+    conn: &mut PgConn,
+    begin_sql: &str,
+    limits: &Limits,
+    guard: Option<&Guard>,
+    step: Duration,
+) -> Result<bool> {
     let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
     let lock_timeout = limits.lock_timeout.map(|t| format!("{}ms", t.as_millis()));
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
@@ -297,8 +333,14 @@ async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Optio
             None => Ok(()),
         }
     };
-    let (began, pinned, checked) =
-        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params), checked);
+    let started = within(step, async {
+        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params), checked)
+    })
+    .await;
+    let Some((began, pinned, checked)) = started else {
+        conn.poison();
+        return Err(no_answer(step, "starting a transaction"));
+    };
     let moved = match began.and(pinned) {
         Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()).is_some_and(|pid| conn.moved_to(pid)),
         Err(e) => {
@@ -308,7 +350,7 @@ async fn begin(conn: &mut PgConn, begin_sql: &str, limits: &Limits, guard: Optio
     };
     if let Err(err) = checked {
         if !conn.is_poisoned() {
-            let _ = finish(conn, "ROLLBACK").await;
+            let _ = finish(conn, "ROLLBACK", step).await;
         }
         return Err(err);
     }
@@ -331,13 +373,19 @@ pub(crate) async fn check(conn: &PgConn, guard: &Guard) -> Result<()> {
     }
 }
 
-/// Ends the transaction; a connection that cannot end it cleanly is discarded.
-async fn finish(conn: &mut PgConn, sql: &'static str) -> Result<()> {
-    if let Err(e) = conn.client.batch_execute(sql).await {
-        conn.poison();
-        return Err(errors::map(&e, "ending the transaction"));
+/// Ends the transaction within `step`; a connection that cannot end it cleanly is discarded.
+async fn finish(conn: &mut PgConn, sql: &'static str, step: Duration) -> Result<()> {
+    match within(step, conn.client.batch_execute(sql)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => {
+            conn.poison();
+            Err(errors::map(&e, "ending the transaction"))
+        }
+        None => {
+            conn.poison();
+            Err(no_answer(step, "ending the transaction"))
+        }
     }
-    Ok(())
 }
 
 pub(crate) fn elapsed_ms(started: Instant) -> f64 {

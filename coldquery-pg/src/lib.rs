@@ -29,7 +29,10 @@ use std::time::Duration;
 
 use coldquery_core::{Error, ErrorKind, Isolation, PoolStatus, Result, Sql, TxOptions};
 
-pub use config::{ConfigError, PgConfig, SslMode};
+pub use config::{
+    ConfigError, DEFAULT_KEEPALIVES_IDLE, DEFAULT_KEEPALIVES_INTERVAL, DEFAULT_KEEPALIVES_RETRIES,
+    DEFAULT_TCP_USER_TIMEOUT, PgConfig, SslMode,
+};
 pub use executor::PgExecutor;
 pub use sessions::PgSessions;
 pub use tls::PgTls;
@@ -86,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) tls: cancel::Canceller,
     pool: bb8::Pool<Manager>,
     acquire_timeout: Duration,
+    /// The bound of every step that has no deadline of its own ([`PgConfig::step_timeout`]).
+    pub(crate) step: Duration,
     /// Calls waiting in [`Shared::acquire`] now (bb8 reports no such gauge).
     waiting: std::sync::atomic::AtomicU32,
     /// Why the pool's last attempt to connect failed, and when (bb8 hands connect errors to
@@ -99,15 +104,15 @@ pub(crate) struct Shared {
 #[derive(Debug, Clone, Default)]
 struct LastConnectError(Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>);
 
-impl bb8::ErrorSink<tokio_postgres::Error> for LastConnectError {
-    fn sink(&self, error: tokio_postgres::Error) {
-        let cause = errors::map(&error, "connecting").message().to_owned();
+impl bb8::ErrorSink<manager::ConnectError> for LastConnectError {
+    fn sink(&self, error: manager::ConnectError) {
+        let cause = error.to_error("connecting").message().to_owned();
         if let Ok(mut last) = self.0.lock() {
             *last = Some((std::time::Instant::now(), cause));
         }
     }
 
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<manager::ConnectError>> {
         Box::new(self.clone())
     }
 }
@@ -150,7 +155,7 @@ impl Shared {
 
     pub(crate) async fn get(&self, pool: &bb8::Pool<Manager>) -> Result<bb8::PooledConnection<'static, Manager>> {
         pool.get_owned().await.map_err(|e| match e {
-            bb8::RunError::User(e) => errors::map(&e, "connecting to PostgreSQL"),
+            bb8::RunError::User(e) => e.to_error("connecting to PostgreSQL"),
             bb8::RunError::TimedOut => match self.last_connect_error.recent(self.acquire_timeout * 2) {
                 Some(cause) => Error::new(
                     ErrorKind::Unavailable,
@@ -176,6 +181,22 @@ impl Shared {
             waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
+}
+
+/// Runs a step that has no deadline of its own (COMMIT, ROLLBACK, BEGIN, a reset) for at most
+/// `limit`: `None` when PostgreSQL did not answer in time. A stalled network never makes a call
+/// wait longer; the caller must then close the connection (its state is unknown).
+pub(crate) async fn within<T>(limit: Duration, step: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit, step).await.ok()
+}
+
+/// The error for a step that got no answer within `limit`.
+pub(crate) fn no_answer(limit: Duration, doing: &str) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("PostgreSQL did not answer within {} ms while {doing}; the connection was closed", limit.as_millis()),
+    )
+    .with_hint("the network or the server is stalled; calls work again once it answers (check pg_monitor health)")
 }
 
 /// `BEGIN` with the session's options, from static fragments only.
@@ -239,29 +260,50 @@ async fn connected(config: &PgConfig, options: &PgOptions, setting: &str) -> Res
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(options.acquire_timeout);
     }
-    pg.keepalives_idle(Duration::from_secs(60));
+    let step = config.step_timeout();
+    // tokio-postgres's connect_timeout covers the TCP connect only: the start-up exchange (TLS,
+    // authentication, the set-up query) is bounded here, so a peer that accepts and then goes
+    // silent cannot hold a pool slot forever.
+    let connect_limit = pg.get_connect_timeout().copied().unwrap_or(options.acquire_timeout) + step;
     let tls = config.tls_connector().map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))?;
     let manager = {
         let (pg, tls) = (pg.clone(), tls.clone());
-        move || Manager::new(pg.clone(), tls.clone())
+        move || Manager::new(pg.clone(), tls.clone(), connect_limit)
     };
     // One direct connection first, for an honest error message.
-    match pg.connect(tls.clone()).await {
-        Ok((client, connection)) => {
+    match tokio::time::timeout(connect_limit, pg.connect(tls.clone())).await {
+        Ok(Ok((client, connection))) => {
             drop(client);
             drop(connection);
         }
         // Unreachable (refused, no route, timed out, starting up): serve anyway if asked to.
-        Err(e) if options.start_while_down && unreachable(&e) => {
+        Ok(Err(e)) if options.start_while_down && unreachable(&e) => {
             tracing::warn!(
                 database = %config.redacted(),
                 error = %e,
                 "PostgreSQL is not reachable; serving anyway: calls answer UNAVAILABLE until it is"
             );
         }
-        Err(e) => {
+        Err(_) if options.start_while_down => {
+            tracing::warn!(
+                database = %config.redacted(),
+                "PostgreSQL did not answer the start-up in time; serving anyway: calls answer UNAVAILABLE until it does"
+            );
+        }
+        Ok(Err(e)) => {
             let err = errors::map(&e, &format!("connecting to PostgreSQL ({})", config.redacted()));
             return Err(err.with_hint(format!("check the host, port, user, password and sslmode ({setting})")));
+        }
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "connecting to PostgreSQL ({}): no answer within {} ms",
+                    config.redacted(),
+                    connect_limit.as_millis()
+                ),
+            )
+            .with_hint(format!("check the host, port and network path ({setting})")));
         }
     }
     let last_connect_error = LastConnectError::default();
@@ -276,9 +318,10 @@ async fn connected(config: &PgConfig, options: &PgOptions, setting: &str) -> Res
             .build_unchecked(manager())
     };
     let shared = Arc::new(Shared {
-        tls: cancel::Canceller::new(tls, &pg),
+        tls: cancel::Canceller::new(tls, &pg, step),
         pool: build(options.pool_size.max(1)),
         acquire_timeout: options.acquire_timeout,
+        step,
         waiting: std::sync::atomic::AtomicU32::new(0),
         last_connect_error: last_connect_error.clone(),
     });

@@ -39,9 +39,33 @@ impl PgConn {
     }
 }
 
+/// Why a new connection could not be made.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The driver's error (refused, authentication, the server's own error).
+    Pg(tokio_postgres::Error),
+    /// The start-up got no answer within this bound (a peer that accepted and went silent).
+    NoAnswer(std::time::Duration),
+}
+
+impl ConnectError {
+    /// The error in the core model.
+    pub(crate) fn to_error(&self, context: &str) -> coldquery_core::Error {
+        match self {
+            ConnectError::Pg(e) => crate::errors::map(e, context),
+            ConnectError::NoAnswer(limit) => coldquery_core::Error::new(
+                coldquery_core::ErrorKind::Unavailable,
+                format!("PostgreSQL did not answer within {} ms while {context}", limit.as_millis()),
+            ),
+        }
+    }
+}
+
 /// Makes connections for both the shared pool and the session pool.
 pub(crate) struct Manager {
     inner: PostgresConnectionManager<PgTls>,
+    /// The bound of the whole start-up: connect, TLS, authentication, set-up query.
+    limit: std::time::Duration,
 }
 
 impl std::fmt::Debug for Manager {
@@ -51,35 +75,48 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
-    pub(crate) fn new(config: tokio_postgres::Config, tls: PgTls) -> Manager {
-        Manager { inner: PostgresConnectionManager::new(config, tls) }
+    pub(crate) fn new(config: tokio_postgres::Config, tls: PgTls, limit: std::time::Duration) -> Manager {
+        Manager { inner: PostgresConnectionManager::new(config, tls), limit }
     }
 }
 
 /// Settings applied to every new connection, with `set_config` so the statement works the
-/// same through PgBouncer (no startup `options`). `client_connection_check_interval` (14+)
-/// makes a backend stop promptly if ColdQuery dies mid-query; `standard_conforming_strings`
-/// is the grammar the classifier parses with, whatever the database or role default is.
+/// same through PgBouncer (no startup `options`, which PgBouncer refuses).
+/// `client_connection_check_interval` (14+) makes a backend stop within about 2 s if ColdQuery
+/// dies mid-query; the server-side keepalives and `tcp_user_timeout` (12+) make it notice
+/// within about 30 s that ColdQuery's host went away silently (the same figures as ColdQuery's
+/// own defaults); `standard_conforming_strings` is the grammar the classifier parses with,
+/// whatever the database or role default is.
 pub(crate) const CONNECTION_SETUP: &str = "SELECT set_config('standard_conforming_strings', 'on', false), \
      (SELECT set_config('client_connection_check_interval', '2s', false) \
-       WHERE current_setting('server_version_num')::int >= 140000)";
+       WHERE current_setting('server_version_num')::int >= 140000), \
+     (SELECT set_config('tcp_keepalives_idle', '15', false) || set_config('tcp_keepalives_interval', '5', false) \
+        || set_config('tcp_keepalives_count', '3', false) || set_config('tcp_user_timeout', '30000', false) \
+       WHERE current_setting('server_version_num')::int >= 120000)";
 
 impl ManageConnection for Manager {
     type Connection = PgConn;
-    type Error = tokio_postgres::Error;
+    type Error = ConnectError;
 
-    async fn connect(&self) -> Result<PgConn, tokio_postgres::Error> {
-        let client = self.inner.connect().await?;
-        client.query_typed(CONNECTION_SETUP, &[]).await?;
-        Ok(PgConn { client, poisoned: false, backend: None })
+    async fn connect(&self) -> Result<PgConn, ConnectError> {
+        let connect = async {
+            let client = self.inner.connect().await?;
+            client.query_typed(CONNECTION_SETUP, &[]).await?;
+            Ok(PgConn { client, poisoned: false, backend: None })
+        };
+        match tokio::time::timeout(self.limit, connect).await {
+            Ok(result) => result.map_err(ConnectError::Pg),
+            // A peer that accepted the connection and then went silent.
+            Err(_) => Err(ConnectError::NoAnswer(self.limit)),
+        }
     }
 
     /// No I/O: a closed connection is invalid; anything subtler is found by the next
     /// statement, whose failure poisons the connection.
-    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), tokio_postgres::Error> {
+    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectError> {
         if conn.client.is_closed() {
             // Run a trivial query to obtain the driver's "connection closed" error value.
-            conn.client.query_typed("SELECT 1", &[]).await?;
+            conn.client.query_typed("SELECT 1", &[]).await.map_err(ConnectError::Pg)?;
         }
         Ok(())
     }

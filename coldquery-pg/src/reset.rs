@@ -2,7 +2,10 @@
 //! reset that clears what can be cleared, and the check that closes the connection when the
 //! work done on it may have left state that no reset clears.
 
+use std::time::Duration;
+
 use coldquery_core::{Footprint, Param};
+use futures_util::StreamExt;
 use postgres_types::{ToSql, Type};
 
 use crate::manager::PgConn;
@@ -27,22 +30,106 @@ const REUSABLE: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_stat
 const UNRESETTABLE: &[&str] = &["setseed", "pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup"];
 
 /// Cleans a connection whose transaction has ended; poisons it (so the pool closes it) if that
-/// cannot be proven.
-pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint) {
+/// cannot be proven within `step`.
+pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: Duration) {
+    let clean = async {
+        conn.client.batch_execute(RESET_SQL).await.ok()?;
+        let (setup, reusable) =
+            tokio::join!(conn.client.query_typed(crate::manager::CONNECTION_SETUP, &[]), reusable(conn, footprint));
+        setup.ok()?;
+        reusable.then_some(())
+    };
+    if crate::within(step, clean).await.flatten().is_none() {
+        conn.poison();
+    }
+}
+
+/// True when no function the work called (`footprint`) left state that no reset clears, and no
+/// SQL-level prepared statement is left.
+async fn reusable(conn: &PgConn, footprint: &Footprint) -> bool {
     let functions = Param::text_array(footprint.functions.iter().map(String::as_str)).to_text();
     let unresettable = Param::text_array(UNRESETTABLE.iter().copied()).to_text();
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&functions, Type::TEXT), (&unresettable, Type::TEXT)];
-    let clean = async {
-        conn.client.batch_execute(RESET_SQL).await.ok()?;
-        let (setup, reusable) = tokio::join!(
-            conn.client.query_typed(crate::manager::CONNECTION_SETUP, &[]),
-            conn.client.query_typed(REUSABLE, &params)
-        );
-        setup.ok()?;
-        reusable.ok()?.first()?.try_get::<_, bool>(0).ok()?.then_some(())
+    match conn.client.query_typed(REUSABLE, &params).await {
+        Ok(rows) => rows.first().and_then(|row| row.try_get::<_, bool>(0).ok()).unwrap_or(false),
+        Err(_) => false,
     }
-    .await;
-    if clean.is_none() {
+}
+
+/// How a transaction ended by [`end_and_reset`].
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// It ended as asked (COMMIT committed, ROLLBACK rolled back); the connection is clean, or
+    /// poisoned when that could not be proven.
+    Done,
+    /// The COMMIT or ROLLBACK itself failed (for a COMMIT: PostgreSQL rolled back, or the
+    /// connection was lost and the outcome is unknown when the error is fatal). A connection
+    /// that is still usable has been reset, as [`reset`] does.
+    Failed(tokio_postgres::Error),
+    /// No answer within the step timeout: the outcome is unknown; the connection is poisoned.
+    NoAnswer,
+}
+
+/// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`) and cleans the connection in the
+/// **same simple-query message**: `COMMIT; CLOSE ALL; …; DISCARD SEQUENCES; <set-up>`.
+///
+/// One message has one ReadyForQuery, and a transaction pooler (PgBouncer in transaction mode)
+/// hands the server connection back only at a ReadyForQuery outside a transaction: so the
+/// reset runs on the very server connection the transaction ran on, even behind the pooler.
+/// Sent as separate messages, the reset would clean whatever server connection the pooler
+/// picked next, and the session's `SET`s, temporary tables and advisory locks would stay on
+/// its own for the pooler's next client. After an aborted transaction the `ROLLBACK` ends it
+/// and the reset still runs (statements after it run in the message's implicit transaction).
+///
+/// The outcome of `end` is read from the command completions: the first belongs to `end`, so
+/// an error before it is the COMMIT's (or ROLLBACK's) own, and one after it is the reset's.
+pub(crate) async fn end_and_reset(
+    conn: &mut PgConn,
+    end: &'static str,
+    footprint: &Footprint,
+    step: Duration,
+) -> Ended {
+    let sql = format!("{end}; {RESET_SQL}; {}", crate::manager::CONNECTION_SETUP);
+    let run = async {
+        let stream = match conn.client.simple_query_raw(&sql).await {
+            Ok(stream) => stream,
+            Err(e) => return (0, Some(e)),
+        };
+        futures_util::pin_mut!(stream);
+        let mut completed = 0usize;
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(tokio_postgres::SimpleQueryMessage::CommandComplete(_)) => completed += 1,
+                Ok(_) => {}
+                Err(e) => return (completed, Some(e)),
+            }
+        }
+        (completed, None)
+    };
+    let Some((completed, error)) = crate::within(step, run).await else {
         conn.poison();
+        return Ended::NoAnswer;
+    };
+    match error {
+        // `end` itself failed; the rest of the message was skipped.
+        Some(e) if completed == 0 => {
+            if crate::errors::is_fatal(&e) {
+                conn.poison();
+            } else {
+                reset(conn, footprint, step).await;
+            }
+            Ended::Failed(e)
+        }
+        // `end` succeeded, the reset did not.
+        Some(_) => {
+            conn.poison();
+            Ended::Done
+        }
+        None => {
+            if !matches!(crate::within(step, reusable(conn, footprint)).await, Some(true)) {
+                conn.poison();
+            }
+            Ended::Done
+        }
     }
 }

@@ -18,10 +18,6 @@ use crate::decode::{self, Plan};
 use crate::errors;
 use crate::manager::PgConn;
 
-/// How long an interrupted statement may take to end after the CancelRequest before its
-/// connection is given up.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
-
 /// How the statement is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -88,8 +84,10 @@ async fn interrupt(
     kind: ErrorKind,
     limits: &Limits,
 ) -> (Result<Fetched, Error>, bool) {
+    // Both waits are bounded (`Canceller::limit`): on a stalled network neither the cancel nor
+    // the statement's end ever arrives, and the connection is then given up.
     let sent = tls.cancel(token).await;
-    let ended = tokio::time::timeout(CANCEL_GRACE, work).await;
+    let ended = tokio::time::timeout(tls.limit(), work).await;
     // The statement finished before the cancel took effect: its result is the truth (for an
     // autocommit write, it committed). The cancel may still land on a later statement, so the
     // connection is not reused.
@@ -196,8 +194,9 @@ async fn fetch_rows(
 }
 
 /// Renders fetched rows; types not decoded here are rendered by the server over `client`
-/// (which must be usable: not inside an aborted transaction).
-pub(crate) async fn render(client: &Client, fetched: Fetched) -> QueryResult {
+/// (which must be usable: not inside an aborted transaction), each round trip bounded by
+/// `limit` (values the server did not render in time keep their raw bytes, in hex).
+pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration) -> QueryResult {
     let Fetched { columns, rows, truncated, rows_affected } = fetched;
     let fields =
         columns.iter().map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() }).collect();
@@ -212,7 +211,7 @@ pub(crate) async fn render(client: &Client, fetched: Fetched) -> QueryResult {
                     Some(bytes) => decode::decode(ty, bytes).unwrap_or_else(|_| Value::String(decode::hex(bytes))),
                 })
                 .collect(),
-            Plan::ServerText => server_text(client, ty, &raw).await,
+            Plan::ServerText => server_text(client, ty, &raw, limit).await,
         };
         for (row, value) in out.iter_mut().zip(values) {
             row.push(value);
@@ -241,12 +240,25 @@ fn raw_value(row: &Row, i: usize) -> Option<&[u8]> {
 /// of that very type and casting them to `text` on the server: PostgreSQL's own text form.
 /// Arrays of such types are cast to `text[]` instead, so they still render as JSON arrays
 /// (of their elements' text forms).
-async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>]) -> Vec<Value> {
+async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: Duration) -> Vec<Value> {
     const CHUNK: usize = 1000;
     let mut out = Vec::with_capacity(raw.len());
+    let mut answering = true;
     for chunk in raw.chunks(CHUNK) {
         let present: Vec<&[u8]> = chunk.iter().flatten().copied().collect();
-        let texts = if present.is_empty() { Ok(Vec::new()) } else { cast_to_text(client, ty, &present).await };
+        let texts = if present.is_empty() {
+            Ok(Vec::new())
+        } else if !answering {
+            Err(())
+        } else {
+            match tokio::time::timeout(limit, cast_to_text(client, ty, &present)).await {
+                Ok(texts) => texts.map_err(drop),
+                Err(_) => {
+                    answering = false;
+                    Err(())
+                }
+            }
+        };
         let mut texts = texts.map(|t| t.into_iter());
         for value in chunk {
             out.push(match (value, &mut texts) {

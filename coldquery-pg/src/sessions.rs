@@ -25,9 +25,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
-use crate::reset::reset;
+use crate::reset::{Ended, end_and_reset};
 use crate::run::{self, OnTruncate, Protocol};
-use crate::{Shared, begin_sql};
+use crate::{Shared, begin_sql, no_answer, within};
 
 /// PostgreSQL ends a session idle in its transaction this long after ColdQuery's own TTL, in
 /// case ColdQuery itself hangs or dies.
@@ -264,21 +264,42 @@ impl Inner {
     /// Rolls back, cleans and returns the connection (or discards it).
     async fn end_quietly(&self, slot: &Slot, live: &mut Live) {
         if let Ok(conn) = live.conn() {
-            rollback_and_reset(conn, slot.tx() == Tx::Lost, &slot.footprint()).await;
+            rollback_and_reset(conn, slot.tx() == Tx::Lost, &slot.footprint(), self.shared.step).await;
         }
         live.release();
+    }
+
+    /// Closes a session whose connection did not answer a step within the step timeout: its
+    /// state is unknown, so the connection is closed (PostgreSQL then rolls back) and the
+    /// session is gone.
+    fn lose(&self, slot: &Slot, live: &mut Live, doing: &str) -> Error {
+        slot.set_tx(Tx::Lost);
+        if let Ok(conn) = live.conn() {
+            conn.poison();
+        }
+        self.remove(slot);
+        live.release();
+        no_answer(self.shared.step, doing).with_hint(
+            "the session's connection stopped answering, so it was closed and PostgreSQL rolls its transaction back; \
+             begin a new session and redo the work",
+        )
     }
 }
 
 /// Ends the transaction and cleans the connection for its next owner. A connection whose
 /// ROLLBACK fails (or that is known to be lost) is poisoned: returned to the pool as it is, it
 /// could hand an open transaction to the next caller (bb8 does not reset connections).
-async fn rollback_and_reset(conn: &mut PgConn, lost: bool, footprint: &Footprint) {
-    if lost || conn.client.batch_execute("ROLLBACK").await.is_err() {
+///
+/// The ROLLBACK and the reset go in one message, so that behind a transaction pooler the reset
+/// cleans the server connection the session ran on (see [`end_and_reset`]).
+async fn rollback_and_reset(conn: &mut PgConn, lost: bool, footprint: &Footprint, step: Duration) {
+    if lost {
         conn.poison();
         return;
     }
-    reset(conn, footprint).await;
+    if let Ended::Failed(_) = end_and_reset(conn, "ROLLBACK", footprint, step).await {
+        conn.poison();
+    }
 }
 
 fn lost_error() -> Error {
@@ -325,17 +346,25 @@ impl SessionStore for PgSessions {
         // As in the executor: a connection that a transaction pooler moved to another server
         // process since its last transaction is replaced (its cached type lookups may be gone).
         let mut attempt = 1;
+        let step = inner.shared.step;
         let (conn, backend_pid) = loop {
             let mut conn = inner.shared.get(&inner.pool).await?;
-            let (began, pinned) = tokio::join!(
-                conn.client.batch_execute(begin.text()),
-                conn.client.query_typed(
-                    "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
-                     set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
-                     set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)",
-                    &params
+            let started = within(step, async {
+                tokio::join!(
+                    conn.client.batch_execute(begin.text()),
+                    conn.client.query_typed(
+                        "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
+                         set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
+                         set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)",
+                        &params
+                    )
                 )
-            );
+            })
+            .await;
+            let Some((began, pinned)) = started else {
+                conn.poison();
+                return Err(no_answer(step, "beginning the session"));
+            };
             let backend_pid = match began.and(pinned) {
                 Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()),
                 Err(e) => {
@@ -348,7 +377,7 @@ impl SessionStore for PgSessions {
                 break (conn, backend_pid);
             }
             conn.poison();
-            let _ = conn.client.batch_execute("ROLLBACK").await;
+            let _ = within(step, conn.client.batch_execute("ROLLBACK")).await;
             attempt += 1;
         };
         let slot = Arc::new(Slot {
@@ -391,29 +420,43 @@ impl SessionStore for PgSessions {
         }
         let per_statement = slot.options.on_error == OnError::RollbackStatement;
         let tls = inner.shared.tls.clone();
+        let step = inner.shared.step;
         let conn = live.conn()?;
         slot.remember(&statement.footprint);
         if let Some(guard) = statement.guard.as_deref() {
             // The guard runs under a savepoint of its own, so that a refusal leaves the
             // session's transaction as it was.
-            let (saved, checked) = tokio::join!(
-                conn.client.batch_execute("SAVEPOINT coldquery_guard"),
-                crate::executor::check(conn, guard)
-            );
-            let undo = match (&saved, &checked) {
-                (Ok(()), Ok(())) => "RELEASE SAVEPOINT coldquery_guard",
-                _ => "ROLLBACK TO SAVEPOINT coldquery_guard; RELEASE SAVEPOINT coldquery_guard",
+            let guarded = within(step, async {
+                let (saved, checked) = tokio::join!(
+                    conn.client.batch_execute("SAVEPOINT coldquery_guard"),
+                    crate::executor::check(conn, guard)
+                );
+                let undo = match (&saved, &checked) {
+                    (Ok(()), Ok(())) => "RELEASE SAVEPOINT coldquery_guard",
+                    _ => "ROLLBACK TO SAVEPOINT coldquery_guard; RELEASE SAVEPOINT coldquery_guard",
+                };
+                let undone = conn.client.batch_execute(undo).await;
+                (saved, checked, undone)
+            })
+            .await;
+            let Some((saved, checked, undone)) = guarded else {
+                return Err(inner.lose(&slot, &mut live, "checking the statement"));
             };
-            let undone = conn.client.batch_execute(undo).await;
             if let Err(e) = saved.and(undone) {
                 slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
                 return Err(errors::map(&e, "checking the statement"));
             }
             checked?;
         }
-        let (repinned, saved) = tokio::join!(conn.client.query_typed(REPIN_GRAMMAR, &[]), async {
-            if per_statement { conn.client.batch_execute("SAVEPOINT coldquery_statement").await } else { Ok(()) }
-        });
+        let prepared = within(step, async {
+            tokio::join!(conn.client.query_typed(REPIN_GRAMMAR, &[]), async {
+                if per_statement { conn.client.batch_execute("SAVEPOINT coldquery_statement").await } else { Ok(()) }
+            })
+        })
+        .await;
+        let Some((repinned, saved)) = prepared else {
+            return Err(inner.lose(&slot, &mut live, "preparing the statement"));
+        };
         if let Err(e) = repinned.map(drop).and(saved) {
             slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
             return Err(errors::map(&e, "preparing the statement"));
@@ -436,13 +479,16 @@ impl SessionStore for PgSessions {
                     ));
                 }
                 if per_statement
-                    && conn
-                        .client
-                        .batch_execute(
-                            "ROLLBACK TO SAVEPOINT coldquery_statement; RELEASE SAVEPOINT coldquery_statement",
+                    && matches!(
+                        within(
+                            step,
+                            conn.client.batch_execute(
+                                "ROLLBACK TO SAVEPOINT coldquery_statement; RELEASE SAVEPOINT coldquery_statement",
+                            )
                         )
-                        .await
-                        .is_ok()
+                        .await,
+                        Some(Ok(()))
+                    )
                 {
                     return Err(err.with_hint(
                         "only this statement was rolled back (on_error: rollback_statement); the session is still usable",
@@ -459,11 +505,17 @@ impl SessionStore for PgSessions {
                 ));
             }
         };
-        if per_statement && let Err(e) = conn.client.batch_execute("RELEASE SAVEPOINT coldquery_statement").await {
-            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
-            return Err(errors::map(&e, "releasing the statement savepoint"));
+        if per_statement {
+            match within(step, conn.client.batch_execute("RELEASE SAVEPOINT coldquery_statement")).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+                    return Err(errors::map(&e, "releasing the statement savepoint"));
+                }
+                None => return Err(inner.lose(&slot, &mut live, "releasing the statement savepoint")),
+            }
         }
-        let mut result = run::render(&conn.client, fetched).await;
+        let mut result = run::render(&conn.client, fetched, step).await;
         result.duration_ms = elapsed_ms(started);
         drop(_active);
         Ok((result, slot.info(inner.ttl)))
@@ -489,7 +541,7 @@ impl SessionStore for PgSessions {
                 inner.end_quietly(&slot, &mut live).await;
                 Err(commit_failed_after_error())
             }
-            (SessionEnd::Commit, Tx::Open) => commit(&slot, &mut live).await.map(|()| info),
+            (SessionEnd::Commit, Tx::Open) => commit(&slot, &mut live, inner.shared.step).await.map(|()| info),
         }
     }
 
@@ -515,9 +567,13 @@ impl SessionStore for PgSessions {
             SavepointOp::RollbackTo => SqlBuilder::new("ROLLBACK TO SAVEPOINT ").ident(name).build(),
         };
         let conn = live.conn()?;
-        if let Err(e) = conn.client.query_typed(sql.text(), &[]).await {
-            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
-            return Err(errors::map(&e, "changing a savepoint"));
+        match within(inner.shared.step, conn.client.query_typed(sql.text(), &[])).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+                return Err(errors::map(&e, "changing a savepoint"));
+            }
+            None => return Err(inner.lose(&slot, &mut live, "changing a savepoint")),
         }
         {
             let mut state = slot.state.lock().expect("state lock");
@@ -589,12 +645,32 @@ impl PgSessions {
 }
 
 /// COMMIT, reported honestly.
-async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
+///
+/// Each step is bounded by `step`: a probe that gets no answer means nothing was committed (the
+/// COMMIT was never sent, and closing the connection rolls back); a COMMIT that gets no answer
+/// may have committed or not (`COMMIT_OUTCOME_UNKNOWN`).
+async fn commit(slot: &Slot, live: &mut Live, step: Duration) -> Result<()> {
     let conn = live.conn()?;
     // A failed transaction answers COMMIT with ROLLBACK and no error; a probe finds out first.
-    if let Err(e) = conn.client.query_typed("SELECT 1", &[]).await {
+    let probed = match within(step, conn.client.query_typed("SELECT 1", &[])).await {
+        Some(probed) => probed.map(drop),
+        None => {
+            conn.poison();
+            live.release();
+            slot.set_tx(Tx::Lost);
+            return Err(no_answer(step, "checking the transaction before COMMIT")
+                .with_kind(ErrorKind::CommitFailed)
+                .with_message(format!(
+                    "nothing was committed: PostgreSQL did not answer within {} ms before COMMIT, so COMMIT was \
+                     never sent; the connection was closed, which rolls the transaction back",
+                    step.as_millis()
+                ))
+                .with_hint("the session is closed; begin a new session and redo the work once PostgreSQL answers"));
+        }
+    };
+    if let Err(e) = probed {
         let lost = errors::is_fatal(&e);
-        rollback_and_reset(conn, lost, &slot.footprint()).await;
+        rollback_and_reset(conn, lost, &slot.footprint(), step).await;
         live.release();
         slot.set_tx(if lost { Tx::Lost } else { Tx::Aborted });
         let message = if lost {
@@ -607,14 +683,25 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
             .with_message(message)
             .with_hint("the session is closed; begin a new session and redo the work"));
     }
-    match conn.client.batch_execute("COMMIT").await {
-        Ok(()) => {
-            reset(conn, &slot.footprint()).await;
+    // COMMIT and the reset in one message: behind a transaction pooler the reset must clean the
+    // server connection the session ran on (see `end_and_reset`).
+    match end_and_reset(conn, "COMMIT", &slot.footprint(), step).await {
+        Ended::Done => {
             live.release();
             Ok(())
         }
-        Err(e) if errors::is_fatal(&e) => {
-            conn.poison();
+        Ended::NoAnswer => {
+            live.release();
+            Err(Error::new(
+                ErrorKind::CommitOutcomeUnknown,
+                format!(
+                    "PostgreSQL did not acknowledge COMMIT within {} ms; whether the transaction committed is unknown",
+                    step.as_millis()
+                ),
+            )
+            .with_hint("check the data before redoing the work (the session is closed)"))
+        }
+        Ended::Failed(e) if errors::is_fatal(&e) => {
             live.release();
             Err(Error::new(
                 ErrorKind::CommitOutcomeUnknown,
@@ -622,9 +709,8 @@ async fn commit(slot: &Slot, live: &mut Live) -> Result<()> {
             )
             .with_hint("check the data before redoing the work"))
         }
-        Err(e) => {
+        Ended::Failed(e) => {
             // A COMMIT that fails (deferred constraint, serialization failure) rolls back.
-            reset(conn, &slot.footprint()).await;
             live.release();
             let db = errors::map(&e, "committing");
             let message =

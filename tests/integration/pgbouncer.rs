@@ -247,3 +247,127 @@ async fn reads_of_custom_types_survive_moves_between_server_connections() {
         }
     }
 }
+
+/// Sessions behind PgBouncer in transaction mode (issue 15): a session's transaction pins one
+/// server connection, and its end — COMMIT or ROLLBACK, also after an error aborted it — runs
+/// the reset in the same message, so the reset cleans that server connection rather than
+/// whichever one PgBouncer hands out next. Checked on the server connection itself: its locks
+/// and temporary tables from a side connection, its settings from a later session that lands on
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_through_pgbouncer_leave_nothing_on_their_server_connection() {
+    let Some((db, _bouncer, cq)) = behind_pgbouncer(4).await else { return };
+    let side = db.client().await;
+    side.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    let tools = coldquery_tools::Tools::new(
+        cq.executor.clone(),
+        cq.sessions.clone(),
+        std::sync::Arc::new(coldquery_core::DefaultDeny { read_only: false }),
+        coldquery_tools::ToolConfig::default(),
+    );
+    let (me, other) = (crate::support::caller("alice"), crate::support::caller("bob"));
+    let tx = |who: &coldquery_tools::Caller, args: serde_json::Value| {
+        let (tools, who) = (&tools, who.clone());
+        async move { crate::support::call(tools, &who, "pg_tx", args).await }
+    };
+    let query = |who: &coldquery_tools::Caller, action: &str, id: &str, sql: &str| {
+        let (tools, who) = (&tools, who.clone());
+        let args = json!({"action": action, "sql": sql, "session_id": id});
+        async move { crate::support::call(tools, &who, "pg_query", args).await }
+    };
+    let code = crate::support::code;
+    let pid_of = |out: serde_json::Value| out["rows"][0]["pid"].as_i64().unwrap_or_else(|| panic!("{out}"));
+    // Three sessions at once make PgBouncer open three server connections; with
+    // `server_round_robin` it then hands out the one idle longest, so a message sent after a
+    // session's transaction ended would land on another server connection than the session's.
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        let begun = tx(&me, json!({"action": "begin"})).await;
+        let id = begun["session_id"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+        warm.push((pid_of(query(&me, "read", &id, "SELECT pg_backend_pid() AS pid").await), id));
+    }
+    for (_, id) in &warm {
+        assert_eq!(code(&tx(&me, json!({"action": "rollback", "session_id": id})).await), "ok");
+    }
+    let mut servers: Vec<i64> = warm.iter().map(|(pid, _)| *pid).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    assert_eq!(servers.len(), 3, "three server connections: {servers:?}");
+    let mut landed = Vec::new();
+    for (n, end) in ["commit", "rollback", "aborted"].into_iter().enumerate() {
+        let begun = tx(&me, json!({"action": "begin"})).await;
+        let id = begun["session_id"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+        let pid = pid_of(query(&me, "read", &id, "SELECT pg_backend_pid() AS pid").await);
+        for sql in [
+            "SET search_path = evil, public",
+            "SET work_mem = '64kB'",
+            "SELECT set_config('coldquery.test', 'leaked', false)",
+            "CREATE TEMP TABLE scratch (a int)",
+            "SELECT pg_advisory_lock(4242)",
+            "CREATE TEMP SEQUENCE tseq",
+            "SELECT nextval('tseq')",
+        ] {
+            let out = query(&me, "write", &id, sql).await;
+            assert_eq!(code(&out), "ok", "{sql}: {out}");
+        }
+        let insert = format!("INSERT INTO t VALUES ({n})");
+        assert_eq!(code(&query(&me, "write", &id, &insert).await), "ok");
+        let held =
+            count(&side, &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")).await;
+        assert_eq!(held, 1, "{end}: the session's server connection holds its advisory lock");
+        let out = match end {
+            "aborted" => {
+                let failed = query(&me, "write", &id, "SELECT 1 / 0").await;
+                assert_ne!(code(&failed), "ok", "{failed}");
+                tx(&me, json!({"action": "rollback", "session_id": id})).await
+            }
+            _ => tx(&me, json!({"action": end, "session_id": id})).await,
+        };
+        assert_eq!(code(&out), "ok", "{end}: {out}");
+
+        // On the server connection the session ran on: no advisory lock, no temporary table.
+        let locks =
+            count(&side, &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")).await;
+        assert_eq!(locks, 0, "{end}: the advisory lock was released on the session's server connection");
+        let temp = count(&side, "SELECT count(*) FROM pg_class WHERE relname IN ('scratch', 'tseq')").await;
+        assert_eq!(temp, 0, "{end}: the temporary table and sequence were dropped");
+
+        // A later session that lands on the same server connection sees the defaults.
+        let mut found = false;
+        for _ in 0..16 {
+            let begun = tx(&other, json!({"action": "begin"})).await;
+            let next = begun["session_id"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
+            let out = query(
+                &other,
+                "read",
+                &next,
+                "SELECT pg_backend_pid() AS pid, current_setting('search_path') AS search_path,
+                        current_setting('work_mem') AS work_mem,
+                        coalesce(current_setting('coldquery.test', true), '') AS custom",
+            )
+            .await;
+            if pid_of(out.clone()) == pid {
+                let row = &out["rows"][0];
+                assert_eq!(row["search_path"], "\"$user\", public", "{end}: {out}");
+                assert_eq!(row["work_mem"], "4MB", "{end}: {out}");
+                assert_eq!(row["custom"], "", "{end}: {out}");
+                let seq = query(&other, "read", &next, "SELECT currval('tseq')").await;
+                assert_ne!(code(&seq), "ok", "{end}: the temporary sequence is gone: {seq}");
+                found = true;
+            }
+            assert_eq!(code(&tx(&other, json!({"action": "rollback", "session_id": next})).await), "ok");
+            if found {
+                break;
+            }
+        }
+        assert!(found, "{end}: a later session landed on server connection {pid}");
+        landed.push(pid);
+    }
+    assert_eq!(count(&side, "SELECT count(*) FROM t").await, 1, "only the committed session's row");
+    assert_eq!(count(&side, "SELECT count(*) FROM t WHERE id = 0").await, 1);
+    eprintln!("sessions through PgBouncer ran on server connections {landed:?}, each clean afterwards");
+    coldquery_tests::figures::record(
+        "pgbouncer_sessions",
+        json!({"server_connections": servers.len(), "sessions_checked": landed.len(), "ends": ["commit", "rollback", "rollback after an error"], "left_behind": 0}),
+    );
+}

@@ -6,6 +6,7 @@ mod cli;
 mod container;
 mod down;
 mod http;
+mod killed;
 mod lean;
 mod progress;
 mod stdio;
