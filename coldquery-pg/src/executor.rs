@@ -270,17 +270,17 @@ impl PgExecutor {
             Ended::NoAnswer => Err(no_answer(step, "committing")
                 .with_kind(ErrorKind::CommitOutcomeUnknown)
                 .with_message(format!(
-                    "PostgreSQL did not acknowledge COMMIT within {} ms; whether the batch committed is unknown",
+                    "PostgreSQL did not acknowledge COMMIT within {} ms; whether it committed is unknown",
                     step.as_millis()
                 ))
                 .with_hint("check the data before retrying")),
             Ended::Failed(e) if errors::is_fatal(&e) => Err(errors::map(&e, "committing")
                 .with_kind(ErrorKind::CommitOutcomeUnknown)
-                .with_message("the connection was lost during COMMIT; whether the batch committed is unknown")
+                .with_message("the connection was lost during COMMIT; whether it committed is unknown")
                 .with_hint("check the data before retrying")),
             Ended::Failed(e) => Err(errors::map(&e, "committing")
                 .with_kind(ErrorKind::CommitFailed)
-                .with_hint("PostgreSQL rolled the batch back; nothing was committed")),
+                .with_hint("PostgreSQL rolled the transaction back; nothing was committed")),
         }
     }
 

@@ -24,6 +24,15 @@ pub fn render_reference(examples: &[Example]) -> String {
     out.push_str("parameters are refused. Errors are results with `isError: true` and a body\n");
     out.push_str("`{\"error\": {\"code\", \"message\", \"hint\"?, \"sqlstate\"?, \"detail\"?, \"position\"?}}`.\n");
     out.push_str("Writes need `session_id` (from `pg_tx begin`) or `autocommit: true` (Default-Deny).\n\n");
+    out.push_str(concat!(
+        "**Preview, then confirm.** A write of `pg_query` (`write`, `transaction`) or `pg_schema` (`create`, `alter`, ",
+        "`drop`) called with `preview: true` runs and is rolled back; the result reports each statement's command, ",
+        "`rows_affected` and plan, the `locks` it took and the `objects` it created, altered or dropped, and a ",
+        "`confirm.token`. Destructive writes (DROP, TRUNCATE, ALTER … DROP, DELETE/UPDATE without WHERE, MERGE … ",
+        "DELETE) run only when the same call repeats with `confirm: <token>` (the server's `--confirm-writes`); a ",
+        "token confirms that call once. Writes give up waiting for a lock after `--lock-timeout` and name the ",
+        "blocking backends (docs/SECURITY.md).\n\n",
+    ));
     out.push_str(
         "The example results below were produced on the demo schema that `--ephemeral` loads; durations, sizes,\n",
     );

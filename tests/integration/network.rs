@@ -55,6 +55,10 @@ struct Net {
 
 impl Net {
     async fn new() -> Net {
+        Net::with(ToolConfig { statement_timeout: S, ..ToolConfig::default() }).await
+    }
+
+    async fn with(tool_config: ToolConfig) -> Net {
         let db = test_db().await;
         let side = db.client().await;
         side.batch_execute("CREATE TABLE net_items (id int PRIMARY KEY)").await.unwrap();
@@ -80,7 +84,7 @@ impl Net {
             database.executor.clone(),
             database.sessions.clone(),
             Arc::new(DefaultDeny { read_only: false }),
-            ToolConfig { statement_timeout: S, ..ToolConfig::default() },
+            tool_config,
         );
         Net { _db: db, proxy, tools, database, me: caller("net"), side, seen: Vec::new(), recovered: 0 }
     }
@@ -237,7 +241,9 @@ async fn a_sessionless_read_on_a_failing_network_fails_clearly_and_the_next_one_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_autocommit_write_on_a_failing_network_never_claims_an_outcome_it_cannot_know() {
-    let mut net = Net::new().await;
+    // Without a lock timeout an autocommit write is one unnamed statement that commits as it
+    // ends: losing the request or the reply leaves its outcome unknown.
+    let mut net = Net::with(ToolConfig { statement_timeout: S, lock_timeout: None, ..ToolConfig::default() }).await;
 
     // The request is held: the write never ran, but ColdQuery cannot know that.
     net.proxy.arm(Direction::ToServer, b"VALUES (1)", Fault::Stall);
@@ -267,6 +273,45 @@ async fn an_autocommit_write_on_a_failing_network_never_claims_an_outcome_it_can
     net.served_again("write, ack reset").await;
     net.no_open_transaction(T).await;
     net.record("network_autocommit_write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autocommit_write_with_a_lock_timeout_knows_it_did_not_commit_until_it_sent_commit() {
+    // With a lock timeout (the default) an autocommit write runs in an explicit transaction of
+    // its own: a fault before COMMIT is sent leaves nothing committed, and says so; only a
+    // COMMIT whose acknowledgement is lost has an unknown outcome.
+    let mut net = Net::new().await;
+    net.proxy.arm(Direction::ToServer, b"VALUES (21)", Fault::Stall);
+    net.expect("explicit write, stall", "pg_query", autocommit_insert(21), &["TIMEOUT"], S + C * 2 + SLACK).await;
+    net.reset_and_heal().await;
+    assert!(!net.committed(21).await);
+    net.served_again("explicit write, stall").await;
+
+    net.proxy.arm(Direction::ToClient, b"INSERT 0 1", Fault::Reset);
+    net.expect("explicit write, reply reset", "pg_query", autocommit_insert(22), &["UNAVAILABLE"], SLACK).await;
+    assert!(!net.committed(22).await, "the statement ran, but its transaction never committed");
+    net.served_again("explicit write, reply reset").await;
+
+    net.proxy.arm(Direction::ToClient, b"COMMIT", Fault::Stall);
+    net.expect(
+        "explicit write, COMMIT ack stalled",
+        "pg_query",
+        autocommit_insert(23),
+        &["COMMIT_OUTCOME_UNKNOWN"],
+        T + SLACK,
+    )
+    .await;
+    assert!(net.committed(23).await, "the COMMIT was applied before its acknowledgement was lost");
+    net.reset_and_heal().await;
+    net.served_again("explicit write, COMMIT ack stalled").await;
+
+    net.proxy.arm(Direction::ToServer, b"COMMIT; ", Fault::Reset);
+    net.expect("explicit write, COMMIT reset", "pg_query", autocommit_insert(24), &["COMMIT_OUTCOME_UNKNOWN"], SLACK)
+        .await;
+    assert!(!net.committed(24).await, "the COMMIT never reached the server");
+    net.served_again("explicit write, COMMIT reset").await;
+    net.no_open_transaction(T).await;
+    net.record("network_autocommit_write_explicit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
