@@ -92,6 +92,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) vocabulary: Vocabulary,
     /// `\conninfo`'s answer.
     pub(crate) conninfo: String,
+    /// `--all`: reads outside a transaction are streamed to stdout.
+    pub(crate) all: bool,
 }
 
 /// Runs the inputs one after the other, then rolls back a transaction still open. Exit 0
@@ -106,6 +108,7 @@ pub(crate) async fn run(setup: Setup<'_>, inputs: Vec<Input>) -> Exit {
         prompt_on_stderr: setup.prompt_on_stderr,
         vocabulary: setup.vocabulary,
         conninfo: setup.conninfo,
+        all: setup.all,
         session: None,
         failed: false,
         stop: false,
@@ -481,6 +484,7 @@ struct Shell<'a> {
     prompt_on_stderr: bool,
     vocabulary: Vocabulary,
     conninfo: String,
+    all: bool,
     session: Option<Session>,
     failed: bool,
     /// `\q`, or a failure with --on-error-stop.
@@ -1034,6 +1038,16 @@ impl Shell<'_> {
             args["session_id"] = json!(id);
         }
         let started = Instant::now();
+        if read && !autocommit && session_id.is_none() && self.all {
+            // `--all`: every row, printed as it arrives (memory stays small).
+            if let Err(failure) = crate::stream(self.tools, self.interrupt, args, &self.style).await {
+                self.fail(&failure, Some(&sql));
+            }
+            if self.timing {
+                eprintln!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
+            }
+            return;
+        }
         let outcome = self.call(&Request { tool: "pg_query".to_owned(), args }).await;
         let elapsed = started.elapsed();
         match outcome {

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Guard, Limits, PoolStatus, QueryResult, Result, Sql,
-    Statement, TxOptions,
+    Access, CancellationToken, Error, ErrorKind, Executor, Guard, Limits, PoolStatus, QueryResult, Result, RowSink,
+    Sql, Statement, Streamed, TxOptions,
 };
 use postgres_types::{ToSql, Type};
 
@@ -192,6 +192,35 @@ impl Executor for PgExecutor {
                 .with_kind(ErrorKind::CommitFailed)
                 .with_hint("PostgreSQL rolled the batch back; nothing was committed")),
         }
+    }
+
+    async fn stream(
+        &self,
+        statement: &Statement,
+        timeout: std::time::Duration,
+        sink: &mut dyn RowSink,
+        cancel: &CancellationToken,
+    ) -> Result<Streamed> {
+        let started = Instant::now();
+        // No row cap and no byte budget: the sink bounds memory. The timeout is the read's.
+        let limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX, timeout };
+        let pool = self.pool(true);
+        let mut conn = self.begin(pool, &Sql::catalog("BEGIN READ ONLY"), &limits, statement.guard.as_deref()).await?;
+        let streamed = run::stream(&mut conn, &pool.tls, pool, statement, &limits, cancel, sink).await;
+        // Always ROLLBACK, as a read does; a poisoned connection is closed instead.
+        let (fields, rows) = match streamed {
+            Ok(streamed) => streamed,
+            Err(err) => {
+                if !conn.is_poisoned() {
+                    let _ = finish(&mut conn, "ROLLBACK").await;
+                }
+                return Err(err);
+            }
+        };
+        if !conn.is_poisoned() {
+            finish(&mut conn, "ROLLBACK").await?;
+        }
+        Ok(Streamed { fields, rows, duration_ms: elapsed_ms(started) })
     }
 
     fn pool_status(&self) -> PoolStatus {

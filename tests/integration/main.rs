@@ -7,6 +7,7 @@ mod faults;
 mod pg_layer;
 mod pgbouncer;
 mod read_policy;
+mod read_stream;
 mod sessions;
 mod support;
 mod tools_admin;
