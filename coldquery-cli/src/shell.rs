@@ -982,6 +982,12 @@ impl Shell<'_> {
             match self.call(&Request { tool: "pg_schema".to_owned(), args }).await {
                 Ok(value) => return self.show(&value, None),
                 Err(failure) => {
+                    let message = failure.error["message"].as_str().unwrap_or_default();
+                    if message.ends_with("is an index, not a table")
+                        && self.describe_index(schema, name, &session_id).await
+                    {
+                        return;
+                    }
                     let hint = failure.error["hint"].as_str().unwrap_or_default();
                     let other =
                         ["view", "sequence", "type"].into_iter().find(|t| hint.contains(&format!("target '{t}'")));
@@ -996,6 +1002,49 @@ impl Shell<'_> {
                 }
             }
         }
+    }
+
+    /// `\d INDEX`, as psql shows an index: its definition and `btree, for table "s.t"`.
+    /// False when no such index is listed (the caller reports its own error).
+    async fn describe_index(&mut self, schema: Option<&str>, name: &str, session_id: &Option<String>) -> bool {
+        // LIKE wildcards in the name are escaped; the exact name is picked from the list.
+        let mut pattern = String::new();
+        for c in name.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        let mut args = json!({"action": "list", "target": "indexes", "pattern": pattern});
+        if let Some(schema) = schema {
+            args["schema"] = json!(schema);
+        }
+        if let Some(id) = session_id {
+            args["session_id"] = json!(id);
+        }
+        let Ok(value) = self.call(&Request { tool: "pg_schema".to_owned(), args }).await else { return false };
+        let Some(index) = value["items"].as_array().into_iter().flatten().find(|item| item["name"] == name) else {
+            return false;
+        };
+        if self.style.format == Format::Json {
+            self.show(index, None);
+            return true;
+        }
+        let text = |key: &str| index[key].as_str().unwrap_or_default().to_owned();
+        let schema = text("schema");
+        let mut footer = Vec::new();
+        if index["primary"] == true {
+            footer.push("primary key".to_owned());
+        } else if index["unique"] == true {
+            footer.push("unique".to_owned());
+        }
+        footer.push(text("method"));
+        footer.push(format!("for table \"{schema}.{}\"", text("table")));
+        if index["valid"] == false {
+            footer.push("invalid".to_owned());
+        }
+        crate::print(&format!("Index \"{schema}.{}\"\n{}\n{}\n", text("name"), text("definition"), footer.join(", ")));
+        true
     }
 
     fn statement(&mut self, mode: Mode, sql: String) -> Boxed<'_, ()> {

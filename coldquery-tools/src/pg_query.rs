@@ -276,9 +276,10 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
     }
 }
 
-/// Statement kinds whose row count is "affected".
+/// Statement kinds whose row count is "affected" (CREATE TABLE AS and SELECT INTO count the
+/// rows they stored, as PostgreSQL's `SELECT n` tag for them does).
 fn counts_rows(tag: &str) -> bool {
-    matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY")
+    matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY" | "SELECT INTO" | "CREATE TABLE AS")
 }
 
 pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
