@@ -63,6 +63,8 @@ impl Param {
     /// a parameter the server typed as an array; `None` for anything but a JSON array. Nested
     /// arrays are sub-arrays, except when the elements are `json`/`jsonb` (`json_elements`),
     /// where every element is a JSON value. Elements are quoted, so any element text survives.
+    /// Text holding a JSON array (`--param '[1,2]'` from a terminal) counts as one: no array
+    /// literal starts with `[` unless it is followed by dimensions and `=`, which JSON is not.
     pub fn array_literal(&self, json_elements: bool) -> Option<String> {
         fn push(items: &[Value], json_elements: bool, out: &mut String) {
             out.push('{');
@@ -99,6 +101,10 @@ impl Param {
                 push(items, json_elements, &mut out);
                 Some(out)
             }
+            Param::Text(text) if text.trim_start().starts_with('[') => match serde_json::from_str(text) {
+                Ok(Value::Array(items)) => Param::Json(Value::Array(items)).array_literal(json_elements),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -198,6 +204,8 @@ mod tests {
         );
         assert_eq!(Param::from_json(&json!({"a": 1})).array_literal(false), None);
         assert_eq!(Param::from_json(&json!("{1}")).array_literal(false), None);
+        assert_eq!(Param::from_json(&json!("[1:2]={1,2}")).array_literal(false), None);
+        assert_eq!(Param::from_json(&json!(" [1, \"a\"]")).array_literal(false).as_deref(), Some(r#"{"1","a"}"#));
         assert_eq!(Param::from_json(&json!(1.5)).to_text().as_deref(), Some("1.5"));
         assert_eq!(Param::from_json(&json!(null)).to_text(), None);
         assert_eq!(Param::from_json(&json!(true)).to_text().as_deref(), Some("true"));

@@ -277,3 +277,43 @@ async fn audit_log_records_writes() {
     assert_eq!(records[1]["decision"], "denied");
     assert!(!log.contains("\"7\""), "parameters are never recorded: {log}");
 }
+
+/// A JSON array given for an array parameter — as `--param` text or in `--params-json` — is
+/// the array, for a read and for an autocommit write (checked from a side connection).
+#[tokio::test]
+async fn json_arrays_given_as_array_parameters_round_trip() {
+    let db = test_db().await;
+    let client = db.client().await;
+    client.batch_execute("CREATE TABLE tagged (id int, nums int[], tags text[])").await.unwrap();
+    let sql = "SELECT $1::int[] AS nums, $2::text[] AS tags";
+    let out = run(&db, &["-At", "query", "read", sql, "--param", "[1,2,3]", "--param", r#"["x","y z",null]"#])
+        .await
+        .expect(0);
+    assert_eq!(out.stdout, "{1,2,3}|{x,\"y z\",NULL}\n");
+    let out = run(&db, &["--format", "json", "query", "read", sql, "--params-json", r#"[[[1,2],[3,4]], ["a,b", ""]]"#])
+        .await
+        .expect(0);
+    assert_eq!(out.json()["rows"][0], serde_json::json!({"nums": [[1, 2], [3, 4]], "tags": ["a,b", ""]}));
+
+    let insert = "INSERT INTO tagged VALUES ($1, $2, $3)";
+    let out =
+        run(&db, &["query", "write", insert, "--autocommit", "--params-json", r#"[1, [7, 8], ["q\"x", "NULL"]]"#])
+            .await
+            .expect(0);
+    assert_eq!(out.stdout, "INSERT 0 1\n");
+    let out = run(&db, &["query", "write", insert, "--autocommit", "--param", "2", "--param", "[9]", "--param", "[]"])
+        .await
+        .expect(0);
+    assert_eq!(out.stdout, "INSERT 0 1\n");
+    let rows: Vec<(i32, String, String)> = client
+        .query("SELECT id, nums::text, tags::text FROM tagged ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [(1, "{7,8}".to_owned(), r#"{"q\"x","NULL"}"#.to_owned()), (2, "{9}".to_owned(), "{}".to_owned())]
+    );
+}
