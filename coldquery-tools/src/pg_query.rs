@@ -48,7 +48,7 @@ pub struct PgQueryArgs {
     pub action: QueryAction,
     /// One SQL statement (read, write, explain). Use $1, $2... placeholders for values.
     pub sql: Option<String>,
-    /// Values for the $n placeholders, in order (JSON scalars; arrays/objects are sent as JSON text).
+    /// Values for the $n placeholders, in order (JSON scalars; an array for an array parameter is that array; other arrays and objects are sent as JSON text).
     pub params: Option<Vec<Value>>,
     /// Run inside this open transaction from pg_tx begin.
     pub session_id: Option<String>,
