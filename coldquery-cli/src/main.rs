@@ -97,8 +97,9 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     let job = match &cli.command {
         Some(Command::Query(query)) => {
             let mut request = query.request()?;
-            // People read plans as text, the way psql shows EXPLAIN; JSON stays for scripts.
-            let for_people = matches!(style.format, Format::Table | Format::Unaligned);
+            // People read plans as text, the way psql shows EXPLAIN (one line per row in CSV
+            // and Markdown); JSON stays for scripts.
+            let for_people = style.format != Format::Json;
             if request.args["action"] == "explain" && request.args.get("format").is_none() && for_people {
                 request.args["format"] = json!("text");
             }

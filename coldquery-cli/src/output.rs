@@ -63,8 +63,23 @@ pub(crate) fn render(value: &Value, style: &Style, origin: &Origin<'_>) -> Rende
     } else if is_query {
         out.stdout = query_result(value, style, origin.sql);
     } else if let Some(plan) = value.get("plan").and_then(Value::as_str) {
-        // A text plan is lines of text: print them as psql prints EXPLAIN.
-        out.stdout = plan.trim_end().to_owned() + "\n";
+        // A text plan is lines of text: print them as psql prints EXPLAIN; in CSV and Markdown
+        // one row per line under `QUERY PLAN`, as psql --csv does.
+        out.stdout = match style.format {
+            Format::Csv | Format::Markdown => {
+                let rows = plan.trim_end().lines().map(|line| vec![Some(line.to_owned())]).collect();
+                let grid = Grid {
+                    columns: vec!["QUERY PLAN".to_owned()],
+                    numeric: vec![false],
+                    rows,
+                    header: !style.tuples_only,
+                    footer: false,
+                    first_record: 0,
+                };
+                render_grid(&grid, style)
+            }
+            _ => plan.trim_end().to_owned() + "\n",
+        };
         if let Some(summary) = value.get("summary") {
             out.stderr.push_str(&format!("summary: {}\n", compact(summary)));
         }

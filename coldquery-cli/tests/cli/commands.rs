@@ -91,6 +91,14 @@ async fn query_explain_shows_the_plan() {
     );
     assert!(out.stdout.contains("\n  "), "an indented plan, not one cell: {}", out.stdout);
     assert!(out.stderr.starts_with("summary: "), "{}", out.stderr);
+
+    // In CSV, as psql --csv shows EXPLAIN: a QUERY PLAN header and a row per line.
+    let out =
+        run(&db, &["--csv", "query", "explain", "SELECT * FROM notes WHERE id > 1 AND note <> 'x'"]).await.expect(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "QUERY PLAN", "{}", out.stdout);
+    assert!(lines.len() > 2 && !out.stdout.contains("Node Type"), "a row per plan line: {}", out.stdout);
+    assert!(lines[2..].iter().any(|l| l.starts_with("\"  ") || l.starts_with("  ")), "{}", out.stdout);
 }
 
 #[tokio::test]

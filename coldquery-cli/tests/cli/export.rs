@@ -249,3 +249,69 @@ async fn an_export_of_any_size_streams_in_bounded_memory() {
         }),
     );
 }
+
+/// `--all` in every format prints what the format prints without it (an aligned table per 1000
+/// rows, with one header and the total), refuses what a read refuses, and stops the statement
+/// on the server when stdout goes away.
+#[tokio::test]
+async fn all_streams_in_every_format_and_keeps_the_read_rules() {
+    use tokio::io::AsyncBufReadExt;
+
+    let db = test_db().await;
+    let client = db.client().await;
+    client.batch_execute("CREATE TABLE kept (id int); INSERT INTO kept VALUES (1), (2)").await.unwrap();
+    let sql = "SELECT g AS n, CASE WHEN g % 2 = 0 THEN 'x' END AS v FROM generate_series(1, 2500) g";
+
+    let out = run(&db, &["--all", "-c", sql]).await.expect(0);
+    assert_eq!(out.stdout.matches(" n    | v\n").count(), 1, "one header: {}", &out.stdout[..200]);
+    assert!(out.stdout.ends_with(" 2500 | x\n(2500 rows)\n"), "{}", &out.stdout[out.stdout.len() - 60..]);
+    assert_eq!(out.stdout.lines().count(), 2 + 2500 + 1);
+    assert_eq!(out.stderr, "");
+
+    let out = run(&db, &["--all", "--format", "json", "query", "read", sql]).await.expect(0);
+    let value = out.json();
+    assert_eq!(value["row_count"], 2500);
+    assert_eq!(value["rows"].as_array().unwrap().len(), 2500);
+    assert_eq!(value["rows"][1], serde_json::json!({"n": 2, "v": "x"}));
+    assert_eq!(value["fields"][0], serde_json::json!({"name": "n", "type": "int4"}));
+
+    let out = run(&db, &["--all", "-x", "-c", "SELECT g AS n FROM generate_series(1, 1001) g"]).await.expect(0);
+    assert!(out.stdout.contains("-[ RECORD 1001 ]"), "record numbers go on across chunks");
+
+    // Refused exactly as a read is, and nothing changed.
+    for (sql, code) in
+        [("DELETE FROM kept", "READ_ONLY_VIOLATION"), ("SELECT pg_advisory_lock(1)", "STATEMENT_NOT_ALLOWED")]
+    {
+        let out = run(&db, &["--all", "--csv", "query", "read", sql]).await.expect(1);
+        assert!(out.stderr.contains(&format!("error[{code}]")), "{sql}: {}", out.stderr);
+        assert_eq!(out.stdout, "");
+    }
+    let out = run(&db, &["--all", "--csv", "query", "read", "SELECT 1; SELECT 2"]).await.expect(1);
+    assert!(out.stderr.contains("error[STATEMENT_NOT_ALLOWED]"), "{}", out.stderr);
+    let kept: i64 = client.query_one("SELECT count(*) FROM kept", &[]).await.unwrap().get(0);
+    assert_eq!(kept, 2);
+
+    // `| head`: closing stdout stops the statement on the server, and that is not an error.
+    let endless = "SELECT generate_series(1, 500000000) AS n";
+    let mut command = crate::support::command();
+    command.args(["--all", "-At", "-c", endless]).env("DATABASE_URL", &db.url);
+    let mut child = command.spawn().expect("the coldquery binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("1"));
+    drop(lines);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("the binary stops when stdout is closed")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let running: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'
+               AND query = 'SELECT generate_series(1, 500000000) AS n'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(running, 0, "the statement was cancelled on the server");
+}
