@@ -80,6 +80,18 @@ async fn truncation_is_a_notice_on_stderr_that_names_the_limit_and_the_flag() {
     assert!(out.stderr.contains("only the first 500 rows are shown"), "{}", out.stderr);
     assert!(out.stderr.contains("--max-rows 500") && out.stderr.contains("--all"), "{}", out.stderr);
 
+    for format in [["--format", "json"], ["--format", "markdown"], ["--format", "unaligned"], ["-x", "-t"]] {
+        let out = run(&db, &[format[0], format[1], "--max-rows", "3", "query", "read", sql]).await.expect(0);
+        assert!(
+            out.stderr.contains("only the first 3 rows are shown")
+                && out.stderr.contains("--max-rows 3")
+                && out.stderr.contains("--all"),
+            "{format:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("only the first"), "{format:?}: the notice is not in the data");
+    }
+
     let out = run(&db, &["-c", sql, "--max-rows", "7"]).await.expect(0);
     assert!(out.stdout.ends_with("(7 rows)\n"), "{}", out.stdout);
     assert!(out.stderr.contains("--max-rows 7"), "{}", out.stderr);
