@@ -325,3 +325,23 @@ async fn json_arrays_given_as_array_parameters_round_trip() {
         [(1, "{7,8}".to_owned(), r#"{"q\"x","NULL"}"#.to_owned()), (2, "{9}".to_owned(), "{}".to_owned())]
     );
 }
+
+/// `monitor health --deep` is a probe: exit 1, naming the failing check, when the server is
+/// degraded (here a sequence at 95% of its range), 0 once it is fixed.
+#[tokio::test]
+async fn monitor_health_deep_exits_1_when_degraded() {
+    let db = test_db().await;
+    let side = db.client().await;
+    side.batch_execute("CREATE SEQUENCE nearly_full MAXVALUE 100; SELECT setval('nearly_full', 95)").await.unwrap();
+    let out = run(&db, &["monitor", "health", "--deep"]).await.expect(1);
+    assert!(out.stdout.starts_with("status"), "the report is still printed: {}", out.stdout);
+    assert!(
+        out.stderr.contains("coldquery: the server's health is degraded")
+            && out.stderr.contains("sequences (critical)"),
+        "{}",
+        out.stderr
+    );
+    side.batch_execute("DROP SEQUENCE nearly_full").await.unwrap();
+    let out = run(&db, &["--format", "json", "monitor", "health", "--deep"]).await.expect(0);
+    assert_ne!(out.json()["status"], "degraded", "{}", out.stdout);
+}
