@@ -548,6 +548,16 @@ fn described(value: &Value, style: &Style) -> Option<String> {
     // psql prints no row count under \d.
     out.push_str(grid.trim_end().rsplit_once('\n').map_or(grid.as_str(), |(body, _)| body));
     out.push('\n');
+    // psql: a partition names its parent and bound, a partitioned table its key.
+    let partitioning = &value["partitioning"];
+    if let Some(parent) = partitioning["partition_of"].as_object() {
+        let name = |key: &str| parent.get(key).and_then(Value::as_str).unwrap_or_default();
+        let bound = partitioning["partition_bound"].as_str().unwrap_or_default();
+        out.push_str(&format!("Partition of: {}.{} {bound}\n", name("schema"), name("name")));
+    }
+    if let Some(key) = partitioning["partition_key"].as_str() {
+        out.push_str(&format!("Partition key: {key}\n"));
+    }
     let items = |key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     let mut section = |title: &str, lines: Vec<String>| {
         if !lines.is_empty() {
@@ -605,6 +615,18 @@ fn described(value: &Value, style: &Style) -> Option<String> {
         })
         .collect();
     section("Triggers", triggers);
+    // psql's `\d+` list: `Partitions: s.p1 FOR VALUES …,` then one per line.
+    let partitions: Vec<String> = partitioning["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{}.{} {}", text(&p["schema"]), text(&p["name"]), text(&p["bound"])))
+        .collect();
+    if !partitions.is_empty() {
+        out.push_str(&format!("Partitions: {}\n", partitions.join(",\n            ")));
+    } else if partitioning["partition_key"].is_string() {
+        out.push_str("Number of partitions: 0\n");
+    }
     if let Some(definition) = value.get("definition").and_then(Value::as_str) {
         out.push_str(&format!("View definition:\n{}\n", definition.trim_end()));
     }

@@ -169,3 +169,31 @@ async fn statements_that_store_rows_are_tagged_as_psql_tags_them() {
     let out = run(&db, &["--autocommit", "-c", sql]).await.expect(0);
     assert_eq!(out.stdout, "SELECT 3\nSELECT 2\nINSERT 0 2\nDROP TABLE\n");
 }
+
+#[tokio::test]
+async fn describe_shows_partitioning_as_psql_does() {
+    let db = test_db().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE parted (id int, d date) PARTITION BY RANGE (d);
+             CREATE TABLE parted_2026 PARTITION OF parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             CREATE TABLE parted_2027 PARTITION OF parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');",
+        )
+        .await
+        .unwrap();
+    let out = run_stdin(&db, &["shell"], "\\d parted\n\\d parted_2027\n").await.expect(0);
+    assert!(out.stdout.contains("Partitioned table \"public.parted\"\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "Partition key: RANGE (d)\nPartitions: public.parted_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'),\n            public.parted_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Partition of: public.parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')\n"),
+        "{}",
+        out.stdout
+    );
+}
