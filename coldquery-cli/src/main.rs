@@ -362,13 +362,14 @@ impl Interrupt {
         Caller::new(self.owner.clone(), self.owner.as_str())
     }
 
-    fn caller(&self) -> Caller {
+    /// A caller whose token Ctrl-C cancels until [`Interrupt::done`].
+    pub(crate) fn caller(&self) -> Caller {
         let caller = Caller::new(self.owner.clone(), self.owner.as_str());
         *self.lock() = Some(caller.cancel.clone());
         caller
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         *self.lock() = None;
     }
 }

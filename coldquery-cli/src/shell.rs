@@ -59,6 +59,8 @@ Input and others:
   \i FILE              run the statements in FILE
   \set ON_ERROR_STOP on  stop a script at its first failing statement (psql's variable)
   \echo TEXT           print TEXT
+  \watch [i=]SEC [c=N] run the statement being typed (or the last one) every SEC seconds
+                       (default 2), N times or until Ctrl-C
   \r                   clear the statement being typed
   \?, help             this text
   \q, quit, Ctrl-D     leave (an open transaction is rolled back)
@@ -109,6 +111,7 @@ pub(crate) async fn run(setup: Setup<'_>, inputs: Vec<Input>) -> Exit {
         vocabulary: setup.vocabulary,
         conninfo: setup.conninfo,
         all: setup.all,
+        last: None,
         session: None,
         failed: false,
         stop: false,
@@ -216,6 +219,11 @@ enum Command {
     OnErrorStop(bool),
     /// `\echo TEXT`.
     Echo(String),
+    /// `\watch [i=]SECONDS [c=COUNT]`: run the statement again every SECONDS.
+    Watch {
+        interval: f64,
+        count: Option<u64>,
+    },
     ResetBuffer,
     Help,
     Quit,
@@ -336,6 +344,7 @@ fn backslash(line: &str) -> Parsed {
             _ => Err("\\set: the shell has no variables; it knows ON_ERROR_STOP (\\set ON_ERROR_STOP on)".to_owned()),
         },
         "\\echo" => Ok(Command::Echo(arguments(rest).join(" "))),
+        "\\watch" => watch(&args),
         "\\i" | "\\ir" | "\\include" => match arg {
             Some(_) => Ok(Command::Include(unquote(rest))),
             None => Err(format!("{name}: missing required argument (a file name)")),
@@ -343,6 +352,36 @@ fn backslash(line: &str) -> Parsed {
         other => Err(format!("invalid command {other}; try \\? for help")),
     };
     Parsed::Command(command)
+}
+
+/// `\watch`'s options as psql 16 takes them: `SECONDS` or `i=SECONDS`, and `c=COUNT`.
+fn watch(args: &[&str]) -> Result<Command, String> {
+    let usage = "usage: \\watch [i=]SECONDS [c=COUNT]";
+    let mut interval = 2.0;
+    let mut count = None;
+    for arg in args {
+        let (key, value) = arg.split_once('=').unwrap_or(("i", arg));
+        match key {
+            "i" | "interval" => {
+                interval = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("\\watch: invalid interval \"{value}\"; {usage}"))?;
+            }
+            "c" | "count" => {
+                count = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|c| *c > 0)
+                        .ok_or_else(|| format!("\\watch: invalid count \"{value}\"; {usage}"))?,
+                );
+            }
+            _ => return Err(format!("\\watch: unknown option \"{arg}\"; {usage}")),
+        }
+    }
+    Ok(Command::Watch { interval, count })
 }
 
 /// A backslash command's arguments as psql splits them: at whitespace, except inside
@@ -485,6 +524,8 @@ struct Shell<'a> {
     vocabulary: Vocabulary,
     conninfo: String,
     all: bool,
+    /// The last statement sent, for `\watch`.
+    last: Option<(Mode, String)>,
     session: Option<Session>,
     failed: bool,
     /// `\q`, or a failure with --on-error-stop.
@@ -716,6 +757,12 @@ impl Shell<'_> {
                 eprintln!("Query buffer reset (cleared).");
                 return;
             }
+            Some(Parsed::Command(Ok(Command::Watch { interval, count }))) => {
+                // psql: `\watch` runs the statement being typed, else the last one sent.
+                let typed = if buffer.is_empty() { None } else { Some(std::mem::take(&mut buffer.text)) };
+                let mode = std::mem::take(&mut buffer.mode);
+                return self.watch(typed.map(|sql| (mode, sql)), interval, count).await;
+            }
             Some(Parsed::Command(Ok(command))) => return self.command(command).await,
             Some(Parsed::Command(Err(message))) => return self.fail(&Failure::usage(message), None),
             Some(Parsed::Sql(mode, sql)) => {
@@ -878,6 +925,8 @@ impl Shell<'_> {
             Command::ResetBuffer => {}
             Command::Help => crate::print(HELP),
             Command::Quit => self.stop = true,
+            // Handled in `line`, where the statement being typed is.
+            Command::Watch { interval, count } => self.watch(None, interval, count).await,
         }
     }
 
@@ -1047,6 +1096,41 @@ impl Shell<'_> {
         true
     }
 
+    /// `\watch`: runs `statement` (or the last statement sent) every `interval` seconds, `count`
+    /// times or until Ctrl-C or a failure.
+    async fn watch(&mut self, statement: Option<(Mode, String)>, interval: f64, count: Option<u64>) {
+        let Some((mode, sql)) = statement
+            .map(|(mode, sql)| (mode, sql.trim().trim_end_matches(';').to_owned()))
+            .or_else(|| self.last.clone())
+        else {
+            self.fail(&Failure::usage("\\watch cannot be used with an empty query"), None);
+            return;
+        };
+        let mut runs = 0u64;
+        loop {
+            let failed = self.failed;
+            self.failed = false;
+            eprintln!("(every {interval}s)\n");
+            self.statement(mode, sql.clone()).await;
+            runs += 1;
+            let stop = self.failed || self.stop || count.is_some_and(|c| runs >= c);
+            self.failed |= failed;
+            if stop {
+                break;
+            }
+            // Ctrl-C during the wait ends the watch (the shell goes on).
+            let caller = self.interrupt.caller();
+            let stopped = tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs_f64(interval)) => false,
+                () = caller.cancel.cancelled() => true,
+            };
+            self.interrupt.done();
+            if stopped {
+                break;
+            }
+        }
+    }
+
     fn statement(&mut self, mode: Mode, sql: String) -> Boxed<'_, ()> {
         Box::pin(self.statement_inner(mode, sql))
     }
@@ -1063,6 +1147,7 @@ impl Shell<'_> {
                 Err(message) => self.fail(&Failure::usage(message), Some(&sql)),
             };
         }
+        self.last = Some((mode, sql.clone()));
         let session_id = self.session.as_ref().map(|s| s.id.clone());
         let read = match mode {
             Mode::Read => true,

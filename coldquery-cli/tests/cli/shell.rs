@@ -197,3 +197,19 @@ async fn describe_shows_partitioning_as_psql_does() {
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn watch_runs_the_statement_count_times_and_stops_at_a_failure() {
+    let db = test_db().await;
+    let script = "SELECT 1 AS one;\n\\watch i=0.05 c=3\nSELECT 2 AS two\n\\watch 0.05 c=2\n\\watch c=0\n\
+                  SELECT nope;\n\\watch 0.05 c=5\n";
+    let out = run_stdin(&db, &["-At", "shell"], script).await.expect(1);
+    assert_eq!(out.stdout, "1\n1\n1\n1\n2\n2\n", "the statement, then 3 runs; the typed one 2 runs");
+    assert!(out.stderr.contains("\\watch: invalid count \"0\""), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("column \"nope\" does not exist").count(),
+        2,
+        "a failure ends the watch: {}",
+        out.stderr
+    );
+}
