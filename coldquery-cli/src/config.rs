@@ -76,8 +76,9 @@ pub(crate) struct Settings {
     /// A second PostgreSQL URL for sessionless reads, e.g. as a role that can only read.
     #[arg(long, env = "COLDQUERY_READ_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub(crate) read_database_url: Option<String>,
-    /// Fetch every row, for an export: lifts --max-rows and --max-result-bytes. The whole result
-    /// is held in memory before it is printed (the tools do not stream rows yet).
+    /// Fetch every row, for an export: a read outside BEGIN ... COMMIT is streamed to stdout as
+    /// its rows arrive (memory stays small whatever the size; an aligned table is aligned per
+    /// 1000 rows). Inside a transaction it lifts --max-rows and --max-result-bytes instead.
     #[arg(long, global = true)]
     pub(crate) all: bool,
 }

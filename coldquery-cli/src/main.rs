@@ -80,6 +80,11 @@ enum Job {
     Statements { inputs: Vec<Input>, vocabulary: Vocabulary, prompt_on_stderr: bool, terminal: bool },
 }
 
+/// `--all` streams this call: a `pg_query read` outside a session.
+fn streams(all: bool, request: &Request) -> bool {
+    all && request.tool == "pg_query" && request.args["action"] == "read" && request.args.get("session_id").is_none()
+}
+
 async fn run(cli: Cli) -> Result<Exit, Failure> {
     let format = cli.print.format();
     let style = cli.print.style();
@@ -92,8 +97,9 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     let job = match &cli.command {
         Some(Command::Query(query)) => {
             let mut request = query.request()?;
-            // People read plans as text, the way psql shows EXPLAIN; JSON stays for scripts.
-            let for_people = matches!(style.format, Format::Table | Format::Unaligned);
+            // People read plans as text, the way psql shows EXPLAIN (one line per row in CSV
+            // and Markdown); JSON stays for scripts.
+            let for_people = style.format != Format::Json;
             if request.args["action"] == "explain" && request.args.get("format").is_none() && for_people {
                 request.args["format"] = json!("text");
             }
@@ -148,6 +154,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         Some(Command::Shell(args)) => args.history_file.clone(),
         _ => None,
     };
+    let all = cli.settings.all;
     let config = config::resolve(&cli.settings)?;
     let interrupt = Interrupt::install();
     let connection = config::connect(&config).await?;
@@ -184,8 +191,18 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
                 prompt_on_stderr,
                 vocabulary,
                 conninfo: connection.conninfo.clone(),
+                all,
             };
             shell::run(setup, inputs).await
+        }
+        Job::Call(request) if streams(all, &request) => {
+            match stream(&connection.tools, &interrupt, request.args.clone(), &style).await {
+                Ok(_) => Exit::Ok,
+                Err(failure) => {
+                    report(&failure, format, request.args["sql"].as_str());
+                    failure.exit
+                }
+            }
         }
         Job::Call(request) => match call(&connection.tools, &interrupt, &request).await {
             Ok(value) => {
@@ -245,6 +262,29 @@ pub(crate) async fn call(tools: &Tools, interrupt: &Interrupt, request: &Request
         Ok(output) if output.is_error => Err(Failure::from_error_json(&output.value)),
         Ok(output) => Ok(output.value),
         Err(unknown) => Err(Failure::usage(unknown.to_string())),
+    }
+}
+
+/// `--all` on a read outside a transaction: the rows go to stdout as they arrive, so memory stays
+/// small whatever the result's size (`Tools::read_stream`). A closed stdout (`| head`) stops the
+/// read quietly.
+pub(crate) async fn stream(
+    tools: &Tools,
+    interrupt: &Interrupt,
+    args: Value,
+    style: &output::Style,
+) -> Result<Value, Failure> {
+    let caller = interrupt.caller();
+    let mut printer = output::StreamPrinter::new(style);
+    let outcome = tools.read_stream(&caller, args, &mut printer).await;
+    interrupt.done();
+    match outcome {
+        Ok(summary) => {
+            let _ = printer.finish(&summary);
+            Ok(summary)
+        }
+        Err(_) if printer.closed() => Ok(Value::Null),
+        Err(error) => Err(Failure::from_error_json(&error.to_json())),
     }
 }
 
@@ -322,13 +362,14 @@ impl Interrupt {
         Caller::new(self.owner.clone(), self.owner.as_str())
     }
 
-    fn caller(&self) -> Caller {
+    /// A caller whose token Ctrl-C cancels until [`Interrupt::done`].
+    pub(crate) fn caller(&self) -> Caller {
         let caller = Caller::new(self.owner.clone(), self.owner.as_str());
         *self.lock() = Some(caller.cancel.clone());
         caller
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         *self.lock() = None;
     }
 }

@@ -4,6 +4,9 @@
 //! ([`crate::pgtext`]): aligned (psql's default), unaligned (`-A`), expanded (`-x`), CSV that
 //! `COPY … FROM … CSV` loads back, Markdown, or the tool's JSON untouched.
 
+use std::io::Write;
+
+use coldquery_core::{Error, ErrorKind, Field, QueryResult, RowSink};
 use coldquery_tools::{cell, table_of};
 use serde_json::{Map, Value};
 
@@ -60,8 +63,23 @@ pub(crate) fn render(value: &Value, style: &Style, origin: &Origin<'_>) -> Rende
     } else if is_query {
         out.stdout = query_result(value, style, origin.sql);
     } else if let Some(plan) = value.get("plan").and_then(Value::as_str) {
-        // A text plan is lines of text: print them as psql prints EXPLAIN.
-        out.stdout = plan.trim_end().to_owned() + "\n";
+        // A text plan is lines of text: print them as psql prints EXPLAIN; in CSV and Markdown
+        // one row per line under `QUERY PLAN`, as psql --csv does.
+        out.stdout = match style.format {
+            Format::Csv | Format::Markdown => {
+                let rows = plan.trim_end().lines().map(|line| vec![Some(line.to_owned())]).collect();
+                let grid = Grid {
+                    columns: vec!["QUERY PLAN".to_owned()],
+                    numeric: vec![false],
+                    rows,
+                    header: !style.tuples_only,
+                    footer: false,
+                    first_record: 0,
+                };
+                render_grid(&grid, style)
+            }
+            _ => plan.trim_end().to_owned() + "\n",
+        };
         if let Some(summary) = value.get("summary") {
             out.stderr.push_str(&format!("summary: {}\n", compact(summary)));
         }
@@ -121,6 +139,12 @@ struct Grid {
     columns: Vec<String>,
     numeric: Vec<bool>,
     rows: Vec<Vec<Option<String>>>,
+    /// Print the column names (off with `-t`, and for every chunk of a stream but the first).
+    header: bool,
+    /// Print the row count (off with `-t`, and for a stream's chunks: it prints the total).
+    footer: bool,
+    /// The number of rows printed before this grid (a stream prints chunks).
+    first_record: usize,
 }
 
 /// PostgreSQL's number types, right-aligned in a grid.
@@ -153,7 +177,7 @@ fn grid_of(value: &Value) -> Grid {
     let rows =
         rows.iter().map(|row| row.iter().zip(&types).map(|(v, t)| pgtext::text(v, t)).collect::<Vec<_>>()).collect();
     let numeric = types.iter().map(|t| NUMERIC_TYPES.contains(t)).collect();
-    Grid { columns, numeric, rows }
+    Grid { columns, numeric, rows, header: true, footer: true, first_record: 0 }
 }
 
 fn query_result(value: &Value, style: &Style, sql: Option<&str>) -> String {
@@ -166,14 +190,171 @@ fn query_result(value: &Value, style: &Style, sql: Option<&str>) -> String {
         let command = value["command"].as_str().unwrap_or("OK");
         return command_tag(sql.unwrap_or(command), command, value["rows_affected"].as_u64()) + "\n";
     }
-    let grid = grid_of(value);
+    let mut grid = grid_of(value);
+    grid.header = !style.tuples_only;
+    grid.footer = !style.tuples_only;
+    render_grid(&grid, style)
+}
+
+fn render_grid(grid: &Grid, style: &Style) -> String {
     match (style.format, style.expanded) {
-        (Format::Csv, _) => csv(&grid, style),
-        (Format::Markdown, _) => markdown(&grid, style),
-        (Format::Unaligned, false) => unaligned(&grid, style),
-        (Format::Unaligned, true) => expanded(&grid, style, false),
-        (_, true) => expanded(&grid, style, true),
-        _ => aligned(&grid, style),
+        (Format::Csv, _) => csv(grid, style),
+        (Format::Markdown, _) => markdown(grid, style),
+        (Format::Unaligned, false) => unaligned(grid, style),
+        (Format::Unaligned, true) => expanded(grid, style, false),
+        (_, true) => expanded(grid, style, true),
+        _ => aligned(grid, style),
+    }
+}
+
+/// Rows a stream prints at a time, like psql's `FETCH_COUNT`: each chunk of an aligned table
+/// is aligned on its own, so nothing waits for the whole result.
+const STREAM_CHUNK_ROWS: usize = 1000;
+/// Bytes of text a stream holds before printing them, at most (plus one row).
+const STREAM_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Prints a streamed read (`--all`) as its rows arrive, in the chosen format: the same text as
+/// [`render`] prints for a collected result, except that an aligned table is aligned per chunk
+/// of rows. Holds one chunk at most.
+pub(crate) struct StreamPrinter {
+    style: Style,
+    columns: Vec<String>,
+    types: Vec<String>,
+    numeric: Vec<bool>,
+    /// The row objects' keys (`--format json`).
+    keys: Vec<String>,
+    pending: Vec<Vec<Option<String>>>,
+    /// JSON text of pending rows (`--format json`).
+    pending_json: String,
+    pending_bytes: usize,
+    printed: usize,
+    /// stdout was closed (`| head`): the stream stopped, and that is not an error.
+    closed: bool,
+}
+
+impl StreamPrinter {
+    pub(crate) fn new(style: &Style) -> StreamPrinter {
+        StreamPrinter {
+            style: style.clone(),
+            columns: Vec::new(),
+            types: Vec::new(),
+            numeric: Vec::new(),
+            keys: Vec::new(),
+            pending: Vec::new(),
+            pending_json: String::new(),
+            pending_bytes: 0,
+            printed: 0,
+            closed: false,
+        }
+    }
+
+    /// True when stdout went away and the stream was stopped for that.
+    pub(crate) fn closed(&self) -> bool {
+        self.closed
+    }
+
+    fn write(&mut self, text: &str) -> coldquery_core::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+            self.closed = true;
+            return Err(Error::new(ErrorKind::Cancelled, "stdout was closed; the read was stopped"));
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self) -> coldquery_core::Result<()> {
+        self.pending_bytes = 0;
+        if self.style.format == Format::Json {
+            let text = std::mem::take(&mut self.pending_json);
+            return if text.is_empty() { Ok(()) } else { self.write(&text) };
+        }
+        let rows = std::mem::take(&mut self.pending);
+        if rows.is_empty() && self.printed > 0 {
+            return Ok(());
+        }
+        let count = rows.len();
+        let grid = Grid {
+            columns: self.columns.clone(),
+            numeric: self.numeric.clone(),
+            rows,
+            header: !self.style.tuples_only && self.printed == 0,
+            footer: false,
+            first_record: self.printed,
+        };
+        let text = render_grid(&grid, &self.style);
+        self.printed += count;
+        self.write(&text)
+    }
+
+    /// Prints what is left and the footer (the row count, or the end of the JSON object).
+    pub(crate) fn finish(&mut self, summary: &Value) -> coldquery_core::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let total = summary.get("row_count").and_then(Value::as_u64).unwrap_or(0);
+        if self.style.format == Format::Json {
+            self.flush_chunk()?;
+            let tail = format!(
+                "{}],\n  \"row_count\": {total},\n  \"truncated\": false,\n  \"command\": {},\n  \"rows_affected\": null,\n  \"duration_ms\": {}\n}}\n",
+                if total > 0 { "\n  " } else { "" },
+                summary.get("command").unwrap_or(&Value::Null),
+                summary.get("duration_ms").unwrap_or(&Value::Null),
+            );
+            return self.write(&tail);
+        }
+        if self.columns.is_empty() {
+            return Ok(());
+        }
+        self.flush_chunk()?;
+        let footer = match (self.style.format, self.style.expanded) {
+            _ if self.style.tuples_only => false,
+            (Format::Table | Format::Unaligned, false) => true,
+            (Format::Table | Format::Unaligned, true) => total == 0,
+            _ => false,
+        };
+        if footer {
+            let total = usize::try_from(total).unwrap_or(usize::MAX);
+            return self.write(&row_count(total));
+        }
+        Ok(())
+    }
+}
+
+impl RowSink for StreamPrinter {
+    fn columns(&mut self, fields: &[Field]) -> coldquery_core::Result<()> {
+        self.columns = fields.iter().map(|f| f.name.clone()).collect();
+        self.types = fields.iter().map(|f| f.type_name.clone()).collect();
+        self.numeric = self.types.iter().map(|t| NUMERIC_TYPES.contains(&t.as_str())).collect();
+        if self.style.format == Format::Json {
+            self.keys = QueryResult { fields: fields.to_vec(), ..QueryResult::default() }.keys();
+            let fields = serde_json::to_string(fields).unwrap_or_else(|_| "[]".to_owned());
+            return self.write(&format!("{{\n  \"fields\": {fields},\n  \"rows\": ["));
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, values: Vec<Value>) -> coldquery_core::Result<()> {
+        if self.style.format == Format::Json {
+            let mut object = Map::with_capacity(values.len());
+            for (key, value) in self.keys.iter().zip(values) {
+                object.insert(key.clone(), value);
+            }
+            let separator = if self.printed == 0 { "\n    " } else { ",\n    " };
+            self.pending_json.push_str(separator);
+            self.pending_json.push_str(&Value::Object(object).to_string());
+            self.printed += 1;
+            if self.pending_json.len() >= STREAM_CHUNK_BYTES {
+                self.flush_chunk()?;
+            }
+            return Ok(());
+        }
+        let texts: Vec<Option<String>> = values.iter().zip(&self.types).map(|(v, t)| pgtext::text(v, t)).collect();
+        self.pending_bytes += texts.iter().map(|t| t.as_ref().map_or(0, String::len) + 1).sum::<usize>();
+        self.pending.push(texts);
+        if self.pending.len() >= STREAM_CHUNK_ROWS || self.pending_bytes >= STREAM_CHUNK_BYTES {
+            self.flush_chunk()?;
+        }
+        Ok(())
     }
 }
 
@@ -191,7 +372,7 @@ fn aligned(grid: &Grid, style: &Style) -> String {
         grid.rows.iter().map(|row| row.iter().map(|v| one_line(shown(v, style))).collect()).collect();
     let widths: Vec<usize> = (0..grid.columns.len())
         .map(|i| {
-            let header = if style.tuples_only { 0 } else { grid.columns[i].chars().count() };
+            let header = if grid.header { grid.columns[i].chars().count() } else { 0 };
             texts.iter().map(|row| row[i].chars().count()).chain([header]).max().unwrap_or(0)
         })
         .collect();
@@ -201,7 +382,7 @@ fn aligned(grid: &Grid, style: &Style) -> String {
     };
     let line = |cells: Vec<String>| format!(" {} ", cells.join(" | ")).trim_end().to_owned();
     let mut out = String::new();
-    if !style.tuples_only {
+    if grid.header {
         out.push_str(&line(grid.columns.iter().enumerate().map(|(i, c)| pad(c, i, false)).collect()));
         out.push('\n');
         out.push_str(&widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
@@ -211,7 +392,7 @@ fn aligned(grid: &Grid, style: &Style) -> String {
         out.push_str(&line(row.iter().enumerate().map(|(i, t)| pad(t, i, grid.numeric[i])).collect()));
         out.push('\n');
     }
-    if !style.tuples_only {
+    if grid.footer {
         out.push_str(&row_count(grid.rows.len()));
     }
     out
@@ -223,8 +404,12 @@ fn expanded(grid: &Grid, style: &Style, aligned: bool) -> String {
     let mut out = String::new();
     for (n, row) in grid.rows.iter().enumerate() {
         if aligned && !style.tuples_only {
-            out.push_str(&format!("-[ RECORD {} ]{}\n", n + 1, "-".repeat(width.saturating_sub(2).max(1))));
-        } else if n > 0 {
+            out.push_str(&format!(
+                "-[ RECORD {} ]{}\n",
+                grid.first_record + n + 1,
+                "-".repeat(width.saturating_sub(2).max(1))
+            ));
+        } else if grid.first_record + n > 0 {
             out.push('\n');
         }
         for (column, value) in grid.columns.iter().zip(row) {
@@ -237,7 +422,7 @@ fn expanded(grid: &Grid, style: &Style, aligned: bool) -> String {
             out.push('\n');
         }
     }
-    if grid.rows.is_empty() && !style.tuples_only {
+    if grid.rows.is_empty() && grid.footer {
         out.push_str("(0 rows)\n");
     }
     out
@@ -246,7 +431,7 @@ fn expanded(grid: &Grid, style: &Style, aligned: bool) -> String {
 /// psql's `-A`: `|`-separated, values as they are.
 fn unaligned(grid: &Grid, style: &Style) -> String {
     let mut out = String::new();
-    if !style.tuples_only {
+    if grid.header {
         out.push_str(&grid.columns.join("|"));
         out.push('\n');
     }
@@ -254,7 +439,7 @@ fn unaligned(grid: &Grid, style: &Style) -> String {
         out.push_str(&row.iter().map(|v| shown(v, style)).collect::<Vec<_>>().join("|"));
         out.push('\n');
     }
-    if !style.tuples_only {
+    if grid.footer {
         out.push_str(&row_count(grid.rows.len()));
     }
     out
@@ -263,7 +448,7 @@ fn unaligned(grid: &Grid, style: &Style) -> String {
 /// CSV as `COPY … TO … (FORMAT csv, HEADER)` writes it (no header with `-t`).
 fn csv(grid: &Grid, style: &Style) -> String {
     let mut out = String::new();
-    if !style.tuples_only {
+    if grid.header {
         for (i, column) in grid.columns.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -287,8 +472,11 @@ fn csv(grid: &Grid, style: &Style) -> String {
 fn markdown(grid: &Grid, style: &Style) -> String {
     let esc = |s: &str| s.replace('|', "\\|").replace('\n', "<br>");
     let mut out = String::new();
-    out.push_str(&format!("| {} |\n", grid.columns.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")));
-    out.push_str(&format!("|{}\n", " --- |".repeat(grid.columns.len())));
+    // A Markdown table needs its header (even with -t); a stream's later chunks continue it.
+    if grid.first_record == 0 {
+        out.push_str(&format!("| {} |\n", grid.columns.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")));
+        out.push_str(&format!("|{}\n", " --- |".repeat(grid.columns.len())));
+    }
     for row in &grid.rows {
         out.push_str(&format!("| {} |\n", row.iter().map(|v| esc(shown(v, style))).collect::<Vec<_>>().join(" | ")));
     }
@@ -309,6 +497,9 @@ fn other(value: &Value, style: &Style) -> String {
                         .map(|row| row.iter().map(|v| if v.is_null() { None } else { Some(cell(v)) }).collect())
                         .collect(),
                     columns,
+                    header: !style.tuples_only,
+                    footer: !style.tuples_only,
+                    first_record: 0,
                 };
                 match style.format {
                     Format::Csv => csv(&grid, style),
@@ -357,6 +548,16 @@ fn described(value: &Value, style: &Style) -> Option<String> {
     // psql prints no row count under \d.
     out.push_str(grid.trim_end().rsplit_once('\n').map_or(grid.as_str(), |(body, _)| body));
     out.push('\n');
+    // psql: a partition names its parent and bound, a partitioned table its key.
+    let partitioning = &value["partitioning"];
+    if let Some(parent) = partitioning["partition_of"].as_object() {
+        let name = |key: &str| parent.get(key).and_then(Value::as_str).unwrap_or_default();
+        let bound = partitioning["partition_bound"].as_str().unwrap_or_default();
+        out.push_str(&format!("Partition of: {}.{} {bound}\n", name("schema"), name("name")));
+    }
+    if let Some(key) = partitioning["partition_key"].as_str() {
+        out.push_str(&format!("Partition key: {key}\n"));
+    }
     let items = |key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
     let mut section = |title: &str, lines: Vec<String>| {
         if !lines.is_empty() {
@@ -414,6 +615,18 @@ fn described(value: &Value, style: &Style) -> Option<String> {
         })
         .collect();
     section("Triggers", triggers);
+    // psql's `\d+` list: `Partitions: s.p1 FOR VALUES …,` then one per line.
+    let partitions: Vec<String> = partitioning["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{}.{} {}", text(&p["schema"]), text(&p["name"]), text(&p["bound"])))
+        .collect();
+    if !partitions.is_empty() {
+        out.push_str(&format!("Partitions: {}\n", partitions.join(",\n            ")));
+    } else if partitioning["partition_key"].is_string() {
+        out.push_str("Number of partitions: 0\n");
+    }
     if let Some(definition) = value.get("definition").and_then(Value::as_str) {
         out.push_str(&format!("View definition:\n{}\n", definition.trim_end()));
     }
@@ -494,7 +707,7 @@ fn rows_grid(value: &Value) -> String {
         .collect();
     let rows =
         rows.iter().map(|row| row.iter().map(|v| if v.is_null() { None } else { Some(cell(v)) }).collect()).collect();
-    aligned(&Grid { columns, numeric, rows }, &Style::default())
+    aligned(&Grid { columns, numeric, rows, header: true, footer: true, first_record: 0 }, &Style::default())
 }
 
 fn compact(value: &Value) -> String {

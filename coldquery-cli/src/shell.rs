@@ -59,6 +59,8 @@ Input and others:
   \i FILE              run the statements in FILE
   \set ON_ERROR_STOP on  stop a script at its first failing statement (psql's variable)
   \echo TEXT           print TEXT
+  \watch [i=]SEC [c=N] run the statement being typed (or the last one) every SEC seconds
+                       (default 2), N times or until Ctrl-C
   \r                   clear the statement being typed
   \?, help             this text
   \q, quit, Ctrl-D     leave (an open transaction is rolled back)
@@ -92,6 +94,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) vocabulary: Vocabulary,
     /// `\conninfo`'s answer.
     pub(crate) conninfo: String,
+    /// `--all`: reads outside a transaction are streamed to stdout.
+    pub(crate) all: bool,
 }
 
 /// Runs the inputs one after the other, then rolls back a transaction still open. Exit 0
@@ -106,6 +110,8 @@ pub(crate) async fn run(setup: Setup<'_>, inputs: Vec<Input>) -> Exit {
         prompt_on_stderr: setup.prompt_on_stderr,
         vocabulary: setup.vocabulary,
         conninfo: setup.conninfo,
+        all: setup.all,
+        last: None,
         session: None,
         failed: false,
         stop: false,
@@ -213,6 +219,11 @@ enum Command {
     OnErrorStop(bool),
     /// `\echo TEXT`.
     Echo(String),
+    /// `\watch [i=]SECONDS [c=COUNT]`: run the statement again every SECONDS.
+    Watch {
+        interval: f64,
+        count: Option<u64>,
+    },
     ResetBuffer,
     Help,
     Quit,
@@ -333,6 +344,7 @@ fn backslash(line: &str) -> Parsed {
             _ => Err("\\set: the shell has no variables; it knows ON_ERROR_STOP (\\set ON_ERROR_STOP on)".to_owned()),
         },
         "\\echo" => Ok(Command::Echo(arguments(rest).join(" "))),
+        "\\watch" => watch(&args),
         "\\i" | "\\ir" | "\\include" => match arg {
             Some(_) => Ok(Command::Include(unquote(rest))),
             None => Err(format!("{name}: missing required argument (a file name)")),
@@ -340,6 +352,36 @@ fn backslash(line: &str) -> Parsed {
         other => Err(format!("invalid command {other}; try \\? for help")),
     };
     Parsed::Command(command)
+}
+
+/// `\watch`'s options as psql 16 takes them: `SECONDS` or `i=SECONDS`, and `c=COUNT`.
+fn watch(args: &[&str]) -> Result<Command, String> {
+    let usage = "usage: \\watch [i=]SECONDS [c=COUNT]";
+    let mut interval = 2.0;
+    let mut count = None;
+    for arg in args {
+        let (key, value) = arg.split_once('=').unwrap_or(("i", arg));
+        match key {
+            "i" | "interval" => {
+                interval = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("\\watch: invalid interval \"{value}\"; {usage}"))?;
+            }
+            "c" | "count" => {
+                count = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|c| *c > 0)
+                        .ok_or_else(|| format!("\\watch: invalid count \"{value}\"; {usage}"))?,
+                );
+            }
+            _ => return Err(format!("\\watch: unknown option \"{arg}\"; {usage}")),
+        }
+    }
+    Ok(Command::Watch { interval, count })
 }
 
 /// A backslash command's arguments as psql splits them: at whitespace, except inside
@@ -481,6 +523,9 @@ struct Shell<'a> {
     prompt_on_stderr: bool,
     vocabulary: Vocabulary,
     conninfo: String,
+    all: bool,
+    /// The last statement sent, for `\watch`.
+    last: Option<(Mode, String)>,
     session: Option<Session>,
     failed: bool,
     /// `\q`, or a failure with --on-error-stop.
@@ -712,6 +757,12 @@ impl Shell<'_> {
                 eprintln!("Query buffer reset (cleared).");
                 return;
             }
+            Some(Parsed::Command(Ok(Command::Watch { interval, count }))) => {
+                // psql: `\watch` runs the statement being typed, else the last one sent.
+                let typed = if buffer.is_empty() { None } else { Some(std::mem::take(&mut buffer.text)) };
+                let mode = std::mem::take(&mut buffer.mode);
+                return self.watch(typed.map(|sql| (mode, sql)), interval, count).await;
+            }
             Some(Parsed::Command(Ok(command))) => return self.command(command).await,
             Some(Parsed::Command(Err(message))) => return self.fail(&Failure::usage(message), None),
             Some(Parsed::Sql(mode, sql)) => {
@@ -874,6 +925,8 @@ impl Shell<'_> {
             Command::ResetBuffer => {}
             Command::Help => crate::print(HELP),
             Command::Quit => self.stop = true,
+            // Handled in `line`, where the statement being typed is.
+            Command::Watch { interval, count } => self.watch(None, interval, count).await,
         }
     }
 
@@ -978,6 +1031,12 @@ impl Shell<'_> {
             match self.call(&Request { tool: "pg_schema".to_owned(), args }).await {
                 Ok(value) => return self.show(&value, None),
                 Err(failure) => {
+                    let message = failure.error["message"].as_str().unwrap_or_default();
+                    if message.ends_with("is an index, not a table")
+                        && self.describe_index(schema, name, &session_id).await
+                    {
+                        return;
+                    }
                     let hint = failure.error["hint"].as_str().unwrap_or_default();
                     let other =
                         ["view", "sequence", "type"].into_iter().find(|t| hint.contains(&format!("target '{t}'")));
@@ -990,6 +1049,84 @@ impl Shell<'_> {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `\d INDEX`, as psql shows an index: its definition and `btree, for table "s.t"`.
+    /// False when no such index is listed (the caller reports its own error).
+    async fn describe_index(&mut self, schema: Option<&str>, name: &str, session_id: &Option<String>) -> bool {
+        // LIKE wildcards in the name are escaped; the exact name is picked from the list.
+        let mut pattern = String::new();
+        for c in name.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        let mut args = json!({"action": "list", "target": "indexes", "pattern": pattern});
+        if let Some(schema) = schema {
+            args["schema"] = json!(schema);
+        }
+        if let Some(id) = session_id {
+            args["session_id"] = json!(id);
+        }
+        let Ok(value) = self.call(&Request { tool: "pg_schema".to_owned(), args }).await else { return false };
+        let Some(index) = value["items"].as_array().into_iter().flatten().find(|item| item["name"] == name) else {
+            return false;
+        };
+        if self.style.format == Format::Json {
+            self.show(index, None);
+            return true;
+        }
+        let text = |key: &str| index[key].as_str().unwrap_or_default().to_owned();
+        let schema = text("schema");
+        let mut footer = Vec::new();
+        if index["primary"] == true {
+            footer.push("primary key".to_owned());
+        } else if index["unique"] == true {
+            footer.push("unique".to_owned());
+        }
+        footer.push(text("method"));
+        footer.push(format!("for table \"{schema}.{}\"", text("table")));
+        if index["valid"] == false {
+            footer.push("invalid".to_owned());
+        }
+        crate::print(&format!("Index \"{schema}.{}\"\n{}\n{}\n", text("name"), text("definition"), footer.join(", ")));
+        true
+    }
+
+    /// `\watch`: runs `statement` (or the last statement sent) every `interval` seconds, `count`
+    /// times or until Ctrl-C or a failure.
+    async fn watch(&mut self, statement: Option<(Mode, String)>, interval: f64, count: Option<u64>) {
+        let Some((mode, sql)) = statement
+            .map(|(mode, sql)| (mode, sql.trim().trim_end_matches(';').to_owned()))
+            .or_else(|| self.last.clone())
+        else {
+            self.fail(&Failure::usage("\\watch cannot be used with an empty query"), None);
+            return;
+        };
+        let mut runs = 0u64;
+        loop {
+            let failed = self.failed;
+            self.failed = false;
+            eprintln!("(every {interval}s)\n");
+            self.statement(mode, sql.clone()).await;
+            runs += 1;
+            let stop = self.failed || self.stop || count.is_some_and(|c| runs >= c);
+            self.failed |= failed;
+            if stop {
+                break;
+            }
+            // Ctrl-C during the wait ends the watch (the shell goes on).
+            let caller = self.interrupt.caller();
+            let stopped = tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs_f64(interval)) => false,
+                () = caller.cancel.cancelled() => true,
+            };
+            self.interrupt.done();
+            if stopped {
+                break;
             }
         }
     }
@@ -1010,6 +1147,7 @@ impl Shell<'_> {
                 Err(message) => self.fail(&Failure::usage(message), Some(&sql)),
             };
         }
+        self.last = Some((mode, sql.clone()));
         let session_id = self.session.as_ref().map(|s| s.id.clone());
         let read = match mode {
             Mode::Read => true,
@@ -1034,6 +1172,16 @@ impl Shell<'_> {
             args["session_id"] = json!(id);
         }
         let started = Instant::now();
+        if read && !autocommit && session_id.is_none() && self.all {
+            // `--all`: every row, printed as it arrives (memory stays small).
+            if let Err(failure) = crate::stream(self.tools, self.interrupt, args, &self.style).await {
+                self.fail(&failure, Some(&sql));
+            }
+            if self.timing {
+                eprintln!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
+            }
+            return;
+        }
         let outcome = self.call(&Request { tool: "pg_query".to_owned(), args }).await;
         let elapsed = started.elapsed();
         match outcome {

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Param, QueryResult, Result, Sql, TxOptions};
+use serde_json::Value;
+
+use crate::{Field, Param, QueryResult, Result, Sql, TxOptions};
 
 /// How a sessionless statement runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,28 @@ pub struct PoolStatus {
     pub waiting: u32,
 }
 
+/// Receives the rows of a streamed read ([`Executor::stream`]) in order, as they arrive.
+///
+/// Values are rendered exactly as in [`QueryResult::rows`]. An error from the sink stops the
+/// stream: the statement is cancelled on the server and the sink's error is returned.
+pub trait RowSink: Send {
+    /// The result columns, once, before the first row (also when no row follows).
+    fn columns(&mut self, fields: &[Field]) -> Result<()>;
+    /// One row, in column order.
+    fn row(&mut self, values: Vec<Value>) -> Result<()>;
+}
+
+/// What a streamed read sent to its sink.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Streamed {
+    /// The result columns.
+    pub fields: Vec<Field>,
+    /// Rows handed to the sink.
+    pub rows: u64,
+    /// Wall-clock time of the whole read in milliseconds.
+    pub duration_ms: f64,
+}
+
 /// Runs statements on the shared pool. Implemented over PostgreSQL by `coldquery-pg` and by
 /// fakes in tests.
 #[async_trait]
@@ -173,6 +197,18 @@ pub trait Executor: Send + Sync {
         limits: &Limits,
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>>;
+
+    /// Runs one read exactly as [`Executor::run`] with [`Access::ReadOnly`] does (the guard
+    /// first, a `READ ONLY` transaction that is rolled back, `timeout`, cancellation), but
+    /// hands the rows to `sink` as they arrive instead of collecting them: there is no row cap
+    /// and no byte budget, and memory is bounded by the sink, not by the result's size.
+    async fn stream(
+        &self,
+        statement: &Statement,
+        timeout: Duration,
+        sink: &mut dyn RowSink,
+        cancel: &CancellationToken,
+    ) -> Result<Streamed>;
 
     /// The shared pool's state.
     fn pool_status(&self) -> PoolStatus;

@@ -59,6 +59,56 @@ impl Param {
         Param::Text(literal)
     }
 
+    /// A JSON array as a PostgreSQL array literal (`[1, null, "a b"]` → `{"1",NULL,"a b"}`), for
+    /// a parameter the server typed as an array; `None` for anything but a JSON array. Nested
+    /// arrays are sub-arrays, except when the elements are `json`/`jsonb` (`json_elements`),
+    /// where every element is a JSON value. Elements are quoted, so any element text survives.
+    /// Text holding a JSON array (`--param '[1,2]'` from a terminal) counts as one: no array
+    /// literal starts with `[` unless it is followed by dimensions and `=`, which JSON is not.
+    pub fn array_literal(&self, json_elements: bool) -> Option<String> {
+        fn push(items: &[Value], json_elements: bool, out: &mut String) {
+            out.push('{');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let text = match item {
+                    Value::Null => {
+                        out.push_str("NULL");
+                        continue;
+                    }
+                    Value::Array(inner) if !json_elements => {
+                        push(inner, json_elements, out);
+                        continue;
+                    }
+                    Value::String(s) if !json_elements => s.clone(),
+                    other => other.to_string(),
+                };
+                out.push('"');
+                for c in text.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            out.push('}');
+        }
+        match self {
+            Param::Json(Value::Array(items)) => {
+                let mut out = String::new();
+                push(items, json_elements, &mut out);
+                Some(out)
+            }
+            Param::Text(text) if text.trim_start().starts_with('[') => match serde_json::from_str(text) {
+                Ok(Value::Array(items)) => Param::Json(Value::Array(items)).array_literal(json_elements),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The text-format encoding sent to PostgreSQL; `None` is NULL.
     pub fn to_text(&self) -> Option<String> {
         match self {
@@ -143,6 +193,19 @@ mod tests {
     #[test]
     fn params_from_json() {
         assert_eq!(Param::from_json(&json!(1)).to_text().as_deref(), Some("1"));
+        let array = Param::from_json(&json!([1, null, "a \"b\"", ["x", "y\\"], {"k": 1}, true]));
+        assert_eq!(
+            array.array_literal(false).as_deref(),
+            Some(r#"{"1",NULL,"a \"b\"",{"x","y\\"},"{\"k\":1}","true"}"#)
+        );
+        assert_eq!(
+            Param::from_json(&json!([[1], {"a": null}])).array_literal(true).as_deref(),
+            Some(r#"{"[1]","{\"a\":null}"}"#)
+        );
+        assert_eq!(Param::from_json(&json!({"a": 1})).array_literal(false), None);
+        assert_eq!(Param::from_json(&json!("{1}")).array_literal(false), None);
+        assert_eq!(Param::from_json(&json!("[1:2]={1,2}")).array_literal(false), None);
+        assert_eq!(Param::from_json(&json!(" [1, \"a\"]")).array_literal(false).as_deref(), Some(r#"{"1","a"}"#));
         assert_eq!(Param::from_json(&json!(1.5)).to_text().as_deref(), Some("1.5"));
         assert_eq!(Param::from_json(&json!(null)).to_text(), None);
         assert_eq!(Param::from_json(&json!(true)).to_text().as_deref(), Some("true"));

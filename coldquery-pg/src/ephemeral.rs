@@ -1,5 +1,5 @@
 //! A throwaway local PostgreSQL for `--ephemeral` (SPEC §5): `initdb` and `postgres` from
-//! `PATH` in a temporary directory, on a free port of 127.0.0.1, with a small demo schema —
+//! `PATH` (or Debian's newest `/usr/lib/postgresql/<version>/bin`) in a temporary directory, on a free port of 127.0.0.1, with a small demo schema —
 //! the embedded default a newcomer runs first. Both binaries use it.
 //!
 //! It is not a way to run a real database: `fsync` is off, authentication is `trust` (on the
@@ -388,8 +388,8 @@ fn prepare_in(dir: &Path, initdb: &Path, postgres: &Path, as_root: bool) -> Resu
 
 fn missing(binary: &str) -> String {
     format!(
-        "`{binary}` is not on PATH: --ephemeral runs PostgreSQL's initdb and postgres from PATH \
-         (Debian: install postgresql and add /usr/lib/postgresql/<version>/bin to PATH)"
+        "`{binary}` is not on PATH (nor in /usr/lib/postgresql/<version>/bin): --ephemeral runs \
+         PostgreSQL's initdb and postgres (Debian: install the postgresql package)"
     )
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Guard, Limits, PoolStatus, QueryResult, Result, Sql,
-    Statement, TxOptions,
+    Access, CancellationToken, Error, ErrorKind, Executor, Guard, Limits, PoolStatus, QueryResult, Result, RowSink,
+    Sql, Statement, Streamed, TxOptions,
 };
 use postgres_types::{ToSql, Type};
 
@@ -159,6 +159,36 @@ impl Executor for PgExecutor {
         cancel: &CancellationToken,
     ) -> Result<Vec<QueryResult>> {
         self.transaction(statements, &TxOptions::default(), limits, cancel, End::Rollback).await
+    }
+
+    async fn stream(
+        &self,
+        statement: &Statement,
+        timeout: std::time::Duration,
+        sink: &mut dyn RowSink,
+        cancel: &CancellationToken,
+    ) -> Result<Streamed> {
+        let started = Instant::now();
+        // No row cap and no byte budget: the sink bounds memory. The timeout is the read's.
+        let limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX, timeout, lock_timeout: None };
+        let pool = self.pool(true);
+        let step = pool.step;
+        let mut conn = self.begin(pool, &Sql::catalog("BEGIN READ ONLY"), &limits, statement.guard.as_deref()).await?;
+        let streamed = run::stream(&mut conn, &pool.tls, pool, statement, &limits, cancel, sink).await;
+        // Always ROLLBACK, as a read does; a poisoned connection is closed instead.
+        let (fields, rows) = match streamed {
+            Ok(streamed) => streamed,
+            Err(err) => {
+                if !conn.is_poisoned() {
+                    let _ = finish(&mut conn, "ROLLBACK", step).await;
+                }
+                return Err(err);
+            }
+        };
+        if !conn.is_poisoned() {
+            finish(&mut conn, "ROLLBACK", step).await?;
+        }
+        Ok(Streamed { fields, rows, duration_ms: elapsed_ms(started) })
     }
 
     fn pool_status(&self) -> PoolStatus {

@@ -5,14 +5,16 @@
 //! interruption here sends a CancelRequest and then waits for the statement to end.
 
 use std::error::Error as StdError;
+use std::pin::Pin;
 use std::time::Duration;
 
-use coldquery_core::{CancellationToken, Error, ErrorKind, Field, Limits, QueryResult, Statement};
+use coldquery_core::{CancellationToken, Error, ErrorKind, Field, Limits, QueryResult, RowSink, Statement};
 use futures_util::{StreamExt, pin_mut};
 use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use serde_json::Value;
-use tokio_postgres::{CancelToken, Client, Column, Row};
+use tokio_postgres::{CancelToken, Client, Column, Row, RowStream};
 
+use crate::Shared;
 use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
@@ -77,13 +79,13 @@ pub(crate) async fn fetch(
 }
 
 /// Sends a CancelRequest and waits for the statement to end (or gives the connection up).
-async fn interrupt(
+async fn interrupt<T>(
     token: &CancelToken,
     tls: &Canceller,
-    work: impl Future<Output = (Result<Fetched, Error>, bool)>,
+    work: impl Future<Output = (Result<T, Error>, bool)>,
     kind: ErrorKind,
     limits: &Limits,
-) -> (Result<Fetched, Error>, bool) {
+) -> (Result<T, Error>, bool) {
     // Both waits are bounded (`Canceller::limit`): on a stalled network neither the cancel nor
     // the statement's end ever arrives, and the connection is then given up.
     let sent = tls.cancel(token).await;
@@ -133,6 +135,7 @@ async fn fetch_rows(
                     return (Err(err), false);
                 }
                 let columns = describe(prepared.columns());
+                let params = array_params(prepared.params(), &statement.params, params);
                 client
                     .query_raw(&prepared, params.iter().map(|p| p as &(dyn ToSql + Sync)))
                     .await
@@ -140,10 +143,22 @@ async fn fetch_rows(
             }
             Err(e) => Err(e),
         },
-        Protocol::Unnamed => client
-            .query_typed_raw(sql, params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN)))
-            .await
-            .map(|stream| (None, stream)),
+        Protocol::Unnamed => {
+            // The server types an unnamed statement's parameters only when it binds them: a
+            // JSON array it could not read as an array literal is sent again as one. The
+            // refused bind ran nothing, and the implicit transaction it aborted is over.
+            let mut texts: Vec<Option<String>> = statement.params.iter().map(coldquery_core::Param::to_text).collect();
+            let mut retries = 2 * statement.params.len();
+            loop {
+                let params: Vec<TextParam> = texts.iter().cloned().map(TextParam).collect();
+                let started =
+                    client.query_typed_raw(sql, params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))).await;
+                match started {
+                    Err(e) if retries > 0 && unnamed_array_retry(&e, &statement.params, &mut texts) => retries -= 1,
+                    started => break started.map(|stream| (None, stream)),
+                }
+            }
+        }
     };
     let (columns, stream) = match started {
         Ok(started) => started,
@@ -169,17 +184,7 @@ async fn fetch_rows(
     let mut suspect = false;
     if truncated {
         if on_truncate == OnTruncate::Cancel {
-            let sent = tls.cancel(token).await;
-            let mut cancelled = false;
-            while let Some(next) = stream.next().await {
-                if let Err(e) = next {
-                    cancelled = e.code().is_some_and(|c| c.code() == "57014");
-                    suspect = !cancelled && errors::is_fatal(&e);
-                    break;
-                }
-            }
-            // A cancel that arrived after the statement ended could hit a later one.
-            suspect |= !sent || !cancelled;
+            suspect = cancel_rest(token, tls, stream.as_mut()).await;
         } else {
             while let Some(next) = stream.next().await {
                 if let Err(e) = next {
@@ -198,8 +203,24 @@ async fn fetch_rows(
 /// `limit` (values the server did not render in time keep their raw bytes, in hex).
 pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration) -> QueryResult {
     let Fetched { columns, rows, truncated, rows_affected } = fetched;
-    let fields =
-        columns.iter().map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() }).collect();
+    QueryResult {
+        fields: fields_of(&columns),
+        rows: render_rows(client, &columns, &rows, limit).await,
+        truncated,
+        // PostgreSQL reports a count for SELECT too; the tools layer, which knows the
+        // statement's kind, keeps it only for DML.
+        rows_affected,
+        duration_ms: 0.0,
+    }
+}
+
+fn fields_of(columns: &[(String, Type)]) -> Vec<Field> {
+    columns.iter().map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() }).collect()
+}
+
+/// Renders rows; types not decoded here are rendered by the server over `client`, each round
+/// trip bounded by `limit`.
+async fn render_rows(client: &Client, columns: &[(String, Type)], rows: &[Row], limit: Duration) -> Vec<Vec<Value>> {
     let mut out: Vec<Vec<Value>> = rows.iter().map(|_| Vec::with_capacity(columns.len())).collect();
     for (i, (_, ty)) in columns.iter().enumerate() {
         let raw: Vec<Option<&[u8]>> = rows.iter().map(|r| raw_value(r, i)).collect();
@@ -217,15 +238,136 @@ pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration) -
             row.push(value);
         }
     }
-    QueryResult {
-        fields,
-        rows: out,
-        truncated,
-        // PostgreSQL reports a count for SELECT too; the tools layer, which knows the
-        // statement's kind, keeps it only for DML.
-        rows_affected,
-        duration_ms: 0.0,
+    out
+}
+
+/// Sends a CancelRequest for the statement whose rows `stream` carries and reads the stream to
+/// its end. Returns true when the connection is suspect: the statement did not end by that
+/// cancel, so a late cancel could still hit a later statement.
+async fn cancel_rest(token: &CancelToken, tls: &Canceller, mut stream: Pin<&mut RowStream>) -> bool {
+    let sent = tls.cancel(token).await;
+    let mut cancelled = false;
+    let mut suspect = false;
+    while let Some(next) = stream.next().await {
+        if let Err(e) = next {
+            cancelled = e.code().is_some_and(|c| c.code() == "57014");
+            suspect = !cancelled && errors::is_fatal(&e);
+            break;
+        }
     }
+    suspect || !sent || !cancelled
+}
+
+/// Rows a stream renders at a time: enough to amortise the round trip of server-rendered
+/// types, few enough to keep memory small whatever the result's size.
+const STREAM_BATCH_ROWS: usize = 1000;
+/// Raw bytes a stream renders at a time, at most (plus one row).
+const STREAM_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Runs `statement` on `conn` (inside the caller's read-only transaction) and hands its rows to
+/// `sink` in batches as they arrive; returns the columns and the number of rows. Values of
+/// types rendered by the server go over a second connection from `helper` (this one is busy
+/// with the stream). On interruption or a fatal error the connection is poisoned.
+pub(crate) async fn stream(
+    conn: &mut PgConn,
+    tls: &Canceller,
+    helper: &Shared,
+    statement: &Statement,
+    limits: &Limits,
+    cancel: &CancellationToken,
+    sink: &mut dyn RowSink,
+) -> Result<(Vec<Field>, u64), Error> {
+    let token = conn.client.cancel_token();
+    let (result, suspect) = {
+        let work = stream_rows(&conn.client, &token, tls, helper, statement, sink);
+        pin_mut!(work);
+        tokio::select! {
+            biased;
+            result = &mut work => result,
+            () = cancel.cancelled() => interrupt(&token, tls, work, ErrorKind::Cancelled, limits).await,
+            () = tokio::time::sleep(limits.timeout) => interrupt(&token, tls, work, ErrorKind::Timeout, limits).await,
+        }
+    };
+    if suspect {
+        conn.poison();
+    }
+    result
+}
+
+async fn stream_rows(
+    client: &Client,
+    token: &CancelToken,
+    tls: &Canceller,
+    helper: &Shared,
+    statement: &Statement,
+    sink: &mut dyn RowSink,
+) -> (Result<(Vec<Field>, u64), Error>, bool) {
+    let step = helper.step;
+    let params: Vec<TextParam> = statement.params.iter().map(|p| TextParam(p.to_text())).collect();
+    let prepared = match client.prepare(statement.sql.text()).await {
+        Ok(prepared) => prepared,
+        Err(e) => return (Err(errors::map(&e, "running the statement")), errors::is_fatal(&e)),
+    };
+    if prepared.params().len() != params.len() {
+        let err = Error::invalid(format!(
+            "the statement has {} parameter placeholder(s) ($1...) but {} value(s) were given in 'params'",
+            prepared.params().len(),
+            params.len()
+        ));
+        return (Err(err), false);
+    }
+    let params = array_params(prepared.params(), &statement.params, params);
+    let columns = describe(prepared.columns());
+    let fields = fields_of(&columns);
+    if let Err(err) = sink.columns(&fields) {
+        return (Err(err), false);
+    }
+    let server_rendered = columns.iter().any(|(_, ty)| decode::plan(ty) == Plan::ServerText);
+    let helper = if server_rendered {
+        match helper.acquire().await {
+            Ok(conn) => Some(conn),
+            Err(err) => return (Err(err), false),
+        }
+    } else {
+        None
+    };
+    let text_client = helper.as_ref().map_or(client, |conn| &conn.client);
+    let stream = match client.query_raw(&prepared, params.iter().map(|p| p as &(dyn ToSql + Sync))).await {
+        Ok(stream) => stream,
+        Err(e) => return (Err(errors::map(&e, "running the statement")), errors::is_fatal(&e)),
+    };
+    pin_mut!(stream);
+    let mut batch: Vec<Row> = Vec::with_capacity(STREAM_BATCH_ROWS);
+    let mut bytes = 0usize;
+    let mut sent = 0u64;
+    loop {
+        let next = stream.next().await;
+        let done = next.is_none();
+        match next {
+            Some(Ok(row)) => {
+                bytes += row.raw_size_bytes();
+                batch.push(row);
+            }
+            Some(Err(e)) => return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e)),
+            None => {}
+        }
+        if done || batch.len() >= STREAM_BATCH_ROWS || bytes >= STREAM_BATCH_BYTES {
+            let rows = render_rows(text_client, &columns, &batch, step).await;
+            batch.clear();
+            bytes = 0;
+            for row in rows {
+                if let Err(err) = sink.row(row) {
+                    let suspect = if done { false } else { cancel_rest(token, tls, stream.as_mut()).await };
+                    return (Err(err), suspect);
+                }
+                sent += 1;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    (Ok((fields, sent)), false)
 }
 
 fn describe(columns: &[Column]) -> Vec<(String, Type)> {
@@ -301,6 +443,66 @@ async fn cast_to_text(
             Some(decode::decode(&text_type, raw).unwrap_or_else(|_| Value::String(decode::hex(raw))))
         })
         .collect())
+}
+
+/// The parameters with each JSON array that the server typed as an array (`$1::int[]`, a
+/// `text[]` column) sent as a PostgreSQL array literal instead of JSON text, which the array's
+/// input function would refuse. JSON arrays for `json`/`jsonb`/`text` parameters stay JSON.
+fn array_params(types: &[Type], given: &[coldquery_core::Param], params: Vec<TextParam>) -> Vec<TextParam> {
+    params
+        .into_iter()
+        .zip(given)
+        .zip(types)
+        .map(|((param, value), ty)| match array_literal(ty, value) {
+            Some(literal) => TextParam(Some(literal)),
+            None => param,
+        })
+        .collect()
+}
+
+fn array_literal(ty: &Type, value: &coldquery_core::Param) -> Option<String> {
+    let element = match ty.kind() {
+        Kind::Array(element) => element,
+        Kind::Domain(base) => return array_literal(base, value),
+        _ => return None,
+    };
+    let json_elements = matches!(*element, Type::JSON | Type::JSONB);
+    value.array_literal(json_elements)
+}
+
+/// For an unnamed statement refused with `malformed array literal: "<a JSON array given>"`:
+/// turns that JSON array into an array literal in `texts` (the server gives no parameter types
+/// before it binds) and returns true; false when the refusal is about something else.
+fn unnamed_array_retry(
+    error: &tokio_postgres::Error,
+    given: &[coldquery_core::Param],
+    texts: &mut [Option<String>],
+) -> bool {
+    let Some(db) = error.as_db_error() else { return false };
+    if db.code().code() != "22P02" || !db.message().starts_with("malformed array literal") {
+        return false;
+    }
+    // JSON text, then an array literal with nested arrays as sub-arrays, then one whose
+    // elements are all JSON values (a `jsonb[]` parameter).
+    let mut changed = false;
+    for (param, text) in given.iter().zip(texts.iter_mut()) {
+        let Some(current) = text.as_deref() else { continue };
+        if !db.message().contains(&format!("\"{current}\"")) {
+            continue;
+        }
+        let next = if param.to_text().as_deref() == Some(current) {
+            param.array_literal(false)
+        } else if param.array_literal(false).as_deref() == Some(current) {
+            param.array_literal(true).filter(|literal| literal != current)
+        } else {
+            None
+        };
+        if let Some(next) = next {
+            *text = Some(next);
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// A parameter sent in text format with an unspecified type, so the server infers it.

@@ -48,7 +48,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use coldquery_core::{Error, ErrorKind, Executor, SessionStore, WritePolicy};
+use coldquery_core::{Error, ErrorKind, Executor, RowSink, SessionStore, WritePolicy};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -276,6 +276,39 @@ impl Tools {
         };
         span.in_scope(|| tracing::debug!("tool call finished"));
         Ok(output)
+    }
+
+    /// Runs a read and hands its rows to `sink` as they arrive, for exports of any size: the
+    /// arguments and checks of `pg_query read` (`sql`, `params`, `timeout_ms`; `action` may be
+    /// left out), the same read-only transaction, guard and timeout, but no row cap and no byte
+    /// budget (memory is bounded by the sink). No session: `session_id` is refused. Returns
+    /// `{fields, row_count, truncated: false, command, duration_ms}`, or the error a `pg_query
+    /// read` of the same statement would report (a sink's error stops the statement).
+    pub async fn read_stream(&self, caller: &Caller, args: Value, sink: &mut dyn RowSink) -> Result<Value, Error> {
+        let span = tracing::info_span!(
+            "tool_call",
+            tool = "pg_query",
+            action = "read_stream",
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let statement = args.get("sql").and_then(Value::as_str).map(str::to_owned);
+        let ctx = self.ctx(caller, "pg_query", "read".to_owned());
+        let started = Instant::now();
+        let outcome = pg_query::read_stream(&ctx, args, sink).instrument(span.clone()).await;
+        span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+        match &outcome {
+            Ok(_) => {
+                span.record("outcome", "ok");
+            }
+            Err(error) => {
+                span.record("outcome", error.kind().code());
+                if matches!(error.kind(), ErrorKind::StatementNotAllowed | ErrorKind::ReadOnlyViolation) {
+                    ctx.record(AuditRecord::denial(&ctx, None, statement.as_deref(), error));
+                }
+            }
+        }
+        outcome
     }
 
     fn ctx<'a>(&'a self, caller: &'a Caller, tool: &'static str, action: String) -> Ctx<'a> {

@@ -4,8 +4,8 @@
 //! writes pass the Default-Deny policy in [`Ctx::authorize`], the one place it is consulted.
 
 use coldquery_core::{
-    CallerSql, Error, ErrorKind, Isolation, Limits, OnError, Param, Result, SessionId, Sql, SqlBuilder, Statement,
-    TxOptions, WriteTarget,
+    CallerSql, Error, ErrorKind, Isolation, Limits, OnError, Param, Result, RowSink, SessionId, Sql, SqlBuilder,
+    Statement, TxOptions, WriteTarget,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -330,9 +330,10 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
     }
 }
 
-/// Statement kinds whose row count is "affected".
+/// Statement kinds whose row count is "affected" (CREATE TABLE AS and SELECT INTO count the
+/// rows they stored, as PostgreSQL's `SELECT n` tag for them does).
 fn counts_rows(tag: &str) -> bool {
-    matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY")
+    matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY" | "SELECT INTO" | "CREATE TABLE AS")
 }
 
 pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
@@ -437,6 +438,42 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             }))
         }
     }
+}
+
+/// A read whose rows go to `sink` as they arrive ([`crate::Tools::read_stream`]): the arguments
+/// of `pg_query read`, checked the same way (one statement, a reading kind, the read function
+/// policy, then the guard on the server), except those a stream has no use for.
+pub(crate) async fn read_stream(ctx: &Ctx<'_>, mut args: Value, sink: &mut dyn RowSink) -> Result<Value> {
+    if let Some(object) = args.as_object_mut() {
+        object.entry("action").or_insert_with(|| json!("read"));
+    }
+    let args: PgQueryArgs = parse_args("pg_query", args)?;
+    if args.action != QueryAction::Read {
+        return Err(Error::invalid("a streamed read takes the arguments of pg_query read; 'action' must be 'read'"));
+    }
+    if args.session_id.is_some() {
+        return Err(Error::invalid(
+            "pg_query read (streamed): parameter 'session_id' does not apply; a stream runs in a read-only transaction of its own",
+        )
+        .with_hint("stream without session_id, or read in the session with pg_query read and max_rows"));
+    }
+    if args.max_rows.is_some() || args.format.is_some() {
+        return Err(Error::invalid(
+            "pg_query read (streamed): parameters 'max_rows' and 'format' do not apply; a stream hands every row to its sink",
+        ));
+    }
+    let limits = ctx.limits(None, args.timeout_ms)?;
+    let stmt = check_sql(required(args.sql, "sql", "pg_query", "read")?, args.params).await?;
+    classify::check_read(&stmt.classified, &ctx.config.functions)?;
+    let statement = stmt.statement().guarded(ctx.config.functions.guard(&stmt.classified));
+    let streamed = ctx.executor.stream(&statement, limits.timeout, sink, &ctx.caller.cancel).await?;
+    Ok(json!({
+        "fields": streamed.fields,
+        "row_count": streamed.rows,
+        "truncated": false,
+        "command": stmt.classified.tag,
+        "duration_ms": streamed.duration_ms,
+    }))
 }
 
 /// The plan plus a short summary: total cost, estimated/actual rows, times.

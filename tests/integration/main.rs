@@ -9,6 +9,7 @@ mod network;
 mod pg_layer;
 mod pgbouncer;
 mod read_policy;
+mod read_stream;
 mod sessions;
 mod support;
 mod tools_admin;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use coldquery_core::{
     Access, CancellationToken, Error, ErrorKind, Executor, Ident, Limits, OnError, Origin, Owner, Param, PoolStatus,
-    QueryResult, Result, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, Statement, TxOptions, TxState,
-    commit_failed_after_error, session_not_found, unknown_savepoint,
+    QueryResult, Result, RowSink, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, Statement, Streamed,
+    TxOptions, TxState, commit_failed_after_error, session_not_found, unknown_savepoint,
 };
 
 /// What the next call answers.
@@ -68,6 +68,8 @@ pub enum CallMode {
         /// Position in the preview.
         index: usize,
     },
+    /// [`Executor::stream`] (a read whose rows go to a sink; its limits record the timeout).
+    Stream,
 }
 
 /// One statement the [`FakeExecutor`] was asked to run.
@@ -86,10 +88,11 @@ pub struct RecordedCall {
 }
 
 impl RecordedCall {
-    /// The access of a `run` call; `None` for a batch statement.
+    /// The access of a `run` call (a stream is a read); `None` for a batch statement.
     pub fn access(&self) -> Option<Access> {
         match self.mode {
             CallMode::Run(access) => Some(access),
+            CallMode::Stream => Some(Access::ReadOnly),
             CallMode::Batch { .. } | CallMode::Preview { .. } => None,
         }
     }
@@ -245,6 +248,28 @@ impl Executor for FakeExecutor {
             }
         }
         Ok(results)
+    }
+
+    /// Takes the next queued outcome like [`Executor::run`] and hands its rows to `sink`.
+    async fn stream(
+        &self,
+        statement: &Statement,
+        timeout: std::time::Duration,
+        sink: &mut dyn RowSink,
+        cancel: &CancellationToken,
+    ) -> Result<Streamed> {
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        let limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX, timeout, lock_timeout: None };
+        let outcome = self.record(CallMode::Stream, statement, &limits);
+        let result = resolve(outcome, cancel).await?;
+        sink.columns(&result.fields)?;
+        let rows = result.rows.len() as u64;
+        for row in result.rows {
+            sink.row(row)?;
+        }
+        Ok(Streamed { fields: result.fields, rows, duration_ms: result.duration_ms })
     }
 
     fn pool_status(&self) -> PoolStatus {

@@ -359,3 +359,49 @@ async fn the_split_layout_keeps_reading_tools_from_writing() {
     // The analyzed write never reached the session.
     assert!(f.sessions.statements(session.as_str().unwrap()).iter().all(|s| !s.contains("DELETE")));
 }
+
+/// Collects a stream's rows.
+#[derive(Default)]
+struct Sink {
+    fields: Vec<coldquery_core::Field>,
+    rows: Vec<Vec<serde_json::Value>>,
+}
+
+impl coldquery_core::RowSink for Sink {
+    fn columns(&mut self, fields: &[coldquery_core::Field]) -> coldquery_core::Result<()> {
+        self.fields = fields.to_vec();
+        Ok(())
+    }
+
+    fn row(&mut self, values: Vec<serde_json::Value>) -> coldquery_core::Result<()> {
+        self.rows.push(values);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn read_stream_runs_the_guarded_statement_as_a_stream_with_the_reads_timeout() {
+    let f = Fixture::new();
+    f.executor.push_result(rows("name", "text", vec![json!("alice")]));
+    let mut sink = Sink::default();
+    let args = json!({"sql": "SELECT name FROM users WHERE id = $1", "params": [7], "timeout_ms": 1500});
+    let summary = f.tools.read_stream(&f.caller, args, &mut sink).await.expect("streamed");
+    assert_eq!(summary["row_count"], 1);
+    assert_eq!(summary["command"], "SELECT");
+    assert_eq!(sink.rows, vec![vec![json!("alice")]]);
+    assert_eq!(sink.fields[0].name, "name");
+    let calls = f.executor.take_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].mode, coldquery_tests::fakes::CallMode::Stream);
+    assert_eq!(calls[0].params, vec![coldquery_core::Param::Int(7)]);
+    assert_eq!(calls[0].limits.timeout, std::time::Duration::from_millis(1500));
+    assert_eq!(calls[0].limits.max_rows, usize::MAX, "no row cap");
+
+    // Refused before anything is sent, as a read is.
+    for sql in ["DELETE FROM users", "SELECT pg_advisory_lock(1)", "SELECT 1; SELECT 2"] {
+        let refused = f.tools.read_stream(&f.caller, json!({"sql": sql}), &mut Sink::default()).await;
+        let read = f.call("pg_query", json!({"action": "read", "sql": sql})).await;
+        assert_eq!(refused.expect_err(sql).to_json(), read, "{sql}");
+    }
+    assert!(f.executor.take_calls().is_empty(), "nothing reached the executor");
+}

@@ -91,6 +91,14 @@ async fn query_explain_shows_the_plan() {
     );
     assert!(out.stdout.contains("\n  "), "an indented plan, not one cell: {}", out.stdout);
     assert!(out.stderr.starts_with("summary: "), "{}", out.stderr);
+
+    // In CSV, as psql --csv shows EXPLAIN: a QUERY PLAN header and a row per line.
+    let out =
+        run(&db, &["--csv", "query", "explain", "SELECT * FROM notes WHERE id > 1 AND note <> 'x'"]).await.expect(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "QUERY PLAN", "{}", out.stdout);
+    assert!(lines.len() > 2 && !out.stdout.contains("Node Type"), "a row per plan line: {}", out.stdout);
+    assert!(lines[2..].iter().any(|l| l.starts_with("\"  ") || l.starts_with("  ")), "{}", out.stdout);
 }
 
 #[tokio::test]
@@ -276,4 +284,64 @@ async fn audit_log_records_writes() {
     assert_eq!(records[0]["rows_affected"], 1);
     assert_eq!(records[1]["decision"], "denied");
     assert!(!log.contains("\"7\""), "parameters are never recorded: {log}");
+}
+
+/// A JSON array given for an array parameter — as `--param` text or in `--params-json` — is
+/// the array, for a read and for an autocommit write (checked from a side connection).
+#[tokio::test]
+async fn json_arrays_given_as_array_parameters_round_trip() {
+    let db = test_db().await;
+    let client = db.client().await;
+    client.batch_execute("CREATE TABLE tagged (id int, nums int[], tags text[])").await.unwrap();
+    let sql = "SELECT $1::int[] AS nums, $2::text[] AS tags";
+    let out = run(&db, &["-At", "query", "read", sql, "--param", "[1,2,3]", "--param", r#"["x","y z",null]"#])
+        .await
+        .expect(0);
+    assert_eq!(out.stdout, "{1,2,3}|{x,\"y z\",NULL}\n");
+    let out = run(&db, &["--format", "json", "query", "read", sql, "--params-json", r#"[[[1,2],[3,4]], ["a,b", ""]]"#])
+        .await
+        .expect(0);
+    assert_eq!(out.json()["rows"][0], serde_json::json!({"nums": [[1, 2], [3, 4]], "tags": ["a,b", ""]}));
+
+    let insert = "INSERT INTO tagged VALUES ($1, $2, $3)";
+    let out =
+        run(&db, &["query", "write", insert, "--autocommit", "--params-json", r#"[1, [7, 8], ["q\"x", "NULL"]]"#])
+            .await
+            .expect(0);
+    assert_eq!(out.stdout, "INSERT 0 1\n");
+    let out = run(&db, &["query", "write", insert, "--autocommit", "--param", "2", "--param", "[9]", "--param", "[]"])
+        .await
+        .expect(0);
+    assert_eq!(out.stdout, "INSERT 0 1\n");
+    let rows: Vec<(i32, String, String)> = client
+        .query("SELECT id, nums::text, tags::text FROM tagged ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [(1, "{7,8}".to_owned(), r#"{"q\"x","NULL"}"#.to_owned()), (2, "{9}".to_owned(), "{}".to_owned())]
+    );
+}
+
+/// `monitor health --deep` is a probe: exit 1, naming the failing check, when the server is
+/// degraded (here a sequence at 95% of its range), 0 once it is fixed.
+#[tokio::test]
+async fn monitor_health_deep_exits_1_when_degraded() {
+    let db = test_db().await;
+    let side = db.client().await;
+    side.batch_execute("CREATE SEQUENCE nearly_full MAXVALUE 100; SELECT setval('nearly_full', 95)").await.unwrap();
+    let out = run(&db, &["monitor", "health", "--deep"]).await.expect(1);
+    assert!(out.stdout.starts_with("status"), "the report is still printed: {}", out.stdout);
+    assert!(
+        out.stderr.contains("coldquery: the server's health is degraded")
+            && out.stderr.contains("sequences (critical)"),
+        "{}",
+        out.stderr
+    );
+    side.batch_execute("DROP SEQUENCE nearly_full").await.unwrap();
+    let out = run(&db, &["--format", "json", "monitor", "health", "--deep"]).await.expect(0);
+    assert_ne!(out.json()["status"], "degraded", "{}", out.stdout);
 }

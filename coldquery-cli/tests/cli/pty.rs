@@ -275,3 +275,33 @@ async fn with_stdout_redirected_the_file_gets_only_the_data() {
     .await;
     assert_eq!(std::fs::read_to_string(&out).unwrap(), " a\n---\n 1\n(1 row)\n");
 }
+
+#[tokio::test]
+async fn watch_reruns_the_statement_until_ctrl_c() {
+    let db = test_db().await;
+    let scratch = Scratch::new("watch");
+    let history = scratch.file("history");
+    let mut shell = spawn_shell(&db, &history, &[]);
+    let after = typing(move || {
+        typ(&mut shell, "SELECT 'tick' AS t;\r");
+        shell.exp_string("(1 row)").unwrap();
+        shell.exp_string("coldquery=> ").unwrap();
+        // `\watch` runs the last statement again and again.
+        typ(&mut shell, "\\watch 0.2\r");
+        for _ in 0..3 {
+            shell.exp_string("(every 0.2s)").expect("another run");
+            shell.exp_string(" tick\r\n(1 row)").expect("its result");
+        }
+        // Ctrl-C ends the watch, not the shell.
+        shell.send_control('c').unwrap();
+        shell.exp_string("coldquery=> ").expect("the prompt after Ctrl-C");
+        typ(&mut shell, "SELECT 'after' AS a;\r");
+        let before = shell.exp_string("(1 row)").expect("the shell goes on");
+        typ(&mut shell, "\\q\r");
+        shell.exp_eof().expect("the shell ends");
+        before
+    })
+    .await;
+    assert!(after.contains(" after"), "{after}");
+    assert!(!after.contains("tick"), "the watch stopped: {after}");
+}

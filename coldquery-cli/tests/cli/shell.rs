@@ -5,7 +5,7 @@
 
 use coldquery_tests::harness::test_db;
 
-use crate::support::{count, create_table, run_stdin};
+use crate::support::{count, create_table, run, run_stdin};
 
 #[tokio::test]
 async fn begin_write_commit_is_seen_by_a_side_connection() {
@@ -124,7 +124,7 @@ async fn help_backslash_commands_and_formats() {
         .batch_execute("CREATE VIEW recent AS SELECT * FROM notes; CREATE INDEX notes_note ON notes (note)")
         .await
         .unwrap();
-    let script = "\\?\n\\dt\n\\dv\n\\di notes*\n\\d recent\n\\d\n\\conninfo\n\\l\n\\nope\n\
+    let script = "\\?\n\\dt\n\\dv\n\\di notes*\n\\d recent\n\\d notes_note\n\\d notes_pkey\n\\d\n\\conninfo\n\\l\n\\nope\n\
                   \\pset null (null)\n\\x on\nSELECT NULL::text AS a, '' AS b;\n\\x off\n\
                   SELECT 'g' AS sent\n\\g\nSELECT 'gx' AS sent \\gx\n\
                   \\timing on\n\\pset format csv\nSELECT 1 AS a, 'x' AS b;\n\\q\nSELECT 'not run';\n";
@@ -141,6 +141,10 @@ async fn help_backslash_commands_and_formats() {
         "notes_note",
         "View \"public.recent\"\n Column | Type",
         "View definition:\n",
+        // \d on an index, as psql shows one.
+        "Index \"public.notes_note\"\nCREATE INDEX notes_note ON public.notes USING btree (note)\nbtree, for table \"public.notes\"\n",
+        "Index \"public.notes_pkey\"\n",
+        "primary key, btree, for table \"public.notes\"\n",
         "You are connected to database \"cq_t_",
     ] {
         assert!(stdout.contains(listed), "{listed:?} in {stdout}");
@@ -155,4 +159,57 @@ async fn help_backslash_commands_and_formats() {
     assert!(stderr.contains("invalid command \\nope; try \\? for help"), "{stderr}");
     assert!(stderr.contains("Expanded display is on.") && stderr.contains("Null display is \"(null)\"."), "{stderr}");
     assert!(stderr.contains("Time: ") && stderr.contains(" ms\n"), "timing is a notice on stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn statements_that_store_rows_are_tagged_as_psql_tags_them() {
+    let db = test_db().await;
+    let sql = "CREATE TABLE c AS SELECT g FROM generate_series(1, 3) g; SELECT * INTO d FROM c WHERE g > 1;
+               INSERT INTO c VALUES (4), (5); DROP TABLE d";
+    let out = run(&db, &["--autocommit", "-c", sql]).await.expect(0);
+    assert_eq!(out.stdout, "SELECT 3\nSELECT 2\nINSERT 0 2\nDROP TABLE\n");
+}
+
+#[tokio::test]
+async fn describe_shows_partitioning_as_psql_does() {
+    let db = test_db().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE parted (id int, d date) PARTITION BY RANGE (d);
+             CREATE TABLE parted_2026 PARTITION OF parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             CREATE TABLE parted_2027 PARTITION OF parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');",
+        )
+        .await
+        .unwrap();
+    let out = run_stdin(&db, &["shell"], "\\d parted\n\\d parted_2027\n").await.expect(0);
+    assert!(out.stdout.contains("Partitioned table \"public.parted\"\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "Partition key: RANGE (d)\nPartitions: public.parted_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'),\n            public.parted_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Partition of: public.parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn watch_runs_the_statement_count_times_and_stops_at_a_failure() {
+    let db = test_db().await;
+    let script = "SELECT 1 AS one;\n\\watch i=0.05 c=3\nSELECT 2 AS two\n\\watch 0.05 c=2\n\\watch c=0\n\
+                  SELECT nope;\n\\watch 0.05 c=5\n";
+    let out = run_stdin(&db, &["-At", "shell"], script).await.expect(1);
+    assert_eq!(out.stdout, "1\n1\n1\n1\n2\n2\n", "the statement, then 3 runs; the typed one 2 runs");
+    assert!(out.stderr.contains("\\watch: invalid count \"0\""), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("column \"nope\" does not exist").count(),
+        2,
+        "a failure ends the watch: {}",
+        out.stderr
+    );
 }
