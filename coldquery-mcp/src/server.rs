@@ -8,17 +8,18 @@ use std::time::Instant;
 
 use axum::http::request::Parts;
 use coldquery_core::{CancellationToken, Owner};
-use coldquery_tools::{Caller, Progress, ProgressSink, Tools, prompts};
+use coldquery_tools::{Caller, Confirmation, Confirmer, Progress, ProgressSink, Tools, prompts};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
-    ErrorData as McpError, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ProgressToken, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Reference, ResourceContents, Role, ServerCapabilities, ServerConfig, Tool,
+    ElicitRequestParams, ElicitationAction, ElicitationSchema, ErrorData as McpError, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
+    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, ResourceContents,
+    Role, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{ElicitationMode, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +29,34 @@ use crate::metrics::Metrics;
 
 /// The server's name in its server info.
 pub const SERVER_NAME: &str = "coldquery";
+
+/// Confirmation of a write by the person behind the client: an `elicitation/create` form
+/// with the preview and one boolean, `confirm`.
+#[derive(Debug)]
+struct McpConfirmer {
+    peer: rmcp::Peer<RoleServer>,
+}
+
+#[async_trait::async_trait]
+impl Confirmer for McpConfirmer {
+    async fn confirm(&self, message: String) -> Confirmation {
+        let Ok(schema) =
+            ElicitationSchema::builder().required_bool_property("confirm", |b| b.description("Run this write")).build()
+        else {
+            return Confirmation::Unavailable;
+        };
+        let request = ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema };
+        match self.peer.create_elicitation(request).await {
+            Ok(answer) => match answer.action {
+                ElicitationAction::Accept if answer.content.as_ref().is_some_and(|c| c["confirm"] == true) => {
+                    Confirmation::Accepted
+                }
+                _ => Confirmation::Declined,
+            },
+            Err(_) => Confirmation::Unavailable,
+        }
+    }
+}
 
 /// Progress reports of a long statement, as `notifications/progress` for the request's
 /// progress token.
@@ -171,6 +200,10 @@ impl ColdQueryServer {
         };
         let mut caller = Caller::new(owner, principal);
         caller.cancel = self.call_token(context);
+        // A client that can show a form is asked to confirm writes that need confirmation.
+        if context.peer.supported_elicitation_modes().contains(&ElicitationMode::Form) {
+            caller = caller.with_confirmer(Arc::new(McpConfirmer { peer: context.peer.clone() }));
+        }
         if let Some(token) = context.meta.get_progress_token() {
             caller = caller.with_progress(Arc::new(McpProgress { peer: context.peer.clone(), token }));
         }

@@ -84,12 +84,22 @@ pub struct Caller {
     pub cancel: CancellationToken,
     /// Where progress reports of a long statement go, when the caller asked for them.
     pub progress: Option<Arc<dyn ProgressSink>>,
+    /// Who can confirm a write directly (the person behind an MCP client that supports
+    /// elicitation), instead of a preview's token.
+    pub confirmer: Option<Arc<dyn Confirmer>>,
 }
 
 impl Caller {
     /// A caller with a fresh cancellation token.
     pub fn new(owner: Owner, principal: impl Into<String>) -> Caller {
-        Caller { owner, principal: principal.into(), cancel: CancellationToken::new(), progress: None }
+        Caller { owner, principal: principal.into(), cancel: CancellationToken::new(), progress: None, confirmer: None }
+    }
+
+    /// The same caller, with writes that need confirmation shown to `confirmer` (with their
+    /// preview) to accept or decline.
+    pub fn with_confirmer(mut self, confirmer: Arc<dyn Confirmer>) -> Caller {
+        self.confirmer = Some(confirmer);
+        self
     }
 
     /// The same caller, with progress reports of long statements sent to `sink`.
@@ -108,6 +118,25 @@ pub struct Progress {
     /// What the statement is doing: waiting for a lock (and who holds it), a maintenance phase
     /// and how far it is, or just running.
     pub message: String,
+}
+
+/// What the person asked to confirm a write answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Run it.
+    Accepted,
+    /// Do not run it.
+    Declined,
+    /// They could not be asked (the request failed): the preview-and-token path applies.
+    Unavailable,
+}
+
+/// Asks a person to confirm a write, showing what its preview reported (the MCP adapter uses
+/// elicitation).
+#[async_trait::async_trait]
+pub trait Confirmer: Send + Sync + std::fmt::Debug {
+    /// Shows `message` (the write and its preview) and returns the answer.
+    async fn confirm(&self, message: String) -> Confirmation;
 }
 
 /// Receives progress reports (the MCP adapter turns them into `notifications/progress`).

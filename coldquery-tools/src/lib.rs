@@ -55,7 +55,7 @@ use tracing::Instrument;
 pub use audit::{AuditRecord, AuditSink, JsonLinesAudit};
 pub use classify::{CLASSIFY_DEADLINE, Classified, MAX_NESTING, Names, classify};
 pub use confirm::ConfirmWrites;
-pub use ctx::{Caller, Progress, ProgressSink, ToolConfig};
+pub use ctx::{Caller, Confirmation, Confirmer, Progress, ProgressSink, ToolConfig};
 pub use functions::FunctionPolicy;
 pub use pg_admin::PgAdminArgs;
 pub use pg_monitor::PgMonitorArgs;

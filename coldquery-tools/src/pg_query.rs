@@ -209,8 +209,10 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                 return Ok(Request::Preview { ops, target, limits });
             }
             let (sql, params) = (joined_sql(&ops), joined_params(&ops));
-            let destructive = ops[0].classified.destructive();
-            ctx.confirm(destructive, args.confirm.as_deref(), &binding(ctx, &sql, &params, &target))?;
+            let previewed = preview_ops(&ops);
+            let binding = binding(ctx, &sql, &params, &target);
+            preview::confirm_write(ctx, &previewed, &target, &limits, binding, args.confirm.as_deref()).await?;
+            drop(previewed);
             let stmt = ops.into_iter().next().expect("one statement");
             Ok(Request::Write { stmt, target, limits })
         }
@@ -316,11 +318,10 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                 if preview_requested(args.preview, args.confirm.as_deref())? {
                     return Ok(Request::Preview { ops, target, limits });
                 }
-                let destructive = ops.iter().find_map(|op| op.classified.destructive());
-                let all = ctx.config.confirm_writes == crate::confirm::ConfirmWrites::All;
-                if destructive.is_some() || all || args.confirm.is_some() {
-                    ctx.confirm(destructive, args.confirm.as_deref(), &binding(ctx, &sql, &params, &target))?;
-                }
+                let previewed = preview_ops(&ops);
+                let binding = binding(ctx, &sql, &params, &target);
+                preview::confirm_write(ctx, &previewed, &target, &limits, binding, args.confirm.as_deref()).await?;
+                drop(previewed);
             }
             let lock_timeout = if read_only { None } else { ctx.config.lock_timeout };
             let options = TxOptions { isolation, read_only, deferrable: false, on_error: OnError::Abort, lock_timeout };
@@ -328,6 +329,11 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             Ok(Request::Transaction { ops, options, limits })
         }
     }
+}
+
+/// The statements of a call, as a preview runs them.
+fn preview_ops(ops: &[Checked]) -> Vec<preview::Op<'_>> {
+    ops.iter().map(|op| preview::Op { statement: op.statement(), classified: &op.classified }).collect()
 }
 
 /// Statement kinds whose row count is "affected" (CREATE TABLE AS and SELECT INTO count the
@@ -394,8 +400,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
         }
         Request::Preview { ops, target, limits } => {
             let (sql, params) = (joined_sql(&ops), joined_params(&ops));
-            let previewed: Vec<preview::Op<'_>> =
-                ops.iter().map(|op| preview::Op { statement: op.statement(), classified: &op.classified }).collect();
+            let previewed = preview_ops(&ops);
             preview::run(ctx, &previewed, &target, &limits, binding(ctx, &sql, &params, &target)).await
         }
         Request::Transaction { ops, options, limits } => {

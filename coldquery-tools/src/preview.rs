@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use coldquery_core::{
-    Error, Ident, Limits, QueryResult, Result, SavepointOp, SessionId, Sql, SqlBuilder, Statement, WriteTarget,
+    Error, ErrorKind, Ident, Limits, QueryResult, Result, SavepointOp, SessionId, Sql, SqlBuilder, Statement,
+    WriteTarget,
 };
 use serde_json::{Value, json};
 
@@ -15,7 +16,7 @@ use crate::audit::AuditRecord;
 use crate::catalog::preview::{LOCKS, OBJECTS};
 use crate::classify::{self, Classified};
 use crate::confirm::Binding;
-use crate::ctx::Ctx;
+use crate::ctx::{Confirmation, Ctx};
 
 /// The savepoint a preview in a session runs under.
 const SAVEPOINT: &str = "coldquery_preview";
@@ -65,6 +66,57 @@ pub(crate) fn preview_requested(preview: Option<bool>, confirm: Option<&str>) ->
         )),
         (preview, _) => Ok(preview),
     }
+}
+
+/// The confirmation step of a write (after [`Ctx::authorize`]): a write the server's
+/// `confirm_writes` names, called without a token by a caller who can be asked directly, is
+/// previewed and shown to them; accepted, it runs; declined, it is refused. Otherwise the token
+/// path of [`Ctx::confirm`] applies.
+pub(crate) async fn confirm_write(
+    ctx: &Ctx<'_>,
+    ops: &[Op<'_>],
+    target: &WriteTarget,
+    limits: &Limits,
+    binding: Binding<'_>,
+    token: Option<&str>,
+) -> Result<()> {
+    let destructive = ops.iter().find_map(|op| op.classified.destructive());
+    let required = ctx.config.confirm_writes.requires(destructive);
+    if let (None, Some(why), Some(confirmer)) = (token, &required, ctx.caller.confirmer.clone()) {
+        let report = run(ctx, ops, target, limits, binding).await?;
+        match confirmer.confirm(confirmation_message(why, binding.statement, &report)).await {
+            Confirmation::Accepted => {
+                ctx.confirmed.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+            Confirmation::Declined => {
+                let err = Error::new(ErrorKind::WriteDenied, "the user declined this write when asked to confirm it")
+                    .with_hint("nothing was changed; ask the user before trying it again");
+                ctx.record(AuditRecord::denial(ctx, binding.session, Some(binding.statement), &err));
+                return Err(err);
+            }
+            Confirmation::Unavailable => {}
+        }
+    }
+    ctx.confirm(destructive, token, &binding)
+}
+
+/// What the person is asked: why, the statement, and what its preview did.
+fn confirmation_message(why: &str, statement: &str, report: &Value) -> String {
+    let mut message = format!("{why}. Run it?\n\n{statement}\n");
+    for entry in report["statements"].as_array().into_iter().flatten() {
+        if let Some(rows) = entry["rows_affected"].as_u64() {
+            message.push_str(&format!("\n{}: {rows} rows", entry["command"].as_str().unwrap_or("statement")));
+        }
+    }
+    for (change, verb) in [("dropped", "drops"), ("created", "creates"), ("altered", "alters")] {
+        let names: Vec<&str> =
+            report["objects"][change].as_array().into_iter().flatten().filter_map(|o| o["name"].as_str()).collect();
+        if !names.is_empty() {
+            message.push_str(&format!("\nIt {verb}: {}", names.join(", ")));
+        }
+    }
+    message
 }
 
 /// Runs the preview and returns its report with a token for `binding`.

@@ -5,6 +5,7 @@
 mod cli;
 mod container;
 mod down;
+mod elicit;
 mod http;
 mod killed;
 mod lean;
