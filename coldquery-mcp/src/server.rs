@@ -12,11 +12,11 @@ use coldquery_tools::{Caller, TOOL_NAMES, Tools, prompts, tool_specs};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
-    ErrorData as McpError, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, ResourceContents,
-    Role, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo, CustomRequest,
+    CustomResult, ErrorCode, ErrorData as McpError, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Reference, ResourceContents, Role, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -61,6 +61,35 @@ pub enum Channel {
     /// Streamable HTTP: the authenticated principal (and, for clients on the older protocol
     /// revisions, their `Mcp-Session-Id`).
     Http,
+}
+
+/// The requests of MCP's client side. One of them reaching [`ServerHandler::on_custom_request`]
+/// had params rmcp could not parse.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "completion/complete",
+    "logging/setLevel",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+    "tools/call",
+    "tools/list",
+];
+
+/// A method name fit for an error message: escaped, and cut at 100 characters.
+fn method_for_message(method: &str) -> String {
+    let escaped: String = method.escape_debug().collect();
+    match escaped.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
 }
 
 /// The owner key of the stdio client.
@@ -308,6 +337,25 @@ impl ServerHandler for ColdQueryServer {
         Ok(CompleteResult::new(completion))
     }
 
+    /// A request rmcp did not recognise: an MCP method whose params do not have the shape the
+    /// protocol gives them (JSON-RPC "invalid params"), or a method MCP does not have ("method
+    /// not found") — each with a message saying which.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        let method = method_for_message(&request.method);
+        if MCP_METHODS.contains(&request.method.as_str()) {
+            Err(McpError::invalid_params(
+                format!("the params of '{method}' do not have the shape the MCP specification gives them"),
+                None,
+            ))
+        } else {
+            Err(McpError::new(ErrorCode::METHOD_NOT_FOUND, format!("method not found: '{method}'"), None))
+        }
+    }
+
     /// Accepts the older revisions' `logging/setLevel`. This server sends no log notifications
     /// (its logs go to stderr), so there is nothing to filter; the level is recorded in the log.
     #[allow(deprecated)]
@@ -345,6 +393,14 @@ mod tests {
         assert_eq!(http_owner("alice", None).as_str(), "http:alice");
         assert_eq!(http_owner("alice", Some("s1")).as_str(), "http:alice:s1");
         assert_ne!(http_owner("alice", Some("s1")), http_owner("bob", Some("s1")));
+    }
+
+    #[test]
+    fn method_names_in_messages_are_escaped_and_short() {
+        assert_eq!(method_for_message("tools/call"), "tools/call");
+        assert_eq!(method_for_message("pi\0ng"), "pi\\0ng");
+        let long = method_for_message(&"x".repeat(10_000));
+        assert_eq!(long.chars().count(), 101, "{long}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! streamable HTTP, checking the effects from a side connection to PostgreSQL.
 
 mod cli;
+mod clients;
 mod container;
 mod down;
 mod http;
