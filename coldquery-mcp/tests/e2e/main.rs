@@ -7,5 +7,6 @@ mod clients;
 mod container;
 mod down;
 mod http;
+mod soak;
 mod stdio;
 mod support;
