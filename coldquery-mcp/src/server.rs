@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::request::Parts;
-use coldquery_core::{CancellationToken, Owner};
+use coldquery_core::{CancellationToken, ErrorKind, Owner};
 use coldquery_tools::{Caller, TOOL_NAMES, Tools, prompts, tool_specs};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
@@ -294,6 +294,11 @@ impl ServerHandler for ColdQueryServer {
             Err(error) if !known => {
                 Err(McpError::resource_not_found(error.message().to_owned(), Some(json!({"uri": uri}))))
             }
+            // A table or schema the URI names that does not exist: not found, not a server fault.
+            Err(error) if error.kind() == ErrorKind::InvalidArgument => Err(McpError::resource_not_found(
+                error.message().to_owned(),
+                Some(json!({"uri": uri, "error": error.to_json()["error"]})),
+            )),
             Err(error) => Err(McpError::internal_error(error.message().to_owned(), Some(error.to_json()))),
         }
     }

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use rmcp::RoleServer;
-use rmcp::model::{ClientNotification, ClientRequest, GetMeta, JsonRpcMessage, RequestId};
+use rmcp::model::{ClientNotification, ClientRequest, GetMeta, JsonRpcMessage, ProtocolVersion, RequestId};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -49,6 +49,20 @@ impl<T> Bounded<T> {
     /// `inner` with back-pressure.
     pub fn new(inner: T) -> Bounded<T> {
         Bounded { inner, slots: Arc::new(Semaphore::new(MAX_OUTSTANDING)), held: Arc::default(), started: false }
+    }
+}
+
+/// Whether rmcp leaves its handshake on `request`: an `initialize`, or a request other than
+/// `ping` and `server/discover` with complete 2026-07-28 metadata naming a known version.
+fn starts_the_session(request: &ClientRequest) -> bool {
+    match request {
+        ClientRequest::InitializeRequest(_) => true,
+        ClientRequest::PingRequest(_) | ClientRequest::DiscoverRequest(_) => false,
+        other => {
+            let meta = other.get_meta();
+            meta.missing_required_keys(&ProtocolVersion::V_2026_07_28).is_empty()
+                && meta.protocol_version().is_some_and(|v| ProtocolVersion::KNOWN_VERSIONS.contains(&v))
+        }
     }
 }
 
@@ -94,11 +108,7 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for Bounded<T> {
             let message = self.inner.receive().await?;
             match &message {
                 JsonRpcMessage::Request(request) => {
-                    if matches!(request.request, ClientRequest::InitializeRequest(_))
-                        || request.request.get_meta().protocol_version().is_some()
-                    {
-                        self.started = true;
-                    }
+                    self.started |= starts_the_session(&request.request);
                     let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
                     held.entry(request.id.clone()).or_default().push(slot);
                 }

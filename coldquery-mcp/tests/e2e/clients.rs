@@ -366,6 +366,11 @@ async fn malformed_json_rpc_over_stdio_gets_clear_errors() {
         );
         seen.push((name, outcome, expected));
     }
+    let mut tally = std::collections::BTreeMap::new();
+    for (_, outcome, _) in &seen {
+        *tally.entry(format!("{outcome:?}")).or_insert(0) += 1;
+    }
+    figures::record("clients_malformed_stdio", json!({"cases": seen.len(), "outcomes": tally}));
     let wrong: Vec<_> = seen.iter().filter(|(_, outcome, expected)| outcome != expected).collect();
     assert!(wrong.is_empty(), "unexpected outcomes (name, seen, expected): {wrong:?}");
     let out = server_read(&mut server).await;
@@ -453,7 +458,10 @@ async fn malformed_json_rpc_over_http_gets_clear_errors() {
         }
     }
     assert_eq!(server.terminate().await.code(), Some(0));
-    figures::record("clients_malformed_http", json!({"cases": malformed().len(), "statuses": statuses}));
+    figures::record(
+        "clients_malformed_http",
+        json!({"cases_per_era": malformed().len(), "eras": 2, "statuses": statuses}),
+    );
 }
 
 /// SIGTERM to `pid`.

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod container;
 mod down;
+mod fuzz;
 mod http;
 mod soak;
 mod stdio;
