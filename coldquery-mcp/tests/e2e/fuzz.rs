@@ -168,6 +168,9 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// The legacy handshake's first message.
+const INITIALIZE: &[u8] = br#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"fuzz","version":"0"}}}"#;
+
 /// Runs one case: a fresh server over the fakes, optionally initialized, then `messages`, then a
 /// ping that must be answered. Returns what went wrong, if anything.
 async fn run_case(initialize: bool, messages: &[Vec<u8>]) -> Result<(), String> {
@@ -190,9 +193,9 @@ async fn run_case(initialize: bool, messages: &[Vec<u8>]) -> Result<(), String> 
     let mut lines = BufReader::new(client_read).lines();
     let mut input = Vec::new();
     if initialize {
-        input.extend_from_slice(corpus()[0].as_slice());
+        input.extend_from_slice(INITIALIZE);
         input.push(b'\n');
-        input.extend_from_slice(corpus()[1].as_slice());
+        input.extend_from_slice(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         input.push(b'\n');
     }
     for message in messages {
@@ -218,6 +221,9 @@ async fn run_case(initialize: bool, messages: &[Vec<u8>]) -> Result<(), String> 
                 Some(code) if CODES.contains(&code) => {}
                 _ => return Err(format!("an error code outside JSON-RPC's: {line}")),
             }
+        }
+        if message["id"] == "init" && message.get("result").is_none() {
+            return Err(format!("initialize failed: {line}"));
         }
         // Answered: with a result, or with one of the errors above (after a 2026-07-28
         // request, rmcp wants `_meta` on the ping too).
