@@ -135,7 +135,7 @@ async fn http_clients_that_hang_up_mid_response_leave_nothing_behind() {
     let (rss_before, fds_before) = (rss_kib(pid), open_fds(pid));
 
     // Hang up while the statement runs: it is cancelled on the server.
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(31)%' AND pid <> pg_backend_pid()";
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(31)%' AND pid <> pg_backend_pid() AND datname = current_database()";
     let slow = modern_call(
         1,
         "pg_query",
@@ -470,7 +470,8 @@ fn sigterm(pid: u32) {
     assert!(status.success(), "kill -TERM works");
 }
 
-const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(62)%' AND pid <> pg_backend_pid()";
+/// The test's own statement (tests run in parallel on one cluster, each in its own database).
+const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(62)%' AND pid <> pg_backend_pid() AND datname = current_database()";
 
 /// SIGTERM over stdio with a read running and a session holding an uncommitted write: the
 /// statement is cancelled on the server, the session rolled back, and the process exits 0
