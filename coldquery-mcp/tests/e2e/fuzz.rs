@@ -4,7 +4,7 @@
 //! each case a `ping` must be answered within 5 s (no hang, no lost server), every line the
 //! server writes must be a JSON-RPC message, every error one of JSON-RPC's codes, and nothing
 //! may panic. Seeds: `coldquery-mcp/tests/fuzz-corpus/*.jsonl`. `PROPTEST_CASES` raises the
-//! case count (2000 by default, 8 to 17 s in a debug build).
+//! case count (2000 by default, 7 to 17 s in a debug build).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
