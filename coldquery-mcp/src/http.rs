@@ -111,6 +111,37 @@ async fn bind_mcp_sessions(State(state): State<AppState>, request: Request, next
     response
 }
 
+/// The start of rmcp's plain-text answer (status 415) to a body that is not a JSON-RPC message.
+const UNPARSABLE_BODY: &str = "fail to deserialize request body";
+
+/// JSON-RPC over HTTP answers a body that is not a message with 400 and an error object; rmcp
+/// answers 415 (a media-type status, though the media type was right) with plain text. This
+/// rewrites that answer: -32700 for a body that is not JSON, -32600 for JSON that is no JSON-RPC
+/// message (batches included, which MCP does not have).
+async fn json_rpc_body_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Some(detail) = text.strip_prefix(UNPARSABLE_BODY).map(str::trim) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let (code, message) = if detail.starts_with("unrecognized JSON-RPC message") {
+        (-32600, "Invalid Request: the body is JSON but not one JSON-RPC request, notification or response")
+    } else {
+        (-32700, "Parse error: the body is not valid JSON")
+    };
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message, "data": {"detail": detail}}}),
+    )
+}
+
 async fn health() -> Response {
     json_response(StatusCode::OK, json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
@@ -210,6 +241,7 @@ pub fn router(
     let mcp = StreamableHttpService::new(move || Ok(server.clone()), manager, mcp_config);
     let protected = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(json_rpc_body_errors))
         // A client that trickles its body is cut off instead of holding a task forever.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), bind_mcp_sessions))

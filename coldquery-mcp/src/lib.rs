@@ -7,6 +7,8 @@
 //!   request's cancellation handed down;
 //! - [`http`]: `/mcp` behind bearer tokens, `Host`/`Origin` validation and a body limit, plus
 //!   `/health`, `/ready` and `/metrics`;
+//! - [`stdio`]: the stdio transport with back-pressure (a client that stops reading stdout
+//!   stops the server reading stdin, instead of queueing answers without bound);
 //! - [`config`]: flags with environment variables, validated fail-closed;
 //! - [`mod@run`]: start-up and shutdown (every open session rolled back before exit).
 //!
@@ -20,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod run;
 pub mod server;
+pub mod stdio;
 
 pub use config::{Args, Config, ConfigError, LogFormat, Transport};
 pub use run::{RunError, run, shutdown_on_signals};

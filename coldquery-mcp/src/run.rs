@@ -146,10 +146,16 @@ pub fn build_tools(config: &Config, database: &Database) -> Result<Tools, RunErr
     Ok(tools)
 }
 
+/// rmcp's stdio transport (a JSON line per message, 16 MiB at most).
+fn stdio_transport() -> impl rmcp::transport::Transport<rmcp::RoleServer> {
+    let (stdin, stdout) = rmcp::transport::stdio();
+    rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
+}
+
 /// Serves MCP over stdin/stdout until stdin closes or `shutdown` is cancelled.
 pub async fn serve_stdio(server: ColdQueryServer, shutdown: CancellationToken) -> Result<(), RunError> {
     let service = tokio::select! {
-        service = server.serve_with_ct(rmcp::transport::stdio(), shutdown.child_token()) => service,
+        service = server.serve_with_ct(crate::stdio::Bounded::new(stdio_transport()), shutdown.child_token()) => service,
         () = shutdown.cancelled() => return Ok(()),
     };
     match service {

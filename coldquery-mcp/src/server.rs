@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::request::Parts;
-use coldquery_core::{CancellationToken, Owner};
+use coldquery_core::{CancellationToken, ErrorKind, Owner};
 use coldquery_tools::{Caller, Confirmation, Confirmer, Progress, ProgressSink, Tools, prompts};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
-    ElicitRequestParams, ElicitationAction, ElicitationSchema, ErrorData as McpError, GetPromptRequestParams,
-    GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
-    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference, ResourceContents,
-    Role, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo, CustomRequest,
+    CustomResult, ElicitRequestParams, ElicitationAction, ElicitationSchema, ErrorCode, ErrorData as McpError,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProgressToken, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Reference, ResourceContents, Role, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{ElicitationMode, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -108,6 +108,35 @@ pub enum Channel {
     /// Streamable HTTP: the authenticated principal (and, for clients on the older protocol
     /// revisions, their `Mcp-Session-Id`).
     Http,
+}
+
+/// The requests of MCP's client side. One of them reaching [`ServerHandler::on_custom_request`]
+/// had params rmcp could not parse.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "completion/complete",
+    "logging/setLevel",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+    "tools/call",
+    "tools/list",
+];
+
+/// A method name fit for an error message: escaped, and cut at 100 characters.
+fn method_for_message(method: &str) -> String {
+    let escaped: String = method.escape_debug().collect();
+    match escaped.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
 }
 
 /// The owner key of the stdio client.
@@ -322,6 +351,11 @@ impl ServerHandler for ColdQueryServer {
             Err(error) if !known => {
                 Err(McpError::resource_not_found(error.message().to_owned(), Some(json!({"uri": uri}))))
             }
+            // A table or schema the URI names that does not exist: not found, not a server fault.
+            Err(error) if error.kind() == ErrorKind::InvalidArgument => Err(McpError::resource_not_found(
+                error.message().to_owned(),
+                Some(json!({"uri": uri, "error": error.to_json()["error"]})),
+            )),
             Err(error) => Err(McpError::internal_error(error.message().to_owned(), Some(error.to_json()))),
         }
     }
@@ -365,6 +399,25 @@ impl ServerHandler for ColdQueryServer {
         Ok(CompleteResult::new(completion))
     }
 
+    /// A request rmcp did not recognise: an MCP method whose params do not have the shape the
+    /// protocol gives them (JSON-RPC "invalid params"), or a method MCP does not have ("method
+    /// not found") — each with a message saying which.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        let method = method_for_message(&request.method);
+        if MCP_METHODS.contains(&request.method.as_str()) {
+            Err(McpError::invalid_params(
+                format!("the params of '{method}' do not have the shape the MCP specification gives them"),
+                None,
+            ))
+        } else {
+            Err(McpError::new(ErrorCode::METHOD_NOT_FOUND, format!("method not found: '{method}'"), None))
+        }
+    }
+
     /// Accepts the older revisions' `logging/setLevel`. This server sends no log notifications
     /// (its logs go to stderr), so there is nothing to filter; the level is recorded in the log.
     #[allow(deprecated)]
@@ -402,6 +455,14 @@ mod tests {
         assert_eq!(http_owner("alice", None).as_str(), "http:alice");
         assert_eq!(http_owner("alice", Some("s1")).as_str(), "http:alice:s1");
         assert_ne!(http_owner("alice", Some("s1")), http_owner("bob", Some("s1")));
+    }
+
+    #[test]
+    fn method_names_in_messages_are_escaped_and_short() {
+        assert_eq!(method_for_message("tools/call"), "tools/call");
+        assert_eq!(method_for_message("pi\0ng"), "pi\\0ng");
+        let long = method_for_message(&"x".repeat(10_000));
+        assert_eq!(long.chars().count(), 101, "{long}");
     }
 
     #[test]

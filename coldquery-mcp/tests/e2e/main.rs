@@ -3,12 +3,15 @@
 //! streamable HTTP, checking the effects from a side connection to PostgreSQL.
 
 mod cli;
+mod clients;
 mod container;
 mod down;
 mod elicit;
+mod fuzz;
 mod http;
 mod killed;
 mod lean;
 mod progress;
+mod soak;
 mod stdio;
 mod support;

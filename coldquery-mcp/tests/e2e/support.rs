@@ -236,3 +236,137 @@ impl HttpServer {
 pub(crate) fn modern_info() -> ClientConfig {
     ClientConfig::new(ClientCapabilities::default(), Implementation::new("coldquery-e2e", "0"))
 }
+
+/// A process's resident memory in KiB (`VmRSS` of /proc/<pid>/status).
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A process's open file descriptors (entries of /proc/<pid>/fd).
+pub(crate) fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|entries| entries.count()).unwrap_or(0)
+}
+
+/// ColdQuery's connections to `db` as PostgreSQL sees them, by state (`active`, `idle`,
+/// `idle in transaction`, ...), the side connection excluded.
+pub(crate) async fn backends(side: &tokio_postgres::Client, db: &TestDb) -> std::collections::BTreeMap<String, i64> {
+    let rows = side
+        .query(
+            "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'coldquery' AND pid <> pg_backend_pid() GROUP BY 1",
+            &[&db.name],
+        )
+        .await
+        .expect("pg_stat_activity is readable");
+    rows.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1))).collect()
+}
+
+/// The `_meta` a 2026-07-28 request carries.
+pub(crate) fn modern_meta() -> Value {
+    serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+    })
+}
+
+/// A 2026-07-28 `tools/call` as a JSON-RPC body.
+pub(crate) fn modern_call(id: u64, tool: &str, arguments: Value) -> Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": modern_meta()}})
+}
+
+/// The raw HTTP/1.1 request of a 2026-07-28 `tools/call` (body `body`) with alice's token.
+pub(crate) fn raw_post(host: &str, body: &str, tool: &str) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\n\
+         Mcp-Name: {tool}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The stdio binary driven line by line, for tests that misbehave on purpose.
+pub(crate) struct RawStdio {
+    pub(crate) child: Child,
+    pub(crate) stdin: Option<tokio::process::ChildStdin>,
+    pub(crate) stdout: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
+}
+
+impl RawStdio {
+    /// Starts the server for `db` with piped stdin and stdout; does not initialize.
+    pub(crate) fn start(db: &TestDb, env: &[(&str, &str)]) -> RawStdio {
+        let mut all = vec![("DATABASE_URL", db.url.as_str())];
+        all.extend_from_slice(env);
+        let mut command = command(&all);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("the binary starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(|out| BufReader::with_capacity(1 << 20, out).lines());
+        RawStdio { child, stdin, stdout }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the server runs")
+    }
+
+    /// Writes one line (a newline is added).
+    pub(crate) async fn send_line(&mut self, line: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            stdin.write_all(line).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        })
+        .await
+        .expect("the server reads its stdin within 10 s")
+        .expect("stdin is writable");
+    }
+
+    /// The next line on stdout as JSON, within `within`.
+    pub(crate) async fn next(&mut self, within: Duration) -> Option<Value> {
+        let stdout = self.stdout.as_mut().expect("stdout is open");
+        let line = tokio::time::timeout(within, stdout.next_line()).await.ok()?.ok()??;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout carries JSON lines ({e}): {line}")))
+    }
+
+    /// Reads until the response to `id` arrives (within `within`); returns it and what came before it.
+    pub(crate) async fn until_id(&mut self, id: &Value, within: Duration) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + within;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.next(left).await.unwrap_or_else(|| panic!("no answer to id {id} within {within:?}"));
+            if message.get("id") == Some(id) {
+                return (message, before);
+            }
+            before.push(message);
+        }
+    }
+
+    /// The legacy handshake: initialize, its answer, notifications/initialized.
+    pub(crate) async fn initialize(&mut self) {
+        let init = serde_json::json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+        self.send_line(init.to_string().as_bytes()).await;
+        let (answer, _) = self.until_id(&serde_json::json!("init"), Duration::from_secs(30)).await;
+        assert!(answer.get("result").is_some(), "initialize succeeds: {answer}");
+        self.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    }
+
+    /// Sends a ping with `id` and waits for its answer: the server still serves.
+    pub(crate) async fn ping(&mut self, id: &str, within: Duration) -> Vec<Value> {
+        let ping = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "ping"});
+        self.send_line(ping.to_string().as_bytes()).await;
+        let (answer, before) = self.until_id(&serde_json::json!(id), within).await;
+        assert!(answer.get("result").is_some(), "ping is answered: {answer}");
+        before
+    }
+}
