@@ -66,7 +66,14 @@ pub fn render_reference(examples: &[Example]) -> String {
                     out,
                     "| {name} | {} | {} |",
                     type_of(property),
-                    property["description"].as_str().unwrap_or("").replace('|', "\\|").replace('\n', " ")
+                    // Flags named after their SQL keyword, and the parameters the tool's
+                    // description explains, carry no description of their own (tools/list is
+                    // sent to the model with every session).
+                    property["description"]
+                        .as_str()
+                        .unwrap_or("(see the description above)")
+                        .replace('|', "\\|")
+                        .replace('\n', " ")
                 );
             }
         }
