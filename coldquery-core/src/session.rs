@@ -197,6 +197,19 @@ pub trait SessionStore: Send + Sync {
     /// Creates, releases or rolls back to a savepoint.
     async fn savepoint(&self, owner: &Owner, id: &SessionId, op: SavepointOp, name: &Ident) -> Result<SessionInfo>;
 
+    /// Runs `statements` in the session under a savepoint that is rolled back and released
+    /// whatever they did — a preview of a write — holding the session for the whole sequence,
+    /// so no other call can see or commit what the preview did. A failure carries the failing
+    /// statement's index; the session is as it was unless its connection was lost.
+    async fn preview(
+        &self,
+        owner: &Owner,
+        id: &SessionId,
+        statements: &[Statement],
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>>;
+
     /// One of the owner's sessions.
     async fn status(&self, owner: &Owner, id: &SessionId) -> Result<SessionInfo>;
 

@@ -35,6 +35,7 @@ pub const SERVER_NAME: &str = "coldquery";
 #[derive(Debug)]
 struct McpConfirmer {
     peer: rmcp::Peer<RoleServer>,
+    timeout: std::time::Duration,
 }
 
 #[async_trait::async_trait]
@@ -46,7 +47,10 @@ impl Confirmer for McpConfirmer {
             return Confirmation::Unavailable;
         };
         let request = ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema };
-        match self.peer.create_elicitation(request).await {
+        // A person who does not answer within the time a token lasts: the token path applies.
+        // (Over stdio this also bounds the one way elicitation can stall: 16 calls all waiting
+        // for answers while stdin is not read ahead of them — see `stdio.rs`.)
+        match self.peer.create_elicitation_with_timeout(request, Some(self.timeout)).await {
             Ok(answer) => match answer.action {
                 ElicitationAction::Accept if answer.content.as_ref().is_some_and(|c| c["confirm"] == true) => {
                     Confirmation::Accepted
@@ -231,7 +235,8 @@ impl ColdQueryServer {
         caller.cancel = self.call_token(context);
         // A client that can show a form is asked to confirm writes that need confirmation.
         if context.peer.supported_elicitation_modes().contains(&ElicitationMode::Form) {
-            caller = caller.with_confirmer(Arc::new(McpConfirmer { peer: context.peer.clone() }));
+            let timeout = self.tools.config().confirm_ttl;
+            caller = caller.with_confirmer(Arc::new(McpConfirmer { peer: context.peer.clone(), timeout }));
         }
         if let Some(token) = context.meta.get_progress_token() {
             caller = caller.with_progress(Arc::new(McpProgress { peer: context.peer.clone(), token }));

@@ -521,6 +521,78 @@ impl SessionStore for PgSessions {
         Ok((result, slot.info(inner.ttl)))
     }
 
+    async fn preview(
+        &self,
+        owner: &Owner,
+        id: &SessionId,
+        statements: &[Statement],
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>> {
+        let inner = &self.inner;
+        let slot = inner.find(owner, id)?;
+        let mut live = inner.lock(&slot).await?;
+        let _active = ActiveGuard::new(&slot);
+        match slot.tx() {
+            Tx::Open => {}
+            Tx::Aborted => return Err(aborted_error()),
+            Tx::Lost => return Err(lost_error()),
+        }
+        let tls = inner.shared.tls.clone();
+        let step = inner.shared.step;
+        let conn = live.conn()?;
+        for statement in statements {
+            slot.remember(&statement.footprint);
+        }
+        let saved = within(step, async {
+            tokio::join!(
+                conn.client.batch_execute("SAVEPOINT coldquery_preview"),
+                conn.client.query_typed(REPIN_GRAMMAR, &[])
+            )
+        })
+        .await;
+        let Some((saved, repinned)) = saved else {
+            return Err(inner.lose(&slot, &mut live, "starting the preview"));
+        };
+        if let Err(e) = saved.and(repinned.map(drop)) {
+            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+            return Err(errors::map(&e, "starting the preview"));
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        let mut failure = None;
+        for (index, statement) in statements.iter().enumerate() {
+            // Drained, never cancelled, when truncated: a cancel would abort the transaction.
+            match run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared, OnTruncate::Drain).await {
+                Ok(fetched) => results.push(run::render(&conn.client, fetched, step).await),
+                Err(err) => {
+                    failure = Some(err.with_operation_index(index));
+                    break;
+                }
+            }
+        }
+        slot.state.lock().expect("state lock").statements += 1;
+        if conn.client.is_closed() || conn.is_poisoned() {
+            slot.set_tx(Tx::Lost);
+            inner.remove(&slot);
+            live.release();
+            let err = failure.unwrap_or_else(|| Error::new(ErrorKind::Unavailable, "the connection was lost"));
+            return Err(err.with_hint(
+                "the session's connection was lost, so its transaction was rolled back and the session is closed",
+            ));
+        }
+        let undo = "ROLLBACK TO SAVEPOINT coldquery_preview; RELEASE SAVEPOINT coldquery_preview";
+        match within(step, conn.client.batch_execute(undo)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
+                return Err(failure.unwrap_or_else(|| errors::map(&e, "undoing the preview")));
+            }
+            None => return Err(inner.lose(&slot, &mut live, "undoing the preview")),
+        }
+        drop(_active);
+        failure.map_or(Ok(results), Err)
+    }
+
     async fn end(&self, owner: &Owner, id: &SessionId, end: SessionEnd) -> Result<SessionInfo> {
         let inner = &self.inner;
         let slot = inner.find(owner, id)?;

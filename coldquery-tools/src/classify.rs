@@ -368,7 +368,16 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
             flags.needs_autocommit = body["is_vacuumcmd"] == true;
             writes = true;
         }
-        "CreatedbStmt" | "DropdbStmt" | "CreateTableSpaceStmt" | "DropTableSpaceStmt" | "AlterSystemStmt" => {
+        // Subscriptions may create or drop a replication slot, which cannot happen in a
+        // transaction block.
+        "CreatedbStmt"
+        | "DropdbStmt"
+        | "CreateTableSpaceStmt"
+        | "DropTableSpaceStmt"
+        | "AlterSystemStmt"
+        | "CreateSubscriptionStmt"
+        | "AlterSubscriptionStmt"
+        | "DropSubscriptionStmt" => {
             flags.needs_autocommit = true;
             writes = true;
         }
@@ -407,6 +416,15 @@ fn classify_on_this_thread(text: &str) -> Result<Classified> {
                     | "transaction_deferrable"
                     | "default_transaction_read_only"
             );
+            writes = true;
+        }
+        "AlterDatabaseStmt" => {
+            // ALTER DATABASE … SET TABLESPACE moves the database: not in a transaction block.
+            flags.needs_autocommit = has_option(body, "tablespace");
+            writes = true;
+        }
+        "AlterTableStmt" => {
+            flags.needs_autocommit = walk.detaches_concurrently;
             writes = true;
         }
         _ => writes = true,
@@ -510,6 +528,8 @@ struct Walk {
     destructive: Option<String>,
     writes: bool,
     changes_role: bool,
+    /// `ALTER TABLE … DETACH PARTITION … CONCURRENTLY` (not in a transaction block).
+    detaches_concurrently: bool,
     session_state: bool,
     sets_grammar: bool,
 }
@@ -660,12 +680,22 @@ impl Walk {
                     self.destructive("MERGE … THEN DELETE".to_owned());
                 }
             }
+            // Anywhere in the tree: `CREATE FUNCTION … SET role …`, `ALTER ROLE … SET role …`.
+            "VariableSetStmt" | "setstmt" => {
+                let name = body["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+                self.changes_role |= IDENTITY_SETTINGS.contains(&name.as_str());
+            }
             "TruncateStmt" => self.destructive("TRUNCATE".to_owned()),
             "AlterTableCmd" => {
                 let subtype = body["subtype"]
                     .as_i64()
                     .and_then(|n| i32::try_from(n).ok())
                     .and_then(|n| AlterTableType::try_from(n).ok());
+                if subtype == Some(AlterTableType::AtDetachPartition)
+                    && node_of(&body["def"]).is_some_and(|(_, cmd)| cmd["concurrent"] == true)
+                {
+                    self.detaches_concurrently = true;
+                }
                 if let Some(subtype) = subtype.filter(|t| alter_removes(*t)) {
                     self.destructive(format!("ALTER … {}", alter_drop_words(subtype)));
                 }
@@ -1110,9 +1140,36 @@ mod tests {
         assert!(needs_autocommit(&c("REINDEX SCHEMA public").unwrap()));
         assert!(!needs_autocommit(&c("REINDEX TABLE t").unwrap()));
         assert!(needs_autocommit(&c("CLUSTER").unwrap()));
+        assert!(needs_autocommit(&c("ALTER TABLE t DETACH PARTITION p CONCURRENTLY").unwrap()));
+        assert!(!needs_autocommit(&c("ALTER TABLE t DETACH PARTITION p").unwrap()));
+        assert!(needs_autocommit(&c("ALTER DATABASE d SET TABLESPACE ts").unwrap()));
+        assert!(!needs_autocommit(&c("ALTER DATABASE d SET work_mem = '1MB'").unwrap()));
+        assert!(needs_autocommit(&c("DROP SUBSCRIPTION s").unwrap()));
         assert!(check_autocommit(&c("INSERT INTO t VALUES (nextval('s'))").unwrap()).is_ok());
         assert!(check_explainable(&c("EXPLAIN SELECT 1").unwrap()).is_err());
         assert!(check_explainable(&c("DELETE FROM t").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn role_changes_are_refused_wherever_they_are_written() {
+        for sql in [
+            "SET ROLE postgres",
+            "SET LOCAL ROLE postgres",
+            "RESET ROLE",
+            "SET SESSION AUTHORIZATION DEFAULT",
+            "SELECT set_config('role', 'postgres', true)",
+            "SELECT pg_catalog.set_config('Role', 'none', false)",
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql SET role = none AS 'SELECT 1'",
+            "ALTER FUNCTION f() SET role = postgres",
+            "ALTER ROLE agent SET role = postgres",
+            "ALTER DATABASE d SET session_authorization = postgres",
+        ] {
+            let classified = c(sql).unwrap();
+            let err = check_write(&classified).expect_err(sql);
+            assert_eq!(err.kind(), ErrorKind::StatementNotAllowed, "{sql}: {err:?}");
+        }
+        assert!(check_write(&c("SET LOCAL work_mem = '64MB'").unwrap()).is_ok());
+        assert!(check_write(&c("ALTER FUNCTION f() SET work_mem = '64MB'").unwrap()).is_ok());
     }
 
     #[test]

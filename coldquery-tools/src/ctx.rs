@@ -156,10 +156,12 @@ pub(crate) struct Ctx<'a> {
     pub(crate) confirmations: &'a Confirmations,
     pub(crate) tool: &'static str,
     pub(crate) action: String,
-    /// Set when this call's write was confirmed with a preview's token (for the audit record).
+    /// Set when this call's write was confirmed, with a preview's token or by the person asked
+    /// (for the audit record).
     pub(crate) confirmed: AtomicBool,
-    /// The call came through a tool marked read-only (`pg_read` in the split layout, every
-    /// tool in `--read-only` mode): nothing it runs may write, not even in a session.
+    /// The call came through a tool marked read-only by the layout (`pg_read`, `pg_inspect`):
+    /// nothing it runs may write, not even in a session. (In `--read-only` mode the write
+    /// policy refuses writes itself.)
     pub(crate) reads_only: bool,
 }
 
@@ -356,19 +358,18 @@ impl Ctx<'_> {
                     .and_then(|p| self.sessions.backend_owner(p))
                     .is_some_and(|o| &o == self.owner());
                 format!(
-                    "pid {pid}{} ({}, {}, {} on {}, transaction open {} s: {})",
+                    "pid {pid}{} ({}, {}, {} on {}, transaction open {} s)",
                     if own { " — your own open session (pg_tx list)" } else { "" },
                     h["user"].as_str().unwrap_or("?"),
                     h["state"].as_str().unwrap_or("?"),
                     h["mode"].as_str().unwrap_or("?"),
                     h["relation"].as_str().unwrap_or("?"),
                     h["seconds"],
-                    h["query"].as_str().unwrap_or(""),
                 )
             })
             .collect();
         err.with_hint(format!(
-            "the write waited {waited} for a lock and gave up so as not to block others queued behind it; held by {}. Commit or roll back that transaction (or pg_admin terminate its pid), then retry",
+            "the write waited {waited} for a lock and gave up so as not to block others queued behind it; held by {}. pg_monitor locks shows their queries; commit or roll back that transaction (or pg_admin terminate its pid), then retry",
             named.join("; ")
         ))
     }
@@ -382,16 +383,23 @@ impl Ctx<'_> {
         };
         let started = Instant::now();
         let every = self.config.progress_after.max(Duration::from_millis(100));
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = ticks.tick() => {
+        // The reporter runs beside the work, never in its way: the statement is polled while a
+        // report is looked up or sent, each report is bounded, and late ticks are skipped.
+        let reporter = async {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let report = async {
                     let message = self.describe_progress(statement).await;
                     sink.report(Progress { elapsed_s: started.elapsed().as_secs_f64(), message }).await;
-                }
+                };
+                let _ = tokio::time::timeout(every, report).await;
             }
+        };
+        tokio::select! {
+            done = work => done,
+            _ = reporter => unreachable!("the reporter loops until the work ends"),
         }
     }
 

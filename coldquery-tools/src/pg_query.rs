@@ -163,9 +163,13 @@ async fn check_sql(text: String, params: Option<Vec<Value>>) -> Result<Checked> 
     Ok(Checked { sql, classified, params })
 }
 
-/// The statement text a confirmation token of these statements is bound to.
+/// The statement text a confirmation token of these statements is bound to: the statement
+/// itself, or a batch's statements as a JSON array (so that no two lists share a text).
 fn joined_sql(ops: &[Checked]) -> String {
-    ops.iter().map(|op| op.sql.as_str()).collect::<Vec<_>>().join(";\n")
+    match ops {
+        [one] => one.sql.as_str().to_owned(),
+        _ => Value::Array(ops.iter().map(|op| Value::String(op.sql.as_str().to_owned())).collect()).to_string(),
+    }
 }
 
 /// The parameters a confirmation token of these statements is bound to.
@@ -249,6 +253,22 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     }
                     Err(e) if session.is_none() => return Err(e.with_hint(hint)),
                     Err(e) => return Err(e),
+                }
+                // It runs the write for real in the session: a write that needs confirmation
+                // is confirmed through pg_query write's preview, never by explaining it.
+                if let Some(why) = ctx.config.confirm_writes.requires(stmt.classified.destructive()) {
+                    let err = Error::new(
+                        ErrorKind::WriteDenied,
+                        format!("{why}: EXPLAIN ANALYZE would run it without a confirmation"),
+                    )
+                    .with_hint("explain it without analyze, or run it with pg_query write (preview: true, then confirm) in the session");
+                    ctx.record(crate::audit::AuditRecord::denial(
+                        ctx,
+                        args.session_id.as_deref(),
+                        Some(stmt.sql.as_str()),
+                        &err,
+                    ));
+                    return Err(err);
                 }
             }
             // Planning evaluates stable functions (and EXPLAIN ANALYZE runs the statement):

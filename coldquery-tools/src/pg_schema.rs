@@ -573,7 +573,10 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
                 return Ok(Request::DdlPreview { statement, classified: ddl.classified, target, limits });
             }
             let text = statement.sql.text().to_owned();
-            ctx.confirm(ddl.classified.destructive(), args.confirm.as_deref(), &binding(ctx, &text, &[], &target))?;
+            let op = preview::Op { statement: statement.clone(), classified: &ddl.classified };
+            let binding = binding(ctx, &text, &[], &target);
+            preview::confirm_write(ctx, std::slice::from_ref(&op), &target, &limits, binding, args.confirm.as_deref())
+                .await?;
             let relations = ddl.classified.names.relations.iter().cloned().collect();
             Ok(Request::Ddl { statement, tag: ddl.tag, target, limits, relations })
         }

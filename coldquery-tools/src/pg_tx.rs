@@ -162,6 +162,11 @@ fn assume(ctx: &Ctx<'_>, role: Option<String>, settings: Option<serde_json::Map<
         };
         return Err(Error::invalid(format!("pg_tx begin: parameter 'role' is '{role}'; {allowed}")));
     }
+    if settings.as_ref().is_some_and(|s| !s.is_empty()) && ctx.config.allowed_roles.is_empty() {
+        return Err(Error::invalid(
+            "pg_tx begin: parameter 'settings' comes with 'role', and this server allows none (--allow-roles)",
+        ));
+    }
     let mut assumed = Vec::new();
     for (name, value) in settings.unwrap_or_default() {
         let well_formed = name.starts_with(REQUEST_SETTINGS)

@@ -6,10 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use coldquery_core::{
-    Error, ErrorKind, Ident, Limits, QueryResult, Result, SavepointOp, SessionId, Sql, SqlBuilder, Statement,
-    WriteTarget,
-};
+use coldquery_core::{Error, ErrorKind, Limits, QueryResult, Result, Sql, SqlBuilder, Statement, WriteTarget};
 use serde_json::{Value, json};
 
 use crate::audit::AuditRecord;
@@ -17,9 +14,6 @@ use crate::catalog::preview::{LOCKS, OBJECTS};
 use crate::classify::{self, Classified};
 use crate::confirm::Binding;
 use crate::ctx::{Confirmation, Ctx};
-
-/// The savepoint a preview in a session runs under.
-const SAVEPOINT: &str = "coldquery_preview";
 
 /// One statement to preview.
 pub(crate) struct Op<'a> {
@@ -167,7 +161,9 @@ pub(crate) async fn run(
     let limits = Limits { max_rows: 10_000, max_bytes: limits.max_bytes.max(4 * 1024 * 1024), ..*limits };
     let outcome = match target {
         WriteTarget::Autocommit => ctx.executor.preview(&statements, &limits, &ctx.caller.cancel).await,
-        WriteTarget::Session(id) => in_session(ctx, id, &statements, &limits).await,
+        WriteTarget::Session(id) => {
+            ctx.sessions.preview(ctx.owner(), id, &statements, &limits, &ctx.caller.cancel).await
+        }
     };
     let outcome = outcome.map_err(|err| {
         let op = err.operation_index().and_then(|i| roles.get(i)).and_then(|role| match role {
@@ -285,37 +281,4 @@ fn objects_changed(before: &QueryResult, after: &QueryResult) -> Value {
     let dropped = before.keys().filter(|k| !after.contains_key(*k)).collect();
     let altered = after.iter().filter(|(k, v)| before.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k).collect();
     json!({ "created": list(created), "altered": list(altered), "dropped": list(dropped) })
-}
-
-/// Runs the preview's statements in the caller's session under a savepoint that is rolled
-/// back and released whatever happens, so the session is as it was.
-async fn in_session(
-    ctx: &Ctx<'_>,
-    id: &SessionId,
-    statements: &[Statement],
-    limits: &Limits,
-) -> Result<Vec<QueryResult>> {
-    let name = Ident::new(SAVEPOINT).map_err(|e| Error::internal(e.to_string()))?;
-    ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::Create, &name).await?;
-    let mut results = Vec::with_capacity(statements.len());
-    let mut failure = None;
-    for (index, statement) in statements.iter().enumerate() {
-        match ctx.sessions.run(ctx.owner(), id, statement, limits, &ctx.caller.cancel).await {
-            Ok((result, _)) => results.push(result),
-            Err(err) => {
-                failure = Some(err.with_operation_index(index));
-                break;
-            }
-        }
-    }
-    let undone = ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::RollbackTo, &name).await;
-    let released = match undone {
-        Ok(_) => ctx.sessions.savepoint(ctx.owner(), id, SavepointOp::Release, &name).await.map(|_| ()),
-        Err(err) => Err(err),
-    };
-    match (failure, released) {
-        (Some(err), _) => Err(err),
-        (None, Err(err)) => Err(err),
-        (None, Ok(())) => Ok(results),
-    }
 }

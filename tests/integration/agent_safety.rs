@@ -158,6 +158,15 @@ async fn ddl_previews_name_the_objects_and_sessions_stay_as_they_were() {
     )
     .await;
     assert_eq!(seen["rows"][0]["n"], 0, "the savepoint was rolled back: {seen}");
+    // EXPLAIN ANALYZE would run a destructive write in the session without a confirmation.
+    let analyzed = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "explain", "sql": "DELETE FROM parent", "analyze": true, "session_id": session}),
+    )
+    .await;
+    assert_eq!(code(&analyzed), "WRITE_DENIED", "{analyzed}");
     // A failing preview leaves the session usable too.
     let failing = call(
         &tools,

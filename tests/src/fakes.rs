@@ -582,6 +582,34 @@ impl SessionStore for FakeSessions {
         Ok(session.info())
     }
 
+    /// Recorded as its parts: the savepoint `coldquery_preview`, each statement, the rollback
+    /// to the savepoint and its release.
+    async fn preview(
+        &self,
+        owner: &Owner,
+        id: &SessionId,
+        statements: &[Statement],
+        limits: &Limits,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<QueryResult>> {
+        let name = Ident::new("coldquery_preview").expect("a valid name");
+        self.savepoint(owner, id, SavepointOp::Create, &name).await?;
+        let mut results = Vec::with_capacity(statements.len());
+        let mut failure = None;
+        for (index, statement) in statements.iter().enumerate() {
+            match self.run(owner, id, statement, limits, cancel).await {
+                Ok((result, _)) => results.push(result),
+                Err(error) => {
+                    failure = Some(error.with_operation_index(index));
+                    break;
+                }
+            }
+        }
+        self.savepoint(owner, id, SavepointOp::RollbackTo, &name).await?;
+        self.savepoint(owner, id, SavepointOp::Release, &name).await?;
+        failure.map_or(Ok(results), Err)
+    }
+
     async fn status(&self, owner: &Owner, id: &SessionId) -> Result<SessionInfo> {
         lock(&self.state).find(owner, id).map(|session| session.info()).ok_or_else(session_not_found)
     }

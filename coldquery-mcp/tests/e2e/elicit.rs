@@ -68,6 +68,14 @@ async fn a_person_accepts_or_declines_a_destructive_write_shown_with_its_preview
             assert_eq!(result.is_error, Some(false), "{body}");
             assert_eq!(body["rows_affected"], 3);
             assert_eq!(count(&side, "SELECT count(*) FROM doomed").await, 0);
+            // DDL is asked the same way.
+            let drop = CallToolRequestParams::new("pg_schema")
+                .with_arguments(args(json!({"action": "drop", "name": "doomed", "autocommit": true})));
+            let dropped = client.call_tool(drop).await.unwrap();
+            assert_eq!(dropped.is_error, Some(false), "{:?}", dropped.structured_content);
+            let asked = person.asked.lock().unwrap().clone();
+            assert!(asked.len() == 2 && asked[1].contains("DROP TABLE") && asked[1].contains("doomed"), "{asked:?}");
+            assert_eq!(count(&side, "SELECT count(*) FROM pg_class WHERE relname = 'doomed'").await, 0);
         } else {
             assert_eq!(body["error"]["code"], "WRITE_DENIED", "{body}");
             assert!(body["error"]["message"].as_str().unwrap().contains("declined"), "{body}");

@@ -427,8 +427,7 @@ pub(crate) const TOP_QUERIES_ORDER_CALLS: &str = "s.calls DESC, s.queryid";
 /// waited for.
 pub(crate) const LOCK_HOLDERS: Sql = Sql::catalog(
     "SELECT a.pid, a.usename::text AS \"user\", a.state, l.relation::regclass::text AS relation, l.mode, \
-            round(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::numeric, 1)::float8 AS seconds, \
-            left(a.query, 120) AS query \
+            round(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::numeric, 1)::float8 AS seconds \
      FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
      WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_catalog.pg_backend_pid() \
        AND l.relation IN (SELECT pg_catalog.to_regclass(n) FROM json_array_elements_text($1::text::json) n) \
