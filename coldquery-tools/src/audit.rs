@@ -114,6 +114,14 @@ impl AuditRecord {
         }
     }
 
+    /// A session begun acting as a role: the role and the names of the request settings (never
+    /// their values, which may hold claims).
+    pub(crate) fn assumed(ctx: &Ctx<'_>, session: &str, role: Option<&str>, settings: &[&str]) -> AuditRecord {
+        let what =
+            format!("act as role {} with request settings [{}]", role.unwrap_or("(login role)"), settings.join(", "));
+        AuditRecord { fingerprint: None, ..AuditRecord::base(ctx, Some(session.to_owned()), Some(&what)) }
+    }
+
     /// A preview: the write ran and was rolled back.
     pub(crate) fn preview(
         ctx: &Ctx<'_>,

@@ -228,6 +228,10 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 let _ = ctx.sessions.end(owner, &info.id, SessionEnd::Rollback).await;
                 return Err(err);
             }
+            if assume.role.is_some() || !assume.settings.is_empty() {
+                let names: Vec<&str> = assume.settings.iter().map(|(name, _)| name.as_str()).collect();
+                ctx.record(crate::audit::AuditRecord::assumed(ctx, info.id.as_str(), assume.role.as_deref(), &names));
+            }
             let mut out = session_details(&info);
             if let Some(role) = &assume.role {
                 out["role"] = json!(role);

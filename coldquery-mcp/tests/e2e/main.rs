@@ -2,6 +2,7 @@
 //! fresh harness database and talks to it with rmcp's client, over stdio (child process) or
 //! streamable HTTP, checking the effects from a side connection to PostgreSQL.
 
+mod agent;
 mod cli;
 mod clients;
 mod container;
