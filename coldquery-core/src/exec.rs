@@ -31,6 +31,10 @@ pub struct Statement {
     pub guard: Option<Box<Guard>>,
     /// What the statement could leave on its connection (see [`Footprint`]).
     pub footprint: Footprint,
+    /// On the sessionless path, a statement that affects more rows than this is rolled back
+    /// instead of committed, with an error of kind [`crate::ErrorKind::WriteDenied`] (the
+    /// tools set it for writes that need a confirmation once they touch many rows).
+    pub affected_cap: Option<u64>,
 }
 
 /// The names of the functions a statement may call, so that the connection it ran on can be
@@ -56,17 +60,24 @@ impl Footprint {
 impl Statement {
     /// A statement without parameters.
     pub fn new(sql: Sql) -> Statement {
-        Statement { sql, params: Vec::new(), guard: None, footprint: Footprint::default() }
+        Statement { sql, params: Vec::new(), guard: None, footprint: Footprint::default(), affected_cap: None }
     }
 
     /// A statement with parameters.
     pub fn with_params(sql: Sql, params: Vec<Param>) -> Statement {
-        Statement { sql, params, guard: None, footprint: Footprint::default() }
+        Statement { sql, params, guard: None, footprint: Footprint::default(), affected_cap: None }
     }
 
     /// The same statement with the functions it may call.
     pub fn with_footprint(mut self, footprint: Footprint) -> Statement {
         self.footprint = footprint;
+        self
+    }
+
+    /// The same statement, rolled back instead of committed when it affects more than `cap`
+    /// rows (see [`Statement::affected_cap`]).
+    pub fn with_affected_cap(mut self, cap: Option<u64>) -> Statement {
+        self.affected_cap = cap;
         self
     }
 

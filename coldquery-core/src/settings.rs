@@ -33,6 +33,7 @@ pub const VARIABLES: &[&str] = &[
     "COLDQUERY_LOCK_TIMEOUT",
     "COLDQUERY_TOOL_LAYOUT",
     "COLDQUERY_ALLOW_ROLES",
+    "COLDQUERY_CONFIRM_ROWS",
 ];
 
 /// The first `COLDQUERY_*` name among `names` that is not a setting (the test harness's

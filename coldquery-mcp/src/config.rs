@@ -161,6 +161,11 @@ pub struct Args {
     #[arg(long, env = "COLDQUERY_TOOL_LAYOUT", value_name = "combined|split", default_value = "combined")]
     pub tool_layout: String,
 
+    /// An autocommit write that affects more rows than this is rolled back unless it was
+    /// confirmed with a preview's token (while --confirm-writes is not off); 0: no limit.
+    #[arg(long, env = "COLDQUERY_CONFIRM_ROWS", value_name = "N", default_value = "1000")]
+    pub confirm_rows: String,
+
     /// How long a preview's confirmation token stays valid.
     #[arg(long, env = "COLDQUERY_CONFIRM_TTL", value_name = "DURATION", default_value = "5m")]
     pub confirm_ttl: String,
@@ -471,6 +476,8 @@ impl Config {
             )
         })?;
         let confirm_ttl = duration("--confirm-ttl (COLDQUERY_CONFIRM_TTL)", &args.confirm_ttl)?;
+        let confirm_rows = count("--confirm-rows (COLDQUERY_CONFIRM_ROWS)", &args.confirm_rows, 0)?;
+        let confirm_rows = (confirm_rows > 0).then_some(confirm_rows as u64);
         let tool_layout = Layout::parse(&args.tool_layout).ok_or_else(|| {
             ConfigError::new(
                 "--tool-layout (COLDQUERY_TOOL_LAYOUT)",
@@ -488,6 +495,7 @@ impl Config {
             confirm_writes,
             confirm_ttl,
             lock_timeout,
+            confirm_rows,
             allowed_roles: args
                 .allow_roles
                 .as_deref()
@@ -563,6 +571,7 @@ impl Config {
             "max_result_bytes": self.tools.max_result_bytes,
             "confirm_writes": self.tools.confirm_writes.as_str(),
             "confirm_ttl_s": self.tools.confirm_ttl.as_secs_f64(),
+            "confirm_rows": self.tools.confirm_rows,
             "lock_timeout_s": self.tools.lock_timeout.map(|t| t.as_secs_f64()),
             "audit_log": self.audit_log.as_ref().map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
         });

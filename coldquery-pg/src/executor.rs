@@ -56,7 +56,7 @@ impl Executor for PgExecutor {
             }
             // A lock timeout is set for a transaction: the statement runs in one of its own,
             // committed as any autocommit statement is.
-            Access::Autocommit if limits.lock_timeout.is_some() => {
+            Access::Autocommit if limits.lock_timeout.is_some() || statement.affected_cap.is_some() => {
                 let mut results = self
                     .transaction(std::slice::from_ref(statement), &TxOptions::default(), limits, cancel, End::Commit)
                     .await
@@ -244,6 +244,14 @@ impl PgExecutor {
                 }
                 Err(err) => Err(err),
             };
+            // A statement that touched more rows than its cap is not committed.
+            let fetched = fetched.and_then(|fetched| match (statement.affected_cap, fetched.rows_affected) {
+                (Some(cap), Some(affected)) if affected > cap && end == End::Commit => Err(Error::new(
+                    ErrorKind::WriteDenied,
+                    format!("the statement affected {affected} rows, more than {cap}; it was rolled back and nothing was committed"),
+                )),
+                _ => Ok(fetched),
+            });
             match fetched {
                 Ok(fetched) => {
                     let mut result = run::render(&conn.client, fetched, step).await;

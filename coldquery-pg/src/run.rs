@@ -48,7 +48,7 @@ pub(crate) struct Fetched {
     columns: Vec<(String, Type)>,
     rows: Vec<Row>,
     truncated: bool,
-    rows_affected: Option<u64>,
+    pub(crate) rows_affected: Option<u64>,
 }
 
 /// Runs `statement` on `conn`. On interruption or a fatal error the connection is poisoned.

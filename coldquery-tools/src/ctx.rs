@@ -45,6 +45,9 @@ pub struct ToolConfig {
     /// A statement running longer than this sends progress reports, one per this interval, to
     /// a caller that asked for them (1 s).
     pub progress_after: Duration,
+    /// An autocommit write that affects more rows than this is rolled back unless it was
+    /// confirmed (`--confirm-rows`; `None`: no limit). Applies while `confirm_writes` is not off.
+    pub confirm_rows: Option<u64>,
 }
 
 impl Default for ToolConfig {
@@ -61,6 +64,7 @@ impl Default for ToolConfig {
             lock_timeout: Some(Duration::from_secs(5)),
             allowed_roles: Vec::new(),
             progress_after: Duration::from_secs(1),
+            confirm_rows: None,
         }
     }
 }
@@ -314,6 +318,18 @@ impl Ctx<'_> {
                 Err(err)
             }
         }
+    }
+
+    /// The most rows a write may affect before it needs a confirmation (`--confirm-rows`): on
+    /// the sessionless path, for a DML statement of a call that was not confirmed, while the
+    /// server confirms writes at all. (In a session nothing commits before `pg_tx commit`, and
+    /// the result shows the rows affected first.)
+    pub(crate) fn affected_cap(&self, target: &WriteTarget, classified: &crate::classify::Classified) -> Option<u64> {
+        let applies = self.config.confirm_writes != ConfirmWrites::Off
+            && !self.was_confirmed()
+            && *target == WriteTarget::Autocommit
+            && crate::pg_query::counts_rows(&classified.tag);
+        self.config.confirm_rows.filter(|_| applies)
     }
 
     /// True when this call's write was confirmed with a token.

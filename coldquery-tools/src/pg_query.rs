@@ -351,6 +351,12 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
     }
 }
 
+/// The hint of a write rolled back because it affected more rows than a write may without a
+/// confirmation.
+fn too_many_rows(err: Error) -> Error {
+    err.with_hint("preview it (preview: true) to see what it would do, then repeat the same call with confirm: <token>; or narrow its WHERE clause")
+}
+
 /// The statements of a call, as a preview runs them.
 fn preview_ops(ops: &[Checked]) -> Vec<preview::Op<'_>> {
     ops.iter().map(|op| preview::Op { statement: op.statement(), classified: &op.classified }).collect()
@@ -358,7 +364,7 @@ fn preview_ops(ops: &[Checked]) -> Vec<preview::Op<'_>> {
 
 /// Statement kinds whose row count is "affected" (CREATE TABLE AS and SELECT INTO count the
 /// rows they stored, as PostgreSQL's `SELECT n` tag for them does).
-fn counts_rows(tag: &str) -> bool {
+pub(crate) fn counts_rows(tag: &str) -> bool {
     matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY" | "SELECT INTO" | "CREATE TABLE AS")
 }
 
@@ -376,9 +382,11 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             Ok(out)
         }
         Request::Write { stmt, target, limits } => {
-            let written = ctx.write(&target, &stmt.statement(), &limits).await;
+            let statement = stmt.statement().with_affected_cap(ctx.affected_cap(&target, &stmt.classified));
+            let written = ctx.write(&target, &statement, &limits).await;
             let (result, info) = match written {
                 Ok(written) => written,
+                Err(err) if err.kind() == ErrorKind::WriteDenied => return Err(too_many_rows(err)),
                 Err(err) => return Err(ctx.name_lock_holders(err, &stmt.classified.names.relations).await),
             };
             let mut out = result_json(&result, &stmt.classified.tag, counts_rows(&stmt.classified.tag), &limits);
@@ -431,7 +439,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                     if options.read_only {
                         statement.guarded(ctx.config.functions.guard(&op.classified))
                     } else {
-                        statement
+                        statement.with_affected_cap(ctx.affected_cap(&WriteTarget::Autocommit, &op.classified))
                     }
                 })
                 .collect();
@@ -449,7 +457,8 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                     ));
                 }
             }
-            let results = outcome?;
+            let results =
+                outcome.map_err(|err| if err.kind() == ErrorKind::WriteDenied { too_many_rows(err) } else { err })?;
             let results: Vec<Value> = ops
                 .iter()
                 .zip(&results)

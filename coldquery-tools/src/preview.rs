@@ -179,6 +179,7 @@ pub(crate) async fn run(
     ctx.record(AuditRecord::preview(ctx, target, binding.statement, &outcome));
     let results = outcome?;
     let mut plans = vec![Value::Null; ops.len()];
+    let mut needs_confirmation = needs_confirmation;
     let mut statements_out = Vec::with_capacity(ops.len());
     let mut before = None;
     let mut locks_before = None;
@@ -193,6 +194,21 @@ pub(crate) async fn run(
             Role::Plan(index) => plans[*index] = plan_summary(result),
             Role::Op(index) => {
                 let op = &ops[*index];
+                let cap = ctx.config.confirm_rows.filter(|_| {
+                    ctx.config.confirm_writes != crate::confirm::ConfirmWrites::Off
+                        && *target == WriteTarget::Autocommit
+                });
+                if let (Some(cap), Some(affected), true, true) = (
+                    cap,
+                    result.rows_affected,
+                    needs_confirmation.is_null(),
+                    crate::pg_query::counts_rows(&op.classified.tag),
+                ) && affected > cap
+                {
+                    needs_confirmation = json!(format!(
+                        "this write affects {affected} rows, more than a write may without a confirmation ({cap}, --confirm-rows)"
+                    ));
+                }
                 statements_out.push(json!({
                     "command": op.classified.tag,
                     "rows_affected": result.rows_affected,

@@ -389,3 +389,43 @@ async fn a_session_acts_as_an_allowed_role_and_row_level_security_filters_its_ro
     let _ = call(&tools, &me, "pg_tx", json!({"action": "rollback", "session_id": next_id})).await;
     side.batch_execute(&format!("DROP OWNED BY {agent}; DROP ROLE {agent}")).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_autocommit_write_touching_more_rows_than_allowed_is_rolled_back_until_confirmed() {
+    let db = test_db().await;
+    let side = db.client().await;
+    side.batch_execute(
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock SELECT g, 1 FROM generate_series(1, 30) g",
+    )
+    .await
+    .unwrap();
+    let config = ToolConfig { confirm_rows: Some(10), ..config() };
+    let (tools, _database) = tools(&db, &options(), config, false).await;
+    let me = caller("alice");
+    // Ten rows or fewer: it runs.
+    let few = json!({"action": "write", "sql": "UPDATE stock SET qty = 2 WHERE id <= 10", "autocommit": true});
+    assert_eq!(call(&tools, &me, "pg_query", few).await["rows_affected"], 10);
+    // More: rolled back, with the way forward.
+    let many = json!({"action": "write", "sql": "UPDATE stock SET qty = 3 WHERE id <= 20", "autocommit": true});
+    let refused = call(&tools, &me, "pg_query", many.clone()).await;
+    assert_eq!(code(&refused), "WRITE_DENIED", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("affected 20 rows"), "{refused}");
+    assert!(refused["error"]["hint"].as_str().unwrap().contains("preview: true"), "{refused}");
+    assert_eq!(count(&side, "SELECT count(*) FROM stock WHERE qty = 3").await, 0, "nothing was committed");
+    // In a batch too, naming the operation.
+    let batch = json!({"action": "transaction", "autocommit": true, "operations": [
+        {"sql": "UPDATE stock SET qty = 4 WHERE id = 1"}, {"sql": "DELETE FROM stock WHERE id > 5"}]});
+    let refused = call(&tools, &me, "pg_query", batch).await;
+    assert_eq!(code(&refused), "WRITE_DENIED", "{refused}");
+    assert_eq!(refused["error"]["operation_index"], 1, "{refused}");
+    assert_eq!(count(&side, "SELECT count(*) FROM stock").await, 30);
+    // The preview says it needs a confirmation, and its token lets it through.
+    let mut previewed = many.clone();
+    previewed["preview"] = json!(true);
+    let preview = call(&tools, &me, "pg_query", previewed).await;
+    assert!(preview["needs_confirmation"].as_str().unwrap().contains("20 rows"), "{preview}");
+    let mut confirmed = many;
+    confirmed["confirm"] = preview["confirm"]["token"].clone();
+    assert_eq!(call(&tools, &me, "pg_query", confirmed).await["rows_affected"], 20);
+    assert_eq!(count(&side, "SELECT count(*) FROM stock WHERE qty = 3").await, 20);
+}
