@@ -80,7 +80,11 @@ async fn destructive_writes_need_a_preview_and_its_token_confirms_exactly_that_c
     assert_eq!(code(&call(&tools, &me, "pg_query", with(other_sql, &token)).await), "WRITE_DENIED");
     let bob = caller("bob");
     assert_eq!(code(&call(&tools, &bob, "pg_query", with(delete_all.clone(), &token)).await), "WRITE_DENIED");
-    let forged = format!("{}0", &token[..token.len() - 1]);
+    // Change the last character to a different one (appending a fixed character would equal the real token
+    // whenever the token already ends with it).
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &token[..token.len() - 1]);
+    assert_ne!(forged, token);
     assert_eq!(code(&call(&tools, &me, "pg_query", with(delete_all.clone(), &forged)).await), "WRITE_DENIED");
     assert_eq!(items("SELECT count(*) FROM items").await, 29);
 
