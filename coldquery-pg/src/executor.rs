@@ -14,7 +14,7 @@ use postgres_types::{ToSql, Type};
 use crate::errors;
 use crate::manager::PgConn;
 use crate::reset::Ended;
-use crate::run::{self, OnTruncate, Protocol};
+use crate::run::{self, Protocol, Read};
 use crate::{Shared, no_answer, within};
 
 /// The [`Executor`] over PostgreSQL.
@@ -30,7 +30,7 @@ pub struct PgExecutor {
 /// `standard_conforming_strings` to the value the classifier parses with, whatever the
 /// database's or role's default. It also returns the server process id (see
 /// [`PgConn::moved_to`]), and sets the transaction's `lock_timeout` when `$2` is not null.
-const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), \
+pub(crate) const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), \
      set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
      set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)";
 
@@ -48,85 +48,36 @@ impl Executor for PgExecutor {
         cancel: &CancellationToken,
     ) -> Result<QueryResult> {
         let started = Instant::now();
-        let step = self.pool(access == Access::ReadOnly).step;
-        let mut conn = match access {
-            Access::ReadOnly => {
-                self.begin(self.pool(true), &Sql::catalog("BEGIN READ ONLY"), limits, statement.guard.as_deref())
-                    .await?
-            }
-            // A lock timeout is set for a transaction: the statement runs in one of its own,
-            // committed as any autocommit statement is.
-            Access::Autocommit if limits.lock_timeout.is_some() || statement.affected_cap.is_some() => {
-                let mut results = self
-                    .transaction(std::slice::from_ref(statement), &TxOptions::default(), limits, cancel, End::Commit)
-                    .await
-                    .map_err(Error::without_operation_index)?;
-                let mut result = results.pop().unwrap_or_default();
-                result.duration_ms = elapsed_ms(started);
-                return Ok(result);
-            }
-            Access::Autocommit => self.shared.acquire().await?,
-        };
-        let fetched = match access {
-            Access::ReadOnly => {
-                let fetched = run::fetch(
-                    &mut conn,
-                    &self.pool(true).tls,
-                    statement,
-                    limits,
-                    cancel,
-                    Protocol::Prepared,
-                    OnTruncate::Cancel,
-                )
-                .await;
-                // Always ROLLBACK: nothing a read did (set_config, advisory state aside) survives.
-                // The statement's own error wins over a failed ROLLBACK (e.g. 57P01 when the
-                // backend was terminated), and a poisoned connection is not asked anything more:
-                // it may be dead, or still busy with a statement that ignored its cancel.
-                let fetched = match fetched {
-                    Ok(fetched) => fetched,
-                    Err(err) => {
-                        if !conn.is_poisoned() {
-                            let _ = finish(&mut conn, "ROLLBACK", step).await;
-                        }
-                        return Err(err);
-                    }
-                };
-                // A truncated read whose CancelRequest arrived after the statement had ended
-                // leaves the connection poisoned: the stray cancel may still land on the next
-                // statement (it made the ROLLBACK fail with 57014). Closing the connection
-                // rolls back instead.
-                if !conn.is_poisoned() {
-                    finish(&mut conn, "ROLLBACK", step).await?;
-                }
+        if access == Access::ReadOnly {
+            return self.read(statement, limits, cancel, started).await;
+        }
+        // A lock timeout is set for a transaction: the statement runs in one of its own,
+        // committed as any autocommit statement is.
+        if limits.lock_timeout.is_some() || statement.affected_cap.is_some() {
+            let mut results = self
+                .transaction(std::slice::from_ref(statement), &TxOptions::default(), limits, cancel, End::Commit)
+                .await
+                .map_err(Error::without_operation_index)?;
+            let mut result = results.pop().unwrap_or_default();
+            result.duration_ms = elapsed_ms(started);
+            return Ok(result);
+        }
+        let step = self.shared.step;
+        let mut conn = self.shared.acquire().await?;
+        let fetched = match run::fetch(&mut conn, &self.shared.tls, statement, limits, cancel, Protocol::Unnamed).await
+        {
+            Ok(fetched) => {
+                crate::reset::reset(&mut conn, &statement.footprint, step).await;
                 fetched
             }
-            Access::Autocommit => {
-                match run::fetch(
-                    &mut conn,
-                    &self.shared.tls,
-                    statement,
-                    limits,
-                    cancel,
-                    Protocol::Unnamed,
-                    OnTruncate::Drain,
-                )
-                .await
-                {
-                    Ok(fetched) => {
-                        crate::reset::reset(&mut conn, &statement.footprint, step).await;
-                        fetched
-                    }
-                    Err(err) => {
-                        if err.sqlstate() == Some(STALE_TYPE_LOOKUP) {
-                            conn.poison();
-                        }
-                        if !conn.is_poisoned() {
-                            crate::reset::reset(&mut conn, &statement.footprint, step).await;
-                        }
-                        return Err(autocommit_failure(err, conn.is_poisoned()));
-                    }
+            Err(err) => {
+                if err.sqlstate() == Some(STALE_TYPE_LOOKUP) {
+                    conn.poison();
                 }
+                if !conn.is_poisoned() {
+                    crate::reset::reset(&mut conn, &statement.footprint, step).await;
+                }
+                return Err(autocommit_failure(err, conn.is_poisoned()));
             }
         };
         let mut result = run::render(&conn.client, fetched, step).await;
@@ -220,7 +171,7 @@ impl PgExecutor {
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
             let fetched = match statement.guard.as_deref() {
-                Some(guard) => match within(step, check(&conn, guard)).await {
+                Some(guard) => match within(step, check(&conn.client, guard)).await {
                     Some(checked) => checked,
                     None => {
                         conn.poison();
@@ -238,7 +189,6 @@ impl PgExecutor {
                         limits,
                         cancel,
                         Protocol::Prepared,
-                        OnTruncate::Drain,
                     )
                     .await
                 }
@@ -322,6 +272,32 @@ impl PgExecutor {
         }
     }
 
+    /// A sessionless read ([`run::read`]) on a connection of the read pool; a connection that a
+    /// transaction pooler moved to another server process is discarded and another one tried
+    /// (see [`PgExecutor::begin`]).
+    async fn read(
+        &self,
+        statement: &Statement,
+        limits: &Limits,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<QueryResult> {
+        let pool = self.pool(true);
+        let mut attempt = 1;
+        loop {
+            let mut conn = pool.acquire().await?;
+            let report_moved = attempt < MOVED_RETRIES;
+            match run::read(&mut conn, &pool.tls, statement, limits, cancel, report_moved, pool.step).await? {
+                Read::Moved => attempt += 1,
+                Read::Fetched(fetched, _) => {
+                    let mut result = run::render(&conn.client, fetched, pool.step).await;
+                    result.duration_ms = elapsed_ms(started);
+                    return Ok(result);
+                }
+            }
+        }
+    }
+
     /// The pool for reads (their own, if configured) or for everything else.
     fn pool(&self, reading: bool) -> &Shared {
         match (&self.reads, reading) {
@@ -362,12 +338,11 @@ async fn begin(
     guard: Option<&Guard>,
     step: Duration,
 ) -> Result<bool> {
-    let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
-    let lock_timeout = limits.lock_timeout.map(|t| format!("{}ms", t.as_millis()));
+    let (backstop, lock_timeout) = pin_params(limits);
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
     let checked = async {
         match guard {
-            Some(guard) => check(conn, guard).await,
+            Some(guard) => check(&conn.client, guard).await,
             None => Ok(()),
         }
     };
@@ -395,14 +370,21 @@ async fn begin(
     Ok(moved)
 }
 
+/// The parameters of [`PIN_WITH_TIMEOUT`]: the server-side statement timeout (a second beyond
+/// the call's own deadline) and the lock timeout, if any.
+pub(crate) fn pin_params(limits: &Limits) -> (String, Option<String>) {
+    let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
+    (backstop, limits.lock_timeout.map(|t| format!("{}ms", t.as_millis())))
+}
+
 /// Runs a guard; its refusal becomes `STATEMENT_NOT_ALLOWED`, any other failure is reported as
 /// it is (the transaction is aborted either way).
-pub(crate) async fn check(conn: &PgConn, guard: &Guard) -> Result<()> {
+pub(crate) async fn check(client: &tokio_postgres::Client, guard: &Guard) -> Result<()> {
     // Guards take text parameters (their SQL casts them, e.g. `$1::text[]`).
     let params: Vec<Option<String>> = guard.check.params.iter().map(coldquery_core::Param::to_text).collect();
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
         params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::TEXT)).collect();
-    match conn.client.query_typed(guard.check.sql.text(), &typed).await {
+    match client.query_typed(guard.check.sql.text(), &typed).await {
         Ok(_) => Ok(()),
         Err(e) => {
             let err = errors::map(&e, "checking the statement");

@@ -28,6 +28,11 @@ impl PgConn {
         self.poisoned
     }
 
+    /// The server process of this connection's last transaction, if known.
+    pub(crate) fn backend(&self) -> Option<i32> {
+        self.backend
+    }
+
     /// Records that the current transaction runs in server process `pid`; true if that is not
     /// the process of the previous transaction. tokio-postgres keeps the named statements it
     /// uses to look up types per client connection, so a connection whose transactions move

@@ -6,6 +6,7 @@
 
 use std::error::Error as StdError;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use coldquery_core::{CancellationToken, Error, ErrorKind, Field, Limits, QueryResult, RowSink, Statement};
@@ -14,11 +15,12 @@ use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use serde_json::Value;
 use tokio_postgres::{CancelToken, Client, Column, Row, RowStream};
 
-use crate::Shared;
 use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
+use crate::executor::{PIN_WITH_TIMEOUT, check, pin_params};
 use crate::manager::PgConn;
+use crate::{Shared, no_answer, within};
 
 /// How the statement is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +34,6 @@ pub(crate) enum Protocol {
     Unnamed,
 }
 
-/// What to do with the rows beyond the cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnTruncate {
-    /// Cancel the statement on the server (the transaction is aborted; only for work that is
-    /// rolled back anyway).
-    Cancel,
-    /// Read and discard the rest (writes must complete).
-    Drain,
-}
-
 /// Rows fetched but not yet rendered.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -51,7 +43,8 @@ pub(crate) struct Fetched {
     pub(crate) rows_affected: Option<u64>,
 }
 
-/// Runs `statement` on `conn`. On interruption or a fatal error the connection is poisoned.
+/// Runs `statement` on `conn`; rows beyond the caps are read and discarded (a write must
+/// complete). On interruption or a fatal error the connection is poisoned.
 pub(crate) async fn fetch(
     conn: &mut PgConn,
     tls: &Canceller,
@@ -59,11 +52,10 @@ pub(crate) async fn fetch(
     limits: &Limits,
     cancel: &CancellationToken,
     protocol: Protocol,
-    on_truncate: OnTruncate,
 ) -> Result<Fetched, Error> {
     let token = conn.client.cancel_token();
     let (result, suspect) = {
-        let work = fetch_rows(&conn.client, &token, tls, statement, limits, protocol, on_truncate);
+        let work = fetch_rows(&conn.client, statement, limits, protocol);
         pin_mut!(work);
         tokio::select! {
             biased;
@@ -114,12 +106,9 @@ async fn interrupt<T>(
 
 async fn fetch_rows(
     client: &Client,
-    token: &CancelToken,
-    tls: &Canceller,
     statement: &Statement,
     limits: &Limits,
     protocol: Protocol,
-    on_truncate: OnTruncate,
 ) -> (Result<Fetched, Error>, bool) {
     let params: Vec<TextParam> = statement.params.iter().map(|p| TextParam(p.to_text())).collect();
     let sql = statement.sql.text();
@@ -127,12 +116,7 @@ async fn fetch_rows(
         Protocol::Prepared => match client.prepare(sql).await {
             Ok(prepared) => {
                 if prepared.params().len() != params.len() {
-                    let err = Error::invalid(format!(
-                        "the statement has {} parameter placeholder(s) ($1...) but {} value(s) were given in 'params'",
-                        prepared.params().len(),
-                        params.len()
-                    ));
-                    return (Err(err), false);
+                    return (Err(placeholder_mismatch(prepared.params().len(), params.len())), false);
                 }
                 let columns = describe(prepared.columns());
                 let params = array_params(prepared.params(), &statement.params, params);
@@ -165,37 +149,171 @@ async fn fetch_rows(
         Err(e) => return (Err(errors::map(&e, "running the statement")), errors::is_fatal(&e)),
     };
     pin_mut!(stream);
+    let (rows, truncated) = match collect(stream.as_mut(), limits).await {
+        Ok(collected) => collected,
+        Err(e) => return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e)),
+    };
+    let columns = columns.or_else(|| rows.first().map(|r| describe(r.columns()))).unwrap_or_default();
+    let rows_affected = stream.rows_affected();
+    (Ok(Fetched { columns, rows, truncated, rows_affected }), false)
+}
+
+/// Rolls a read back before its statement ran; true when the connection is suspect.
+async fn end_early(tx: tokio_postgres::Transaction<'_>, step: Duration) -> bool {
+    !matches!(within(step, tx.rollback()).await, Some(Ok(())))
+}
+
+/// Reads `stream` to its end, keeping at most `max_rows` rows and `max_bytes` of raw row data;
+/// true when some were left out.
+async fn collect(mut stream: Pin<&mut RowStream>, limits: &Limits) -> Result<(Vec<Row>, bool), tokio_postgres::Error> {
     let mut rows: Vec<Row> = Vec::new();
     let mut bytes = 0usize;
     let mut truncated = false;
-    while let Some(next) = stream.next().await {
-        match next {
-            Ok(row) => {
-                bytes += row.raw_size_bytes();
-                if rows.len() >= limits.max_rows || bytes > limits.max_bytes {
-                    truncated = true;
-                    break;
-                }
-                rows.push(row);
-            }
-            Err(e) => return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e)),
-        }
-    }
-    let mut suspect = false;
-    if truncated {
-        if on_truncate == OnTruncate::Cancel {
-            suspect = cancel_rest(token, tls, stream.as_mut()).await;
+    while let Some(row) = stream.next().await.transpose()? {
+        bytes += row.raw_size_bytes();
+        if truncated || rows.len() >= limits.max_rows || bytes > limits.max_bytes {
+            truncated = true;
         } else {
-            while let Some(next) = stream.next().await {
-                if let Err(e) = next {
-                    return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e));
-                }
-            }
+            rows.push(row);
         }
     }
-    let columns = columns.or_else(|| rows.first().map(|r| describe(r.columns()))).unwrap_or_default();
-    let rows_affected = stream.rows_affected();
-    (Ok(Fetched { columns, rows, truncated, rows_affected }), suspect)
+    Ok((rows, truncated))
+}
+
+/// What a sessionless read did.
+pub(crate) enum Read {
+    /// The connection's server process is not the one of its last transaction (a transaction
+    /// pooler moved it) and the caller asked to be told: nothing ran; use another connection.
+    Moved,
+    /// The rows, and the server process the read ran in.
+    Fetched(Fetched, i32),
+}
+
+/// A sessionless read: a `READ ONLY` transaction that always ends in ROLLBACK, the statement
+/// bound to a portal that the server executes for at most `max_rows + 1` rows — so a capped
+/// read scans only what it returns, and no CancelRequest is needed to stop it.
+///
+/// Round trips: `START TRANSACTION READ ONLY`; the pin, the guard and Parse/Describe
+/// (pipelined); Bind; Execute with the ROLLBACK pipelined behind it. `backend` is the server
+/// process of the connection's last transaction: when `report_moved` and this one runs
+/// elsewhere, nothing is executed ([`Read::Moved`]). On interruption or a fatal error the
+/// connection is poisoned.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn read(
+    conn: &mut PgConn,
+    tls: &Canceller,
+    statement: &Statement,
+    limits: &Limits,
+    cancel: &CancellationToken,
+    report_moved: bool,
+    step: Duration,
+) -> Result<Read, Error> {
+    let token = conn.client.cancel_token();
+    let backend = conn.backend();
+    let (result, suspect) = {
+        let work = read_rows(&mut conn.client, statement, limits, backend, report_moved, step);
+        pin_mut!(work);
+        tokio::select! {
+            biased;
+            result = &mut work => result,
+            () = cancel.cancelled() => interrupt(&token, tls, work, ErrorKind::Cancelled, limits).await,
+            () = tokio::time::sleep(limits.timeout) => interrupt(&token, tls, work, ErrorKind::Timeout, limits).await,
+        }
+    };
+    if suspect {
+        conn.poison();
+    }
+    if let Ok(Read::Fetched(_, pid)) = &result {
+        conn.moved_to(*pid);
+    }
+    result
+}
+
+async fn read_rows(
+    client: &mut Client,
+    statement: &Statement,
+    limits: &Limits,
+    backend: Option<i32>,
+    report_moved: bool,
+    step: Duration,
+) -> (Result<Read, Error>, bool) {
+    let tx = match within(step, client.build_transaction().read_only(true).start()).await {
+        Some(Ok(tx)) => tx,
+        Some(Err(e)) => return (Err(errors::map(&e, "starting a transaction")), true),
+        None => return (Err(no_answer(step, "starting a transaction")), true),
+    };
+    let (backstop, lock_timeout) = pin_params(limits);
+    let pin: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
+    let checked = async {
+        match statement.guard.as_deref() {
+            Some(guard) => check(tx.client(), guard).await,
+            None => Ok(()),
+        }
+    };
+    let began = async { tokio::join!(tx.query_typed(PIN_WITH_TIMEOUT, &pin), checked) };
+    // Parse/Describe has no step bound: it may wait for a lock, which the statement's own
+    // deadline bounds.
+    let (began, prepared) = tokio::join!(within(step, began), tx.prepare(statement.sql.text()));
+    let Some((pinned, checked)) = began else {
+        return (Err(no_answer(step, "starting a transaction")), true);
+    };
+    let pid = match pinned {
+        Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()).unwrap_or_default(),
+        Err(e) => return (Err(errors::map(&e, "starting a transaction")), true),
+    };
+    if report_moved && backend.is_some_and(|previous| previous != pid) {
+        let _ = end_early(tx, step).await;
+        return (Ok(Read::Moved), true);
+    }
+    if let Err(err) = checked {
+        return (Err(err), end_early(tx, step).await);
+    }
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let fatal = errors::is_fatal(&e);
+            return (Err(errors::map(&e, "running the statement")), fatal || end_early(tx, step).await);
+        }
+    };
+    if prepared.params().len() != statement.params.len() {
+        return (Err(placeholder_mismatch(prepared.params().len(), statement.params.len())), end_early(tx, step).await);
+    }
+    let params: Vec<TextParam> = statement.params.iter().map(|p| TextParam(p.to_text())).collect();
+    let params = array_params(prepared.params(), &statement.params, params);
+    let portal = match tx.bind_raw(&prepared, params.iter().map(|p| p as &(dyn ToSql + Sync))).await {
+        Ok(portal) => portal,
+        Err(e) => {
+            let fatal = errors::is_fatal(&e);
+            return (Err(errors::map(&e, "running the statement")), fatal || end_early(tx, step).await);
+        }
+    };
+    // One more row than the cap tells a truncated result from one that fits exactly.
+    let wanted = limits.max_rows.checked_add(1).and_then(|n| i32::try_from(n).ok()).unwrap_or(0);
+    let stream = match tx.query_portal_raw(&portal, wanted).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            let fatal = errors::is_fatal(&e);
+            return (Err(errors::map(&e, "running the statement")), fatal || end_early(tx, step).await);
+        }
+    };
+    // The ROLLBACK goes out now, behind the Execute: it is answered in the same round trip.
+    // Its step bound starts once the rows are in (the statement has its own deadline).
+    let mut rollback = std::pin::pin!(tx.rollback());
+    let early = futures_util::poll!(rollback.as_mut());
+    pin_mut!(stream);
+    let collected = collect(stream, limits).await;
+    let rolled_back = match early {
+        Poll::Ready(done) => Some(done),
+        Poll::Pending => within(step, rollback).await,
+    };
+    let suspect = !matches!(rolled_back, Some(Ok(())));
+    match collected {
+        Ok((rows, truncated)) => {
+            let columns = describe(prepared.columns());
+            (Ok(Read::Fetched(Fetched { columns, rows, truncated, rows_affected: None }, pid)), suspect)
+        }
+        Err(e) => (Err(errors::map(&e, "reading rows")), suspect || errors::is_fatal(&e)),
+    }
 }
 
 /// Renders fetched rows; types not decoded here are rendered by the server over `client`
@@ -309,12 +427,7 @@ async fn stream_rows(
         Err(e) => return (Err(errors::map(&e, "running the statement")), errors::is_fatal(&e)),
     };
     if prepared.params().len() != params.len() {
-        let err = Error::invalid(format!(
-            "the statement has {} parameter placeholder(s) ($1...) but {} value(s) were given in 'params'",
-            prepared.params().len(),
-            params.len()
-        ));
-        return (Err(err), false);
+        return (Err(placeholder_mismatch(prepared.params().len(), params.len())), false);
     }
     let params = array_params(prepared.params(), &statement.params, params);
     let columns = describe(prepared.columns());
@@ -368,6 +481,12 @@ async fn stream_rows(
         }
     }
     (Ok((fields, sent)), false)
+}
+
+fn placeholder_mismatch(placeholders: usize, given: usize) -> Error {
+    Error::invalid(format!(
+        "the statement has {placeholders} parameter placeholder(s) ($1...) but {given} value(s) were given in 'params'"
+    ))
 }
 
 fn describe(columns: &[Column]) -> Vec<(String, Type)> {

@@ -26,7 +26,7 @@ use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
 use crate::reset::{Ended, end_and_reset};
-use crate::run::{self, OnTruncate, Protocol};
+use crate::run::{self, Protocol};
 use crate::{Shared, begin_sql, no_answer, within};
 
 /// PostgreSQL ends a session idle in its transaction this long after ColdQuery's own TTL, in
@@ -429,7 +429,7 @@ impl SessionStore for PgSessions {
             let guarded = within(step, async {
                 let (saved, checked) = tokio::join!(
                     conn.client.batch_execute("SAVEPOINT coldquery_guard"),
-                    crate::executor::check(conn, guard)
+                    crate::executor::check(&conn.client, guard)
                 );
                 let undo = match (&saved, &checked) {
                     (Ok(()), Ok(())) => "RELEASE SAVEPOINT coldquery_guard",
@@ -464,7 +464,7 @@ impl SessionStore for PgSessions {
         let started = Instant::now();
         // Inside a session a truncated result is drained, not cancelled: a cancel would abort
         // the caller's transaction.
-        let fetched = run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared, OnTruncate::Drain).await;
+        let fetched = run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared).await;
         slot.state.lock().expect("state lock").statements += 1;
         let fetched = match fetched {
             Ok(fetched) => fetched,
@@ -562,7 +562,7 @@ impl SessionStore for PgSessions {
         let mut failure = None;
         for (index, statement) in statements.iter().enumerate() {
             // Drained, never cancelled, when truncated: a cancel would abort the transaction.
-            match run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared, OnTruncate::Drain).await {
+            match run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared).await {
                 Ok(fetched) => results.push(run::render(&conn.client, fetched, step).await),
                 Err(err) => {
                     failure = Some(err.with_operation_index(index));

@@ -361,7 +361,9 @@ async fn assert_unchanged(side: &Client, before: &Observed, db: &TestDb, what: &
     }
 }
 
-/// Every pooled/session connection ColdQuery used still has the default settings.
+/// Every pooled/session connection ColdQuery used still has the default settings and no SQL-level
+/// prepared statements or cursors that outlive a transaction (a read's own protocol-level portal
+/// is listed too, but is not holdable).
 async fn assert_settings_default(tools: &Tools, me: &Caller, session_id: Option<&str>) {
     let mut args = json!({
         "action": "read",
@@ -369,7 +371,7 @@ async fn assert_settings_default(tools: &Tools, me: &Caller, session_id: Option<
                 current_setting('default_transaction_read_only') AS ro,
                 (SELECT count(*) FROM pg_listening_channels()) AS listening,
                 (SELECT count(*) FROM pg_prepared_statements WHERE from_sql) AS prepared,
-                (SELECT count(*) FROM pg_cursors WHERE name <> '') AS cursors",
+                (SELECT count(*) FROM pg_cursors WHERE is_holdable) AS cursors",
     });
     if let Some(id) = session_id {
         args["session_id"] = json!(id);
