@@ -1,7 +1,7 @@
 //! The value and result model of SPEC §2: bind parameters going in, fields and rows coming out.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A bind parameter. Values only ever travel as parameters, never inside SQL text.
 ///
@@ -151,17 +151,13 @@ impl QueryResult {
     /// Rows as JSON objects keyed by column name. A repeated column name gets a `_2`, `_3`...
     /// suffix so no value is lost.
     pub fn rows_as_objects(&self) -> Vec<Value> {
+        self.clone().into_objects()
+    }
+
+    /// [`QueryResult::rows_as_objects`], moving the values instead of copying them.
+    pub fn into_objects(self) -> Vec<Value> {
         let keys = self.keys();
-        self.rows
-            .iter()
-            .map(|row| {
-                let mut object = Map::with_capacity(row.len());
-                for (key, value) in keys.iter().zip(row) {
-                    object.insert(key.clone(), value.clone());
-                }
-                Value::Object(object)
-            })
-            .collect()
+        self.rows.into_iter().map(|row| Value::Object(keys.iter().cloned().zip(row).collect())).collect()
     }
 
     /// The object keys of [`QueryResult::rows_as_objects`], in column order.

@@ -39,13 +39,12 @@ pub(crate) fn tool(spec: ToolSpec) -> Tool {
 
 /// A tool result: the JSON as `structuredContent` and as text (markdown or CSV when the call
 /// asked for that format); an error body is an `isError` result.
-pub(crate) fn call_result(output: &ToolOutput) -> CallToolResult {
-    let mut result = if output.is_error {
-        CallToolResult::structured_error(output.value.clone())
-    } else {
-        CallToolResult::structured(output.value.clone())
-    };
-    result.content = vec![ContentBlock::text(output.text())];
+pub(crate) fn call_result(output: ToolOutput) -> CallToolResult {
+    // The text is rendered once and the value moved, not copied (rmcp's `structured` would
+    // serialize it a second time).
+    let mut result = CallToolResult::success(vec![ContentBlock::text(output.text())]);
+    result.is_error = Some(output.is_error);
+    result.structured_content = Some(output.value);
     result
 }
 
@@ -105,7 +104,7 @@ mod tests {
     #[test]
     fn results_carry_structured_content_and_text() {
         let ok = ToolOutput { value: json!({"rows": [{"a": 1}]}), is_error: false, format: TextFormat::Json };
-        let result = call_result(&ok);
+        let result = call_result(ok);
         assert_eq!(result.structured_content, Some(json!({"rows": [{"a": 1}]})));
         assert_eq!(result.is_error, Some(false));
         let text = result.content[0].as_text().unwrap().text.clone();
@@ -115,6 +114,8 @@ mod tests {
             is_error: true,
             format: TextFormat::Json,
         };
-        assert_eq!(call_result(&err).is_error, Some(true));
+        let result = call_result(err);
+        assert_eq!(result.is_error, Some(true));
+        assert!(result.structured_content.unwrap()["error"].is_object());
     }
 }

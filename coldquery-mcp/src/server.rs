@@ -310,13 +310,13 @@ impl ServerHandler for ColdQueryServer {
         let args = Value::Object(request.arguments.unwrap_or_default());
         let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
         let started = Instant::now();
-        let output = self
-            .tools
-            .call(&caller, name, args)
+        // The call's future is large (the tools and the driver nest deeply): boxed, it is not
+        // copied each time rmcp moves its per-request task.
+        let output = Box::pin(self.tools.call(&caller, name, args))
             .await
             .map_err(|unknown| McpError::invalid_params(unknown.to_string(), None))?;
         self.metrics.record_call(name, &action, &output, started.elapsed());
-        Ok(convert::call_result(&output).into())
+        Ok(convert::call_result(output).into())
     }
 
     async fn list_resources(

@@ -220,9 +220,70 @@ fn lane(name: &str, threads: usize) -> std::result::Result<SyncSender<Job>, Stri
     Ok(sender)
 }
 
+/// Statements at most this long are remembered by the [`Recent`] cache.
+const CACHED_SQL_BYTES: usize = 2 * 1024;
+
+/// How many classified statements the [`Recent`] cache keeps.
+const CACHED_STATEMENTS: usize = 128;
+
+/// The most recently classified short statements and what they are. A classification depends
+/// on the text alone — the grammar is fixed (`standard_conforming_strings` is pinned on every
+/// connection) and the function policy judges each call's names afresh — so a statement sent
+/// again is not parsed again. Bounded: at most [`CACHED_STATEMENTS`] texts of at most
+/// [`CACHED_SQL_BYTES`] each; only successful classifications are kept.
+struct Recent {
+    entries: std::collections::HashMap<String, (Classified, u64)>,
+    clock: u64,
+}
+
+impl Recent {
+    fn global() -> &'static std::sync::Mutex<Recent> {
+        static RECENT: OnceLock<std::sync::Mutex<Recent>> = OnceLock::new();
+        RECENT.get_or_init(|| {
+            std::sync::Mutex::new(Recent { entries: std::collections::HashMap::new(), clock: 0 })
+        })
+    }
+
+    fn get(&mut self, text: &str) -> Option<Classified> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(text).map(|(classified, used)| {
+            *used = clock;
+            classified.clone()
+        })
+    }
+
+    fn put(&mut self, text: &str, classified: &Classified) {
+        if text.len() > CACHED_SQL_BYTES {
+            return;
+        }
+        if self.entries.len() >= CACHED_STATEMENTS {
+            let oldest = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(text, _)| text.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        self.entries.insert(text.to_owned(), (classified.clone(), self.clock));
+    }
+}
+
 /// Parses `sql` and classifies it. Exactly one statement is accepted.
 pub async fn classify(sql: &CallerSql) -> Result<Classified> {
     let text = sql.as_str();
+    if text.len() <= CACHED_SQL_BYTES
+        && let Some(known) = Recent::global().lock().ok().and_then(|mut recent| recent.get(text))
+    {
+        return Ok(known);
+    }
+    let classified = classify_on_a_parser_thread(text).await?;
+    if let Ok(mut recent) = Recent::global().lock() {
+        recent.put(text, &classified);
+    }
+    Ok(classified)
+}
+
+async fn classify_on_a_parser_thread(text: &str) -> Result<Classified> {
     let lanes = lanes()?;
     let lane = if text.len() <= SMALL_SQL_BYTES { &lanes.small } else { &lanes.large };
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -995,6 +1056,44 @@ mod tests {
             Ok(_) => "ok",
             Err(e) => e.kind().code(),
         }
+    }
+
+    #[test]
+    fn a_statement_sent_again_is_classified_exactly_as_the_first_time() {
+        for sql in [
+            "SELECT 1",
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+            "SELECT lo_import('/etc/passwd')",
+            "DROP TABLE t",
+            "SELECT 1 FOR UPDATE",
+        ] {
+            let parsed = classify_now(sql).unwrap();
+            let first = c(sql).unwrap();
+            let again = c(sql).unwrap();
+            assert_eq!(first, parsed, "{sql}");
+            assert_eq!(again, parsed, "{sql}");
+            assert!(Recent::global().lock().unwrap().entries.contains_key(sql), "{sql}");
+        }
+        // Errors are not remembered: each call parses and reports again.
+        assert!(c("SELEC 1").is_err());
+        assert!(!Recent::global().lock().unwrap().entries.contains_key("SELEC 1"));
+    }
+
+    #[test]
+    fn the_cache_of_recent_statements_is_bounded() {
+        let mut recent = Recent { entries: std::collections::HashMap::new(), clock: 0 };
+        let some = classify_now("SELECT 1").unwrap();
+        for n in 0..(3 * CACHED_STATEMENTS) {
+            recent.put(&format!("SELECT {n}"), &some);
+            // The statement in use stays.
+            assert!(recent.get("SELECT 0").is_some(), "after {n}");
+            assert!(recent.entries.len() <= CACHED_STATEMENTS);
+        }
+        assert_eq!(recent.entries.len(), CACHED_STATEMENTS);
+        assert!(recent.get("SELECT 1").is_none(), "the least recently used went first");
+        let long = format!("SELECT '{}'", "x".repeat(CACHED_SQL_BYTES));
+        recent.put(&long, &some);
+        assert!(recent.get(&long).is_none(), "long statements are not kept");
     }
 
     #[test]

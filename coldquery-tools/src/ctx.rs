@@ -533,18 +533,34 @@ impl Ctx<'_> {
 const MESSAGE_OVERHEAD: usize = 4 * 1024;
 
 /// The bytes a JSON value costs in the response message: once as structured content, and again
-/// inside the text content's JSON string, where quotes and backslashes are escaped.
+/// inside the text content's JSON string, where quotes and backslashes are escaped. Counted as
+/// it is serialized, without keeping the text.
 fn message_cost(value: &Value) -> usize {
-    let text = value.to_string();
-    let escaped = text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
-    2 * text.len() + escaped
+    /// Counts serialized bytes, and the ones a JSON string escapes again.
+    struct Cost(usize);
+    impl std::io::Write for Cost {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += 2 * bytes.len() + bytes.iter().filter(|b| matches!(b, b'"' | b'\\')).count();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut cost = Cost(0);
+    // Writing a `Value` to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut cost, value);
+    cost.0
 }
 
-/// The SPEC §2 result object. The byte budget bounds the whole response message: rows that
-/// would take it past `limits.max_bytes` (counted as the message carries them, twice) are cut,
-/// and a truncated result says which limit it hit.
-pub(crate) fn result_json(result: &QueryResult, command: &str, keep_rows_affected: bool, limits: &Limits) -> Value {
-    let mut rows = result.rows_as_objects();
+/// The SPEC §2 result object, built from the result without copying its rows. The byte budget
+/// bounds the whole response message: rows that would take it past `limits.max_bytes` (counted
+/// as the message carries them, twice) are cut, and a truncated result says which limit it hit.
+pub(crate) fn result_json(result: QueryResult, command: &str, keep_rows_affected: bool, limits: &Limits) -> Value {
+    let fetched = result.rows.len();
+    let fields = serde_json::to_value(&result.fields).unwrap_or_default();
+    let (fetch_truncated, rows_affected, duration_ms) = (result.truncated, result.rows_affected, result.duration_ms);
+    let mut rows = result.into_objects();
     let budget = limits.max_bytes.saturating_sub(MESSAGE_OVERHEAD);
     let mut spent = 0;
     let mut over_budget = false;
@@ -555,20 +571,19 @@ pub(crate) fn result_json(result: &QueryResult, command: &str, keep_rows_affecte
         rows.truncate(cut);
         over_budget = true;
     }
-    let truncated = result.truncated || over_budget;
+    let truncated = fetch_truncated || over_budget;
+    let mut out = Map::with_capacity(9);
     let row_count = rows.len();
-    let mut out = json!({
-        "fields": result.fields,
-        "rows": rows,
-        "row_count": row_count,
-        "truncated": truncated,
-        "command": command,
-        "rows_affected": if keep_rows_affected { json!(result.rows_affected) } else { Value::Null },
-        "duration_ms": result.duration_ms,
-    });
+    out.insert("fields".into(), fields);
+    out.insert("rows".into(), Value::Array(rows));
+    out.insert("row_count".into(), json!(row_count));
+    out.insert("truncated".into(), Value::Bool(truncated));
+    out.insert("command".into(), json!(command));
+    out.insert("rows_affected".into(), if keep_rows_affected { json!(rows_affected) } else { Value::Null });
+    out.insert("duration_ms".into(), json!(duration_ms));
     if truncated {
         // The fetch stops at max_rows + 1 rows, or when the byte budget is spent.
-        let by_rows = !over_budget && result.rows.len() >= limits.max_rows;
+        let by_rows = !over_budget && fetched >= limits.max_rows;
         let (limit, hint) = if by_rows {
             (
                 "max_rows",
@@ -586,10 +601,10 @@ pub(crate) fn result_json(result: &QueryResult, command: &str, keep_rows_affecte
                 ),
             )
         };
-        out["truncated_by"] = json!(limit);
-        out["hint"] = json!(hint);
+        out.insert("truncated_by".into(), json!(limit));
+        out.insert("hint".into(), json!(hint));
     }
-    out
+    Value::Object(out)
 }
 
 /// Seconds since the Unix epoch, for the audit log.

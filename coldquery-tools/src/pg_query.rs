@@ -375,7 +375,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
         Request::Read { stmt, session, limits } => {
             let statement = stmt.statement().guarded(ctx.config.functions.guard(&stmt.classified));
             let (result, info) = ctx.read(session.as_ref(), &statement, &limits).await?;
-            let mut out = result_json(&result, &stmt.classified.tag, false, &limits);
+            let mut out = result_json(result, &stmt.classified.tag, false, &limits);
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
             }
@@ -389,7 +389,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 Err(err) if err.kind() == ErrorKind::WriteDenied => return Err(too_many_rows(err)),
                 Err(err) => return Err(ctx.name_lock_holders(err, &stmt.classified.names.relations).await),
             };
-            let mut out = result_json(&result, &stmt.classified.tag, counts_rows(&stmt.classified.tag), &limits);
+            let mut out = result_json(result, &stmt.classified.tag, counts_rows(&stmt.classified.tag), &limits);
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
             }
@@ -461,7 +461,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 outcome.map_err(|err| if err.kind() == ErrorKind::WriteDenied { too_many_rows(err) } else { err })?;
             let results: Vec<Value> = ops
                 .iter()
-                .zip(&results)
+                .zip(results)
                 .map(|(op, r)| result_json(r, &op.classified.tag, counts_rows(&op.classified.tag), &limits))
                 .collect();
             Ok(json!({
