@@ -146,10 +146,31 @@ pub fn build_tools(config: &Config, database: &Database) -> Result<Tools, RunErr
     Ok(tools)
 }
 
-/// rmcp's stdio transport (a JSON line per message, 16 MiB at most).
+/// rmcp's stdio transport (a JSON line per message, 16 MiB at most) over [`stdio_streams`].
 fn stdio_transport() -> impl rmcp::transport::Transport<rmcp::RoleServer> {
-    let (stdin, stdout) = rmcp::transport::stdio();
+    let (stdin, stdout) = stdio_streams();
     rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// Standard input and output. When they are pipes — as when an MCP client starts the server —
+/// they are read and written by the runtime's own event loop (non-blocking pipes); tokio's
+/// `stdin()`/`stdout()` would hand every read and write to a blocking thread and back, a
+/// thread wake-up each way per message. Anything else (a terminal, a file) keeps tokio's.
+fn stdio_streams() -> (Reader, Writer) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let stdin: Reader = match std::io::stdin().as_fd().try_clone_to_owned().map(pipe::Receiver::from_owned_fd) {
+        Ok(Ok(pipe)) => Box::new(pipe),
+        _ => Box::new(tokio::io::stdin()),
+    };
+    let stdout: Writer = match std::io::stdout().as_fd().try_clone_to_owned().map(pipe::Sender::from_owned_fd) {
+        Ok(Ok(pipe)) => Box::new(pipe),
+        _ => Box::new(tokio::io::stdout()),
+    };
+    (stdin, stdout)
 }
 
 /// Serves MCP over stdin/stdout until stdin closes or `shutdown` is cancelled.

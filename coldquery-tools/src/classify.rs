@@ -239,9 +239,7 @@ struct Recent {
 impl Recent {
     fn global() -> &'static std::sync::Mutex<Recent> {
         static RECENT: OnceLock<std::sync::Mutex<Recent>> = OnceLock::new();
-        RECENT.get_or_init(|| {
-            std::sync::Mutex::new(Recent { entries: std::collections::HashMap::new(), clock: 0 })
-        })
+        RECENT.get_or_init(|| std::sync::Mutex::new(Recent { entries: std::collections::HashMap::new(), clock: 0 }))
     }
 
     fn get(&mut self, text: &str) -> Option<Classified> {
