@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Guard, Limits, PoolStatus, QueryResult, Result, RowSink,
-    Sql, Statement, Streamed, TxOptions,
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, PoolStatus, QueryResult, Result, RowSink, Statement,
+    Streamed, TxOptions,
 };
-use postgres_types::{ToSql, Type};
 
+use crate::begin::{self, Setup};
 use crate::errors;
 use crate::manager::PgConn;
 use crate::reset::Ended;
@@ -24,19 +24,6 @@ pub struct PgExecutor {
     /// The pool reads use when they have a connection of their own (`--read-database-url`).
     pub(crate) reads: Option<Arc<Shared>>,
 }
-
-/// Pins the snapshot right after `BEGIN` (so `SET TRANSACTION READ WRITE` can no longer flip
-/// a read-only transaction), sets a server-side statement timeout as a backstop, and pins
-/// `standard_conforming_strings` to the value the classifier parses with, whatever the
-/// database's or role's default. It also returns the server process id (see
-/// [`PgConn::moved_to`]), and sets the transaction's `lock_timeout` when `$2` is not null.
-pub(crate) const PIN_WITH_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true), \
-     set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
-     set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)";
-
-/// How many pooled connections a transaction may try before it runs on one whose server
-/// process changed since its last transaction (only behind a transaction pooler).
-const MOVED_RETRIES: usize = 8;
 
 #[async_trait]
 impl Executor for PgExecutor {
@@ -124,7 +111,14 @@ impl Executor for PgExecutor {
         let limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX, timeout, lock_timeout: None };
         let pool = self.pool(true);
         let step = pool.step;
-        let mut conn = self.begin(pool, &Sql::catalog("BEGIN READ ONLY"), &limits, statement.guard.as_deref()).await?;
+        let mut conn = begin::begin(
+            || pool.acquire(),
+            "BEGIN READ ONLY",
+            &Setup::call(&limits),
+            statement.guard.as_deref(),
+            pool.step,
+        )
+        .await?;
         let streamed = run::stream(&mut conn, &pool.tls, pool, statement, &limits, cancel, sink).await;
         // Always ROLLBACK, as a read does; a poisoned connection is closed instead.
         let (fields, rows) = match streamed {
@@ -166,12 +160,15 @@ impl PgExecutor {
         end: End,
     ) -> Result<Vec<QueryResult>> {
         let step = self.pool(options.read_only).step;
-        let mut conn = self.begin(self.pool(options.read_only), &crate::begin_sql(options), limits, None).await?;
+        let pool = self.pool(options.read_only);
+        let mut conn =
+            begin::begin(|| pool.acquire(), begin::begin_sql(options).text(), &Setup::call(limits), None, pool.step)
+                .await?;
         let mut results = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
             let fetched = match statement.guard.as_deref() {
-                Some(guard) => match within(step, check(&conn.client, guard)).await {
+                Some(guard) => match within(step, begin::check(&conn.client, guard)).await {
                     Some(checked) => checked,
                     None => {
                         conn.poison();
@@ -286,7 +283,7 @@ impl PgExecutor {
         let mut attempt = 1;
         loop {
             let mut conn = pool.acquire().await?;
-            let report_moved = attempt < MOVED_RETRIES;
+            let report_moved = attempt < begin::MOVED_RETRIES;
             match run::read(&mut conn, &pool.tls, statement, limits, cancel, report_moved, pool.step).await? {
                 Read::Moved => attempt += 1,
                 Read::Fetched(fetched, _) => {
@@ -303,92 +300,6 @@ impl PgExecutor {
         match (&self.reads, reading) {
             (Some(reads), true) => reads,
             _ => &self.shared,
-        }
-    }
-
-    /// A pooled connection with `begin_sql` begun on it. A connection whose server process
-    /// changed since its last transaction (a transaction pooler moved it) is rolled back and
-    /// discarded, and another one tried: its cached type-lookup statements may not exist on
-    /// the new server process. Fresh connections have none, so the retries end quickly.
-    async fn begin(&self, pool: &Shared, begin_sql: &Sql, limits: &Limits, guard: Option<&Guard>) -> Result<Pooled> {
-        let mut attempt = 1;
-        loop {
-            let mut conn = pool.acquire().await?;
-            let moved = begin(&mut conn, begin_sql.text(), limits, guard, pool.step).await?;
-            if !moved || attempt == MOVED_RETRIES {
-                return Ok(conn);
-            }
-            conn.poison();
-            let _ = within(pool.step, conn.client.batch_execute("ROLLBACK")).await;
-            attempt += 1;
-        }
-    }
-}
-
-type Pooled = bb8::PooledConnection<'static, crate::manager::Manager>;
-
-/// `BEGIN ...`, the snapshot pin with the statement-timeout backstop, and the statement's
-/// guard, pipelined (one round trip). Returns true if the transaction runs in another server
-/// process than the connection's last one. A guard that refuses leaves the transaction
-/// aborted, so a statement pipelined after it could not run either; it is rolled back here.
-async fn begin(
-    conn: &mut PgConn,
-    begin_sql: &str,
-    limits: &Limits,
-    guard: Option<&Guard>,
-    step: Duration,
-) -> Result<bool> {
-    let (backstop, lock_timeout) = pin_params(limits);
-    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
-    let checked = async {
-        match guard {
-            Some(guard) => check(&conn.client, guard).await,
-            None => Ok(()),
-        }
-    };
-    let started = within(step, async {
-        tokio::join!(conn.client.batch_execute(begin_sql), conn.client.query_typed(PIN_WITH_TIMEOUT, &params), checked)
-    })
-    .await;
-    let Some((began, pinned, checked)) = started else {
-        conn.poison();
-        return Err(no_answer(step, "starting a transaction"));
-    };
-    let moved = match began.and(pinned) {
-        Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()).is_some_and(|pid| conn.moved_to(pid)),
-        Err(e) => {
-            conn.poison();
-            return Err(errors::map(&e, "starting a transaction"));
-        }
-    };
-    if let Err(err) = checked {
-        if !conn.is_poisoned() {
-            let _ = finish(conn, "ROLLBACK", step).await;
-        }
-        return Err(err);
-    }
-    Ok(moved)
-}
-
-/// The parameters of [`PIN_WITH_TIMEOUT`]: the server-side statement timeout (a second beyond
-/// the call's own deadline) and the lock timeout, if any.
-pub(crate) fn pin_params(limits: &Limits) -> (String, Option<String>) {
-    let backstop = format!("{}ms", limits.timeout.as_millis() + 1000);
-    (backstop, limits.lock_timeout.map(|t| format!("{}ms", t.as_millis())))
-}
-
-/// Runs a guard; its refusal becomes `STATEMENT_NOT_ALLOWED`, any other failure is reported as
-/// it is (the transaction is aborted either way).
-pub(crate) async fn check(client: &tokio_postgres::Client, guard: &Guard) -> Result<()> {
-    // Guards take text parameters (their SQL casts them, e.g. `$1::text[]`).
-    let params: Vec<Option<String>> = guard.check.params.iter().map(coldquery_core::Param::to_text).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
-        params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::TEXT)).collect();
-    match client.query_typed(guard.check.sql.text(), &typed).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let err = errors::map(&e, "checking the statement");
-            Err(guard.refusal(&err).unwrap_or(err))
         }
     }
 }

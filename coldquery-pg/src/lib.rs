@@ -11,6 +11,7 @@
 //! protocol only, as one statement; results are capped while fetching; deadlines and cancels
 //! reach the server as CancelRequests.
 
+mod begin;
 mod cancel;
 mod config;
 mod decode;
@@ -27,7 +28,7 @@ mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coldquery_core::{Error, ErrorKind, Isolation, PoolStatus, Result, Sql, TxOptions};
+use coldquery_core::{Error, ErrorKind, PoolStatus, Result};
 
 pub use config::{
     ConfigError, DEFAULT_KEEPALIVES_IDLE, DEFAULT_KEEPALIVES_INTERVAL, DEFAULT_KEEPALIVES_RETRIES,
@@ -199,22 +200,6 @@ pub(crate) fn no_answer(limit: Duration, doing: &str) -> Error {
     .with_hint("the network or the server is stalled; calls work again once it answers (check pg_monitor health)")
 }
 
-/// `BEGIN` with the session's options, from static fragments only.
-pub(crate) fn begin_sql(options: &TxOptions) -> Sql {
-    let mut sql = coldquery_core::SqlBuilder::new("BEGIN ISOLATION LEVEL ");
-    sql.push(match options.isolation {
-        Isolation::ReadCommitted => "READ COMMITTED",
-        Isolation::RepeatableRead => "REPEATABLE READ",
-        Isolation::Serializable => "SERIALIZABLE",
-        Isolation::ReadUncommitted => "READ UNCOMMITTED",
-    });
-    sql.push(if options.read_only { " READ ONLY" } else { " READ WRITE" });
-    if options.deferrable {
-        sql.push(" DEFERRABLE");
-    }
-    sql.build()
-}
-
 impl Database {
     /// Connects: checks the server is reachable with these credentials, then builds the shared
     /// pool and the session pool.
@@ -326,20 +311,4 @@ async fn connected(config: &PgConfig, options: &PgOptions, setting: &str) -> Res
         last_connect_error: last_connect_error.clone(),
     });
     Ok((shared, build(u32::try_from(options.max_sessions.max(1)).unwrap_or(u32::MAX))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn begin_sql_is_built_from_options() {
-        let sql = begin_sql(&TxOptions {
-            isolation: Isolation::Serializable,
-            read_only: true,
-            deferrable: true,
-            ..TxOptions::default()
-        });
-        assert_eq!(sql.text(), "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE");
-    }
 }

@@ -15,10 +15,10 @@ use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use serde_json::Value;
 use tokio_postgres::{CancelToken, Client, Column, Row, RowStream};
 
+use crate::begin::{Setup, check};
 use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
-use crate::executor::{PIN_WITH_TIMEOUT, check, pin_params};
 use crate::manager::PgConn;
 use crate::{Shared, no_answer, within};
 
@@ -242,15 +242,14 @@ async fn read_rows(
         Some(Err(e)) => return (Err(errors::map(&e, "starting a transaction")), true),
         None => return (Err(no_answer(step, "starting a transaction")), true),
     };
-    let (backstop, lock_timeout) = pin_params(limits);
-    let pin: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
+    let pin = Setup::call(limits);
     let checked = async {
         match statement.guard.as_deref() {
             Some(guard) => check(tx.client(), guard).await,
             None => Ok(()),
         }
     };
-    let began = async { tokio::join!(tx.query_typed(PIN_WITH_TIMEOUT, &pin), checked) };
+    let began = async { tokio::join!(pin.send(tx.client()), checked) };
     // Parse/Describe has no step bound: it may wait for a lock, which the statement's own
     // deadline bounds.
     let (began, prepared) = tokio::join!(within(step, began), tx.prepare(statement.sql.text()));
@@ -258,7 +257,7 @@ async fn read_rows(
         return (Err(no_answer(step, "starting a transaction")), true);
     };
     let pid = match pinned {
-        Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()).unwrap_or_default(),
+        Ok(rows) => Setup::backend(&rows).unwrap_or_default(),
         Err(e) => return (Err(errors::map(&e, "starting a transaction")), true),
     };
     if report_moved && backend.is_some_and(|previous| previous != pid) {

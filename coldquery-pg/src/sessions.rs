@@ -19,15 +19,16 @@ use coldquery_core::{
     SessionEnd, SessionId, SessionInfo, SessionStore, SqlBuilder, Statement, TxOptions, TxState,
     commit_failed_after_error, session_not_found, unknown_savepoint,
 };
-use postgres_types::{ToSql, Type};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::begin::begin_sql;
+use crate::begin::{self, Setup};
 use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
 use crate::reset::{Ended, end_and_reset};
 use crate::run::{self, Protocol};
-use crate::{Shared, begin_sql, no_answer, within};
+use crate::{Shared, no_answer, within};
 
 /// PostgreSQL ends a session idle in its transaction this long after ColdQuery's own TTL, in
 /// case ColdQuery itself hangs or dies.
@@ -325,9 +326,6 @@ fn random_id() -> Result<SessionId> {
     Ok(SessionId::new(format!("cqs_{hex}")))
 }
 
-/// How many connections `begin` tries before it keeps one that a transaction pooler moved.
-const MOVED_RETRIES: usize = 8;
-
 #[async_trait]
 impl SessionStore for PgSessions {
     async fn begin(&self, owner: &Owner, options: &TxOptions) -> Result<SessionInfo> {
@@ -339,47 +337,12 @@ impl SessionStore for PgSessions {
             )
             .with_hint("commit or roll back a session you no longer need (pg_tx list shows yours); sessionless reads still work")
         })?;
-        let backstop = format!("{}ms", (inner.ttl + BACKSTOP_MARGIN).as_millis());
-        let lock_timeout = options.lock_timeout.map(|t| format!("{}ms", t.as_millis()));
-        let params: [(&(dyn ToSql + Sync), Type); 2] = [(&backstop, Type::TEXT), (&lock_timeout, Type::TEXT)];
-        let begin = begin_sql(options);
+        let pin = Setup::session(inner.ttl + BACKSTOP_MARGIN, options.lock_timeout);
         // As in the executor: a connection that a transaction pooler moved to another server
         // process since its last transaction is replaced (its cached type lookups may be gone).
-        let mut attempt = 1;
         let step = inner.shared.step;
-        let (conn, backend_pid) = loop {
-            let mut conn = inner.shared.get(&inner.pool).await?;
-            let started = within(step, async {
-                tokio::join!(
-                    conn.client.batch_execute(begin.text()),
-                    conn.client.query_typed(
-                        "SELECT set_config('idle_in_transaction_session_timeout', $1, true), \
-                         set_config('standard_conforming_strings', 'on', true), pg_backend_pid(), \
-                         set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true)",
-                        &params
-                    )
-                )
-            })
-            .await;
-            let Some((began, pinned)) = started else {
-                conn.poison();
-                return Err(no_answer(step, "beginning the session"));
-            };
-            let backend_pid = match began.and(pinned) {
-                Ok(rows) => rows.first().and_then(|row| row.try_get::<_, i32>(2).ok()),
-                Err(e) => {
-                    conn.poison();
-                    return Err(errors::map(&e, "beginning the session"));
-                }
-            };
-            let moved = backend_pid.is_some_and(|pid| conn.moved_to(pid));
-            if !moved || attempt == MOVED_RETRIES {
-                break (conn, backend_pid);
-            }
-            conn.poison();
-            let _ = within(step, conn.client.batch_execute("ROLLBACK")).await;
-            attempt += 1;
-        };
+        let conn = begin::begin(|| inner.shared.get(&inner.pool), begin_sql(options).text(), &pin, None, step).await?;
+        let backend_pid = conn.backend();
         let slot = Arc::new(Slot {
             id: random_id()?,
             owner: owner.clone(),
@@ -429,7 +392,7 @@ impl SessionStore for PgSessions {
             let guarded = within(step, async {
                 let (saved, checked) = tokio::join!(
                     conn.client.batch_execute("SAVEPOINT coldquery_guard"),
-                    crate::executor::check(&conn.client, guard)
+                    crate::begin::check(&conn.client, guard)
                 );
                 let undo = match (&saved, &checked) {
                     (Ok(()), Ok(())) => "RELEASE SAVEPOINT coldquery_guard",
