@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::schema as catalog;
 use crate::classify::{self, DdlVerb};
-use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ToolArgs, ident, parse_args, reject_unused, required};
 use crate::preview::{self, binding, preview_requested};
 
 const TOOL: &str = "pg_schema";
@@ -463,18 +463,14 @@ fn in_action(action: &str, error: Error) -> Error {
     error.with_message(message)
 }
 
-/// A caller-supplied identifier parameter, validated by the sanitizer.
-fn ident(action: &str, parameter: &str, value: &str) -> Result<Ident> {
-    Ident::new(value).map_err(|e| invalid(action, format_args!("parameter '{parameter}': {e}")))
-}
-
 /// The object's name. With `schema` given, `name` is taken literally (it may contain dots);
 /// without it, `name` may be `schema.name` (a part containing a dot double-quoted).
 fn qualified(action: &str, name: &str, schema: Option<&str>) -> Result<QualifiedName> {
     match schema {
-        Some(schema) => {
-            Ok(QualifiedName { schema: Some(ident(action, "schema", schema)?), name: ident(action, "name", name)? })
-        }
+        Some(schema) => Ok(QualifiedName {
+            schema: Some(ident(schema, "schema", TOOL, action)?),
+            name: ident(name, "name", TOOL, action)?,
+        }),
         None => QualifiedName::parse(name).map_err(|e| invalid(action, format_args!("parameter 'name': {e}"))),
     }
 }
@@ -515,7 +511,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
                 ));
             }
             if let Some(schema) = &args.schema {
-                ident(action, "schema", schema)?;
+                ident(schema, "schema", TOOL, action)?;
             }
             if args.pattern.as_deref() == Some("") {
                 return Err(invalid(action, "parameter 'pattern' is empty; leave it out to list everything"));
