@@ -128,24 +128,15 @@ async fn outcomes(lc_messages: &str) -> Vec<Outcome> {
     let value = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT my_fn()"})).await;
     out.push(Outcome::of("user-defined function in a read (catalog guard)", &value));
 
-    let session = begin(&tools, &me, json!({"action": "begin", "read_only": true})).await;
-    let value = in_session(&tools, &me, &session, "INSERT INTO k VALUES (5)").await;
+    let read_only = json!({"action": "begin", "read_only": true});
+    let value = in_new_session(&tools, &me, read_only, None, "INSERT INTO k VALUES (5)").await;
     out.push(Outcome::of("write in a read-only session", &value));
-    rollback(&tools, &me, &session).await;
-
-    let session = begin(&tools, &me, json!({"action": "begin"})).await;
-    let failed = in_session(&tools, &me, &session, "INSERT INTO k VALUES (1)").await;
-    assert_eq!(code(&failed), "DATABASE_ERROR", "{failed}");
-    let value = in_session(&tools, &me, &session, "INSERT INTO k VALUES (6)").await;
+    let failing = Some(("INSERT INTO k VALUES (1)", "DATABASE_ERROR"));
+    let value = in_new_session(&tools, &me, json!({"action": "begin"}), failing, "INSERT INTO k VALUES (6)").await;
     out.push(Outcome::of("statement after a failed one in a session", &value));
-    rollback(&tools, &me, &session).await;
-
-    let session = begin(&tools, &me, json!({"action": "begin"})).await;
-    let set = in_session(&tools, &me, &session, "SET LOCAL statement_timeout = '100ms'").await;
-    assert_eq!(code(&set), "ok", "{set}");
-    let value = in_session(&tools, &me, &session, "SELECT pg_sleep(5)").await;
+    let set = Some(("SET LOCAL statement_timeout = '100ms'", "ok"));
+    let value = in_new_session(&tools, &me, json!({"action": "begin"}), set, "SELECT pg_sleep(5)").await;
     out.push(Outcome::of("statement_timeout set on the server", &value));
-    rollback(&tools, &me, &session).await;
 
     let read = json!({"action": "read", "sql": "SELECT pg_sleep(5)", "timeout_ms": 200});
     let value = call(&tools, &me, "pg_query", read).await;
@@ -166,16 +157,18 @@ async fn set_lc_messages(db: &TestDb, lc_messages: &str) {
     }
 }
 
-async fn begin(tools: &Tools, me: &Caller, args: Value) -> String {
-    let begun = call(tools, me, "pg_tx", args).await;
-    begun["session_id"].as_str().unwrap_or_else(|| panic!("begin: {begun}")).to_owned()
-}
-
-async fn in_session(tools: &Tools, me: &Caller, session: &str, sql: &str) -> Value {
-    call(tools, me, "pg_query", json!({"action": "write", "sql": sql, "session_id": session})).await
-}
-
-async fn rollback(tools: &Tools, me: &Caller, session: &str) {
+/// Begins a session with `begin`, runs `before` (expecting its code) and then `sql` in it, and
+/// rolls it back; returns what `sql` gave.
+async fn in_new_session(tools: &Tools, me: &Caller, begin: Value, before: Option<(&str, &str)>, sql: &str) -> Value {
+    let begun = call(tools, me, "pg_tx", begin).await;
+    let session = begun["session_id"].as_str().unwrap_or_else(|| panic!("begin: {begun}")).to_owned();
+    let write = |sql: &str| json!({"action": "write", "sql": sql, "session_id": session});
+    if let Some((sql, expected)) = before {
+        let out = call(tools, me, "pg_query", write(sql)).await;
+        assert_eq!(code(&out), expected, "{sql}: {out}");
+    }
+    let value = call(tools, me, "pg_query", write(sql)).await;
     let out = call(tools, me, "pg_tx", json!({"action": "rollback", "session_id": session})).await;
     assert_eq!(code(&out), "ok", "{out}");
+    value
 }
