@@ -265,8 +265,8 @@ fn install_prerequisites() -> Result<()> {
     if locale_missing && !Path::new("/usr/share/i18n/locales").join(TEST_LOCALE.0).exists() {
         missing.push("locales");
     }
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
     if !missing.is_empty() {
-        let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
         if !root_user || !have("apt-get") {
             bail!(
                 "missing system packages {missing:?}; install them (Debian: apt-get install -y {})",
@@ -284,6 +284,11 @@ fn install_prerequisites() -> Result<()> {
     }
     if locale_missing {
         let (name, charset) = TEST_LOCALE;
+        if !root_user {
+            bail!(
+                "the locale {name}.{charset} is missing; generate it as root: localedef -i {name} -f {charset} {name}.{charset}"
+            );
+        }
         run("localedef", Command::new("localedef").args(["-i", name, "-f", charset, &format!("{name}.{charset}")]))?;
     }
     for program in ["initdb", "postgres", "pg_ctl"] {
