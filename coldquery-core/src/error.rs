@@ -29,9 +29,11 @@ pub enum ErrorKind {
     SessionBusy,
     /// The session's transaction failed and must be rolled back.
     SessionAborted,
-    /// The statement ran longer than its timeout and was cancelled.
+    /// The statement ran longer than ColdQuery's timeout and was cancelled.
     Timeout,
-    /// The caller cancelled the call.
+    /// The caller cancelled the call, or PostgreSQL cancelled the statement for a reason of its
+    /// own (SQLSTATE 57014 that ColdQuery did not cause: another session's cancel, a
+    /// `statement_timeout` set on the server; the message says which).
     Cancelled,
     /// COMMIT did not commit: PostgreSQL rolled the transaction back.
     CommitFailed,

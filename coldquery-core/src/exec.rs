@@ -91,9 +91,9 @@ impl Statement {
 /// A catalog query the server evaluates in the statement's own transaction, right before the
 /// statement, so that what it checks (the read function policy, the grammar settings) is
 /// judged on exactly the catalog and settings the statement will run with. It refuses by
-/// raising an error whose message contains [`GUARD_REFUSAL`] followed by the reason; executors
-/// report that as [`crate::ErrorKind::StatementNotAllowed`] with [`Guard::hint`], and the
-/// statement does not run.
+/// casting `GUARD_REFUSAL || reason || GUARD_REFUSAL_END` to an integer, which raises
+/// `invalid_text_representation` (22P02); executors report that as
+/// [`crate::ErrorKind::StatementNotAllowed`] with [`Guard::hint`], and the statement does not run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Guard {
     /// The check (catalog SQL and its parameters).
@@ -105,14 +105,24 @@ pub struct Guard {
 /// The marker in a guard's error message that precedes the refusal's reason.
 pub const GUARD_REFUSAL: &str = "coldquery-refused: ";
 
+/// The marker in a guard's error message that follows the refusal's reason.
+pub const GUARD_REFUSAL_END: &str = " :coldquery-refused";
+
 impl Guard {
     /// The refusal a guard raised, if `error` is one: the reason as a `STATEMENT_NOT_ALLOWED`.
+    ///
+    /// Plain SQL can raise no text of its own but an input value the server cannot read, so
+    /// the reason travels in the message. The decision is the SQLSTATE and ColdQuery's own
+    /// markers around the value: the server's words around it (and its quotation marks, `"…"`
+    /// in English, `»…«` in German) depend on `lc_messages` and are not read.
     pub fn refusal(&self, error: &crate::Error) -> Option<crate::Error> {
+        if error.sqlstate() != Some("22P02") {
+            return None;
+        }
         let message = error.message();
         let start = message.find(GUARD_REFUSAL)? + GUARD_REFUSAL.len();
-        // PostgreSQL quotes the offending input: `invalid input syntax for type integer: "…"`.
-        let reason = message[start..].trim_end_matches('"');
-        Some(crate::Error::new(crate::ErrorKind::StatementNotAllowed, reason).with_hint(self.hint))
+        let end = message.rfind(GUARD_REFUSAL_END).filter(|end| *end >= start)?;
+        Some(crate::Error::new(crate::ErrorKind::StatementNotAllowed, &message[start..end]).with_hint(self.hint))
     }
 }
 
@@ -223,4 +233,33 @@ pub trait Executor: Send + Sync {
 
     /// The shared pool's state.
     fn pool_status(&self) -> PoolStatus;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, ErrorKind, Sql};
+
+    #[test]
+    fn a_guard_refusal_is_read_from_its_markers_in_any_language() {
+        let guard = Guard { check: Statement::new(Sql::catalog("SELECT 1")), hint: "the hint" };
+        let reason = "function public.\"f »x«\"() is a user-defined function that is not in --allow-functions";
+        let raised = |message: String| Error::new(ErrorKind::DatabaseError, message).with_sqlstate("22P02");
+        let value = format!("{GUARD_REFUSAL}{reason}{GUARD_REFUSAL_END}");
+        for message in [
+            format!("invalid input syntax for type integer: \"{value}\""),
+            format!("ungültige Eingabesyntax für Typ integer: »{value}«"),
+            format!("syntaxe en entrée invalide pour le type integer : « {value} »"),
+            format!("\"integer\"型の入力構文が不正です: \"{value}\""),
+        ] {
+            let refusal = guard.refusal(&raised(message.clone())).expect(&message);
+            assert_eq!(refusal.kind(), ErrorKind::StatementNotAllowed);
+            assert_eq!(refusal.message(), reason, "{message}");
+            assert_eq!(refusal.hint(), Some("the hint"));
+        }
+        // Only the refusal's own SQLSTATE and markers make a refusal.
+        let other = Error::new(ErrorKind::DatabaseError, format!("x: \"{value}\"")).with_sqlstate("42883");
+        assert!(guard.refusal(&other).is_none());
+        assert!(guard.refusal(&raised(format!("x: \"{GUARD_REFUSAL}{reason}\""))).is_none());
+    }
 }

@@ -20,7 +20,10 @@ pub mod settings;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};
-pub use exec::{Access, Executor, Footprint, GUARD_REFUSAL, Guard, Limits, PoolStatus, RowSink, Statement, Streamed};
+pub use exec::{
+    Access, Executor, Footprint, GUARD_REFUSAL, GUARD_REFUSAL_END, Guard, Limits, PoolStatus, RowSink, Statement,
+    Streamed,
+};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES, QualifiedName};
 pub use policy::{DefaultDeny, WriteIntent, WritePolicy, WriteTarget};
 pub use session::{

@@ -41,7 +41,7 @@ impl Sql {
 
     /// A caller's statement, as validated by [`CallerSql::new`].
     pub fn caller(sql: CallerSql) -> Sql {
-        Sql { text: Cow::Owned(sql.0), origin: Origin::Caller }
+        Sql { text: Cow::Owned(sql.text), origin: Origin::Caller }
     }
 
     /// The text to send.
@@ -60,33 +60,46 @@ impl Sql {
 /// Being a `CallerSql` says nothing about what the statement does; the tools layer classifies
 /// it with PostgreSQL's grammar before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerSql(String);
+pub struct CallerSql {
+    text: String,
+    name: &'static str,
+}
 
 impl CallerSql {
-    /// Validates the caller's text.
+    /// Validates the caller's text given in parameter `sql`.
     pub fn new(text: impl Into<String>) -> Result<CallerSql, Error> {
+        CallerSql::named(text, "parameter 'sql'")
+    }
+
+    /// Validates caller text that errors about it call `name` (e.g. `parameter 'definition'`).
+    pub fn named(text: impl Into<String>, name: &'static str) -> Result<CallerSql, Error> {
         let text = text.into();
         if text.trim().is_empty() {
-            return Err(Error::new(ErrorKind::InvalidArgument, "parameter 'sql' is empty"));
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("{name} is empty")));
         }
         if text.len() > MAX_SQL_BYTES {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("parameter 'sql' is {} bytes; the limit is {MAX_SQL_BYTES} bytes", text.len()),
+                format!("{name} is {} bytes; the limit is {MAX_SQL_BYTES} bytes", text.len()),
             ));
         }
         if text.contains('\0') {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "parameter 'sql' contains a NUL character, which PostgreSQL cannot accept",
+                format!("{name} contains a NUL character, which PostgreSQL cannot accept"),
             ));
         }
-        Ok(CallerSql(text))
+        Ok(CallerSql { text, name })
+    }
+
+    /// What errors about the text call it, e.g. `parameter 'sql'`.
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The statement text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 

@@ -359,6 +359,10 @@ fn prepare_in(dir: &Path, initdb: &Path, postgres: &Path, as_root: bool) -> Resu
         "shared_buffers=32MB".to_owned(),
         "timezone=UTC".to_owned(),
         "logging_collector=off".to_owned(),
+        // Start-up failures are read from the log's text (`local::startup_failure`, a port
+        // taken): the cluster is ColdQuery's own, and its log speaks English whatever the
+        // environment's locale.
+        "lc_messages=C".to_owned(),
     ];
     if pg_stat_statements_installed(postgres) {
         settings.push("shared_preload_libraries=pg_stat_statements".to_owned());

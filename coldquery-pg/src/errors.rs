@@ -1,8 +1,13 @@
 //! Mapping tokio-postgres errors into the core error model, keeping SQLSTATE, message, detail,
 //! hint and position, and never a connection string or password.
+//!
+//! The kind comes from the SQLSTATE (and the severity, which PostgreSQL also sends untranslated)
+//! and never from the message, which the server writes in its `lc_messages` language. What
+//! ColdQuery did itself — its own deadline, its own cancel — is reported where it did it
+//! (`run.rs`), not inferred here.
 
 use coldquery_core::{Error, ErrorKind};
-use tokio_postgres::error::{DbError, ErrorPosition};
+use tokio_postgres::error::{DbError, ErrorPosition, Severity};
 
 /// Maps a driver error. `context` says what ColdQuery was doing, for errors without a
 /// database message (e.g. "connecting to PostgreSQL").
@@ -24,9 +29,13 @@ fn map_db(db: &DbError) -> Error {
     let kind = match code {
         "25006" => ErrorKind::ReadOnlyViolation,
         "25P02" => ErrorKind::SessionAborted,
-        "57014" if db.message().contains("statement timeout") => ErrorKind::Timeout,
+        // `query_canceled` that ColdQuery did not cause (its own deadline and cancel never get
+        // here): another session's cancel, or a `statement_timeout` set on the server.
         "57014" => ErrorKind::Cancelled,
-        "08P01" if db.message().contains("bind message supplies") => ErrorKind::InvalidArgument,
+        // A protocol violation the server answers with an ERROR (a FATAL one ends the
+        // connection) refused one message: the only one a caller can cause is a Bind with more
+        // or fewer values than the statement has placeholders.
+        "08P01" if db.parsed_severity() == Some(Severity::Error) => ErrorKind::InvalidArgument,
         c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => ErrorKind::Unavailable,
         _ => ErrorKind::DatabaseError,
     };
@@ -36,7 +45,7 @@ fn map_db(db: &DbError) -> Error {
     }
     if let Some(hint) = db.hint() {
         err = err.with_hint(hint);
-    } else if let Some(hint) = default_hint(code) {
+    } else if let Some(hint) = default_hint(code, kind) {
         err = err.with_hint(hint);
     }
     if let Some(ErrorPosition::Original(pos)) = db.position() {
@@ -45,7 +54,7 @@ fn map_db(db: &DbError) -> Error {
     err
 }
 
-fn default_hint(code: &str) -> Option<&'static str> {
+fn default_hint(code: &str, kind: ErrorKind) -> Option<&'static str> {
     Some(match code {
         "25006" => "this ran in a read-only transaction; use pg_query write with session_id or autocommit: true",
         "25P02" => "the transaction failed earlier; call pg_tx rollback (or rollback_to a savepoint) and start again",
@@ -53,6 +62,12 @@ fn default_hint(code: &str) -> Option<&'static str> {
         "42P01" => "the table does not exist; list tables with pg_schema list",
         "42703" => "the column does not exist; see the table's columns with pg_schema describe",
         "40001" | "40P01" => "the transaction conflicted with another one; retry it from the start",
+        "57014" => {
+            "PostgreSQL cancelled the statement (another session's cancel, or a statement_timeout set on the server); run it again if you still need the result"
+        }
+        "08P01" if kind == ErrorKind::InvalidArgument => {
+            "give one value in 'params' for each placeholder ($1, $2, ...) of the statement"
+        }
         _ => return None,
     })
 }

@@ -29,7 +29,8 @@ pub fn find_pg_binary(name: &str) -> Option<PathBuf> {
     majors.pop().map(|(_, path)| path)
 }
 
-/// The first log line written since `offset` that means the postmaster gave up.
+/// The first log line written since `offset` that means the postmaster gave up. It reads the
+/// log's English text: the clusters started with these functions set `lc_messages=C`.
 pub fn startup_failure(log: &Path, offset: u64) -> Option<String> {
     let mut file = std::fs::File::open(log).ok()?;
     file.seek(SeekFrom::Start(offset)).ok()?;

@@ -133,13 +133,24 @@ async fn fetch_rows(
             // refused bind ran nothing, and the implicit transaction it aborted is over.
             let mut texts: Vec<Option<String>> = statement.params.iter().map(coldquery_core::Param::to_text).collect();
             let mut retries = 2 * statement.params.len();
+            // What the server said of each array in the form the caller gave (JSON text): the
+            // clearest report when no other form of it is accepted either.
+            let mut refusals: Vec<Option<tokio_postgres::Error>> = statement.params.iter().map(|_| None).collect();
             loop {
                 let params: Vec<TextParam> = texts.iter().cloned().map(TextParam).collect();
                 let started =
                     client.query_typed_raw(sql, params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))).await;
-                match started {
-                    Err(e) if retries > 0 && unnamed_array_retry(&e, &statement.params, &mut texts) => retries -= 1,
-                    started => break started.map(|stream| (None, stream)),
+                let error = match started {
+                    Ok(stream) => break Ok((None, stream)),
+                    Err(error) => error,
+                };
+                match refused_array(&error, &statement.params, &texts) {
+                    Some(i) if retries > 0 && next_array_form(&statement.params[i], &mut texts[i]) => {
+                        refusals[i].get_or_insert(error);
+                        retries -= 1;
+                    }
+                    Some(i) => break Err(refusals[i].take().unwrap_or(error)),
+                    None => break Err(error),
                 }
             }
         }
@@ -588,39 +599,54 @@ fn array_literal(ty: &Type, value: &coldquery_core::Param) -> Option<String> {
     value.array_literal(json_elements)
 }
 
-/// For an unnamed statement refused with `malformed array literal: "<a JSON array given>"`:
-/// turns that JSON array into an array literal in `texts` (the server gives no parameter types
-/// before it binds) and returns true; false when the refusal is about something else.
-fn unnamed_array_retry(
+/// The JSON array parameter whose bind an unnamed statement's `error` refused, if any: the
+/// server types such a statement's parameters only when it binds them, and reports a value
+/// its type cannot read as `invalid_text_representation` (22P02), quoting the value.
+///
+/// Which parameter it was is in the message only; it is found by the value ColdQuery sent,
+/// which the message quotes verbatim in any language (the words and the quotation marks
+/// around it are the server's `lc_messages`, and are not read). When one array's text
+/// contains another's, the longer one is the one quoted.
+fn refused_array(
     error: &tokio_postgres::Error,
     given: &[coldquery_core::Param],
-    texts: &mut [Option<String>],
-) -> bool {
-    let Some(db) = error.as_db_error() else { return false };
-    if db.code().code() != "22P02" || !db.message().starts_with("malformed array literal") {
-        return false;
+    texts: &[Option<String>],
+) -> Option<usize> {
+    let db = error.as_db_error()?;
+    if *db.code() != tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION {
+        return None;
     }
-    // JSON text, then an array literal with nested arrays as sub-arrays, then one whose
-    // elements are all JSON values (a `jsonb[]` parameter).
-    let mut changed = false;
-    for (param, text) in given.iter().zip(texts.iter_mut()) {
-        let Some(current) = text.as_deref() else { continue };
-        if !db.message().contains(&format!("\"{current}\"")) {
-            continue;
-        }
-        let next = if param.to_text().as_deref() == Some(current) {
-            param.array_literal(false)
-        } else if param.array_literal(false).as_deref() == Some(current) {
-            param.array_literal(true).filter(|literal| literal != current)
-        } else {
-            None
-        };
-        if let Some(next) = next {
+    given
+        .iter()
+        .zip(texts)
+        .enumerate()
+        .filter(|(_, (param, _))| param.array_literal(false).is_some())
+        .filter_map(|(i, (_, text))| {
+            text.as_deref().filter(|text| db.message().contains(text)).map(|text| (i, text.len()))
+        })
+        .max_by_key(|&(i, len)| (len, std::cmp::Reverse(i)))
+        .map(|(i, _)| i)
+}
+
+/// Turns a refused JSON array parameter into its next form, returning false when it has none:
+/// JSON text, then an array literal with nested arrays as sub-arrays, then one whose elements
+/// are all JSON values (a `jsonb[]` parameter).
+fn next_array_form(param: &coldquery_core::Param, text: &mut Option<String>) -> bool {
+    let Some(current) = text.as_deref() else { return false };
+    let next = if param.to_text().as_deref() == Some(current) {
+        param.array_literal(false)
+    } else if param.array_literal(false).as_deref() == Some(current) {
+        param.array_literal(true).filter(|literal| literal != current)
+    } else {
+        None
+    };
+    match next {
+        Some(next) => {
             *text = Some(next);
-            changed = true;
+            true
         }
+        None => false,
     }
-    changed
 }
 
 /// A parameter sent in text format with an unspecified type, so the server infers it.

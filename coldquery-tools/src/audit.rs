@@ -5,12 +5,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coldquery_core::{Error, QueryResult, Result, SessionInfo, Statement, WriteTarget};
 use serde::Serialize;
-
-use crate::ctx::{Ctx, outcome_code, unix_time};
 
 /// The longest statement text kept in a record.
 const MAX_STATEMENT_CHARS: usize = 2000;
@@ -68,14 +66,38 @@ fn fingerprint(text: &str) -> Option<String> {
     pg_query::fingerprint(text).ok().map(|f| f.hex)
 }
 
+/// Who a record is about: the call's caller, tool and action (`Ctx::actor`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Actor<'a> {
+    pub(crate) principal: &'a str,
+    pub(crate) owner: &'a str,
+    pub(crate) tool: &'a str,
+    pub(crate) action: &'a str,
+    /// The call's write was confirmed (a preview's token, or the person asked).
+    pub(crate) confirmed: bool,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_time() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// `ok` or the error's code.
+fn outcome_code<T>(outcome: &Result<T>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(e) => e.kind().code(),
+    }
+}
+
 impl AuditRecord {
-    fn base(ctx: &Ctx<'_>, session: Option<String>, statement: Option<&str>) -> AuditRecord {
+    fn base(actor: &Actor<'_>, session: Option<String>, statement: Option<&str>) -> AuditRecord {
         AuditRecord {
             time: unix_time(),
-            principal: ctx.caller.principal.clone(),
-            owner: ctx.caller.owner.as_str().to_owned(),
-            tool: ctx.tool.to_owned(),
-            action: ctx.action.clone(),
+            principal: actor.principal.to_owned(),
+            owner: actor.owner.to_owned(),
+            tool: actor.tool.to_owned(),
+            action: actor.action.to_owned(),
             session,
             fingerprint: statement.and_then(fingerprint),
             statement: statement.map(truncate),
@@ -86,16 +108,21 @@ impl AuditRecord {
         }
     }
 
-    pub(crate) fn denial(ctx: &Ctx<'_>, session: Option<&str>, statement: Option<&str>, err: &Error) -> AuditRecord {
+    pub(crate) fn denial(
+        actor: &Actor<'_>,
+        session: Option<&str>,
+        statement: Option<&str>,
+        err: &Error,
+    ) -> AuditRecord {
         AuditRecord {
             decision: "denied",
             outcome: err.kind().code().to_owned(),
-            ..AuditRecord::base(ctx, session.map(str::to_owned), statement)
+            ..AuditRecord::base(actor, session.map(str::to_owned), statement)
         }
     }
 
     pub(crate) fn write(
-        ctx: &Ctx<'_>,
+        actor: &Actor<'_>,
         target: &WriteTarget,
         statement: &Statement,
         outcome: &Result<(QueryResult, Option<SessionInfo>)>,
@@ -106,25 +133,25 @@ impl AuditRecord {
             WriteTarget::Autocommit => None,
         };
         AuditRecord {
-            decision: if ctx.was_confirmed() { "confirmed" } else { "allowed" },
+            decision: if actor.confirmed { "confirmed" } else { "allowed" },
             outcome: outcome_code(outcome).to_owned(),
             rows_affected: outcome.as_ref().ok().and_then(|(r, _)| r.rows_affected),
             duration_ms: Some((took.as_secs_f64() * 1000.0 * 100.0).round() / 100.0),
-            ..AuditRecord::base(ctx, session, Some(statement.sql.text()))
+            ..AuditRecord::base(actor, session, Some(statement.sql.text()))
         }
     }
 
     /// A session begun acting as a role: the role and the names of the request settings (never
     /// their values, which may hold claims).
-    pub(crate) fn assumed(ctx: &Ctx<'_>, session: &str, role: Option<&str>, settings: &[&str]) -> AuditRecord {
+    pub(crate) fn assumed(actor: &Actor<'_>, session: &str, role: Option<&str>, settings: &[&str]) -> AuditRecord {
         let what =
             format!("act as role {} with request settings [{}]", role.unwrap_or("(login role)"), settings.join(", "));
-        AuditRecord { fingerprint: None, ..AuditRecord::base(ctx, Some(session.to_owned()), Some(&what)) }
+        AuditRecord { fingerprint: None, ..AuditRecord::base(actor, Some(session.to_owned()), Some(&what)) }
     }
 
     /// A preview: the write ran and was rolled back.
     pub(crate) fn preview(
-        ctx: &Ctx<'_>,
+        actor: &Actor<'_>,
         target: &WriteTarget,
         statement: &str,
         outcome: &Result<Vec<QueryResult>>,
@@ -136,7 +163,7 @@ impl AuditRecord {
         AuditRecord {
             decision: "previewed",
             outcome: outcome_code(outcome).to_owned(),
-            ..AuditRecord::base(ctx, session, Some(statement))
+            ..AuditRecord::base(actor, session, Some(statement))
         }
     }
 }

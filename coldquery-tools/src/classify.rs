@@ -179,7 +179,7 @@ const SMALL_SQL_BYTES: usize = 16 * 1024;
 /// Statements waiting for a classifier thread, per lane, beyond which callers are refused.
 const QUEUE_DEPTH: usize = 64;
 
-type Job = (String, tokio::sync::oneshot::Sender<Result<Classified>>);
+type Job = (CallerSql, tokio::sync::oneshot::Sender<Result<Classified>>);
 
 /// The classifier threads: two lanes, small statements and large ones.
 struct Lanes {
@@ -207,11 +207,11 @@ fn lane(name: &str, threads: usize) -> std::result::Result<SyncSender<Job>, Stri
             .spawn(move || {
                 loop {
                     let job = receiver.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
-                    let Ok((text, reply)) = job else { return };
+                    let Ok((sql, reply)) = job else { return };
                     // A caller that gave up (its deadline passed) has dropped its receiver:
                     // its statement is not parsed at all, or its result is discarded.
                     if !reply.is_closed() {
-                        let _ = reply.send(classify_now(&text));
+                        let _ = reply.send(classify_now(&sql));
                     }
                 }
             })
@@ -285,7 +285,7 @@ async fn classify_on_a_parser_thread(text: &str) -> Result<Classified> {
     let lanes = lanes()?;
     let lane = if text.len() <= SMALL_SQL_BYTES { &lanes.small } else { &lanes.large };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    lane.try_send((text.to_owned(), reply)).map_err(|e| match e {
+    lane.try_send((sql.clone(), reply)).map_err(|e| match e {
         TrySendError::Full(_) => {
             Error::new(ErrorKind::Unavailable, "too many statements are waiting to be checked; the server is busy")
                 .with_hint("retry shortly")
@@ -304,7 +304,8 @@ async fn classify_on_a_parser_thread(text: &str) -> Result<Classified> {
 }
 
 /// Classifies on the calling thread, which must have a stack of [`PARSE_STACK_BYTES`].
-fn classify_now(text: &str) -> Result<Classified> {
+fn classify_now(sql: &CallerSql) -> Result<Classified> {
+    let text = sql.as_str();
     if let Some(depth) = nesting_bound(text)
         && depth > MAX_NESTING
     {
@@ -314,7 +315,7 @@ fn classify_now(text: &str) -> Result<Classified> {
         )
         .with_hint("split the expression or the statement into smaller ones"));
     }
-    classify_on_this_thread(text)
+    classify_on_this_thread(text, sql.name())
 }
 
 /// True for statements that can be parsed on any thread quickly: at most 16 KiB and nested
@@ -382,23 +383,24 @@ fn nesting_bound(text: &str) -> Option<usize> {
     Some(deepest)
 }
 
-fn classify_on_this_thread(text: &str) -> Result<Classified> {
+/// `name` is what errors call the text (`parameter 'sql'`).
+fn classify_on_this_thread(text: &str, name: &str) -> Result<Classified> {
     let parsed = pg_query::parse(text).map_err(|e| syntax_error(text, e))?;
     let statements = &parsed.protobuf.stmts;
     match statements.len() {
-        0 => return Err(Error::invalid("parameter 'sql' contains no statement (only comments or semicolons)")),
+        0 => return Err(Error::invalid(format!("{name} contains no statement (only comments or semicolons)"))),
         1 => {}
         n => {
             return Err(Error::new(
                 ErrorKind::StatementNotAllowed,
-                format!("parameter 'sql' contains {n} statements; exactly one statement is allowed per call"),
+                format!("{name} contains {n} statements; exactly one statement is allowed per call"),
             )
             .with_hint("send one statement per call; for several writes that must commit together use pg_query transaction or a pg_tx session"));
         }
     }
     let tree = serde_json::to_value(&statements[0].stmt)
         .map_err(|e| Error::internal(format!("could not read the parse tree: {e}")))?;
-    let (kind, body) = node_of(&tree).ok_or_else(|| Error::invalid("parameter 'sql' contains no statement"))?;
+    let (kind, body) = node_of(&tree).ok_or_else(|| Error::invalid(format!("{name} contains no statement")))?;
     let mut walk = Walk::default();
     walk.visit_all(&tree);
     let mut flags = Flags {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use coldquery_core::{
     Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result, SessionId, SessionInfo,
@@ -13,7 +13,7 @@ use coldquery_core::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::audit::{AuditRecord, AuditSink};
+use crate::audit::{Actor, AuditRecord, AuditSink};
 use crate::confirm::{Binding, ConfirmWrites, Confirmations};
 use crate::functions::FunctionPolicy;
 
@@ -223,6 +223,24 @@ pub(crate) fn required<T>(value: Option<T>, name: &str, tool: &str, action: &str
     value.ok_or_else(|| Error::invalid(format!("{tool} {action}: parameter '{name}' is required")))
 }
 
+/// A caller-supplied identifier parameter, validated by the sanitizer.
+pub(crate) fn ident(value: &str, name: &str, tool: &str, action: &str) -> Result<coldquery_core::Ident> {
+    coldquery_core::Ident::new(value).map_err(|e| Error::invalid(format!("{tool} {action}: parameter '{name}': {e}")))
+}
+
+/// A `limit` between 1 and the configured ceiling (`COLDQUERY_MAX_ROWS_LIMIT`).
+pub(crate) fn limit(ctx: &Ctx<'_>, tool: &str, action: &str, value: Option<u64>, default: usize) -> Result<usize> {
+    let ceiling = ctx.config.max_rows_limit.max(ctx.config.max_rows);
+    match value {
+        None => Ok(default.min(ceiling)),
+        Some(0) => Err(Error::invalid(format!("{tool} {action}: parameter 'limit' must be at least 1"))),
+        Some(n) if n > ceiling as u64 => Err(Error::invalid(format!(
+            "{tool} {action}: parameter 'limit' is {n}; the ceiling is {ceiling} (COLDQUERY_MAX_ROWS_LIMIT)"
+        ))),
+        Some(n) => Ok(n as usize),
+    }
+}
+
 /// Refuses parameters that mean nothing for this action, so a typo is not silently ignored.
 pub(crate) fn reject_unused(tool: &str, action: &str, given: &[(&str, bool)]) -> Result<()> {
     let unused: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
@@ -289,7 +307,7 @@ impl Ctx<'_> {
     ) -> Result<WriteTarget> {
         let intent = WriteIntent { tool: self.tool, action: &self.action, session_id, autocommit, needs_autocommit };
         self.policy.authorize(&intent).inspect_err(|err| {
-            self.record(AuditRecord::denial(self, session_id, statement, err));
+            self.record(AuditRecord::denial(&self.actor(), session_id, statement, err));
         })
     }
 
@@ -314,7 +332,7 @@ impl Ctx<'_> {
                 Ok(())
             }
             Err(err) => {
-                self.record(AuditRecord::denial(self, binding.session, Some(binding.statement), &err));
+                self.record(AuditRecord::denial(&self.actor(), binding.session, Some(binding.statement), &err));
                 Err(err)
             }
         }
@@ -335,6 +353,17 @@ impl Ctx<'_> {
     /// True when this call's write was confirmed with a token.
     pub(crate) fn was_confirmed(&self) -> bool {
         self.confirmed.load(Ordering::Relaxed)
+    }
+
+    /// Who this call's audit records are about.
+    pub(crate) fn actor(&self) -> Actor<'_> {
+        Actor {
+            principal: &self.caller.principal,
+            owner: self.caller.owner.as_str(),
+            tool: self.tool,
+            action: &self.action,
+            confirmed: self.was_confirmed(),
+        }
     }
 
     /// A write that gave up waiting for a lock (`lock_timeout`, SQLSTATE 55P03) says who holds
@@ -501,7 +530,7 @@ impl Ctx<'_> {
             }
         };
         let outcome = self.reporting(statement.sql.text(), run).await;
-        self.record(AuditRecord::write(self, target, statement, &outcome, started.elapsed()));
+        self.record(AuditRecord::write(&self.actor(), target, statement, &outcome, started.elapsed()));
         outcome
     }
 
@@ -605,20 +634,4 @@ pub(crate) fn result_json(result: QueryResult, command: &str, keep_rows_affected
         out.insert("hint".into(), json!(hint));
     }
     Value::Object(out)
-}
-
-/// Seconds since the Unix epoch, for the audit log.
-pub(crate) fn unix_time() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
-/// Names an error kind as a code (for audit outcomes).
-pub(crate) fn outcome_code<T>(outcome: &Result<T>) -> &'static str {
-    match outcome {
-        Ok(_) => "ok",
-        Err(e) => match e.kind() {
-            ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
-            kind => kind.code(),
-        },
-    }
 }

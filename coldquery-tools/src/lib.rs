@@ -269,7 +269,7 @@ impl Tools {
                 // Statements refused by the classifier are denials too (WRITE_DENIED is
                 // recorded where the policy decides, in `Ctx::authorize`).
                 if matches!(error.kind(), ErrorKind::StatementNotAllowed | ErrorKind::ReadOnlyViolation) {
-                    ctx.record(AuditRecord::denial(&ctx, session_id.as_deref(), statement.as_deref(), &error));
+                    ctx.record(AuditRecord::denial(&ctx.actor(), session_id.as_deref(), statement.as_deref(), &error));
                 }
                 ToolOutput::error(&error)
             }
@@ -304,7 +304,7 @@ impl Tools {
             Err(error) => {
                 span.record("outcome", error.kind().code());
                 if matches!(error.kind(), ErrorKind::StatementNotAllowed | ErrorKind::ReadOnlyViolation) {
-                    ctx.record(AuditRecord::denial(&ctx, None, statement.as_deref(), error));
+                    ctx.record(AuditRecord::denial(&ctx.actor(), None, statement.as_deref(), error));
                 }
             }
         }

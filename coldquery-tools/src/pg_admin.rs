@@ -14,8 +14,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::catalog::monitor as catalog;
-use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
+use crate::catalog::admin as catalog;
+use crate::ctx::{Ctx, ToolArgs, ident, limit, parse_args, reject_unused, required};
 
 const TOOL: &str = "pg_admin";
 
@@ -199,10 +199,6 @@ const PROTECTED_SETTINGS: &[&str] = &[
     "default_transaction_deferrable",
 ];
 
-fn ident(value: &str, param: &str, action: &str) -> Result<Ident> {
-    Ident::new(value).map_err(|e| Error::invalid(format!("{TOOL} {action}: parameter '{param}': {e}")))
-}
-
 /// `table` (`name` or `schema.name`) plus an optional `schema`, which must not both name one.
 fn table_name(table: &str, schema: Option<&str>, action: &str) -> Result<QualifiedName> {
     let parsed =
@@ -212,22 +208,9 @@ fn table_name(table: &str, schema: Option<&str>, action: &str) -> Result<Qualifi
             "{TOOL} {action}: parameter 'table' is schema-qualified and 'schema' is given too; give the schema once"
         ))),
         (_, schema) => {
-            let schema = schema.map(|s| ident(s, "schema", action)).transpose()?;
+            let schema = schema.map(|s| ident(s, "schema", TOOL, action)).transpose()?;
             Ok(parsed.or_schema(schema))
         }
-    }
-}
-
-/// A `limit` between 1 and the configured ceiling (`COLDQUERY_MAX_ROWS_LIMIT`).
-pub(crate) fn limit(ctx: &Ctx<'_>, tool: &str, action: &str, value: Option<u64>, default: usize) -> Result<usize> {
-    let ceiling = ctx.config.max_rows_limit.max(ctx.config.max_rows);
-    match value {
-        None => Ok(default.min(ceiling)),
-        Some(0) => Err(Error::invalid(format!("{tool} {action}: parameter 'limit' must be at least 1"))),
-        Some(n) if n > ceiling as u64 => Err(Error::invalid(format!(
-            "{tool} {action}: parameter 'limit' is {n}; the ceiling is {ceiling} (COLDQUERY_MAX_ROWS_LIMIT)"
-        ))),
-        Some(n) => Ok(n as usize),
     }
 }
 
@@ -304,7 +287,7 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
                             "{TOOL} reindex: with target 'schema', 'name' is the schema; do not give 'schema' too"
                         )));
                     }
-                    sql.ident(&ident(name, "name", action)?);
+                    sql.ident(&ident(name, "name", TOOL, action)?);
                 }
                 ReindexTarget::Table | ReindexTarget::Index => {
                     let qualified = QualifiedName::parse(name)
@@ -314,7 +297,7 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
                             "pg_admin reindex: parameter 'name' is schema-qualified and 'schema' is given too; give the schema once",
                         ));
                     }
-                    let schema = args.schema.as_deref().map(|s| ident(s, "schema", action)).transpose()?;
+                    let schema = args.schema.as_deref().map(|s| ident(s, "schema", TOOL, action)).transpose()?;
                     sql.name(&qualified.or_schema(schema));
                 }
             }
@@ -331,7 +314,7 @@ fn parse(ctx: &Ctx<'_>, args: PgAdminArgs) -> Result<Request> {
                 Ok(Request::StatsTable { table: table_name(table, args.schema.as_deref(), action)? })
             }
             None => Ok(Request::StatsTables {
-                schema: args.schema.as_deref().map(|s| ident(s, "schema", action)).transpose()?,
+                schema: args.schema.as_deref().map(|s| ident(s, "schema", TOOL, action)).transpose()?,
                 limit: limit(ctx, TOOL, action, args.limit, 20)?,
             }),
         },

@@ -11,8 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::monitor as catalog;
-use crate::ctx::{Ctx, ToolArgs, parse_args};
-use crate::pg_admin::limit;
+use crate::ctx::{Ctx, ToolArgs, limit, parse_args};
 
 const TOOL: &str = "pg_monitor";
 

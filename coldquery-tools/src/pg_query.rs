@@ -263,7 +263,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     )
                     .with_hint("explain it without analyze, or run it with pg_query write (preview: true, then confirm) in the session");
                     ctx.record(crate::audit::AuditRecord::denial(
-                        ctx,
+                        &ctx.actor(),
                         args.session_id.as_deref(),
                         Some(stmt.sql.as_str()),
                         &err,
@@ -449,7 +449,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 for statement in &statements {
                     let per_op = outcome.as_ref().map(|_| (Default::default(), None)).map_err(Clone::clone);
                     ctx.record(crate::audit::AuditRecord::write(
-                        ctx,
+                        &ctx.actor(),
                         &WriteTarget::Autocommit,
                         statement,
                         &per_op,

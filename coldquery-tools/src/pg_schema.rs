@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::schema as catalog;
 use crate::classify::{self, DdlVerb};
-use crate::ctx::{Ctx, ToolArgs, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ToolArgs, ident, parse_args, reject_unused, required};
 use crate::preview::{self, binding, preview_requested};
 
 const TOOL: &str = "pg_schema";
@@ -457,18 +457,20 @@ fn invalid(action: &str, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{TOOL} {action}: {message}"))
 }
 
-/// A caller-supplied identifier parameter, validated by the sanitizer.
-fn ident(action: &str, parameter: &str, value: &str) -> Result<Ident> {
-    Ident::new(value).map_err(|e| invalid(action, format_args!("parameter '{parameter}': {e}")))
+/// `error` with its message said in the action (`pg_schema create: ...`), kind and hint kept.
+fn in_action(action: &str, error: Error) -> Error {
+    let message = format!("{TOOL} {action}: {}", error.message());
+    error.with_message(message)
 }
 
 /// The object's name. With `schema` given, `name` is taken literally (it may contain dots);
 /// without it, `name` may be `schema.name` (a part containing a dot double-quoted).
 fn qualified(action: &str, name: &str, schema: Option<&str>) -> Result<QualifiedName> {
     match schema {
-        Some(schema) => {
-            Ok(QualifiedName { schema: Some(ident(action, "schema", schema)?), name: ident(action, "name", name)? })
-        }
+        Some(schema) => Ok(QualifiedName {
+            schema: Some(ident(schema, "schema", TOOL, action)?),
+            name: ident(name, "name", TOOL, action)?,
+        }),
         None => QualifiedName::parse(name).map_err(|e| invalid(action, format_args!("parameter 'name': {e}"))),
     }
 }
@@ -509,7 +511,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
                 ));
             }
             if let Some(schema) = &args.schema {
-                ident(action, "schema", schema)?;
+                ident(schema, "schema", TOOL, action)?;
             }
             if args.pattern.as_deref() == Some("") {
                 return Err(invalid(action, "parameter 'pattern' is empty; leave it out to list everything"));
@@ -587,6 +589,11 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
 /// of the kind its target names).
 async fn check_ddl(sql: CallerSql, verb: DdlVerb, create: Option<DdlObject>) -> Result<Ddl> {
     let classified = classify::classify(&sql).await?;
+    ddl_of(sql, classified, verb, create)
+}
+
+/// The checks of [`check_ddl`] after classification (their messages name the action).
+fn ddl_of(sql: CallerSql, classified: classify::Classified, verb: DdlVerb, create: Option<DdlObject>) -> Result<Ddl> {
     classify::check_ddl_verb(&classified, verb)?;
     if let Some(object) = create
         && !object.create_kinds().contains(&classified.kind.as_str())
@@ -624,12 +631,7 @@ async fn structured(action: &str, verb: DdlVerb, args: &PgSchemaArgs) -> Result<
     let name = qualified(action, name, args.schema.as_deref())?;
     let definition = match args.definition.as_deref() {
         None => None,
-        Some(text) => Some(CallerSql::new(text).map_err(|e| {
-            invalid(
-                action,
-                format_args!("parameter 'definition' {}", e.message().trim_start_matches("parameter 'sql' ")),
-            )
-        })?),
+        Some(text) => Some(CallerSql::named(text, "parameter 'definition'").map_err(|e| in_action(action, e))?),
     };
     let flag = |value: Option<bool>| value.unwrap_or(false);
     let if_exists = flag(args.if_exists);
@@ -769,13 +771,17 @@ async fn structured(action: &str, verb: DdlVerb, args: &PgSchemaArgs) -> Result<
     }
     // The built text contains caller SQL (the definition): it must parse as exactly one
     // statement of this verb, like raw SQL, so a definition cannot end the statement and
-    // start another.
-    let built = CallerSql::new(sql.build().text())?;
-    let mut ddl = check_ddl(built, verb, (verb == DdlVerb::Create).then_some(object)).await.map_err(|e| {
-        let prefix = format!("{TOOL} {action}: ");
-        let message = e.message().replace("parameter 'sql'", "the statement built with 'definition'");
-        let message = message.strip_prefix(prefix.as_str()).unwrap_or(&message).to_owned();
-        let error = e.with_message(format!("{prefix}{message}"));
+    // start another. The checks of raw SQL speak of parameter 'sql' and not of the action;
+    // here they speak of the built statement, in the action.
+    let built = CallerSql::named(sql.build().text(), "the statement built with 'definition'")
+        .map_err(|e| in_action(action, e))?;
+    let checked = match classify::classify(&built).await {
+        Ok(classified) => classify::check_write(&classified)
+            .map_err(|e| in_action(action, e))
+            .and_then(|()| ddl_of(built, classified, verb, (verb == DdlVerb::Create).then_some(object))),
+        Err(e) => Err(in_action(action, e)),
+    };
+    let mut ddl = checked.map_err(|error| {
         if error.kind() == coldquery_core::ErrorKind::StatementNotAllowed {
             error.with_hint("'definition' only completes the statement (see its description); it cannot end it or add another. Send a whole statement as raw 'sql' instead.")
         } else {

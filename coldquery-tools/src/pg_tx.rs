@@ -6,7 +6,7 @@ use coldquery_core::{
     TxOptions,
 };
 
-use crate::catalog::monitor::SETTING_SET as SET_LOCAL;
+use crate::catalog::admin::SETTING_SET as SET_LOCAL;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -230,7 +230,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             }
             if assume.role.is_some() || !assume.settings.is_empty() {
                 let names: Vec<&str> = assume.settings.iter().map(|(name, _)| name.as_str()).collect();
-                ctx.record(crate::audit::AuditRecord::assumed(ctx, info.id.as_str(), assume.role.as_deref(), &names));
+                ctx.record(crate::audit::AuditRecord::assumed(
+                    &ctx.actor(),
+                    info.id.as_str(),
+                    assume.role.as_deref(),
+                    &names,
+                ));
             }
             let mut out = session_details(&info);
             if let Some(role) = &assume.role {

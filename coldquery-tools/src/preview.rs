@@ -86,7 +86,7 @@ pub(crate) async fn confirm_write(
             Confirmation::Declined => {
                 let err = Error::new(ErrorKind::WriteDenied, "the user declined this write when asked to confirm it")
                     .with_hint("nothing was changed; ask the user before trying it again");
-                ctx.record(AuditRecord::denial(ctx, binding.session, Some(binding.statement), &err));
+                ctx.record(AuditRecord::denial(&ctx.actor(), binding.session, Some(binding.statement), &err));
                 return Err(err);
             }
             Confirmation::Unavailable => {}
@@ -135,7 +135,7 @@ pub(crate) async fn run(
     // VACUUM, CREATE INDEX CONCURRENTLY...: they cannot run in a transaction, so nothing can
     // be tried and undone.
     if let Some(op) = ops.iter().find(|op| classify::needs_autocommit(op.classified)) {
-        ctx.record(AuditRecord::preview(ctx, target, binding.statement, &Ok(Vec::new())));
+        ctx.record(AuditRecord::preview(&ctx.actor(), target, binding.statement, &Ok(Vec::new())));
         return Ok(json!({
             "preview": true,
             "executed": false,
@@ -176,7 +176,7 @@ pub(crate) async fn run(
             _ => err.without_operation_index().with_message(message),
         }
     });
-    ctx.record(AuditRecord::preview(ctx, target, binding.statement, &outcome));
+    ctx.record(AuditRecord::preview(&ctx.actor(), target, binding.statement, &outcome));
     let results = outcome?;
     let mut plans = vec![Value::Null; ops.len()];
     let mut needs_confirmation = needs_confirmation;

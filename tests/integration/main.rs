@@ -5,6 +5,7 @@ mod agent_safety;
 mod docs;
 mod escape;
 mod faults;
+mod locale;
 mod network;
 mod pg_layer;
 mod pgbouncer;

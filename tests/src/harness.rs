@@ -444,6 +444,8 @@ impl PgCluster {
             "shared_buffers=32MB".to_owned(),
             "timezone=UTC".to_owned(),
             "logging_collector=off".to_owned(),
+            // `local::startup_failure` reads the log's English text.
+            "lc_messages=C".to_owned(),
         ];
         if pg_stat_statements_installed(&postgres) {
             settings.push("shared_preload_libraries=pg_stat_statements".to_owned());

@@ -239,8 +239,20 @@ fn libclang_present() -> bool {
         || env::var_os("LIBCLANG_PATH").is_some()
 }
 
-/// Installs what a fresh machine lacks: libclang (bindgen, for the `pg_query` crate) and
-/// pgbouncer (the transaction-pooling tests). PostgreSQL's server binaries are expected on PATH.
+/// The locale the integration tests set as the server's `lc_messages`, to show that error
+/// kinds do not depend on the language of PostgreSQL's messages.
+const TEST_LOCALE: (&str, &str) = ("de_DE", "UTF-8");
+
+fn test_locale_present() -> bool {
+    Command::new("sh")
+        .args(["-c", "locale -a 2>/dev/null | grep -qix 'de_DE.utf-\\{0,1\\}8'"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs what a fresh machine lacks: libclang (bindgen, for the `pg_query` crate),
+/// pgbouncer (the transaction-pooling tests) and the German locale (Debian's `locales`, for
+/// the `lc_messages` test). PostgreSQL's server binaries are expected on PATH.
 fn install_prerequisites() -> Result<()> {
     let mut missing = Vec::new();
     if !libclang_present() {
@@ -249,8 +261,12 @@ fn install_prerequisites() -> Result<()> {
     if !have("pgbouncer") && !Path::new("/usr/sbin/pgbouncer").exists() {
         missing.push("pgbouncer");
     }
+    let locale_missing = !test_locale_present();
+    if locale_missing && !Path::new("/usr/share/i18n/locales").join(TEST_LOCALE.0).exists() {
+        missing.push("locales");
+    }
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
     if !missing.is_empty() {
-        let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
         if !root_user || !have("apt-get") {
             bail!(
                 "missing system packages {missing:?}; install them (Debian: apt-get install -y {})",
@@ -265,6 +281,15 @@ fn install_prerequisites() -> Result<()> {
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
+    }
+    if locale_missing {
+        let (name, charset) = TEST_LOCALE;
+        if !root_user {
+            bail!(
+                "the locale {name}.{charset} is missing; generate it as root: localedef -i {name} -f {charset} {name}.{charset}"
+            );
+        }
+        run("localedef", Command::new("localedef").args(["-i", name, "-f", charset, &format!("{name}.{charset}")]))?;
     }
     for program in ["initdb", "postgres", "pg_ctl"] {
         if !have(program) {

@@ -70,7 +70,9 @@ macro_rules! signature {
 /// allow, `$12` allow patterns for user-defined functions (LIKE).
 ///
 /// Every string it raises contains a stable function's result, so the planner cannot fold
-/// the failing cast into a constant and raise it when nothing was refused.
+/// the failing cast into a constant and raise it when nothing was refused. The reason is
+/// wrapped in [`coldquery_core::GUARD_REFUSAL`] and [`coldquery_core::GUARD_REFUSAL_END`], the
+/// only part of the server's message ColdQuery reads (see [`coldquery_core::Guard::refusal`]).
 pub(crate) const READ_FUNCTION_GUARD: &str = concat!(
     r"
 WITH RECURSIVE rels(oid) AS (
@@ -116,7 +118,7 @@ judged AS (
      WHERE p.oid IN (SELECT oid FROM candidates)
        AND NOT 'pg_catalog.internal'::regtype = ANY(p.proargtypes::oid[])
 )
-SELECT ('coldquery-refused: ' || reason)::int
+SELECT ('coldquery-refused: ' || reason || ' :coldquery-refused')::int
   FROM (
     SELECT 'standard_conforming_strings is ' || pg_catalog.current_setting('standard_conforming_strings')
            || ' on this connection, so PostgreSQL would not read the statement as it was checked' AS reason
@@ -143,3 +145,18 @@ pub(crate) const READ_FUNCTION_VERDICTS: &str = concat!(
  WHERE NOT 'pg_catalog.internal'::regtype = ANY(p.proargtypes::oid[])
  ORDER BY 1"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_raises_its_reason_between_the_markers_executors_read() {
+        let raised = format!(
+            "SELECT ('{}' || reason || '{}')::int",
+            coldquery_core::GUARD_REFUSAL,
+            coldquery_core::GUARD_REFUSAL_END
+        );
+        assert!(READ_FUNCTION_GUARD.contains(&raised), "{READ_FUNCTION_GUARD}");
+    }
+}
