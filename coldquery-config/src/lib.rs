@@ -33,7 +33,7 @@ use coldquery_tools::{ConfirmWrites, ToolConfig};
 /// Values are kept as text until [`Settings::resolve`], so that an error names the setting.
 /// The field docs are the `--help` text, so they hold example URLs as plain text.
 #[allow(rustdoc::bare_urls)]
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// PostgreSQL to use: a libpq URI (postgres://user@host/db?sslmode=verify-full) or key=value
     /// string. Without it, the libpq PG* variables (PGHOST, PGUSER, PGSSLMODE...) are used.
@@ -49,7 +49,7 @@ pub struct Settings {
     /// Set by [`try_parse_from`] when `database_url` came from the `DATABASE_URL` variable, not
     /// the flag: `--ephemeral` then takes precedence instead of being refused.
     #[arg(skip)]
-    pub database_url_from_environment: bool,
+    database_url_from_environment: bool,
 
     /// A second PostgreSQL URL for sessionless reads, so they can run as a role that holds no
     /// rights beyond reading (sessions and writes use --database-url).
