@@ -321,7 +321,12 @@ mod tests {
             command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
         assert!(names.len() > 20, "{names:?}");
         for name in names.iter().filter(|n| n.starts_with("COLDQUERY_")) {
-            assert!(KNOWN_VARIABLES.contains(&name.as_str()), "{name} is missing from settings::VARIABLES");
+            assert!(KNOWN_VARIABLES.contains(&name.as_str()), "{name} is missing from variables::VARIABLES");
+        }
+        // And the other way round: the server reads every variable of the vocabulary (the CLI
+        // reads a subset), so the list names no setting that no binary has.
+        for name in KNOWN_VARIABLES {
+            assert!(names.iter().any(|n| n == name), "{name} is in variables::VARIABLES but no flag reads it");
         }
     }
 
