@@ -31,18 +31,20 @@ pub const PROFILE: Profile = Profile {
 };
 
 /// How clients reach the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Transport {
     /// MCP over standard input and output: one client, the process that started this one.
+    #[default]
     Stdio,
     /// MCP streamable HTTP at `/mcp`, plus `/health`, `/ready` and `/metrics`.
     Http,
 }
 
 /// How log lines on stderr are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Text,
     /// One JSON object per line.
     Json,
@@ -64,7 +66,7 @@ pub enum LogFormat {
 )]
 pub struct Args {
     /// How clients connect.
-    #[arg(long, env = "COLDQUERY_TRANSPORT", value_enum, default_value = "stdio")]
+    #[arg(long, env = "COLDQUERY_TRANSPORT", value_enum, default_value_t)]
     pub transport: Transport,
 
     /// Address the HTTP transport listens on. A non-loopback address needs an auth token.
@@ -72,7 +74,7 @@ pub struct Args {
     pub listen: String,
 
     /// Format of the log lines written to stderr (the level comes from RUST_LOG, default info).
-    #[arg(long, env = "COLDQUERY_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "COLDQUERY_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
 
     /// The settings shared with the `coldquery` CLI: database, limits, policy, audit.
