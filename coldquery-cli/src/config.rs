@@ -66,6 +66,7 @@ impl Connection {
 
 /// Starts the throwaway server if asked, connects, and builds the tools.
 pub(crate) async fn connect(options: &Options) -> Result<Connection, Failure> {
+    let audit = options.open_audit()?;
     let (url, ephemeral) = match &options.database {
         DatabaseSource::Url(url) => (url.clone(), None),
         DatabaseSource::Ephemeral => {
@@ -80,7 +81,7 @@ pub(crate) async fn connect(options: &Options) -> Result<Connection, Failure> {
         Ok(pg) => Database::connect_with_reads(&pg, options.reads.as_ref(), &options.pg)
             .await
             .map_err(|e| connect_failure(&e, &pg))
-            .and_then(|database| Ok((options.tools(&database)?, pg))),
+            .map(|database| (options.tools(&database, audit), pg)),
         Err(failure) => Err(failure),
     };
     match connected {

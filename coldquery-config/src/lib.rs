@@ -20,13 +20,15 @@ pub mod variables;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, Parser};
+use coldquery_core::DefaultDeny;
 use coldquery_core::units::{parse_duration, parse_size};
-use coldquery_pg::{PgConfig, PgOptions};
-use coldquery_tools::{ConfirmWrites, ToolConfig};
+use coldquery_pg::{Database, PgConfig, PgOptions};
+use coldquery_tools::{AuditSink, ConfirmWrites, JsonLinesAudit, ToolConfig, Tools};
 
 /// The settings both binaries share. Every flag has an environment variable; the flag wins.
 ///
@@ -259,8 +261,7 @@ const POOL_SIZE: &str = "--pool-size (COLDQUERY_POOL_SIZE)";
 const MAX_ROWS: &str = "--max-rows (COLDQUERY_MAX_ROWS)";
 const MAX_ROWS_LIMIT: &str = "--max-rows-limit (COLDQUERY_MAX_ROWS_LIMIT)";
 const CONFIRM_WRITES: &str = "--confirm-writes (COLDQUERY_CONFIRM_WRITES)";
-/// The flag of the audit log, for errors when it is opened.
-pub const AUDIT_LOG: &str = "--audit-log (COLDQUERY_AUDIT_LOG)";
+const AUDIT_LOG: &str = "--audit-log (COLDQUERY_AUDIT_LOG)";
 
 impl Settings {
     /// Checks every setting and converts it into the layers' options, with `profile`'s
@@ -388,24 +389,23 @@ impl Settings {
 }
 
 impl Options {
+    /// The audit log, opened for appending (before anything connects, so that a path that
+    /// cannot be written is a configuration error).
+    pub fn open_audit(&self) -> Result<Option<Arc<dyn AuditSink>>, ConfigError> {
+        let Some(path) = &self.audit_log else { return Ok(None) };
+        let sink = JsonLinesAudit::open(path)
+            .map_err(|e| ConfigError::new(AUDIT_LOG, format!("cannot open {} for appending: {e}", path.display())))?;
+        Ok(Some(Arc::new(sink)))
+    }
+
     /// The tools over `database`: the Default-Deny policy with `--read-only`, the tools'
-    /// settings, and the audit log (opened for appending here).
-    pub fn tools(&self, database: &coldquery_pg::Database) -> Result<coldquery_tools::Tools, ConfigError> {
-        let policy = std::sync::Arc::new(coldquery_core::DefaultDeny { read_only: self.read_only });
-        let tools = coldquery_tools::Tools::new(
-            database.executor.clone(),
-            database.sessions.clone(),
-            policy,
-            self.tools.clone(),
-        );
-        match &self.audit_log {
-            None => Ok(tools),
-            Some(path) => {
-                let sink = coldquery_tools::JsonLinesAudit::open(path).map_err(|e| {
-                    ConfigError::new(AUDIT_LOG, format!("cannot open {} for appending: {e}", path.display()))
-                })?;
-                Ok(tools.with_audit(std::sync::Arc::new(sink)))
-            }
+    /// settings, and the audit log from [`Options::open_audit`].
+    pub fn tools(&self, database: &Database, audit: Option<Arc<dyn AuditSink>>) -> Tools {
+        let policy = Arc::new(DefaultDeny { read_only: self.read_only });
+        let tools = Tools::new(database.executor.clone(), database.sessions.clone(), policy, self.tools.clone());
+        match audit {
+            Some(sink) => tools.with_audit(sink),
+            None => tools,
         }
     }
 
@@ -643,6 +643,14 @@ mod tests {
     fn parse_settings(args: &[&str]) -> Settings {
         let argv = std::iter::once("test").chain(args.iter().copied());
         try_parse_from(&LIBRARY, argv, |l: &mut Line| &mut l.settings).expect("flags parse").settings
+    }
+
+    #[test]
+    fn an_audit_log_that_cannot_be_opened_names_the_setting() {
+        let options = parse(&["--audit-log", "/nonexistent-coldquery-dir/audit.jsonl"]).unwrap();
+        let error = options.open_audit().err().expect("the directory does not exist");
+        assert!(error.setting.contains("COLDQUERY_AUDIT_LOG") && error.message.contains("cannot open"), "{error}");
+        assert!(parse(&["--audit-log", "off"]).unwrap().open_audit().unwrap().is_none());
     }
 
     #[test]

@@ -123,11 +123,6 @@ async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunEr
     Ok((database, ephemeral))
 }
 
-/// The tools over `database` with the configured policy, audit log and layout.
-pub fn build_tools(config: &Config, database: &Database) -> Result<Tools, RunError> {
-    Ok(config.options.tools(database)?.with_layout(config.tool_layout))
-}
-
 /// rmcp's stdio transport (a JSON line per message, 16 MiB at most).
 fn stdio_transport() -> impl rmcp::transport::Transport<rmcp::RoleServer> {
     let (stdin, stdout) = rmcp::transport::stdio();
@@ -245,8 +240,9 @@ async fn report_posture(tools: &Tools) {
 /// rolls back every open session, cancels running statements and closes the pool.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     tracing::info!(config = %config.summary(), version = env!("CARGO_PKG_VERSION"), "coldquery-mcp starting");
+    let audit = config.options.open_audit()?;
     let (database, ephemeral) = connect(&config).await?;
-    let tools = build_tools(&config, &database)?;
+    let tools = config.options.tools(&database, audit).with_layout(config.tool_layout);
     // In the background: with the database down it would wait out the acquire timeout, and the
     // server must listen (and answer /health) meanwhile.
     tokio::spawn({

@@ -74,6 +74,10 @@ async fn usage_errors_exit_2_before_anything_connects() {
             "--ephemeral (COLDQUERY_EPHEMERAL)",
         ),
         (&["--confirm-writes", "sometimes", "monitor", "health"], "--confirm-writes (COLDQUERY_CONFIRM_WRITES)"),
+        (
+            &["--audit-log", "/nonexistent-coldquery-dir/a.jsonl", "monitor", "health"],
+            "--audit-log (COLDQUERY_AUDIT_LOG)",
+        ),
         (&["tools", "pg_nothing"], "unknown tool"),
         (&["-c", "SELECT 1", "monitor", "health"], "without a subcommand"),
         (&["-f", "/nonexistent/script.sql"], "/nonexistent/script.sql"),

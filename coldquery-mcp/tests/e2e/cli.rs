@@ -55,7 +55,7 @@ type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &
 
 #[tokio::test]
 async fn bad_configuration_exits_2_naming_the_setting() {
-    let cases: [Case; 10] = [
+    let cases: [Case; 11] = [
         (&["--session-ttl", "10 days"], &[], "--session-ttl"),
         (&[], &[("COLDQUERY_STATEMENT_TIMEOUT", "soon")], "COLDQUERY_STATEMENT_TIMEOUT"),
         (&[], &[("COLDQUERY_READONLY", "true")], "COLDQUERY_READONLY"),
@@ -68,6 +68,7 @@ async fn bad_configuration_exits_2_naming_the_setting() {
         // from the environment gives way instead), as in the coldquery CLI.
         (&["--ephemeral", "--database-url", "postgres://localhost/db"], &[], "--ephemeral (COLDQUERY_EPHEMERAL)"),
         (&[], &[("COLDQUERY_CONFIRM_WRITES", "sometimes")], "COLDQUERY_CONFIRM_WRITES"),
+        (&["--audit-log", "/nonexistent-coldquery-dir/a.jsonl"], &[], "--audit-log (COLDQUERY_AUDIT_LOG)"),
     ];
     for (args, env, named) in cases {
         let output = run(args, env).await;
