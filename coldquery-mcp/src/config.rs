@@ -51,6 +51,9 @@ pub enum LogFormat {
 }
 
 /// The command line. Every flag has an environment variable; the flag wins.
+///
+/// The field docs are the `--help` text, so they hold example URLs as plain text.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "coldquery-mcp",
