@@ -6,7 +6,6 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
-use crate::config::Settings;
 use crate::fail::Failure;
 
 /// ColdQuery's PostgreSQL tools from a terminal: the same five tools, the same Default-Deny
@@ -19,8 +18,14 @@ use crate::fail::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "coldquery", version, max_term_width = 110)]
 pub(crate) struct Cli {
+    /// The settings shared with `coldquery-mcp`: database, limits, policy, audit.
     #[command(flatten)]
-    pub(crate) settings: Settings,
+    pub(crate) settings: coldquery_config::Settings,
+    /// Fetch every row, for an export: a read outside BEGIN ... COMMIT is streamed to stdout as
+    /// its rows arrive (memory stays small whatever the size; an aligned table is aligned per
+    /// 1000 rows). Inside a transaction it lifts --max-rows and --max-result-bytes instead.
+    #[arg(long, global = true)]
+    pub(crate) all: bool,
     #[command(flatten)]
     pub(crate) print: PrintArgs,
     /// Run these statements and exit (several may be separated by ';'; repeatable, like psql -c).
@@ -708,7 +713,7 @@ mod tests {
         assert!(!names.is_empty());
         for name in names.iter().filter(|n| n.starts_with("COLDQUERY_")) {
             assert!(
-                coldquery_core::settings::VARIABLES.contains(&name.as_str()),
+                coldquery_config::variables::VARIABLES.contains(&name.as_str()),
                 "{name} is missing from settings::VARIABLES"
             );
         }

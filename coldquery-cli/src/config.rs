@@ -1,188 +1,46 @@
-//! The CLI's configuration (SPEC §5): the same settings as the server, each a flag with an
-//! environment variable, checked before anything connects (fail closed: a malformed value is a
-//! configuration error, exit code 2, naming the setting).
+//! The CLI's configuration (SPEC §5): the settings it shares with the server
+//! ([`coldquery_config::Settings`], flattened into [`crate::cli::Cli`]) resolved with the CLI's
+//! defaults, then connected: the libpq conninfo (`pg_service.conf`, `~/.pgpass`) as psql reads
+//! it, and psql's words when the server cannot be reached. Everything is checked before anything
+//! connects (fail closed: a malformed value is a configuration error, exit code 2, naming the
+//! setting).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use clap::Args;
-use coldquery_core::units::{parse_duration, parse_size};
-use coldquery_core::{DefaultDeny, ErrorKind};
+use coldquery_config::{ConfigError, DatabaseSource, Options, Profile, Settings};
+use coldquery_core::ErrorKind;
 use coldquery_pg::ephemeral::Ephemeral;
-use coldquery_pg::{Database, PgConfig, PgOptions};
-use coldquery_tools::{JsonLinesAudit, ToolConfig, Tools};
+use coldquery_pg::{Database, PgConfig};
+use coldquery_tools::{ConfirmWrites, Tools};
 
 use crate::fail::Failure;
 
-/// Connection and limit settings, shared with `coldquery-mcp`.
-#[derive(Debug, Clone, Default, Args)]
-pub(crate) struct Settings {
-    /// libpq URI (postgres://user@host/db) or key=value string; else the libpq PG* variables.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub(crate) database_url: Option<String>,
-    /// Start a throwaway local PostgreSQL with a demo schema (initdb/postgres from PATH),
-    /// use it, and delete it on exit. Takes precedence over DATABASE_URL.
-    #[arg(long, env = "COLDQUERY_EPHEMERAL")]
-    pub(crate) ephemeral: bool,
-    /// Refuse every write whatever the flags; sessions are READ ONLY transactions.
-    #[arg(
-        long,
-        env = "COLDQUERY_READ_ONLY",
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true"
-    )]
-    pub(crate) read_only: Option<String>,
-    /// Maximum open sessions [default: 10].
-    #[arg(long, env = "COLDQUERY_MAX_SESSIONS", value_name = "N")]
-    pub(crate) max_sessions: Option<String>,
-    /// Idle time after which a session is rolled back, e.g. 1800, 30m [default: 30m].
-    #[arg(long, env = "COLDQUERY_SESSION_TTL", value_name = "DURATION")]
-    pub(crate) session_ttl: Option<String>,
-    /// Connections of the shared pool [default: max sessions + 5].
-    #[arg(long, env = "COLDQUERY_POOL_SIZE", value_name = "N")]
-    pub(crate) pool_size: Option<String>,
-    /// How long a call waits for a free connection [default: 10s].
-    #[arg(long, env = "COLDQUERY_ACQUIRE_TIMEOUT", value_name = "DURATION")]
-    pub(crate) acquire_timeout: Option<String>,
-    /// Default statement timeout [default: 30s].
-    #[arg(long, env = "COLDQUERY_STATEMENT_TIMEOUT", value_name = "DURATION")]
-    pub(crate) statement_timeout: Option<String>,
-    /// Default cap on returned rows [default: 500].
-    #[arg(long, env = "COLDQUERY_MAX_ROWS", value_name = "N")]
-    pub(crate) max_rows: Option<String>,
-    /// The largest --max-rows a call may ask for [default: 10000, or --max-rows if larger].
-    #[arg(long, env = "COLDQUERY_MAX_ROWS_LIMIT", value_name = "N")]
-    pub(crate) max_rows_limit: Option<String>,
-    /// Byte budget of one result, e.g. 1048576, 1MiB [default: 1MiB].
-    #[arg(long, env = "COLDQUERY_MAX_RESULT_BYTES", value_name = "SIZE")]
-    pub(crate) max_result_bytes: Option<String>,
-    /// Append an audit record (JSON line) of every write and denial to this file, or `off`.
-    #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH")]
-    pub(crate) audit_log: Option<String>,
-    /// Functions reads may never call, comma-separated patterns (`name`, `schema.name`, `*`
-    /// matches any run), on top of the read function policy.
-    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "PATTERNS")]
-    pub(crate) deny_functions: Option<String>,
-    /// User-defined functions reads may call, comma-separated schema-qualified patterns
-    /// (`reporting.*`); by default reads call none.
-    #[arg(long, env = "COLDQUERY_ALLOW_FUNCTIONS", value_name = "PATTERNS")]
-    pub(crate) allow_functions: Option<String>,
-    /// Extensions whose immutable and stable functions reads may call, comma-separated, or `*`
-    /// (default: a reviewed list); dblink, adminpack, tablefunc... are never allowed.
-    #[arg(long, env = "COLDQUERY_ALLOW_EXTENSIONS", value_name = "NAMES")]
-    pub(crate) allow_extensions: Option<String>,
-    /// A second PostgreSQL URL for sessionless reads, e.g. as a role that can only read.
-    #[arg(long, env = "COLDQUERY_READ_DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub(crate) read_database_url: Option<String>,
-    /// Fetch every row, for an export: a read outside BEGIN ... COMMIT is streamed to stdout as
-    /// its rows arrive (memory stays small whatever the size; an aligned table is aligned per
-    /// 1000 rows). Inside a transaction it lifts --max-rows and --max-result-bytes instead.
-    #[arg(long, global = true)]
-    pub(crate) all: bool,
-}
+/// The CLI's defaults where the library's are not the server's: a person at a terminal asks
+/// for each write, so no preview is required unless `--confirm-writes` says so.
+pub(crate) const PROFILE: Profile = Profile {
+    application_name: "coldquery-cli",
+    start_while_down: false,
+    confirm_writes: ConfirmWrites::Off,
+    confirm_rows: None,
+};
 
-/// Where the database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// `--database-url` / `DATABASE_URL`, or the `PG*` variables when `None`.
-    Url(Option<String>),
-    /// `--ephemeral`.
-    Ephemeral,
-}
-
-/// The settings, checked and typed.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) source: Source,
-    pub(crate) options: PgOptions,
-    pub(crate) tools: ToolConfig,
-    pub(crate) read_only: bool,
-    pub(crate) audit_log: Option<PathBuf>,
-    pub(crate) read_database_url: Option<String>,
-}
-
-/// Checks every setting; the error names the flag and its environment variable.
-pub(crate) fn resolve(settings: &Settings) -> Result<Config, Failure> {
-    let defaults = PgOptions::default();
-    let tool_defaults = ToolConfig::default();
-    let max_sessions = number(&settings.max_sessions, "max-sessions")?.unwrap_or(defaults.max_sessions);
-    if max_sessions == 0 {
-        return Err(invalid("max-sessions", "must be at least 1"));
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Failure {
+        Failure::config(error.to_string())
     }
-    // As in coldquery-mcp: the shared pool is larger than the session limit, so calls without
-    // a session are never starved.
-    let pool_size = match number(&settings.pool_size, "pool-size")? {
-        Some(n) if n <= max_sessions => {
-            return Err(invalid(
-                "pool-size",
-                &format!(
-                    "must be larger than --max-sessions ({max_sessions}) so that calls without a session are never starved, got {n}"
-                ),
-            ));
-        }
-        Some(n) => u32::try_from(n).map_err(|_| invalid("pool-size", "is too large"))?,
-        None => u32::try_from(max_sessions + 5).unwrap_or(u32::MAX),
-    };
-    let max_rows = number(&settings.max_rows, "max-rows")?.unwrap_or(tool_defaults.max_rows);
-    if max_rows == 0 {
-        return Err(invalid("max-rows", "must be at least 1"));
-    }
-    let max_rows_limit = match number(&settings.max_rows_limit, "max-rows-limit")? {
-        None => tool_defaults.max_rows_limit.max(max_rows),
-        Some(limit) if limit < max_rows => {
-            return Err(invalid("max-rows-limit", &format!("must be at least --max-rows ({max_rows}), got {limit}")));
-        }
-        Some(limit) => limit,
-    };
-    let options = PgOptions {
-        max_sessions,
-        session_ttl: duration(&settings.session_ttl, "session-ttl")?.unwrap_or(defaults.session_ttl),
-        pool_size,
-        acquire_timeout: duration(&settings.acquire_timeout, "acquire-timeout")?.unwrap_or(defaults.acquire_timeout),
-        application_name: "coldquery-cli".to_owned(),
-        ..defaults
-    };
-    let mut tools = ToolConfig {
-        max_rows,
-        max_rows_limit,
-        max_result_bytes: size(&settings.max_result_bytes, "max-result-bytes")?
-            .unwrap_or(tool_defaults.max_result_bytes),
-        statement_timeout: duration(&settings.statement_timeout, "statement-timeout")?
-            .unwrap_or(tool_defaults.statement_timeout),
-        ..tool_defaults
-    };
-    if settings.all {
+}
+
+/// Checks every setting; the error names the flag and its environment variable. `all`
+/// (`--all`) lifts the row and byte caps.
+pub(crate) fn resolve(settings: &Settings, all: bool) -> Result<Options, Failure> {
+    let mut options = settings.resolve(&PROFILE)?;
+    if all {
         // Limits large enough never to be hit; `run` compares with them, never adds to them.
-        tools.max_rows = usize::MAX / 2;
-        tools.max_rows_limit = usize::MAX / 2;
-        tools.max_result_bytes = usize::MAX / 2;
+        options.tools.max_rows = usize::MAX / 2;
+        options.tools.max_rows_limit = usize::MAX / 2;
+        options.tools.max_result_bytes = usize::MAX / 2;
     }
-    if let Some(list) = &settings.deny_functions {
-        tools.deny_functions(list).map_err(|e| invalid("deny-functions", &e))?;
-    }
-    if let Some(list) = &settings.allow_functions {
-        tools.functions.allow_functions(list).map_err(|e| invalid("allow-functions", &e))?;
-    }
-    if let Some(list) = &settings.allow_extensions {
-        tools.functions.allow_extensions(list).map_err(|e| invalid("allow-extensions", &e))?;
-    }
-    let read_only = match settings.read_only.as_deref() {
-        None => false,
-        Some(text) => boolean(text).ok_or_else(|| invalid("read-only", "must be true or false"))?,
-    };
-    let audit_log = match settings.audit_log.as_deref().map(str::trim) {
-        None | Some("" | "off") => None,
-        Some(path) => Some(PathBuf::from(path)),
-    };
-    let source = if settings.ephemeral {
-        Source::Ephemeral
-    } else {
-        Source::Url(settings.database_url.clone().filter(|url| !url.trim().is_empty()))
-    };
-    let read_database_url = settings.read_database_url.clone().filter(|url| !url.trim().is_empty());
-    Ok(Config { source, options, tools, read_only, audit_log, read_database_url })
+    Ok(options)
 }
 
 /// An open database: the tools over it, and the throwaway server behind it, if any.
@@ -207,16 +65,11 @@ impl Connection {
 }
 
 /// Starts the throwaway server if asked, connects, and builds the tools.
-pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
-    let audit = match &config.audit_log {
-        None => None,
-        Some(path) => Some(Arc::new(JsonLinesAudit::open(path).map_err(|e| {
-            Failure::config(format!("--audit-log (COLDQUERY_AUDIT_LOG): cannot open {}: {e}", path.display()))
-        })?)),
-    };
-    let (url, ephemeral) = match &config.source {
-        Source::Url(url) => (url.clone(), None),
-        Source::Ephemeral => {
+pub(crate) async fn connect(options: &Options) -> Result<Connection, Failure> {
+    let audit = options.open_audit()?;
+    let (url, ephemeral) = match &options.database {
+        DatabaseSource::Url(url) => (url.clone(), None),
+        DatabaseSource::Ephemeral => {
             let ephemeral = Ephemeral::start()
                 .await
                 .map_err(|e| Failure::tool("UNAVAILABLE", format!("the ephemeral PostgreSQL did not start: {e}")))?;
@@ -224,40 +77,37 @@ pub(crate) async fn connect(config: &Config) -> Result<Connection, Failure> {
         }
     };
     let env = |name: &str| std::env::var(name).ok();
-    let pg = libpq_config(url.as_deref(), &env)?;
-    let reads = match &config.read_database_url {
-        Some(url) => Some(
-            coldquery_pg::PgConfig::from_env_and_url(Some(url), &|_| None)
-                .map_err(|e| invalid("read-database-url", &e.to_string()))?,
-        ),
-        None => None,
+    let connected = match libpq_config(url.as_deref(), &env) {
+        Ok(pg) => Database::connect_with_reads(&pg, options.reads.as_ref(), &options.pg)
+            .await
+            .map_err(|e| connect_failure(&e, &pg))
+            .map(|database| (options.tools(&database, audit), pg)),
+        Err(failure) => Err(failure),
     };
-    let database = match Database::connect_with_reads(&pg, reads.as_ref(), &config.options).await {
-        Ok(database) => database,
-        Err(e) => {
+    match connected {
+        Ok((tools, pg)) => Ok(Connection { tools, conninfo: conninfo(&pg.redacted()), ephemeral }),
+        Err(failure) => {
             if let Some(ephemeral) = ephemeral {
                 let _ = ephemeral.stop().await;
             }
-            return Err(if e.kind() == ErrorKind::InvalidArgument {
-                Failure::config(e.message().to_owned())
-            } else {
-                let mut failure = Failure::from_error_json(&e.to_json());
-                if e.kind() == ErrorKind::Unavailable
-                    && let Some(cause) = connection_cause(&pg.redacted())
-                {
-                    failure.error["message"] = serde_json::json!(cause);
-                    failure.message = cause;
-                }
-                failure
-            });
+            Err(failure)
         }
-    };
-    let policy = Arc::new(DefaultDeny { read_only: config.read_only });
-    let mut tools = Tools::new(database.executor, database.sessions, policy, config.tools.clone());
-    if let Some(audit) = audit {
-        tools = tools.with_audit(audit);
     }
-    Ok(Connection { tools, conninfo: conninfo(&pg.redacted()), ephemeral })
+}
+
+/// Why connecting failed, in libpq's words when the server cannot be reached.
+fn connect_failure(e: &coldquery_core::Error, pg: &PgConfig) -> Failure {
+    if e.kind() == ErrorKind::InvalidArgument {
+        return Failure::config(e.message().to_owned());
+    }
+    let mut failure = Failure::from_error_json(&e.to_json());
+    if e.kind() == ErrorKind::Unavailable
+        && let Some(cause) = connection_cause(&pg.redacted())
+    {
+        failure.error["message"] = serde_json::json!(cause);
+        failure.message = cause;
+    }
+    failure
 }
 
 /// The PG* variables each connection setting comes from when the URL does not give it, and the
@@ -464,56 +314,16 @@ fn conninfo(settings: &str) -> String {
     )
 }
 
-fn env_name(flag: &str) -> String {
-    format!("COLDQUERY_{}", flag.to_ascii_uppercase().replace('-', "_"))
-}
-
-fn invalid(flag: &str, reason: &str) -> Failure {
-    Failure::config(format!("invalid value for --{flag} ({}): {reason}", env_name(flag)))
-}
-
-fn number(value: &Option<String>, flag: &str) -> Result<Option<usize>, Failure> {
-    value
-        .as_deref()
-        .map(|text| {
-            text.trim().parse::<usize>().map_err(|_| invalid(flag, &format!("'{}' is not a whole number", text.trim())))
-        })
-        .transpose()
-}
-
-fn duration(value: &Option<String>, flag: &str) -> Result<Option<std::time::Duration>, Failure> {
-    let parsed = value.as_deref().map(|text| parse_duration(text).map_err(|e| invalid(flag, &e))).transpose()?;
-    match parsed {
-        Some(d) if d.is_zero() => Err(invalid(flag, "must be longer than zero")),
-        other => Ok(other),
-    }
-}
-
-fn size(value: &Option<String>, flag: &str) -> Result<Option<usize>, Failure> {
-    let parsed = value.as_deref().map(|text| parse_size(text).map_err(|e| invalid(flag, &e))).transpose()?;
-    match parsed {
-        Some(0) => Err(invalid(flag, "must be at least 1 byte")),
-        other => Ok(other),
-    }
-}
-
-fn boolean(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" | "" => Some(false),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn settings(edit: impl FnOnce(&mut Settings)) -> Settings {
-        let mut settings = Settings::default();
-        edit(&mut settings);
-        settings
+    fn resolved(args: &[&str]) -> Result<Options, Failure> {
+        let argv = ["coldquery"].into_iter().chain(args.iter().copied()).chain(["tools"]);
+        let cli = coldquery_config::try_parse_from(&PROFILE, argv, |c: &mut crate::cli::Cli| &mut c.settings)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        resolve(&cli.settings, cli.all)
     }
 
     #[test]
@@ -534,71 +344,94 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_spec() {
-        let config = resolve(&Settings::default()).unwrap();
-        assert_eq!(config.source, Source::Url(None));
-        assert_eq!(config.options.max_sessions, 10);
-        assert_eq!(config.options.pool_size, 15);
-        assert_eq!(config.options.session_ttl, Duration::from_secs(1800));
+        let config = resolved(&[]).unwrap();
+        assert_eq!(config.database, DatabaseSource::Url(None));
+        assert_eq!(config.pg.max_sessions, 10);
+        assert_eq!(config.pg.pool_size, 15);
+        assert_eq!(config.pg.session_ttl, Duration::from_secs(1800));
+        assert_eq!(config.pg.application_name, "coldquery-cli");
+        assert!(!config.pg.start_while_down);
         assert_eq!(config.tools.max_rows, 500);
         assert_eq!(config.tools.max_rows_limit, 10_000);
         assert_eq!(config.tools.max_result_bytes, 1024 * 1024);
+        assert_eq!(config.tools.confirm_writes, ConfirmWrites::Off, "the CLI confirms no write by default");
+        assert_eq!(config.tools.confirm_rows, None);
+        assert_eq!(config.tools.lock_timeout, Some(Duration::from_secs(5)));
         assert!(!config.read_only);
         assert_eq!(config.audit_log, None);
     }
 
     #[test]
     fn settings_that_contradict_each_other_are_refused_as_in_the_server() {
-        let small_pool = resolve(&settings(|s| s.pool_size = Some("10".into()))).unwrap_err();
+        let small_pool = resolved(&["--pool-size", "10"]).unwrap_err();
         assert!(small_pool.message.contains("--pool-size"), "{}", small_pool.message);
-        let low_limit = resolve(&settings(|s| {
-            s.max_rows = Some("800".into());
-            s.max_rows_limit = Some("700".into());
-        }))
-        .unwrap_err();
+        let low_limit = resolved(&["--max-rows", "800", "--max-rows-limit", "700"]).unwrap_err();
         assert!(low_limit.message.contains("--max-rows-limit"), "{}", low_limit.message);
-        let raised = resolve(&settings(|s| s.max_rows = Some("20000".into()))).unwrap();
+        let raised = resolved(&["--max-rows", "20000"]).unwrap();
         assert_eq!(raised.tools.max_rows_limit, 20_000, "the default ceiling follows a larger --max-rows");
-        let deny = resolve(&settings(|s| s.deny_functions = Some("x y".into()))).unwrap_err();
+        let deny = resolved(&["--deny-functions", "x y"]).unwrap_err();
         assert!(deny.message.contains("--deny-functions"), "{}", deny.message);
+        // As on the server: one database, not two.
+        let both = resolved(&["--ephemeral", "--database-url", "postgres://u@h/db"]).unwrap_err();
+        assert_eq!(both.exit, crate::fail::Exit::Usage);
+        assert!(both.message.contains("--ephemeral") && both.message.contains("--database-url"), "{}", both.message);
     }
 
     #[test]
     fn values_with_units_are_parsed() {
-        let config = resolve(&settings(|s| {
-            s.max_sessions = Some("3".into());
-            s.session_ttl = Some("5m".into());
-            s.statement_timeout = Some("500ms".into());
-            s.max_rows = Some("20000".into());
-            s.max_result_bytes = Some("256KiB".into());
-            s.read_only = Some("TRUE".into());
-            s.audit_log = Some("off".into());
-            s.ephemeral = true;
-            s.database_url = Some("postgres://ignored".into());
-        }))
+        let config = resolved(&[
+            "--max-sessions",
+            "3",
+            "--session-ttl",
+            "5m",
+            "--statement-timeout",
+            "500ms",
+            "--max-rows",
+            "20000",
+            "--max-result-bytes",
+            "256KiB",
+            "--read-only=TRUE",
+            "--audit-log",
+            "off",
+            "--ephemeral",
+            "--confirm-writes",
+            "all",
+            "--confirm-rows",
+            "50",
+            "--lock-timeout",
+            "0",
+            "--allow-roles",
+            "analyst",
+        ])
         .unwrap();
-        assert_eq!(config.source, Source::Ephemeral);
-        assert_eq!(config.options.pool_size, 8);
-        assert_eq!(config.options.session_ttl, Duration::from_secs(300));
+        assert_eq!(config.database, DatabaseSource::Ephemeral);
+        assert_eq!(config.pg.pool_size, 8);
+        assert_eq!(config.pg.session_ttl, Duration::from_secs(300));
         assert_eq!(config.tools.statement_timeout, Duration::from_millis(500));
         assert_eq!(config.tools.max_rows_limit, 20_000, "the ceiling is at least max_rows");
         assert_eq!(config.tools.max_result_bytes, 256 * 1024);
+        assert_eq!((config.tools.confirm_writes, config.tools.confirm_rows), (ConfirmWrites::All, Some(50)));
+        assert_eq!(config.tools.lock_timeout, None);
+        assert_eq!(config.tools.allowed_roles, ["analyst"]);
         assert!(config.read_only);
         assert_eq!(config.audit_log, None);
+        let all = resolved(&["--all"]).unwrap();
+        assert!(all.tools.max_rows > 1 << 40 && all.tools.max_result_bytes > 1 << 40);
     }
 
     #[test]
     fn malformed_values_name_the_setting() {
-        type Edit = fn(&mut Settings);
-        let cases: [(Edit, &str); 6] = [
-            (|s| s.max_sessions = Some("ten".into()), "--max-sessions (COLDQUERY_MAX_SESSIONS)"),
-            (|s| s.max_sessions = Some("0".into()), "--max-sessions (COLDQUERY_MAX_SESSIONS)"),
-            (|s| s.session_ttl = Some("soon".into()), "--session-ttl (COLDQUERY_SESSION_TTL)"),
-            (|s| s.statement_timeout = Some("0".into()), "--statement-timeout (COLDQUERY_STATEMENT_TIMEOUT)"),
-            (|s| s.max_result_bytes = Some("lots".into()), "--max-result-bytes (COLDQUERY_MAX_RESULT_BYTES)"),
-            (|s| s.read_only = Some("maybe".into()), "--read-only (COLDQUERY_READ_ONLY)"),
+        let cases: [(&[&str], &str); 7] = [
+            (&["--max-sessions", "ten"], "--max-sessions (COLDQUERY_MAX_SESSIONS)"),
+            (&["--max-sessions", "0"], "--max-sessions (COLDQUERY_MAX_SESSIONS)"),
+            (&["--session-ttl", "soon"], "--session-ttl (COLDQUERY_SESSION_TTL)"),
+            (&["--statement-timeout", "0"], "--statement-timeout (COLDQUERY_STATEMENT_TIMEOUT)"),
+            (&["--max-result-bytes", "lots"], "--max-result-bytes (COLDQUERY_MAX_RESULT_BYTES)"),
+            (&["--read-only=maybe"], "--read-only (COLDQUERY_READ_ONLY)"),
+            (&["--confirm-writes", "sometimes"], "--confirm-writes (COLDQUERY_CONFIRM_WRITES)"),
         ];
-        for (edit, named) in cases {
-            let failure = resolve(&settings(edit)).unwrap_err();
+        for (args, named) in cases {
+            let failure = resolved(args).unwrap_err();
             assert_eq!(failure.exit, crate::fail::Exit::Usage);
             assert!(failure.message.contains(named), "{} should name {named}", failure.message);
         }

@@ -20,7 +20,6 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
 use coldquery_core::{CancellationToken, Owner};
 use coldquery_tools::{Caller, ToolSpec, Tools, tool_specs};
 use serde_json::{Value, json};
@@ -30,7 +29,9 @@ use crate::fail::{Exit, Failure, Vocabulary};
 use crate::input::Input;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed =
+        coldquery_config::try_parse_from(&config::PROFILE, std::env::args_os(), |cli: &mut Cli| &mut cli.settings);
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -40,8 +41,8 @@ fn main() -> ExitCode {
     };
     // Fail closed on a misspelt setting (COLDQUERY_READONLY would otherwise leave writes allowed).
     let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
-    if let Some(name) = coldquery_core::settings::unknown_variable(names.iter().map(String::as_str)) {
-        eprintln!("error: invalid configuration {name}: {}", coldquery_core::settings::unknown_variable_message());
+    if let Err(error) = coldquery_config::variables::check_variables(names.iter().map(String::as_str)) {
+        eprintln!("error: {error}");
         return ExitCode::from(Exit::Usage as u8);
     }
     if std::env::var_os("RUST_LOG").is_some() {
@@ -154,8 +155,8 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         Some(Command::Shell(args)) => args.history_file.clone(),
         _ => None,
     };
-    let all = cli.settings.all;
-    let config = config::resolve(&cli.settings)?;
+    let all = cli.all;
+    let config = config::resolve(&cli.settings, all)?;
     let interrupt = Interrupt::install();
     let connection = config::connect(&config).await?;
     let exit = match job {

@@ -16,7 +16,6 @@ mod session;
 mod sql;
 mod value;
 
-pub mod settings;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::config::ConfigError;
+use coldquery_config::ConfigError;
 
 /// An authenticated caller of the HTTP transport (or `anonymous` when auth is off).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,42 +1,50 @@
-//! Configuration (SPEC §5): command-line flags, each with an environment variable, parsed into
-//! a validated [`Config`]. It fails closed: an unknown `COLDQUERY_*` variable, a malformed value
-//! or a combination that cannot be served is a [`ConfigError`] naming the setting, and the
-//! binary exits with status 2.
-//!
-//! Durations and sizes are read as strings and converted with [`coldquery_core::units`], so the
-//! error can name both the flag and its variable.
+//! The server's configuration (SPEC §5): its own flags — transport, HTTP, tool layout — next
+//! to the settings it shares with the CLI ([`coldquery_config::Settings`], flattened), each
+//! with an environment variable, parsed into a validated [`Config`]. It fails closed: an
+//! unknown `COLDQUERY_*` variable, a malformed value or a combination that cannot be served is
+//! a [`ConfigError`] naming the setting, and the binary exits with status 2.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use coldquery_core::units::{parse_duration, parse_size};
-use coldquery_pg::PgOptions;
-use coldquery_tools::{ConfirmWrites, Layout, ToolConfig};
+use coldquery_config::{Options, Profile, Settings};
+use coldquery_tools::{ConfirmWrites, Layout};
 
 use crate::auth::Tokens;
+
+pub use coldquery_config::ConfigError;
 
 /// The default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:19002";
 
 /// Every `COLDQUERY_*` variable the binaries read (shared with the CLI).
-pub use coldquery_core::settings::VARIABLES as KNOWN_VARIABLES;
+pub use coldquery_config::variables::VARIABLES as KNOWN_VARIABLES;
+
+/// The server's defaults where they differ from the library's: it confirms destructive writes
+/// and writes that affect more than 1000 rows, and starts while the database is down.
+pub const PROFILE: Profile = Profile {
+    application_name: "coldquery",
+    start_while_down: true,
+    confirm_writes: ConfirmWrites::Destructive,
+    confirm_rows: Some(1000),
+};
 
 /// How clients reach the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Transport {
     /// MCP over standard input and output: one client, the process that started this one.
+    #[default]
     Stdio,
     /// MCP streamable HTTP at `/mcp`, plus `/health`, `/ready` and `/metrics`.
     Http,
 }
 
 /// How log lines on stderr are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Text,
     /// One JSON object per line.
     Json,
@@ -60,19 +68,8 @@ pub enum LogFormat {
     after_help = "Try it without a database of your own: coldquery-mcp --ephemeral"
 )]
 pub struct Args {
-    /// PostgreSQL to serve: a libpq URI (postgres://user@host/db?sslmode=verify-full) or key=value
-    /// string. Without it, the libpq PG* variables (PGHOST, PGUSER, PGSSLMODE...) are used.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub database_url: Option<String>,
-
-    /// Start a throwaway local PostgreSQL (initdb and postgres from PATH) with a small demo schema,
-    /// serve it, and remove it on exit. Takes precedence over DATABASE_URL from the environment;
-    /// cannot be combined with the --database-url flag.
-    #[arg(long, env = "COLDQUERY_EPHEMERAL")]
-    pub ephemeral: bool,
-
     /// How clients connect.
-    #[arg(long, env = "COLDQUERY_TRANSPORT", value_enum, default_value = "stdio")]
+    #[arg(long, env = "COLDQUERY_TRANSPORT", value_enum, default_value_t)]
     pub transport: Transport,
 
     /// Address the HTTP transport listens on. A non-loopback address needs an auth token.
@@ -80,100 +77,18 @@ pub struct Args {
     pub listen: String,
 
     /// Format of the log lines written to stderr (the level comes from RUST_LOG, default info).
-    #[arg(long, env = "COLDQUERY_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "COLDQUERY_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
 
-    /// Refuse every write, whatever the call asks, and open sessions as READ ONLY transactions.
-    #[arg(long, env = "COLDQUERY_READ_ONLY")]
-    pub read_only: bool,
-
-    /// Maximum open sessions (transactions that live across calls).
-    #[arg(long, env = "COLDQUERY_MAX_SESSIONS", value_name = "N", default_value = "10")]
-    pub max_sessions: String,
-
-    /// Idle time after which a session is rolled back (every use renews it).
-    #[arg(long, env = "COLDQUERY_SESSION_TTL", value_name = "DURATION", default_value = "1800")]
-    pub session_ttl: String,
-
-    /// Connections of the shared pool for calls without a session; must be larger than
-    /// --max-sessions [default: max sessions + 5].
-    #[arg(long, env = "COLDQUERY_POOL_SIZE", value_name = "N")]
-    pub pool_size: Option<String>,
-
-    /// How long a call waits for a free connection before UNAVAILABLE.
-    #[arg(long, env = "COLDQUERY_ACQUIRE_TIMEOUT", value_name = "DURATION", default_value = "10")]
-    pub acquire_timeout: String,
-
-    /// Default statement timeout (a call may ask for less or more with timeout_ms).
-    #[arg(long, env = "COLDQUERY_STATEMENT_TIMEOUT", value_name = "DURATION", default_value = "30")]
-    pub statement_timeout: String,
-
-    /// Rows a result holds unless the call asks for another max_rows.
-    #[arg(long, env = "COLDQUERY_MAX_ROWS", value_name = "N", default_value = "500")]
-    pub max_rows: String,
-
-    /// The largest max_rows a call may ask for [default: 10000, or --max-rows if larger].
-    #[arg(long, env = "COLDQUERY_MAX_ROWS_LIMIT", value_name = "N")]
-    pub max_rows_limit: Option<String>,
-
-    /// Byte budget of one result; fetching stops when it is spent (the result says truncated).
-    #[arg(long, env = "COLDQUERY_MAX_RESULT_BYTES", value_name = "SIZE", default_value = "1MiB")]
-    pub max_result_bytes: String,
-
-    /// Write a JSON line for every executed write and every denial to this file, or "off".
-    #[arg(long, env = "COLDQUERY_AUDIT_LOG", value_name = "PATH|off", default_value = "off")]
-    pub audit_log: String,
-
-    /// Functions reads may never call, comma-separated patterns (`name`, `schema.name`, `*`
-    /// matches any run), on top of the read function policy (docs/SECURITY.md).
-    #[arg(long, env = "COLDQUERY_DENY_FUNCTIONS", value_name = "PATTERNS")]
-    pub deny_functions: Option<String>,
-
-    /// User-defined functions reads may call, comma-separated schema-qualified patterns
-    /// (`reporting.*`, `public.total_price`); by default reads call none.
-    #[arg(long, env = "COLDQUERY_ALLOW_FUNCTIONS", value_name = "PATTERNS")]
-    pub allow_functions: Option<String>,
-
-    /// Extensions whose immutable and stable functions reads may call, comma-separated, or `*`
-    /// for all but those exposing server internals (default: a reviewed list — hstore, citext,
-    /// pg_trgm, postgis...). dblink, postgres_fdw, adminpack, tablefunc... are never allowed.
-    #[arg(long, env = "COLDQUERY_ALLOW_EXTENSIONS", value_name = "NAMES")]
-    pub allow_extensions: Option<String>,
-
-    /// Which writes run only with a confirmation token from a preview (preview: true): off,
-    /// destructive (DROP, TRUNCATE, ALTER … DROP, DELETE/UPDATE without WHERE, MERGE … DELETE)
-    /// or all (every pg_query and pg_schema write).
-    #[arg(long, env = "COLDQUERY_CONFIRM_WRITES", value_name = "off|destructive|all", default_value = "destructive")]
-    pub confirm_writes: String,
-
-    /// How long a write (and each statement of a read-write session) may wait for a lock
-    /// before it fails naming the blocking backends; 0 keeps the server's lock_timeout.
-    #[arg(long, env = "COLDQUERY_LOCK_TIMEOUT", value_name = "DURATION", default_value = "5s")]
-    pub lock_timeout: String,
-
-    /// Roles a session may act as for its whole transaction (pg_tx begin with role, for
-    /// row-level security), comma-separated; none by default.
-    #[arg(long, env = "COLDQUERY_ALLOW_ROLES", value_name = "ROLES")]
-    pub allow_roles: Option<String>,
+    /// The settings shared with the `coldquery` CLI: database, limits, policy, audit.
+    #[command(flatten)]
+    pub settings: Settings,
 
     /// How actions are grouped into tools: combined (the five tools), or split (the reading
     /// actions as read-only tools pg_read and pg_inspect, so hosts can approve them alone).
-    #[arg(long, env = "COLDQUERY_TOOL_LAYOUT", value_name = "combined|split", default_value = "combined")]
+    #[arg(long, env = "COLDQUERY_TOOL_LAYOUT", value_name = "combined|split",
+          default_value = layout_name(Layout::default()))]
     pub tool_layout: String,
-
-    /// An autocommit write that affects more rows than this is rolled back unless it was
-    /// confirmed with a preview's token (while --confirm-writes is not off); 0: no limit.
-    #[arg(long, env = "COLDQUERY_CONFIRM_ROWS", value_name = "N", default_value = "1000")]
-    pub confirm_rows: String,
-
-    /// How long a preview's confirmation token stays valid.
-    #[arg(long, env = "COLDQUERY_CONFIRM_TTL", value_name = "DURATION", default_value = "5m")]
-    pub confirm_ttl: String,
-
-    /// A second PostgreSQL URL for sessionless reads, so they can run as a role that holds no
-    /// rights beyond reading (sessions and writes use --database-url).
-    #[arg(long, env = "COLDQUERY_READ_DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub read_database_url: Option<String>,
 
     /// HTTP: the bearer token clients must send; its principal is named "default".
     #[arg(long, env = "COLDQUERY_AUTH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -205,54 +120,29 @@ pub struct Args {
 }
 
 impl Args {
-    /// Parses the command line. `--ephemeral` takes precedence over a `DATABASE_URL` that only
-    /// comes from the environment (a newcomer's shell may hold one), as in the `coldquery` CLI;
-    /// together with an explicit `--database-url` it is refused.
+    /// Parses `argv` with the server's defaults; `--ephemeral` takes precedence over a
+    /// `DATABASE_URL` that only comes from the environment, as in the `coldquery` CLI.
+    pub fn try_parse_args<I, A>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<std::ffi::OsString> + Clone,
+    {
+        coldquery_config::try_parse_from(&PROFILE, argv, |args: &mut Args| &mut args.settings)
+    }
+
+    /// Parses the process's command line, exiting with status 2 (0 for `--help`) when it
+    /// cannot be parsed.
     pub fn from_command_line() -> Args {
-        use clap::{CommandFactory, FromArgMatches};
-        let matches = Args::command().get_matches();
-        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
-        let from_environment = matches.value_source("database_url") == Some(clap::parser::ValueSource::EnvVariable);
-        if args.ephemeral && from_environment {
-            args.database_url = None;
-        }
-        args
+        Args::try_parse_args(std::env::args_os()).unwrap_or_else(|error| error.exit())
     }
 }
 
-/// A setting that cannot be used: the message names the flag and its variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The flag, e.g. `--session-ttl`.
-    pub setting: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(setting: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError { setting: setting.to_owned(), message: message.into() }
+/// The name of a tool layout, as `--tool-layout` spells it.
+const fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Combined => "combined",
+        Layout::Split => "split",
     }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration {}: {}", self.setting, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Where the database comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseSource {
-    /// `--database-url` / `DATABASE_URL`, else the `PG*` variables.
-    Environment {
-        /// The URL (holds the password when there is one: never log it).
-        url: Option<String>,
-    },
-    /// `--ephemeral`: a throwaway local cluster.
-    Ephemeral,
 }
 
 /// Which `Host` headers the HTTP transport accepts.
@@ -286,49 +176,12 @@ pub struct Config {
     pub transport: Transport,
     /// Log line format.
     pub log_format: LogFormat,
-    /// The database.
-    pub database: DatabaseSource,
-    /// `--read-only`.
-    pub read_only: bool,
     /// `--tool-layout`.
     pub tool_layout: Layout,
-    /// Pool and session settings.
-    pub pg: PgOptions,
-    /// Tools settings.
-    pub tools: ToolConfig,
-    /// The audit log file, if any.
-    pub audit_log: Option<PathBuf>,
-    /// `--read-database-url`: where sessionless reads connect (holds a password: never log it).
-    pub read_database_url: Option<String>,
+    /// The settings shared with the CLI: database, pool and sessions, tools, policy, audit.
+    pub options: Options,
     /// HTTP settings (validated for either transport, used by HTTP).
     pub http: HttpConfig,
-}
-
-fn count(setting: &str, text: &str, min: usize) -> Result<usize, ConfigError> {
-    let value = text
-        .trim()
-        .parse::<usize>()
-        .map_err(|_| ConfigError::new(setting, format!("'{}' is not a whole number", text.trim())))?;
-    if value < min {
-        return Err(ConfigError::new(setting, format!("must be at least {min}, got {value}")));
-    }
-    Ok(value)
-}
-
-fn duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
-    let value = parse_duration(text).map_err(|e| ConfigError::new(setting, e))?;
-    if value.is_zero() {
-        return Err(ConfigError::new(setting, "must be longer than zero"));
-    }
-    Ok(value)
-}
-
-fn size(setting: &str, text: &str) -> Result<usize, ConfigError> {
-    let value = parse_size(text).map_err(|e| ConfigError::new(setting, e))?;
-    if value == 0 {
-        return Err(ConfigError::new(setting, "must be larger than zero"));
-    }
-    Ok(value)
 }
 
 /// The loopback origins browsers send for pages served from this machine.
@@ -351,71 +204,18 @@ fn origin_is_well_formed(origin: &str) -> bool {
     }
 }
 
-/// Refuses `COLDQUERY_*` variables this binary does not know (a misspelt setting must not be
-/// silently ignored). `vars` are the variable names of the environment.
-pub fn check_unknown_variables<'a>(vars: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
-    match coldquery_core::settings::unknown_variable(vars) {
-        Some(name) => Err(ConfigError::new(name, coldquery_core::settings::unknown_variable_message())),
-        None => Ok(()),
-    }
-}
-
 impl Config {
     /// Validates the parsed flags. Reads the token file, if one is named.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
-        let max_sessions = count("--max-sessions (COLDQUERY_MAX_SESSIONS)", &args.max_sessions, 1)?;
-        let session_ttl = duration("--session-ttl (COLDQUERY_SESSION_TTL)", &args.session_ttl)?;
-        let pool_size = match &args.pool_size {
-            None => max_sessions + 5,
-            Some(text) => {
-                let size = count("--pool-size (COLDQUERY_POOL_SIZE)", text, 1)?;
-                if size <= max_sessions {
-                    return Err(ConfigError::new(
-                        "--pool-size (COLDQUERY_POOL_SIZE)",
-                        format!(
-                            "must be larger than --max-sessions ({max_sessions}) so that calls without a session are never starved, got {size}"
-                        ),
-                    ));
-                }
-                size
-            }
-        };
-        let pool_size = u32::try_from(pool_size)
-            .map_err(|_| ConfigError::new("--pool-size (COLDQUERY_POOL_SIZE)", "is too large"))?;
-        let acquire_timeout = duration("--acquire-timeout (COLDQUERY_ACQUIRE_TIMEOUT)", &args.acquire_timeout)?;
-        let statement_timeout = duration("--statement-timeout (COLDQUERY_STATEMENT_TIMEOUT)", &args.statement_timeout)?;
-        let max_rows = count("--max-rows (COLDQUERY_MAX_ROWS)", &args.max_rows, 1)?;
-        let max_rows_limit = match &args.max_rows_limit {
-            None => max_rows.max(10_000),
-            Some(text) => {
-                let limit = count("--max-rows-limit (COLDQUERY_MAX_ROWS_LIMIT)", text, 1)?;
-                if limit < max_rows {
-                    return Err(ConfigError::new(
-                        "--max-rows-limit (COLDQUERY_MAX_ROWS_LIMIT)",
-                        format!("must be at least --max-rows ({max_rows}), got {limit}"),
-                    ));
-                }
-                limit
-            }
-        };
-        let max_result_bytes = size("--max-result-bytes (COLDQUERY_MAX_RESULT_BYTES)", &args.max_result_bytes)?;
-        let max_request_bytes = size("--max-request-bytes (COLDQUERY_MAX_REQUEST_BYTES)", &args.max_request_bytes)?;
-        let audit_log = match args.audit_log.trim() {
-            "off" | "" => None,
-            path => Some(PathBuf::from(path)),
-        };
-
-        let database = match (args.ephemeral, args.database_url) {
-            (true, Some(_)) => {
-                return Err(ConfigError::new(
-                    "--ephemeral (COLDQUERY_EPHEMERAL)",
-                    "cannot be combined with --database-url (DATABASE_URL): choose one database",
-                ));
-            }
-            (true, None) => DatabaseSource::Ephemeral,
-            (false, url) => DatabaseSource::Environment { url: url.filter(|u| !u.trim().is_empty()) },
-        };
-
+        let options = args.settings.resolve(&PROFILE)?;
+        let max_request_bytes =
+            coldquery_config::size("--max-request-bytes (COLDQUERY_MAX_REQUEST_BYTES)", &args.max_request_bytes)?;
+        let tool_layout = Layout::parse(&args.tool_layout).ok_or_else(|| {
+            ConfigError::new(
+                "--tool-layout (COLDQUERY_TOOL_LAYOUT)",
+                format!("'{}' is not one of {}", args.tool_layout, Layout::CHOICES),
+            )
+        })?;
         let listen: SocketAddr = args.listen.trim().parse().map_err(|_| {
             ConfigError::new(
                 "--listen (COLDQUERY_LISTEN)",
@@ -469,112 +269,24 @@ impl Config {
             allowed_origins.push(origin.to_owned());
         }
 
-        let confirm_writes = ConfirmWrites::parse(&args.confirm_writes).ok_or_else(|| {
-            ConfigError::new(
-                "--confirm-writes (COLDQUERY_CONFIRM_WRITES)",
-                format!("'{}' is not one of {}", args.confirm_writes, ConfirmWrites::CHOICES),
-            )
-        })?;
-        let confirm_ttl = duration("--confirm-ttl (COLDQUERY_CONFIRM_TTL)", &args.confirm_ttl)?;
-        let confirm_rows = count("--confirm-rows (COLDQUERY_CONFIRM_ROWS)", &args.confirm_rows, 0)?;
-        let confirm_rows = (confirm_rows > 0).then_some(confirm_rows as u64);
-        let tool_layout = Layout::parse(&args.tool_layout).ok_or_else(|| {
-            ConfigError::new(
-                "--tool-layout (COLDQUERY_TOOL_LAYOUT)",
-                format!("'{}' is not one of {}", args.tool_layout, Layout::CHOICES),
-            )
-        })?;
-        let lock_timeout = parse_duration(&args.lock_timeout)
-            .map_err(|e| ConfigError::new("--lock-timeout (COLDQUERY_LOCK_TIMEOUT)", e))?;
-        let lock_timeout = (!lock_timeout.is_zero()).then_some(lock_timeout);
-        let mut tools = ToolConfig {
-            max_rows,
-            max_rows_limit,
-            max_result_bytes,
-            statement_timeout,
-            confirm_writes,
-            confirm_ttl,
-            lock_timeout,
-            confirm_rows,
-            allowed_roles: args
-                .allow_roles
-                .as_deref()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            ..ToolConfig::default()
-        };
-        if let Some(list) = &args.deny_functions {
-            tools
-                .deny_functions(list)
-                .map_err(|e| ConfigError::new("--deny-functions (COLDQUERY_DENY_FUNCTIONS)", e))?;
-        }
-        if let Some(list) = &args.allow_functions {
-            tools
-                .functions
-                .allow_functions(list)
-                .map_err(|e| ConfigError::new("--allow-functions (COLDQUERY_ALLOW_FUNCTIONS)", e))?;
-        }
-        if let Some(list) = &args.allow_extensions {
-            tools
-                .functions
-                .allow_extensions(list)
-                .map_err(|e| ConfigError::new("--allow-extensions (COLDQUERY_ALLOW_EXTENSIONS)", e))?;
-        }
-        let read_database_url = args.read_database_url.filter(|u| !u.trim().is_empty());
-        let pg = PgOptions {
-            max_sessions,
-            session_ttl,
-            pool_size,
-            acquire_timeout,
-            application_name: "coldquery".into(),
-            // Like PgBouncer: start, answer /health, report /ready 503 until the database is up.
-            start_while_down: true,
-            ..PgOptions::default()
-        };
         Ok(Config {
             transport: args.transport,
             log_format: args.log_format,
-            database,
-            read_only: args.read_only,
             tool_layout,
-            pg,
-            tools,
-            audit_log,
-            read_database_url,
+            options,
             http: HttpConfig { listen, tokens, allowed_hosts, allowed_origins, max_request_bytes },
         })
     }
 
     /// The effective configuration without secrets, for the start-up log line.
     pub fn summary(&self) -> serde_json::Value {
-        let database = match &self.database {
-            DatabaseSource::Ephemeral => "ephemeral".to_owned(),
-            DatabaseSource::Environment { url: Some(_) } => "DATABASE_URL".to_owned(),
-            DatabaseSource::Environment { url: None } => "PG* variables".to_owned(),
-        };
-        let mut summary = serde_json::json!({
-            "transport": match self.transport { Transport::Stdio => "stdio", Transport::Http => "http" },
-            "database": database,
-            "read_only": self.read_only,
-            "tool_layout": match self.tool_layout { Layout::Combined => "combined", Layout::Split => "split" },
-            "max_sessions": self.pg.max_sessions,
-            "session_ttl_s": self.pg.session_ttl.as_secs_f64(),
-            "pool_size": self.pg.pool_size,
-            "acquire_timeout_s": self.pg.acquire_timeout.as_secs_f64(),
-            "statement_timeout_s": self.tools.statement_timeout.as_secs_f64(),
-            "max_rows": self.tools.max_rows,
-            "max_rows_limit": self.tools.max_rows_limit,
-            "max_result_bytes": self.tools.max_result_bytes,
-            "confirm_writes": self.tools.confirm_writes.as_str(),
-            "confirm_ttl_s": self.tools.confirm_ttl.as_secs_f64(),
-            "confirm_rows": self.tools.confirm_rows,
-            "lock_timeout_s": self.tools.lock_timeout.map(|t| t.as_secs_f64()),
-            "audit_log": self.audit_log.as_ref().map_or_else(|| "off".to_owned(), |p| p.display().to_string()),
-        });
+        let mut summary = self.options.summary();
+        summary["transport"] = match self.transport {
+            Transport::Stdio => "stdio",
+            Transport::Http => "http",
+        }
+        .into();
+        summary["tool_layout"] = layout_name(self.tool_layout).into();
         if self.transport == Transport::Http {
             summary["listen"] = self.http.listen.to_string().into();
             summary["auth"] = if self.http.tokens.is_empty() {
@@ -596,11 +308,12 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["coldquery-mcp"];
         argv.extend_from_slice(args);
-        Config::from_args(Args::try_parse_from(argv).expect("flags parse"))
+        Config::from_args(Args::try_parse_args(argv).expect("flags parse"))
     }
 
     /// A flag added with an environment variable is known to the shared vocabulary, so that
@@ -613,10 +326,12 @@ mod tests {
             command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
         assert!(names.len() > 20, "{names:?}");
         for name in names.iter().filter(|n| n.starts_with("COLDQUERY_")) {
-            assert!(
-                coldquery_core::settings::VARIABLES.contains(&name.as_str()),
-                "{name} is missing from settings::VARIABLES"
-            );
+            assert!(KNOWN_VARIABLES.contains(&name.as_str()), "{name} is missing from variables::VARIABLES");
+        }
+        // And the other way round: the server reads every variable of the vocabulary (the CLI
+        // reads a subset), so the list names no setting that no binary has.
+        for name in KNOWN_VARIABLES {
+            assert!(names.iter().any(|n| n == name), "{name} is in variables::VARIABLES but no flag reads it");
         }
     }
 
@@ -628,18 +343,24 @@ mod tests {
     fn defaults_follow_the_spec() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.transport, Transport::Stdio);
-        assert_eq!(config.pg.max_sessions, 10);
-        assert_eq!(config.pg.pool_size, 15);
-        assert_eq!(config.pg.session_ttl, Duration::from_secs(1800));
-        assert_eq!(config.pg.acquire_timeout, Duration::from_secs(10));
-        assert_eq!(config.tools.statement_timeout, Duration::from_secs(30));
-        assert_eq!(config.tools.max_rows, 500);
-        assert_eq!(config.tools.max_rows_limit, 10_000);
-        assert_eq!(config.tools.max_result_bytes, 1 << 20);
+        assert_eq!(config.options.pg.max_sessions, 10);
+        assert_eq!(config.options.pg.pool_size, 15);
+        assert_eq!(config.options.pg.session_ttl, Duration::from_secs(1800));
+        assert_eq!(config.options.pg.acquire_timeout, Duration::from_secs(10));
+        assert_eq!(config.options.tools.statement_timeout, Duration::from_secs(30));
+        assert_eq!(config.options.tools.max_rows, 500);
+        assert_eq!(config.options.tools.max_rows_limit, 10_000);
+        assert_eq!(config.options.tools.max_result_bytes, 1 << 20);
         assert_eq!(config.http.listen.to_string(), DEFAULT_LISTEN);
         assert!(config.http.tokens.is_empty());
-        assert!(config.audit_log.is_none());
-        assert!(!config.read_only);
+        assert!(config.options.audit_log.is_none());
+        assert!(!config.options.read_only);
+        // The server's own defaults (PROFILE), unlike the library's and the CLI's.
+        assert_eq!(config.options.tools.confirm_writes, ConfirmWrites::Destructive);
+        assert_eq!(config.options.tools.confirm_rows, Some(1000));
+        assert_eq!(config.options.pg.application_name, "coldquery");
+        assert!(config.options.pg.start_while_down);
+        assert_eq!(config.tool_layout, Layout::Combined);
     }
 
     #[test]
@@ -657,11 +378,11 @@ mod tests {
             "20000",
         ])
         .unwrap();
-        assert_eq!(config.pg.session_ttl, Duration::from_secs(300));
-        assert_eq!(config.tools.statement_timeout, Duration::from_millis(500));
-        assert_eq!(config.tools.max_result_bytes, 262_144);
-        assert_eq!(config.pg.pool_size, 8);
-        assert_eq!(config.tools.max_rows_limit, 20_000);
+        assert_eq!(config.options.pg.session_ttl, Duration::from_secs(300));
+        assert_eq!(config.options.tools.statement_timeout, Duration::from_millis(500));
+        assert_eq!(config.options.tools.max_result_bytes, 262_144);
+        assert_eq!(config.options.pg.pool_size, 8);
+        assert_eq!(config.options.tools.max_rows_limit, 20_000);
     }
 
     #[test]
@@ -678,6 +399,8 @@ mod tests {
         assert!(setting_of(&["--allowed-hosts", "*,example.com"]).contains("ALLOWED_HOSTS"));
         assert!(setting_of(&["--ephemeral", "--database-url", "postgres://x"]).contains("--ephemeral"));
         assert!(setting_of(&["--auth-token", ""]).contains("--auth-token"));
+        assert!(setting_of(&["--tool-layout", "stacked"]).contains("COLDQUERY_TOOL_LAYOUT"));
+        assert!(setting_of(&["--max-request-bytes", "0"]).contains("COLDQUERY_MAX_REQUEST_BYTES"));
     }
 
     #[test]
@@ -695,17 +418,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_variables_are_refused() {
-        assert!(check_unknown_variables(["PATH", "COLDQUERY_READ_ONLY", "COLDQUERY_TEST_DATABASE_URL"]).is_ok());
-        let err = check_unknown_variables(["COLDQUERY_READONLY"]).unwrap_err();
-        assert_eq!(err.setting, "COLDQUERY_READONLY");
-    }
-
-    #[test]
     fn unknown_flags_are_refused_by_the_parser() {
-        let err = Args::try_parse_from(["coldquery-mcp", "--read-onyl"]).unwrap_err();
+        let err = Args::try_parse_args(["coldquery-mcp", "--read-onyl"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        let err = Args::try_parse_from(["coldquery-mcp", "--transport", "carrier-pigeon"]).unwrap_err();
+        let err = Args::try_parse_args(["coldquery-mcp", "--transport", "carrier-pigeon"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 }

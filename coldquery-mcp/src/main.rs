@@ -36,7 +36,7 @@ fn main() {
         std::process::exit(healthcheck::main(std::env::args_os().skip(1)));
     }
     let names: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
-    if let Err(error) = coldquery_mcp::config::check_unknown_variables(names.iter().map(String::as_str)) {
+    if let Err(error) = coldquery_config::variables::check_variables(names.iter().map(String::as_str)) {
         fail(&error.to_string(), 2);
     }
     let args = Args::from_command_line();

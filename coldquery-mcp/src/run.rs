@@ -6,13 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coldquery_core::{CancellationToken, DefaultDeny};
+use coldquery_core::CancellationToken;
 use coldquery_pg::ephemeral::Ephemeral;
 use coldquery_pg::{Database, PgConfig};
-use coldquery_tools::{JsonLinesAudit, Tools};
+use coldquery_tools::Tools;
 use rmcp::ServiceExt;
 
-use crate::config::{Config, ConfigError, DatabaseSource, Transport};
+use coldquery_config::DatabaseSource;
+
+use crate::config::{Config, ConfigError, Transport};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::server::{Channel, ColdQueryServer};
@@ -91,8 +93,8 @@ pub fn shutdown_on_signals() -> CancellationToken {
 /// The database the configuration names. The ephemeral cluster, if any, must outlive the
 /// returned database (it is removed when dropped).
 async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunError> {
-    let (pg, ephemeral) = match &config.database {
-        DatabaseSource::Environment { url } => {
+    let (pg, ephemeral) = match &config.options.database {
+        DatabaseSource::Url(url) => {
             let env = |name: &str| std::env::var(name).ok();
             let pg = PgConfig::from_env_and_url(url.as_deref(), &env).map_err(|e| {
                 let setting = if url.is_some() { "--database-url (DATABASE_URL)" } else { "PG* variables" };
@@ -109,15 +111,9 @@ async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunEr
             (pg, Some(ephemeral))
         }
     };
-    let reads = match &config.read_database_url {
-        Some(url) => Some(PgConfig::from_env_and_url(Some(url), &|_| None).map_err(|e| ConfigError {
-            setting: "--read-database-url (COLDQUERY_READ_DATABASE_URL)".to_owned(),
-            message: e.to_string(),
-        })?),
-        None => None,
-    };
-    tracing::info!(database = %pg.redacted(), reads = reads.as_ref().map(|r| r.redacted().to_string()), "connecting");
-    let database = Database::connect_with_reads(&pg, reads.as_ref(), &config.pg).await.map_err(|e| {
+    let reads = config.options.reads.as_ref();
+    tracing::info!(database = %pg.redacted(), reads = reads.map(|r| r.redacted().to_string()), "connecting");
+    let database = Database::connect_with_reads(&pg, reads, &config.options.pg).await.map_err(|e| {
         let mut message = e.message().to_owned();
         if let Some(hint) = e.hint() {
             message.push_str(&format!(" ({hint})"));
@@ -125,25 +121,6 @@ async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunEr
         RunError::Database(message)
     })?;
     Ok((database, ephemeral))
-}
-
-/// The tools over `database` with the configured policy and audit log.
-pub fn build_tools(config: &Config, database: &Database) -> Result<Tools, RunError> {
-    let mut tools = Tools::new(
-        database.executor.clone(),
-        database.sessions.clone(),
-        Arc::new(DefaultDeny { read_only: config.read_only }),
-        config.tools.clone(),
-    )
-    .with_layout(config.tool_layout);
-    if let Some(path) = &config.audit_log {
-        let sink = JsonLinesAudit::open(path).map_err(|e| ConfigError {
-            setting: "--audit-log (COLDQUERY_AUDIT_LOG)".into(),
-            message: format!("cannot open {} for appending: {e}", path.display()),
-        })?;
-        tools = tools.with_audit(Arc::new(sink));
-    }
-    Ok(tools)
 }
 
 /// rmcp's stdio transport (a JSON line per message, 16 MiB at most) over [`stdio_streams`].
@@ -284,8 +261,9 @@ async fn report_posture(tools: &Tools) {
 /// rolls back every open session, cancels running statements and closes the pool.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     tracing::info!(config = %config.summary(), version = env!("CARGO_PKG_VERSION"), "coldquery-mcp starting");
+    let audit = config.options.open_audit()?;
     let (database, ephemeral) = connect(&config).await?;
-    let tools = build_tools(&config, &database)?;
+    let tools = config.options.tools(&database, audit).with_layout(config.tool_layout);
     // In the background: with the database down it would wait out the acquire timeout, and the
     // server must listen (and answer /health) meanwhile.
     tokio::spawn({
@@ -299,8 +277,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         Transport::Stdio => Channel::Stdio,
         Transport::Http => Channel::Http,
     };
-    let server =
-        ColdQueryServer::new(tools.clone(), metrics.clone(), channel, config.read_only).with_shutdown(calls.clone());
+    let server = ColdQueryServer::new(tools.clone(), metrics.clone(), channel, config.options.read_only)
+        .with_shutdown(calls.clone());
     let served = match config.transport {
         Transport::Stdio => serve_stdio(server, shutdown.clone()).await,
         Transport::Http => serve_http(server, metrics, &config, shutdown.clone()).await,

@@ -227,7 +227,7 @@ const CACHED_SQL_BYTES: usize = 2 * 1024;
 const CACHED_STATEMENTS: usize = 128;
 
 /// The most recently classified short statements and what they are. A classification depends
-/// on the text alone — the grammar is fixed (`standard_conforming_strings` is pinned on every
+/// on the text alone (the name errors call it by is only used in errors) — the grammar is fixed (`standard_conforming_strings` is pinned on every
 /// connection) and the function policy judges each call's names afresh — so a statement sent
 /// again is not parsed again. Bounded: at most [`CACHED_STATEMENTS`] texts of at most
 /// [`CACHED_SQL_BYTES`] each; only successful classifications are kept.
@@ -274,14 +274,15 @@ pub async fn classify(sql: &CallerSql) -> Result<Classified> {
     {
         return Ok(known);
     }
-    let classified = classify_on_a_parser_thread(text).await?;
+    let classified = classify_on_a_parser_thread(sql).await?;
     if let Ok(mut recent) = Recent::global().lock() {
         recent.put(text, &classified);
     }
     Ok(classified)
 }
 
-async fn classify_on_a_parser_thread(text: &str) -> Result<Classified> {
+async fn classify_on_a_parser_thread(sql: &CallerSql) -> Result<Classified> {
+    let text = sql.as_str();
     let lanes = lanes()?;
     let lane = if text.len() <= SMALL_SQL_BYTES { &lanes.small } else { &lanes.large };
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -1067,7 +1068,7 @@ mod tests {
             "DROP TABLE t",
             "SELECT 1 FOR UPDATE",
         ] {
-            let parsed = classify_now(sql).unwrap();
+            let parsed = classify_now(&CallerSql::new(sql).unwrap()).unwrap();
             let first = c(sql).unwrap();
             let again = c(sql).unwrap();
             assert_eq!(first, parsed, "{sql}");
@@ -1082,7 +1083,7 @@ mod tests {
     #[test]
     fn the_cache_of_recent_statements_is_bounded() {
         let mut recent = Recent { entries: std::collections::HashMap::new(), clock: 0 };
-        let some = classify_now("SELECT 1").unwrap();
+        let some = classify_now(&CallerSql::new("SELECT 1").unwrap()).unwrap();
         for n in 0..(3 * CACHED_STATEMENTS) {
             recent.put(&format!("SELECT {n}"), &some);
             // The statement in use stays.

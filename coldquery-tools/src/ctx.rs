@@ -52,11 +52,13 @@ pub struct ToolConfig {
 
 impl Default for ToolConfig {
     fn default() -> ToolConfig {
+        // A call's caps default to the executor's (SPEC §5: 500 rows, 1 MiB, 30 s).
+        let limits = coldquery_core::Limits::default();
         ToolConfig {
-            max_rows: 500,
+            max_rows: limits.max_rows,
             max_rows_limit: 10_000,
-            max_result_bytes: 1024 * 1024,
-            statement_timeout: Duration::from_secs(30),
+            max_result_bytes: limits.max_bytes,
+            statement_timeout: limits.timeout,
             functions: FunctionPolicy::default(),
             expiry_warning: Duration::from_secs(300),
             confirm_writes: ConfirmWrites::default(),

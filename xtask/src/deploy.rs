@@ -233,7 +233,7 @@ impl Settings {
         let mut settings = Settings::default();
         for line in text.lines().map(str::trim_start) {
             if line.starts_with('-') {
-                for word in line.split([' ', ',']).filter(|w| w.starts_with("--") && w.len() > 2) {
+                for word in line.split([' ', ',', '[']).filter(|w| w.starts_with("--") && w.len() > 2) {
                     settings.flags.insert(word.trim_end_matches(|c: char| !c.is_alphanumeric()).to_owned());
                 }
             }
@@ -727,9 +727,9 @@ mod tests {
     #[test]
     fn settings_from_help() {
         let help = "Options:\n      --listen <ADDR>\n          Address\n          [env: COLDQUERY_LISTEN=]\n\
-                    \n      --database-url <URL>\n          [env: DATABASE_URL]\n  -h, --help\n";
+                    \n      --database-url <URL>\n          [env: DATABASE_URL]\n      --read-only[=<BOOL>]\n  -h, --help\n";
         let settings = Settings::from_help(help);
-        assert_eq!(settings.flags.iter().collect::<Vec<_>>(), ["--database-url", "--help", "--listen"]);
+        assert_eq!(settings.flags.iter().collect::<Vec<_>>(), ["--database-url", "--help", "--listen", "--read-only"]);
         assert_eq!(settings.variables.iter().collect::<Vec<_>>(), ["COLDQUERY_LISTEN", "DATABASE_URL"]);
         assert!(settings.check_flags("CMD", ["--listen=0.0.0.0:1", "value"]).is_ok());
         assert!(settings.check_flags("CMD", ["--listen-address"]).is_err());

@@ -323,6 +323,7 @@ fn check_dependency_graph() -> Result<()> {
             "coldquery-tools",
             &["tokio-postgres", "bb8", "bb8-postgres", "rmcp", "clap", "axum", "coldquery-pg", "coldquery-mcp"],
         ),
+        ("coldquery-config", &["rmcp", "axum", "coldquery-mcp", "coldquery-cli"]),
         ("coldquery-cli", &["rmcp", "coldquery-mcp"]),
         ("coldquery-mcp", &["clap_complete"]),
     ];

@@ -69,6 +69,15 @@ async fn usage_errors_exit_2_before_anything_connects() {
         (&["--max-rows", "many", "query", "read", "SELECT 1"], "--max-rows (COLDQUERY_MAX_ROWS)"),
         (&["--statement-timeout", "0", "query", "read", "SELECT 1"], "--statement-timeout"),
         (&["--read-only=perhaps", "query", "read", "SELECT 1"], "--read-only (COLDQUERY_READ_ONLY)"),
+        (
+            &["--ephemeral", "--database-url", "postgresql://u@127.0.0.1:1/db", "monitor", "health"],
+            "--ephemeral (COLDQUERY_EPHEMERAL)",
+        ),
+        (&["--confirm-writes", "sometimes", "monitor", "health"], "--confirm-writes (COLDQUERY_CONFIRM_WRITES)"),
+        (
+            &["--audit-log", "/nonexistent-coldquery-dir/a.jsonl", "monitor", "health"],
+            "--audit-log (COLDQUERY_AUDIT_LOG)",
+        ),
         (&["tools", "pg_nothing"], "unknown tool"),
         (&["-c", "SELECT 1", "monitor", "health"], "without a subcommand"),
         (&["-f", "/nonexistent/script.sql"], "/nonexistent/script.sql"),
@@ -97,6 +106,11 @@ async fn help_and_version_exit_0() {
     let out = run_with(&["--help"], &[], None).await.expect(0);
     assert!(out.stdout.contains("--ephemeral"), "{}", out.stdout);
     assert!(out.stdout.contains("Exit codes"), "{}", out.stdout);
+    // The settings shared with the server, with the CLI's own default for confirmations.
+    for shared in ["--lock-timeout", "--allow-roles", "--confirm-ttl", "--read-database-url", "[default: 30m]"] {
+        assert!(out.stdout.contains(shared), "{shared}: {}", out.stdout);
+    }
+    assert!(out.stdout.contains("[env: COLDQUERY_CONFIRM_WRITES=]\n          [default: off]"), "{}", out.stdout);
     let out = run_with(&["--version"], &[], None).await.expect(0);
     assert!(out.stdout.starts_with("coldquery "), "{}", out.stdout);
 }

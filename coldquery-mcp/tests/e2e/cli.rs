@@ -55,7 +55,7 @@ type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &
 
 #[tokio::test]
 async fn bad_configuration_exits_2_naming_the_setting() {
-    let cases: [Case; 8] = [
+    let cases: [Case; 11] = [
         (&["--session-ttl", "10 days"], &[], "--session-ttl"),
         (&[], &[("COLDQUERY_STATEMENT_TIMEOUT", "soon")], "COLDQUERY_STATEMENT_TIMEOUT"),
         (&[], &[("COLDQUERY_READONLY", "true")], "COLDQUERY_READONLY"),
@@ -64,6 +64,11 @@ async fn bad_configuration_exits_2_naming_the_setting() {
         (&[], &[("DATABASE_URL", "postgres://localhost/db?sslmode=sometimes")], "sslmode"),
         (&[], &[("COLDQUERY_READ_ONLY", "maybe")], "read-only"),
         (&["--max-result-bytes", "1TB"], &[], "--max-result-bytes"),
+        // One database: the --database-url flag and --ephemeral are refused together (DATABASE_URL
+        // from the environment gives way instead), as in the coldquery CLI.
+        (&["--ephemeral", "--database-url", "postgres://localhost/db"], &[], "--ephemeral (COLDQUERY_EPHEMERAL)"),
+        (&[], &[("COLDQUERY_CONFIRM_WRITES", "sometimes")], "COLDQUERY_CONFIRM_WRITES"),
+        (&["--audit-log", "/nonexistent-coldquery-dir/a.jsonl"], &[], "--audit-log (COLDQUERY_AUDIT_LOG)"),
     ];
     for (args, env, named) in cases {
         let output = run(args, env).await;

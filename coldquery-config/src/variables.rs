@@ -1,5 +1,8 @@
 //! The configuration vocabulary the binaries share: every `COLDQUERY_*` environment variable
-//! (SPEC §5), so that both refuse a misspelt one instead of silently ignoring it.
+//! (SPEC §5), so that both refuse a misspelt one instead of silently ignoring it. Each binary
+//! tests that every variable its command line reads is listed here.
+
+use crate::ConfigError;
 
 /// Every `COLDQUERY_*` variable a ColdQuery binary reads. The CLI accepts the server's
 /// transport settings too (a shell may hold both), and ignores them.
@@ -38,15 +41,23 @@ pub const VARIABLES: &[&str] = &[
 
 /// The first `COLDQUERY_*` name among `names` that is not a setting (the test harness's
 /// `COLDQUERY_TEST_*` variables excepted).
-pub fn unknown_variable<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+fn unknown_variable<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     names.into_iter().find(|name| {
         name.starts_with("COLDQUERY_") && !name.starts_with("COLDQUERY_TEST_") && !VARIABLES.contains(name)
     })
 }
 
-/// The message for an unknown variable.
-pub fn unknown_variable_message() -> String {
-    format!("unknown environment variable; the COLDQUERY_ settings are {}", VARIABLES.join(", "))
+/// Refuses a `COLDQUERY_*` variable that is not a setting (a misspelt one must not be silently
+/// ignored: `COLDQUERY_READONLY` would leave writes allowed). `names` are the variable names of
+/// the environment.
+pub fn check_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
+    match unknown_variable(names) {
+        Some(name) => Err(ConfigError::new(
+            name,
+            format!("unknown environment variable; the COLDQUERY_ settings are {}", VARIABLES.join(", ")),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -57,5 +68,9 @@ mod tests {
     fn misspelt_settings_are_found() {
         assert_eq!(unknown_variable(["PATH", "COLDQUERY_READ_ONLY", "COLDQUERY_TEST_DATABASE_URL"]), None);
         assert_eq!(unknown_variable(["HOME", "COLDQUERY_READONLY"]), Some("COLDQUERY_READONLY"));
+        let error = check_variables(["COLDQUERY_READONLY"]).unwrap_err();
+        assert_eq!(error.setting, "COLDQUERY_READONLY");
+        assert!(error.to_string().contains("unknown environment variable"), "{error}");
+        assert!(check_variables(["PATH", "COLDQUERY_TEST_DATABASE_URL"]).is_ok());
     }
 }
