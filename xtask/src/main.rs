@@ -1,15 +1,22 @@
 //! `cargo xtask`: the project's automation. `cargo xtask ci` is the whole CI — GitHub Actions
 //! and `.ci/run` call it and nothing else, so local runs and CI cannot drift.
+//!
+//! xtask stays light: its only dependency is serde_json, so on a clean clone it compiles in
+//! seconds and the fast checks (fmt, the dependency graph) fail before anything heavy
+//! is built. What needs a database runs `coldquery-pg`'s `throwaway` example
+//! ([`throwaway`]); errors are xtask's own ([`error`], which says why not `anyhow`).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 
 mod bench;
 mod deploy;
+mod error;
+mod throwaway;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -23,9 +30,11 @@ fn main() -> ExitCode {
         Some("deploy-check") => deploy::deploy_check().and_then(|binary| deploy::container_test(&binary)),
         Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check | bench>");
-            eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs, the");
-            eprintln!("               embedding example, the MCP conformance suite, the bench smoke");
+            eprintln!(
+                "usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check | bench>"
+            );
+            eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs,");
+            eprintln!("               the embedding example, the MCP conformance suite, the bench smoke");
             eprintln!("  deps         check that each crate depends only on what its layer may know");
             eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
@@ -70,9 +79,10 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     let started = Instant::now();
-    install_prerequisites()?;
+    // The fast checks first: none of them compiles anything but xtask itself.
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     check_dependency_graph()?;
+    install_prerequisites()?;
     run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let container_binary = deploy::deploy_check()?;
     // Figures are printed from this run only.
@@ -134,13 +144,10 @@ fn update_docs() -> Result<()> {
 /// throwaway PostgreSQL with the demo schema.
 fn run_example() -> Result<()> {
     run("build example", cargo().args(["build", "--locked", "-p", "coldquery-tools", "--example", "embed"]))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let database = runtime
-        .block_on(coldquery_pg::ephemeral::Ephemeral::start())
-        .map_err(|e| anyhow::anyhow!("could not start a throwaway PostgreSQL: {e}"))?;
+    let database = throwaway::Throwaway::start()?;
     let example = target_dir().join("debug").join("examples").join("embed");
-    let outcome = run("run example", Command::new(&example).env("DATABASE_URL", database.url()));
-    runtime.block_on(database.stop()).map_err(|e| anyhow::anyhow!("stopping the throwaway PostgreSQL: {e}"))?;
+    let outcome = run("run example", Command::new(&example).env("DATABASE_URL", &database.url));
+    database.stop()?;
     outcome
 }
 
