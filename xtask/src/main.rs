@@ -2,7 +2,7 @@
 //! and `.ci/run` call it and nothing else, so local runs and CI cannot drift.
 //!
 //! xtask stays light: its only dependency is serde_json, so on a clean clone it compiles in
-//! seconds and the fast checks (fmt, the dependency graph) fail before anything heavy
+//! seconds and the fast checks (fmt, the dependency graph, [`tidy`]) fail before anything heavy
 //! is built. What needs a database runs `coldquery-pg`'s `throwaway` example
 //! ([`throwaway`]); errors are xtask's own ([`error`], which says why not `anyhow`).
 
@@ -17,12 +17,14 @@ mod bench;
 mod deploy;
 mod error;
 mod throwaway;
+mod tidy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deps") => check_dependency_graph(),
+        Some("tidy") => tidy::tidy(),
         Some("install") => install_prerequisites(),
         Some("docs") => update_docs(),
         Some("example") => run_example(),
@@ -31,11 +33,12 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check | bench>"
+                "usage: cargo xtask <ci | deps | tidy | install | docs | example | conformance | deploy-check | bench>"
             );
-            eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs,");
+            eprintln!("  ci           everything CI runs: fmt, dependency graph, tidy, clippy, all tests, docs,");
             eprintln!("               the embedding example, the MCP conformance suite, the bench smoke");
             eprintln!("  deps         check that each crate depends only on what its layer may know");
+            eprintln!("  tidy         module docs on every file, every module named in docs/ARCHITECTURE.md");
             eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
             eprintln!("  example      run the embedding example against a throwaway database");
@@ -82,6 +85,7 @@ fn ci() -> Result<()> {
     // The fast checks first: none of them compiles anything but xtask itself.
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     check_dependency_graph()?;
+    tidy::tidy()?;
     install_prerequisites()?;
     run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let container_binary = deploy::deploy_check()?;
