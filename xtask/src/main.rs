@@ -129,6 +129,16 @@ fn print_figures(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Builds every binary and example of the workspace (debug) in one invocation. Cargo resolves
+/// features for the packages a command selects, so `cargo build -p coldquery-mcp` or
+/// `-p coldquery-tools --example embed` would compile another copy of each dependency whose
+/// features differ — pg_query with libpg_query among them; the whole workspace with its examples
+/// resolves them as `cargo test --workspace --all-targets` does, so the steps before and after
+/// the tests share its artifacts (after the tests this takes a second or two).
+fn build_debug_programs() -> Result<()> {
+    run("build the workspace's programs", cargo().args(["build", "--locked", "--workspace", "--bins", "--examples"]))
+}
+
 /// The target directory cargo builds into (CARGO_TARGET_DIR or `target/`).
 fn target_dir() -> PathBuf {
     env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
@@ -147,7 +157,7 @@ fn update_docs() -> Result<()> {
 /// Builds and runs the embedding example (coldquery-tools/examples/embed.rs) against a
 /// throwaway PostgreSQL with the demo schema.
 fn run_example() -> Result<()> {
-    run("build example", cargo().args(["build", "--locked", "-p", "coldquery-tools", "--example", "embed"]))?;
+    build_debug_programs()?;
     let database = throwaway::Throwaway::start()?;
     let example = target_dir().join("debug").join("examples").join("embed");
     let outcome = run("run example", Command::new(&example).env("DATABASE_URL", &database.url));
@@ -179,7 +189,7 @@ fn conformance() -> Result<()> {
                 .args(CONFORMANCE_PACKAGES),
         )?;
     }
-    run("build coldquery-mcp", cargo().args(["build", "--locked", "-p", "coldquery-mcp"]))?;
+    build_debug_programs()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let mut server = Command::new(target_dir().join("debug").join("coldquery-mcp"))

@@ -1,6 +1,6 @@
 //! A throwaway PostgreSQL with the demo schema for the steps that need one (the embedding
 //! example, the deployment check, the bench). It is `coldquery-pg`'s `throwaway` example, built
-//! on first use and run as a child: xtask does not link the driver, so it compiles in seconds and
+//! with the workspace's other programs and run as a child: xtask does not link the driver, so it compiles in seconds and
 //! its fast checks run before anything heavy is built.
 
 use std::io::{BufRead, BufReader};
@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use serde_json::Value;
 
 use crate::error::{Context, Result, bail, ensure};
-use crate::{cargo, run, target_dir};
+use crate::{build_debug_programs, target_dir};
 
 /// A running throwaway PostgreSQL; [`Throwaway::stop`] (or drop) stops it and deletes its
 /// directory, and so does this process dying (the child's stdin closes).
@@ -35,10 +35,7 @@ pub(crate) struct Throwaway {
 impl Throwaway {
     /// Builds the example, starts it and waits until the server accepts connections.
     pub(crate) fn start() -> Result<Throwaway> {
-        run(
-            "build the throwaway PostgreSQL",
-            cargo().args(["build", "--locked", "-p", "coldquery-pg", "--example", "throwaway"]),
-        )?;
+        build_debug_programs()?;
         let program = target_dir().join("debug").join("examples").join("throwaway");
         let mut child = Command::new(&program)
             .stdin(Stdio::piped())
