@@ -1,5 +1,5 @@
 -- ColdQuery's demo schema (a small shop), the same SQL `coldquery-mcp --ephemeral` loads: a copy of
--- coldquery_pg::ephemeral::DEMO_SQL, kept identical by `cargo xtask deploy-check`.
+-- coldquery_pg::ephemeral::DEMO_SQL, kept identical by a unit test of coldquery_pg::ephemeral.
 CREATE TABLE customers (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     email text NOT NULL UNIQUE,

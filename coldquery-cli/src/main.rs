@@ -420,17 +420,11 @@ fn render_tools(tool: Option<&str>, format: Format) -> Result<String, Failure> {
     })
 }
 
-/// The `action` parameter's choices, as its schema describes them.
+/// The `action` parameter's choices, as its schema describes them (input schemas have their
+/// subschemas inlined: `coldquery_tools::spec`).
 fn actions(spec: &ToolSpec) -> String {
     let action = &spec.input_schema["properties"]["action"];
-    let resolved = match action.get("$ref").and_then(Value::as_str) {
-        Some(reference) => {
-            let name = reference.rsplit('/').next().unwrap_or_default();
-            &spec.input_schema["$defs"][name]
-        }
-        None => action,
-    };
-    if let Some(choices) = enum_of(resolved) {
+    if let Some(choices) = enum_of(action) {
         return choices.join(" | ");
     }
     action["description"].as_str().unwrap_or_default().trim_end_matches('.').to_owned()
@@ -481,7 +475,6 @@ fn type_of(schema: &Value) -> String {
         Value::Array(types) => {
             types.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" | ")
         }
-        _ if schema.get("$ref").is_some() => "string (enum)".to_owned(),
         _ => enum_of(schema).map_or_else(|| "any".to_owned(), |_| "string (enum)".to_owned()),
     }
 }
@@ -505,5 +498,19 @@ mod tests {
         assert_eq!(health_exit(&health, &json!({"status": "ok", "checks": []})), Exit::Ok);
         let other = Request { tool: "pg_monitor".into(), args: json!({"action": "activity"}) };
         assert_eq!(health_exit(&other, &json!({"status": "degraded"})), Exit::Ok);
+    }
+
+    /// `tools` reads the action choices and parameter types straight from the input schemas,
+    /// which have no `$ref` to follow (subschemas are inlined).
+    #[test]
+    fn tool_help_reads_inlined_schemas() {
+        for spec in tool_specs() {
+            let text = spec.input_schema.to_string();
+            assert!(!text.contains("\"$ref\"") && !text.contains("\"$defs\""), "{}: {text}", spec.name);
+            assert!(actions(&spec).contains(" | "), "{}: {}", spec.name, actions(&spec));
+            for parameter in parameters(&spec) {
+                assert_ne!(parameter["type"], "any", "{}: {parameter}", spec.name);
+            }
+        }
     }
 }

@@ -58,15 +58,6 @@ impl Ident {
         push_quoted(&mut out, &self.0);
         out
     }
-
-    /// Parses one quoted identifier back (the inverse of [`Ident::quoted`]).
-    pub fn from_quoted(quoted: &str) -> Result<Ident, IdentError> {
-        let (ident, rest) = parse_quoted(quoted)?;
-        if !rest.is_empty() {
-            return Err(IdentError::Malformed("text after the closing quote"));
-        }
-        Ok(ident)
-    }
 }
 
 impl fmt::Display for Ident {
@@ -115,11 +106,6 @@ pub struct QualifiedName {
 }
 
 impl QualifiedName {
-    /// A name with an optional explicit schema, each taken literally.
-    pub fn new(schema: Option<&str>, name: &str) -> Result<QualifiedName, IdentError> {
-        Ok(QualifiedName { schema: schema.map(Ident::new).transpose()?, name: Ident::new(name)? })
-    }
-
     /// Parses `name`, `schema.name`, or either part in double quotes (`"My Schema"."a.b"`).
     /// Unquoted parts are taken literally (no case folding); a part containing `.` must be quoted.
     pub fn parse(text: &str) -> Result<QualifiedName, IdentError> {
@@ -172,6 +158,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Parses one quoted identifier back: the oracle that [`Ident::quoted`] is reversible.
+    fn from_quoted(quoted: &str) -> Result<Ident, IdentError> {
+        let (ident, rest) = parse_quoted(quoted)?;
+        if !rest.is_empty() {
+            return Err(IdentError::Malformed("text after the closing quote"));
+        }
+        Ok(ident)
+    }
+
     #[test]
     fn quoting_doubles_quotes() {
         assert_eq!(Ident::new("users").unwrap().quoted(), r#""users""#);
@@ -211,7 +206,7 @@ mod tests {
         for payload in PAYLOADS {
             let quoted = Ident::new(payload).unwrap().quoted();
             assert_inert(&quoted);
-            assert_eq!(Ident::from_quoted(&quoted).unwrap().as_str(), *payload);
+            assert_eq!(from_quoted(&quoted).unwrap().as_str(), *payload);
         }
     }
 
@@ -236,7 +231,7 @@ mod tests {
         fn accepted_names_round_trip(s in "[^\\x00]{1,15}") {
             let ident = Ident::new(&s).unwrap();
             let quoted = ident.quoted();
-            let back = Ident::from_quoted(&quoted).unwrap();
+            let back = from_quoted(&quoted).unwrap();
             prop_assert_eq!(back.as_str(), s.as_str());
             let q = QualifiedName { schema: Some(ident.clone()), name: ident };
             prop_assert_eq!(QualifiedName::parse(&q.to_string()).unwrap(), q);

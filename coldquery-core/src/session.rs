@@ -82,16 +82,6 @@ impl Isolation {
             _ => None,
         }
     }
-
-    /// The SQL keywords.
-    pub fn sql(self) -> &'static str {
-        match self {
-            Isolation::ReadCommitted => "READ COMMITTED",
-            Isolation::RepeatableRead => "REPEATABLE READ",
-            Isolation::Serializable => "SERIALIZABLE",
-            Isolation::ReadUncommitted => "READ UNCOMMITTED",
-        }
-    }
 }
 
 /// What a failed statement does to a session.

@@ -16,7 +16,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode as PgSslMode, SslNegotiation};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::tls::{self, PgTls, Roots, Verification};
 
@@ -809,11 +808,6 @@ impl PgConfig {
         &self.pg
     }
 
-    /// Sets `application_name`, replacing any value from the URL or `PGAPPNAME`.
-    pub fn set_application_name(&mut self, name: &str) {
-        self.pg.application_name(name);
-    }
-
     /// Sets `application_name` only if neither the URL nor `PGAPPNAME` gave one (libpq's
     /// `fallback_application_name`).
     pub fn set_fallback_application_name(&mut self, name: &str) {
@@ -841,17 +835,8 @@ impl PgConfig {
         tls::client_config(&self.verification).map_err(|e| ConfigError::Tls(e.to_string()))
     }
 
-    /// A `MakeRustlsConnect` honouring `sslmode` (see the table in the crate's TLS module).
-    ///
-    /// Caution: `MakeRustlsConnect` refuses the empty host name tokio-postgres passes
-    /// for Unix-socket hosts, so connections to a socket directory fail with it; prefer
-    /// [`PgConfig::tls_connector`], which is the same connector without that flaw.
-    pub fn make_tls(&self) -> Result<MakeRustlsConnect, ConfigError> {
-        Ok(MakeRustlsConnect::new(self.client_config()?))
-    }
-
-    /// The TLS connector to give tokio-postgres / bb8-postgres: honours `sslmode` like
-    /// [`PgConfig::make_tls`] and also works for Unix-socket hosts.
+    /// The TLS connector to give tokio-postgres / bb8-postgres: honours `sslmode` (see the
+    /// table in the crate's TLS module) and also works for Unix-socket hosts.
     pub fn tls_connector(&self) -> Result<PgTls, ConfigError> {
         Ok(PgTls::new(self.client_config()?))
     }
@@ -1214,7 +1199,6 @@ mod tests {
                 // libpq: with a root file, prefer and require verify like verify-ca.
                 _ => assert!(matches!(v, Verification::Chain(_)), "{v:?}"),
             }
-            c.make_tls().expect("make_tls");
             c.tls_connector().expect("tls_connector");
             let kv = ok(&format!("host=h sslmode={mode}  sslrootcert='{}'", ca.display()), &[]);
             assert_eq!(kv.ssl_mode(), mode);
@@ -1261,7 +1245,7 @@ mod tests {
         assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
         assert!(matches!(c.verification, Verification::Full(Roots::System)));
         assert!(c.redacted().ends_with("sslmode=verify-full sslrootcert=system"));
-        c.make_tls().expect("make_tls");
+        c.tls_connector().expect("tls_connector");
         let c = PgConfig::from_env_and_url(None, &env_of(&[("PGSSLROOTCERT", "system")])).expect("env");
         assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
 
@@ -1277,8 +1261,6 @@ mod tests {
         let mut c = ok("postgres://h/db?application_name=mine", &[]);
         c.set_fallback_application_name("coldquery");
         assert_eq!(c.pg().get_application_name(), Some("mine"));
-        c.set_application_name("forced");
-        assert_eq!(c.pg().get_application_name(), Some("forced"));
         let mut c = ok("postgres://h/db", &[]);
         c.set_fallback_application_name("coldquery");
         assert_eq!(c.pg().get_application_name(), Some("coldquery"));

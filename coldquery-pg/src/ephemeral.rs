@@ -457,6 +457,19 @@ mod tests {
         assert_eq!(url_for(5433, DEMO_DATABASE), "postgresql://postgres@127.0.0.1:5433/demo?sslmode=disable");
     }
 
+    /// `deploy/demo-schema.sql` (what the development stack loads), below its leading comment
+    /// lines, is [`DEMO_SQL`] exactly.
+    #[test]
+    fn the_deployment_demo_schema_is_this_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo-schema.sql");
+        let text = std::fs::read_to_string(&path).expect("deploy/demo-schema.sql is readable");
+        let body: String = text.split_inclusive('\n').skip_while(|line| line.starts_with("--")).collect();
+        assert!(
+            body == DEMO_SQL.trim_start_matches('\n'),
+            "deploy/demo-schema.sql differs from coldquery_pg::ephemeral::DEMO_SQL: copy it again (keep the comment lines on top)"
+        );
+    }
+
     #[test]
     fn startup_failures_are_found_after_the_offset_only() {
         let dir = std::env::temp_dir().join(format!("coldquery-ephemeral-test-{}", random_hex().unwrap()));

@@ -1,6 +1,7 @@
 //! The bb8 connection manager: bb8-postgres underneath, plus a per-connection set-up and a
-//! "poisoned" flag so ColdQuery can throw away a connection it cannot prove clean (bb8 has no
-//! public discard; see reliability notes, finding 7).
+//! "poisoned" flag so ColdQuery can throw away a connection it cannot prove clean: bb8 has no
+//! public way to discard a connection, so a poisoned one reports itself broken (`has_broken`)
+//! and bb8 drops it instead of putting it back in the pool.
 
 use crate::tls::PgTls;
 use bb8::ManageConnection;

@@ -1,8 +1,9 @@
 //! Running one statement: extended protocol only, capped while fetching, cancelled on the
 //! server when its deadline passes or the caller cancels, and rendered losslessly.
 //!
-//! Dropping a tokio-postgres future does not stop the server (reliability finding 1), so every
-//! interruption here sends a CancelRequest and then waits for the statement to end.
+//! Dropping a tokio-postgres future does not stop the statement on the server (it runs on,
+//! holding the connection, and the next statement waits behind it), so every interruption here
+//! sends a CancelRequest and then waits for the statement to end.
 
 use std::error::Error as StdError;
 use std::pin::Pin;

@@ -4,8 +4,8 @@
 //!
 //! Each session is a small state machine (open / aborted / lost, plus "active" while a call
 //! runs). It is what makes `commit` honest: tokio-postgres returns `Ok` for a COMMIT that
-//! PostgreSQL turned into a ROLLBACK (reliability finding 2), so the state is tracked here and
-//! probed before COMMIT. A session is never reconnected transparently.
+//! PostgreSQL turned into a ROLLBACK (the transaction had failed), so the state is tracked
+//! here and probed before COMMIT. A session is never reconnected transparently.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

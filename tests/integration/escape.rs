@@ -1,4 +1,4 @@
-//! The read-only escape corpus (SPEC §3, reliability notes §3.4) against a real PostgreSQL:
+//! The read-only escape corpus (SPEC §3) against a real PostgreSQL:
 //! every way we know to change data or server state through `pg_query read` is refused with
 //! the expected code, or is harmless; afterwards a side connection shows that nothing changed
 //! (rows, sequence, relations, large objects, advisory locks, other backends, settings, files).

@@ -248,7 +248,7 @@ async fn reads_of_custom_types_survive_moves_between_server_connections() {
     }
 }
 
-/// Sessions behind PgBouncer in transaction mode (issue 15): a session's transaction pins one
+/// Sessions behind PgBouncer in transaction mode: a session's transaction pins one
 /// server connection, and its end — COMMIT or ROLLBACK, also after an error aborted it — runs
 /// the reset in the same message, so the reset cleans that server connection rather than
 /// whichever one PgBouncer hands out next. Checked on the server connection itself: its locks

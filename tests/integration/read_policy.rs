@@ -1,4 +1,4 @@
-//! The classes of read escapes closed by design (issue 12), each checked from a side
+//! The classes of read escapes closed by design, each checked from a side
 //! connection: every syntactic way PostgreSQL calls a function (attribute notation on
 //! literals, columns, subqueries and subscripts; column references over functions in FROM;
 //! operators, casts, views and policies backed by functions), SQL hidden in text arguments of

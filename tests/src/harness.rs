@@ -71,7 +71,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Server {
     admin_url: String,
-    cluster: Option<PgCluster>,
+    /// The harness's own cluster, owned here so that it runs as long as the process (dropping
+    /// it stops the server); `None` with `COLDQUERY_TEST_DATABASE_URL`.
+    _cluster: Option<PgCluster>,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -164,22 +166,6 @@ pub fn server_url() -> Option<String> {
     std::env::var(DATABASE_URL_ENV).ok().filter(|url| !url.trim().is_empty())
 }
 
-/// The temporary directory of the harness's shared cluster (data directory `data/`, log
-/// `postgres.log`, socket), once [`test_db`] has started it; `None` with
-/// `COLDQUERY_TEST_DATABASE_URL` or before the first [`test_db`].
-pub fn cluster_dir() -> Option<PathBuf> {
-    match SERVER.get() {
-        Some(Ok(Server { cluster: Some(cluster), .. })) => Some(cluster.dir().to_path_buf()),
-        _ => None,
-    }
-}
-
-/// True when `initdb` and `postgres` are on `PATH` (or in Debian's
-/// `/usr/lib/postgresql/<major>/bin`).
-pub fn pg_binaries_available() -> bool {
-    find_pg_binary("initdb").is_some() && find_pg_binary("postgres").is_some()
-}
-
 /// A side connection to `url`, its connection task spawned on the current tokio runtime.
 /// Panics when it cannot connect.
 pub async fn connect(url: &str) -> Client {
@@ -211,7 +197,7 @@ fn init_server() -> Result<Server, String> {
     };
     let url = admin_url.clone();
     block_on_own_thread(move || async move { ensure_fixture(&url).await }).map_err(|err| unavailable(&err))?;
-    Ok(Server { admin_url, cluster })
+    Ok(Server { admin_url, _cluster: cluster })
 }
 
 fn unavailable(reason: &str) -> String {

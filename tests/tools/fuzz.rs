@@ -1,4 +1,4 @@
-//! Fuzzing in CI, as proptest (issue 15): the classifier and every tool's argument parsing
+//! Fuzzing in CI, as proptest: the classifier and every tool's argument parsing
 //! are fed random and hostile input over the fakes; each call must end with a result whose
 //! error code is one of SPEC §2's, never a panic or a hang. Case counts are sized for CI
 //! (`PROPTEST_CASES` raises them).

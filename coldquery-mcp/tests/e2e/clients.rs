@@ -1,4 +1,4 @@
-//! Clients that misbehave (issue 15): a stdio client that stops reading, HTTP clients that hang
+//! Clients that misbehave: a stdio client that stops reading, HTTP clients that hang
 //! up mid-response, a flood of connections over the cap, malformed JSON-RPC of every kind over
 //! both transports, and SIGTERM with calls in flight. Each checks the server's memory, file
 //! descriptors and PostgreSQL's view, and that the next good request is served.

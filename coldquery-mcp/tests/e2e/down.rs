@@ -1,4 +1,4 @@
-//! Starting while the database is down (issue 15): like PgBouncer, the server starts and
+//! Starting while the database is down: like PgBouncer, the server starts and
 //! listens, `/health` answers 200, `/ready` 503, tool calls `UNAVAILABLE` with a hint, and it
 //! recovers by itself when the database comes up — no restart. On a cluster of the test's own.
 

@@ -1,4 +1,4 @@
-//! Fuzzing the JSON-RPC entry (issue 15), as proptest so that it runs in CI: arbitrary and
+//! Fuzzing the JSON-RPC entry, as proptest so that it runs in CI: arbitrary and
 //! mutated messages go into the real server (`ColdQueryServer` behind the stdio transport,
 //! `coldquery_mcp::stdio::Bounded`) over an in-memory pipe, with the tools over the fakes. After
 //! each case a `ping` must be answered within 5 s (no hang, no lost server), every line the

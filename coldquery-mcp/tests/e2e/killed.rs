@@ -1,4 +1,4 @@
-//! ColdQuery killed (SIGKILL) mid-transaction and mid-query (issue 15): the real binary serves
+//! ColdQuery killed (SIGKILL) mid-transaction and mid-query: the real binary serves
 //! an idle session with an uncommitted row, a session statement and an autocommit write that
 //! are both still running (`pg_sleep`), and a heavy sessionless read; then it is killed with
 //! `kill -9`. From a side connection: every one of its backends is gone within a bound, and

@@ -1,4 +1,4 @@
-//! The soak (issue 15): 16 concurrent HTTP clients against the real binary for a bounded time
+//! The soak: 16 concurrent HTTP clients against the real binary for a bounded time
 //! (90 s, `COLDQUERY_SOAK_SECS` to change it) and a bounded number of calls, mixing reads,
 //! capped reads, errors, cancels, timeouts and sessions that commit or roll back. Then
 //! PostgreSQL's view (no transaction left open, backends within pool + sessions, exactly the
