@@ -8,7 +8,7 @@ use coldquery_core::{Guard, Isolation, Limits, Result, Sql, TxOptions};
 use postgres_types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
 
-use crate::manager::{Manager, PgConn};
+use crate::manager::{Manager, PgConn, Prepared};
 use crate::{errors, no_answer, within};
 
 /// A pooled connection.
@@ -127,7 +127,7 @@ async fn begin_on(
 ) -> Result<bool> {
     let checked = async {
         match guard {
-            Some(guard) => check(&conn.client, guard).await,
+            Some(guard) => check(&conn.client, &conn.prepared, guard).await,
             None => Ok(()),
         }
     };
@@ -154,34 +154,33 @@ async fn begin_on(
     Ok(moved)
 }
 
-/// Runs a guard; its refusal becomes `STATEMENT_NOT_ALLOWED`, any other failure is reported as
-/// it is (the transaction is aborted either way).
-pub(crate) async fn check(client: &Client, guard: &Guard) -> Result<()> {
+/// Runs a guard (prepared once per connection, see [`Prepared`]); its refusal becomes
+/// `STATEMENT_NOT_ALLOWED`, any other failure is reported as it is (the transaction is aborted
+/// either way).
+pub(crate) async fn check(client: &Client, prepared: &Prepared, guard: &Guard) -> Result<()> {
     // Guards take text parameters (their SQL casts them, e.g. `$1::text[]`).
     let params: Vec<Option<String>> = guard.check.params.iter().map(coldquery_core::Param::to_text).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> =
-        params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::TEXT)).collect();
-    match client.query_typed(guard.check.sql.text(), &typed).await {
+    let sql = guard.check.sql.text();
+    let statement = match prepared.get(sql) {
+        Some(statement) => statement,
+        None => {
+            let types = vec![Type::TEXT; params.len()];
+            let statement =
+                client.prepare_typed(sql, &types).await.map_err(|e| errors::map(&e, "checking the statement"))?;
+            prepared.put(sql, statement.clone());
+            statement
+        }
+    };
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    match client.query(&statement, &refs).await {
         Ok(_) => Ok(()),
         Err(e) => {
+            if e.code().is_some_and(|c| c.code() == "26000") {
+                // Gone from the server process (a transaction pooler moved the connection).
+                prepared.clear();
+            }
             let err = errors::map(&e, "checking the statement");
             Err(guard.refusal(&err).unwrap_or(err))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn begin_sql_is_built_from_options() {
-        let sql = begin_sql(&TxOptions {
-            isolation: Isolation::Serializable,
-            read_only: true,
-            deferrable: true,
-            ..TxOptions::default()
-        });
-        assert_eq!(sql.text(), "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE");
     }
 }

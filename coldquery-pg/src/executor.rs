@@ -168,7 +168,7 @@ impl PgExecutor {
         for (index, statement) in statements.iter().enumerate() {
             let started = Instant::now();
             let fetched = match statement.guard.as_deref() {
-                Some(guard) => match within(step, begin::check(&conn.client, guard)).await {
+                Some(guard) => match within(step, begin::check(&conn.client, &conn.prepared, guard)).await {
                     Some(checked) => checked,
                     None => {
                         conn.poison();

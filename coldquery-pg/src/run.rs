@@ -20,7 +20,7 @@ use crate::begin::{Setup, check};
 use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
-use crate::manager::PgConn;
+use crate::manager::{PgConn, Prepared};
 use crate::{Shared, no_answer, within};
 
 /// How the statement is sent.
@@ -223,7 +223,7 @@ pub(crate) async fn read(
     let token = conn.client.cancel_token();
     let backend = conn.backend();
     let (result, suspect) = {
-        let work = read_rows(&mut conn.client, statement, limits, backend, report_moved, step);
+        let work = read_rows(&mut conn.client, &conn.prepared, statement, limits, backend, report_moved, step);
         pin_mut!(work);
         tokio::select! {
             biased;
@@ -243,6 +243,7 @@ pub(crate) async fn read(
 
 async fn read_rows(
     client: &mut Client,
+    prepared: &Prepared,
     statement: &Statement,
     limits: &Limits,
     backend: Option<i32>,
@@ -257,7 +258,7 @@ async fn read_rows(
     let pin = Setup::call(limits);
     let checked = async {
         match statement.guard.as_deref() {
-            Some(guard) => check(tx.client(), guard).await,
+            Some(guard) => check(tx.client(), prepared, guard).await,
             None => Ok(()),
         }
     };
@@ -277,6 +278,14 @@ async fn read_rows(
         return (Ok(Read::Moved), true);
     }
     if let Err(err) = checked {
+        // On a connection's first guard (prepared, then run) the statement's Parse reaches the
+        // server before the guard runs: a statement the server cannot parse aborts the
+        // transaction, and the guard then reports only that (25P02). The statement's own error
+        // is the one to report. (Nothing of the statement ran: it is bound only after both.)
+        let err = match &prepared {
+            Err(e) if err.sqlstate() == Some("25P02") => errors::map(e, "running the statement"),
+            _ => err,
+        };
         return (Err(err), end_early(tx, step).await);
     }
     let prepared = match prepared {

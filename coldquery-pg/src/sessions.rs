@@ -392,7 +392,7 @@ impl SessionStore for PgSessions {
             let guarded = within(step, async {
                 let (saved, checked) = tokio::join!(
                     conn.client.batch_execute("SAVEPOINT coldquery_guard"),
-                    crate::begin::check(&conn.client, guard)
+                    crate::begin::check(&conn.client, &conn.prepared, guard)
                 );
                 let undo = match (&saved, &checked) {
                     (Ok(()), Ok(())) => "RELEASE SAVEPOINT coldquery_guard",

@@ -114,6 +114,35 @@ async fn capped_reads_scan_only_what_they_return_and_keep_their_connection() {
     assert_eq!(out["rows"][0]["pid"], pid, "the pooled connection was replaced");
 }
 
+/// The read function guard is prepared once per pooled connection and run again, not parsed
+/// and planned for every read; nothing else accumulates.
+#[tokio::test]
+async fn the_read_guard_is_prepared_once_per_connection() {
+    let db = test_db().await;
+    let (_side, tools, _db, me) = setup(&db).await;
+    // The first read of a connection prepares the guard while the statement is parsed: a
+    // statement the server refuses still reports its own error, not the aborted transaction.
+    let missing = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT * FROM no_such_table"})).await;
+    assert_eq!(code(&missing), "DATABASE_ERROR", "{missing}");
+    assert_eq!(missing["error"]["sqlstate"], "42P01", "{missing}");
+    let prepared = json!({"action": "read", "sql": "SELECT count(*) FILTER (WHERE statement LIKE '%WITH RECURSIVE ' || 'rels%') AS guards,
+               count(*) AS statements FROM pg_prepared_statements WHERE NOT from_sql"});
+    let first = call(&tools, &me, "pg_query", prepared.clone()).await;
+    assert_eq!(first["rows"][0]["guards"], 1, "{first}");
+    for n in 0..20 {
+        let out = call(
+            &tools,
+            &me,
+            "pg_query",
+            json!({"action": "read", "sql": "SELECT name FROM items WHERE id = $1", "params": [n % 20 + 1]}),
+        )
+        .await;
+        assert_eq!(out["row_count"], 1, "{out}");
+    }
+    let after = call(&tools, &me, "pg_query", prepared).await;
+    assert_eq!(after["rows"][0], first["rows"][0], "{first} then {after}");
+}
+
 #[tokio::test]
 async fn read_is_capped_at_max_rows_while_fetching() {
     let db = test_db().await;
