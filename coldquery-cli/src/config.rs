@@ -145,7 +145,7 @@ pub(crate) fn libpq_config(url: Option<&str>, env: &dyn Fn(&str) -> Option<Strin
             .or_else(|| env(name))
     };
     let pg = PgConfig::from_env_and_url(url, &with_service).map_err(|e| Failure::config(e.to_string()))?;
-    if pg.pg().get_password().is_some() {
+    if pg.has_password() {
         return Ok(pg);
     }
     let Some(password) = pgpass_password(&pg.redacted(), env) else { return Ok(pg) };

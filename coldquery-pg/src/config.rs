@@ -801,10 +801,16 @@ impl PgConfig {
         }
     }
 
+    /// True when a password was given (URL, `PGPASSWORD`, or a service's), so `~/.pgpass` is not
+    /// consulted.
+    pub fn has_password(&self) -> bool {
+        self.pg.get_password().is_some()
+    }
+
     /// The tokio-postgres settings (`ssl_mode` already mapped: `disable` → Disable,
     /// `prefer` → Prefer, `require` / `verify-ca` / `verify-full` → Require; Disable when
     /// every host is a Unix socket).
-    pub fn pg(&self) -> &tokio_postgres::Config {
+    pub(crate) fn pg(&self) -> &tokio_postgres::Config {
         &self.pg
     }
 
@@ -837,7 +843,7 @@ impl PgConfig {
 
     /// The TLS connector to give tokio-postgres / bb8-postgres: honours `sslmode` (see the
     /// table in the crate's TLS module) and also works for Unix-socket hosts.
-    pub fn tls_connector(&self) -> Result<PgTls, ConfigError> {
+    pub(crate) fn tls_connector(&self) -> Result<PgTls, ConfigError> {
         Ok(PgTls::new(self.client_config()?))
     }
 

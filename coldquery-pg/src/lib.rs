@@ -36,7 +36,6 @@ pub use config::{
 };
 pub use executor::PgExecutor;
 pub use sessions::PgSessions;
-pub use tls::PgTls;
 
 use manager::Manager;
 

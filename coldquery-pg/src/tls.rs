@@ -240,7 +240,7 @@ impl ServerCertVerifier for ChainOnly {
 /// itself refuses a TLS handshake without a host name, so the placeholder is never
 /// verified against.
 #[derive(Clone)]
-pub struct PgTls {
+pub(crate) struct PgTls {
     inner: MakeRustlsConnect,
 }
 
