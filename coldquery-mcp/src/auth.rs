@@ -49,11 +49,6 @@ const TOKEN_SETTING: &str = "--auth-token (COLDQUERY_AUTH_TOKEN)";
 const FILE_SETTING: &str = "--auth-token-file (COLDQUERY_AUTH_TOKEN_FILE)";
 
 impl Tokens {
-    /// No tokens: authentication is off.
-    pub fn none() -> Tokens {
-        Tokens::default()
-    }
-
     /// Parses a token file: `principal token` per line, blank lines and `#` comments ignored.
     pub fn parse_file(text: &str) -> Result<Tokens, String> {
         let mut tokens = Tokens::default();
