@@ -223,7 +223,8 @@ pub(crate) async fn read(
     let token = conn.client.cancel_token();
     let backend = conn.backend();
     let (result, suspect) = {
-        let work = read_rows(&mut conn.client, &conn.prepared, statement, limits, backend, report_moved, step);
+        let work =
+            read_rows(&mut conn.client, &conn.prepared, (&token, tls), statement, limits, backend, report_moved, step);
         pin_mut!(work);
         tokio::select! {
             biased;
@@ -241,9 +242,11 @@ pub(crate) async fn read(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_rows(
     client: &mut Client,
     prepared: &Prepared,
+    (token, tls): (&CancelToken, &Canceller),
     statement: &Statement,
     limits: &Limits,
     backend: Option<i32>,
@@ -321,14 +324,41 @@ async fn read_rows(
     let mut rollback = std::pin::pin!(tx.rollback());
     let early = futures_util::poll!(rollback.as_mut());
     pin_mut!(stream);
-    let collected = collect(stream, limits).await;
+    // The portal stops at the row cap by itself; the byte budget can be spent long before it
+    // (wide rows), and then the rest is not worth transferring: the statement is cancelled.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = false;
+    let mut collected = Ok(());
+    let mut cancel_suspect = false;
+    loop {
+        match stream.next().await.transpose() {
+            Ok(Some(row)) => {
+                bytes += row.raw_size_bytes();
+                if rows.len() >= limits.max_rows {
+                    truncated = true;
+                } else if bytes > limits.max_bytes {
+                    truncated = true;
+                    cancel_suspect = cancel_rest(token, tls, stream.as_mut()).await;
+                    break;
+                } else {
+                    rows.push(row);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                collected = Err(e);
+                break;
+            }
+        }
+    }
     let rolled_back = match early {
         Poll::Ready(done) => Some(done),
         Poll::Pending => within(step, rollback).await,
     };
-    let suspect = !matches!(rolled_back, Some(Ok(())));
+    let suspect = cancel_suspect || !matches!(rolled_back, Some(Ok(())));
     match collected {
-        Ok((rows, truncated)) => {
+        Ok(()) => {
             let columns = describe(prepared.columns());
             (Ok(Read::Fetched(Fetched { columns, rows, truncated, rows_affected: None }, pid)), suspect)
         }

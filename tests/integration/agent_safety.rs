@@ -296,6 +296,20 @@ async fn the_byte_budget_bounds_the_whole_message_and_truncation_names_its_limit
     .await;
     assert_eq!(whole["truncated"], false, "{whole}");
     assert!(whole.get("truncated_by").is_none(), "{whole}");
+    // Rows far wider than the budget: the fetch stops when the budget is spent (the statement is
+    // cancelled), it does not transfer the 5 GB up to the row cap and throw them away.
+    let started = std::time::Instant::now();
+    let huge = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "read", "sql": "SELECT repeat('x', 1000000) AS mb FROM generate_series(1, 5000) g", "max_rows": 5000}),
+    )
+    .await;
+    assert_eq!(huge["truncated_by"], "max_result_bytes", "{}", huge["hint"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    let after = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"})).await;
+    assert_eq!(after["rows"][0]["one"], 1, "the pool serves the next call: {after}");
 }
 
 #[tokio::test]
