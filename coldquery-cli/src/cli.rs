@@ -667,12 +667,7 @@ pub(crate) fn call_request(
     args: &str,
     stdin: impl FnOnce() -> std::io::Result<String>,
 ) -> Result<Request, Failure> {
-    if !coldquery_tools::TOOL_NAMES.contains(&tool) {
-        return Err(Failure::usage(format!(
-            "unknown tool '{tool}'; the tools are {}",
-            coldquery_tools::TOOL_NAMES.join(", ")
-        )));
-    }
+    coldquery_tools::tool(tool).map_err(|unknown| Failure::usage(unknown.to_string()))?;
     let text = if args == "-" {
         stdin().map_err(|e| Failure::usage(format!("reading the arguments from stdin: {e}")))?
     } else {

@@ -77,9 +77,9 @@ pub fn render_reference(examples: &[Example]) -> String {
                 );
             }
         }
-        for action in actions(&spec.input_schema) {
+        for action in spec.action_names() {
             let _ = writeln!(out, "\n### `{}` `{action}`\n", spec.name);
-            let parameters = crate::action_parameters(spec.name, &action).unwrap_or_default();
+            let parameters = crate::action_parameters(spec.name, action).unwrap_or_default();
             if parameters.is_empty() {
                 out.push_str("Parameters: none besides `action`.\n\n");
             } else {

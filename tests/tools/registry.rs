@@ -87,6 +87,9 @@ fn layouts_mark_what_reads() {
             .all(|s| s.annotations.read_only && !s.annotations.destructive)
     );
     assert_eq!(tool_specs().len(), registry(Layout::Combined, false).len());
+    for spec in &split {
+        assert_eq!(coldquery_tools::actions(&spec.input_schema), spec.action_names(), "{}", spec.name);
+    }
 }
 
 #[test]
@@ -102,6 +105,7 @@ fn input_schemas() {
 fn action_parameters_match_the_schemas() {
     for spec in tool_specs() {
         let properties = spec.input_schema["properties"].as_object().unwrap();
+        assert_eq!(coldquery_tools::actions(&spec.input_schema), spec.action_names(), "{}: the action enum", spec.name);
         let mut used = std::collections::BTreeSet::new();
         for action in coldquery_tools::actions(&spec.input_schema) {
             let parameters = coldquery_tools::action_parameters(spec.name, &action)

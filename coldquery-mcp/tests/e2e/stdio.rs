@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use coldquery_tests::harness::test_db;
 use rmcp::model::{
-    CallToolRequestParams, ClientRequest, GetPromptRequestParams, ProtocolVersion, ReadResourceRequestParams, Request,
-    ServerResult,
+    CallToolRequestParams, ClientRequest, ErrorCode, GetPromptRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, Request, ServerResult,
 };
 use rmcp::service::PeerRequestOptions;
 use rmcp::transport::TokioChildProcess;
@@ -85,7 +85,21 @@ async fn tools_resources_and_prompts_are_served() {
     };
     let health: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(health["status"], "ok");
-    assert!(client.read_resource(ReadResourceRequestParams::new("postgres://nowhere")).await.is_err());
+    // Each failure is its own MCP error: an unknown URI or object is not found, a malformed URI
+    // is a bad parameter.
+    for (uri, expected) in [
+        ("postgres://nowhere", ErrorCode::RESOURCE_NOT_FOUND),
+        ("postgres://schema/public/no_such_table", ErrorCode::RESOURCE_NOT_FOUND),
+        ("postgres://schema/public/%zz", ErrorCode::INVALID_PARAMS),
+    ] {
+        match client.read_resource(ReadResourceRequestParams::new(uri)).await {
+            Err(rmcp::ServiceError::McpError(error)) => {
+                assert_eq!(error.code, expected, "{uri}: {error:?}");
+                assert_eq!(error.data.as_ref().map(|d| d["uri"].clone()), Some(json!(uri)), "{uri}");
+            }
+            other => panic!("{uri}: an MCP error, got {other:?}"),
+        }
+    }
 
     let prompts = client.list_all_prompts().await.unwrap();
     assert_eq!(prompts.len(), 2);
