@@ -96,19 +96,17 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     }
     let mut script = cli.script.clone();
     let job = match &cli.command {
-        Some(Command::Query(query)) => {
-            let mut request = query.request()?;
+        Some(Command::Tool(cli::ToolCommand(request))) => {
+            let mut request = request.clone();
             // People read plans as text, the way psql shows EXPLAIN (one line per row in CSV
             // and Markdown); JSON stays for scripts.
             let for_people = style.format != Format::Json;
-            if request.args["action"] == "explain" && request.args.get("format").is_none() && for_people {
+            let explain = request.tool == "pg_query" && request.args["action"] == "explain";
+            if explain && request.args.get("format").is_none() && for_people {
                 request.args["format"] = json!("text");
             }
             Job::Call(request)
         }
-        Some(Command::Schema(schema)) => Job::Call(schema.request()),
-        Some(Command::Admin(admin)) => Job::Call(admin.request()),
-        Some(Command::Monitor(monitor)) => Job::Call(monitor.request()),
         Some(Command::Call { tool, args }) => Job::Call(cli::call_request(tool, args, read_stdin)?),
         Some(Command::Tools { tool }) => {
             print(&render_tools(tool.as_deref(), format)?);

@@ -185,6 +185,8 @@ fn output_schema() -> Value {
 pub struct Action {
     /// `read`, `begin`...
     pub name: &'static str,
+    /// What it does, in one line (the CLI's subcommand help).
+    pub about: &'static str,
     /// The parameters it takes.
     pub parameters: &'static [&'static str],
 }
@@ -207,7 +209,7 @@ pub struct ToolDef {
     /// Its actions, in the order of its `action` enum.
     pub actions: &'static [Action],
     /// The JSON schema of its arguments.
-    input_schema: fn() -> Value,
+    pub input_schema: fn() -> Value,
     /// Runs a call.
     pub(crate) run: Run,
 }
@@ -292,9 +294,14 @@ pub static TOOLS: [ToolDef; 5] = [
         ),
         annotations: WRITES,
         actions: &[
-            Action { name: "read", parameters: &["sql", "params", "session_id", "max_rows", "timeout_ms", "format"] },
+            Action {
+                name: "read",
+                about: "Run one read-only statement (in a READ ONLY transaction that is rolled back).",
+                parameters: &["sql", "params", "session_id", "max_rows", "timeout_ms", "format"],
+            },
             Action {
                 name: "write",
+                about: "Run one writing statement (needs a session or autocommit).",
                 parameters: &[
                     "sql",
                     "params",
@@ -308,10 +315,12 @@ pub static TOOLS: [ToolDef; 5] = [
             },
             Action {
                 name: "explain",
+                about: "Show a statement's plan.",
                 parameters: &["sql", "params", "session_id", "timeout_ms", "format", "analyze", "buffers", "verbose"],
             },
             Action {
                 name: "transaction",
+                about: "Run several statements atomically (all commit or none).",
                 parameters: &[
                     "operations",
                     "isolation_level",
@@ -339,15 +348,20 @@ pub static TOOLS: [ToolDef; 5] = [
         actions: &[
             Action {
                 name: "begin",
+                about: "Open a transaction that lives across calls.",
                 parameters: &["isolation_level", "read_only", "deferrable", "on_error", "role", "settings"],
             },
-            Action { name: "commit", parameters: &["session_id"] },
-            Action { name: "rollback", parameters: &["session_id"] },
-            Action { name: "savepoint", parameters: &["session_id", "name"] },
-            Action { name: "release", parameters: &["session_id", "name"] },
-            Action { name: "rollback_to", parameters: &["session_id", "name"] },
-            Action { name: "list", parameters: &[] },
-            Action { name: "status", parameters: &["session_id"] },
+            Action { name: "commit", about: "Commit the session's transaction.", parameters: &["session_id"] },
+            Action { name: "rollback", about: "Roll the session's transaction back.", parameters: &["session_id"] },
+            Action { name: "savepoint", about: "Set a savepoint in the session.", parameters: &["session_id", "name"] },
+            Action { name: "release", about: "Release a savepoint.", parameters: &["session_id", "name"] },
+            Action {
+                name: "rollback_to",
+                about: "Roll the session back to a savepoint.",
+                parameters: &["session_id", "name"],
+            },
+            Action { name: "list", about: "List your open sessions.", parameters: &[] },
+            Action { name: "status", about: "The session's state.", parameters: &["session_id"] },
         ],
         input_schema: schema::<PgTxArgs>,
         run: run!(pg_tx),
@@ -364,12 +378,17 @@ pub static TOOLS: [ToolDef; 5] = [
         actions: &[
             Action {
                 name: "list",
+                about: "List tables, views, functions, indexes... (paged).",
                 parameters: &["target", "schema", "pattern", "limit", "offset", "include_sizes", "session_id"],
             },
-            Action { name: "describe", parameters: &["target", "name", "schema", "session_id"] },
-            Action { name: "create", parameters: DDL },
-            Action { name: "alter", parameters: DDL },
-            Action { name: "drop", parameters: DDL },
+            Action {
+                name: "describe",
+                about: "Describe a table (default), view, function, sequence or type.",
+                parameters: &["target", "name", "schema", "session_id"],
+            },
+            Action { name: "create", about: "CREATE an object (a write).", parameters: DDL },
+            Action { name: "alter", about: "ALTER an object (a write).", parameters: DDL },
+            Action { name: "drop", about: "DROP an object (a write).", parameters: DDL },
         ],
         input_schema: schema::<PgSchemaArgs>,
         run: run!(pg_schema),
@@ -386,16 +405,34 @@ pub static TOOLS: [ToolDef; 5] = [
         actions: &[
             Action {
                 name: "vacuum",
+                about: "VACUUM a table or the database (a write).",
                 parameters: &["table", "schema", "full", "verbose", "analyze", "session_id", "autocommit"],
             },
-            Action { name: "analyze", parameters: &["table", "schema", "verbose", "session_id", "autocommit"] },
+            Action {
+                name: "analyze",
+                about: "ANALYZE a table or the database (a write).",
+                parameters: &["table", "schema", "verbose", "session_id", "autocommit"],
+            },
             Action {
                 name: "reindex",
+                about: "REINDEX a table, an index or a schema (a write).",
                 parameters: &["target", "name", "schema", "concurrently", "verbose", "session_id", "autocommit"],
             },
-            Action { name: "stats", parameters: &["table", "schema", "limit"] },
-            Action { name: "settings", parameters: &["name", "value", "category", "pattern", "limit", "session_id"] },
-            Action { name: "terminate", parameters: &["pid", "mode", "session_id", "autocommit"] },
+            Action {
+                name: "stats",
+                about: "Table statistics: the busiest tables, or one table with its indexes.",
+                parameters: &["table", "schema", "limit"],
+            },
+            Action {
+                name: "settings",
+                about: "List or get server settings (setting one needs a session).",
+                parameters: &["name", "value", "category", "pattern", "limit", "session_id"],
+            },
+            Action {
+                name: "terminate",
+                about: "Cancel a backend's query, or terminate the backend (a write).",
+                parameters: &["pid", "mode", "session_id", "autocommit"],
+            },
         ],
         input_schema: schema::<PgAdminArgs>,
         run: run!(pg_admin),
@@ -409,12 +446,28 @@ pub static TOOLS: [ToolDef; 5] = [
         ),
         annotations: READS,
         actions: &[
-            Action { name: "health", parameters: &["deep"] },
-            Action { name: "activity", parameters: &["include_idle", "min_duration_ms", "limit"] },
-            Action { name: "connections", parameters: &[] },
-            Action { name: "locks", parameters: &["blocking_only", "limit"] },
-            Action { name: "size", parameters: &["database", "limit"] },
-            Action { name: "top_queries", parameters: &["order_by", "limit"] },
+            Action {
+                name: "health",
+                about: "Status, version, uptime, pool and sessions; deep adds checks.",
+                parameters: &["deep"],
+            },
+            Action {
+                name: "activity",
+                about: "Backends other than this one.",
+                parameters: &["include_idle", "min_duration_ms", "limit"],
+            },
+            Action { name: "connections", about: "Connection counts by state, database and user.", parameters: &[] },
+            Action { name: "locks", about: "Who blocks whom.", parameters: &["blocking_only", "limit"] },
+            Action {
+                name: "size",
+                about: "Database sizes, the largest tables and indexes.",
+                parameters: &["database", "limit"],
+            },
+            Action {
+                name: "top_queries",
+                about: "The most expensive statements (pg_stat_statements).",
+                parameters: &["order_by", "limit"],
+            },
         ],
         input_schema: schema::<PgMonitorArgs>,
         run: run!(pg_monitor),
