@@ -227,10 +227,8 @@ impl Tools {
         let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
             return Err(UnknownTool(name.to_owned(), self.specs.iter().map(|s| s.name).collect()));
         };
-        let tool = spec.runs;
-        let run = spec.def.run;
-        let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
-        if !spec.actions.is_empty() && !spec.actions.contains(&action.as_str()) {
+        let action = args.get("action").and_then(Value::as_str).unwrap_or("");
+        if !spec.actions.is_empty() && !spec.actions.contains(&action) {
             let error = Error::invalid(format!(
                 "{name}: parameter 'action' is '{action}'; choose one of {}",
                 spec.actions.join(", ")
@@ -238,6 +236,17 @@ impl Tools {
             .with_hint("the other actions of this kind are on another tool: see tools/list");
             return Ok(ToolOutput::failed(error));
         }
+        // (In --read-only mode every tool is marked read-only, and the write policy refuses.)
+        let reads_only = spec.annotations.read_only && !self.policy.read_only();
+        Ok(self.run(caller, spec.def, reads_only, args).await)
+    }
+
+    /// Runs a call of `tool` (whatever the layout exposes); `reads_only` when it came through a
+    /// tool marked read-only, so nothing it runs may write.
+    async fn run(&self, caller: &Caller, tool: &'static ToolDef, reads_only: bool, args: Value) -> ToolOutput {
+        let run = tool.run;
+        let tool = tool.name;
+        let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
         let format = pg_query::text_format(&args);
         let span = tracing::info_span!(
             "tool_call",
@@ -253,8 +262,7 @@ impl Tools {
         }
         let statement = args.get("sql").and_then(Value::as_str).map(str::to_owned);
         let mut ctx = self.ctx(caller, tool, action);
-        // (In --read-only mode every tool is marked read-only, and the write policy refuses.)
-        ctx.reads_only = spec.annotations.read_only && !self.policy.read_only();
+        ctx.reads_only = reads_only;
         let started = Instant::now();
         let outcome = run(&ctx, args).instrument(span.clone()).await;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
@@ -275,7 +283,14 @@ impl Tools {
             }
         };
         span.in_scope(|| tracing::debug!("tool call finished"));
-        Ok(output)
+        output
+    }
+
+    /// A read the adapters make for a resource or a completion: of the registry's tool, so it
+    /// works in every layout, and through no write.
+    async fn read(&self, caller: &Caller, tool: &str, args: Value) -> Result<Value, Error> {
+        let tool = spec::tool(tool).map_err(|unknown| Error::internal(unknown.to_string()))?;
+        self.run(caller, tool, !self.policy.read_only(), args).await.result
     }
 
     /// Runs a read and hands its rows to `sink` as they arrive, for exports of any size: the
@@ -348,8 +363,8 @@ impl Tools {
         let Some((args, key)) = resources::completion_call(template, argument, prefix, schema) else {
             return Vec::new();
         };
-        match self.call(caller, "pg_schema", args).await {
-            Ok(ToolOutput { result: Ok(value), .. }) => value["items"]
+        match self.read(caller, "pg_schema", args).await {
+            Ok(value) => value["items"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -362,9 +377,7 @@ impl Tools {
     /// A resource's JSON, by URI (see [`resources`]).
     pub async fn read_resource(&self, caller: &Caller, uri: &str) -> Result<Value, ResourceError> {
         let (tool, args) = resources::call_for(uri)?;
-        let output =
-            self.call(caller, tool, args).await.map_err(|e| ResourceError::Failed(Error::internal(e.to_string())))?;
-        match output.result {
+        match self.read(caller, tool, args).await {
             Ok(value) => Ok(value),
             // The arguments come from a well-formed URI: what they name does not exist.
             Err(error) if error.kind() == ErrorKind::InvalidArgument => Err(ResourceError::NotFound(error)),
