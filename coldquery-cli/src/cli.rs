@@ -4,6 +4,7 @@
 //! defaults and validation apply unchanged.
 
 use clap::{Arg, ArgAction, Args, Parser, Subcommand, ValueEnum};
+use coldquery_tools::{Action, ToolDef};
 use serde_json::{Map, Value};
 
 use crate::fail::Failure;
@@ -217,6 +218,16 @@ fn shape(tool: &str, action: &str, parameter: &str) -> Shape {
     SHAPES.iter().find(|(t, a, p, _)| (*t, *a, *p) == (tool, action, parameter)).map_or(Shape::Flag, |s| s.3)
 }
 
+/// The parameters `action`'s subcommand offers: each with the id of its argument and its shape.
+fn offered(tool: &ToolDef, action: &Action) -> impl Iterator<Item = (&'static str, &'static str, Shape)> + use<> {
+    let (tool, action, parameters) = (tool.name, action.name, action.parameters);
+    parameters.iter().filter_map(move |&parameter| match shape(tool, action, parameter) {
+        Shape::Hidden => None,
+        Shape::Renamed(id) => Some((parameter, id, Shape::Renamed(id))),
+        shape => Some((parameter, parameter, shape)),
+    })
+}
+
 /// A tool call from a subcommand of [`GROUPS`]: the request its flags build.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ToolCommand(pub(crate) Request);
@@ -233,13 +244,7 @@ impl clap::FromArgMatches for ToolCommand {
         let mut args = Map::new();
         args.insert("action".into(), Value::from(action.name));
         let schema = (tool.input_schema)();
-        for parameter in action.parameters.iter().copied() {
-            let shape = shape(tool.name, action.name, parameter);
-            let id = match shape {
-                Shape::Hidden => continue,
-                Shape::Renamed(id) => id,
-                _ => parameter,
-            };
+        for (parameter, id, shape) in offered(tool, action) {
             let value = match (parameter, kind(&schema, parameter), shape) {
                 ("params", ..) => match matches.get_one::<Value>("params_json") {
                     Some(json) => Some(json.clone()),
@@ -316,16 +321,10 @@ fn help(schema: &Value, parameter: &str) -> String {
 }
 
 /// The subcommand of one action: its parameters as flags.
-fn action_command(tool: &coldquery_tools::ToolDef, action: &coldquery_tools::Action) -> clap::Command {
+fn action_command(tool: &ToolDef, action: &Action) -> clap::Command {
     let schema = (tool.input_schema)();
     let mut command = clap::Command::new(action.name.replace('_', "-")).about(action.about);
-    for parameter in action.parameters.iter().copied() {
-        let shape = shape(tool.name, action.name, parameter);
-        let id = match shape {
-            Shape::Hidden => continue,
-            Shape::Renamed(id) => id,
-            _ => parameter,
-        };
+    for (parameter, id, shape) in offered(tool, action) {
         command = match parameter {
             "params" => command
                 .arg(
