@@ -185,7 +185,7 @@ fn output_schema() -> Value {
 pub struct Action {
     /// `read`, `begin`...
     pub name: &'static str,
-    /// What it does, in one line (the CLI's subcommand help).
+    /// What it does, in one line (the CLI's subcommand help, docs/tools.md).
     pub about: &'static str,
     /// The parameters it takes.
     pub parameters: &'static [&'static str],
