@@ -3,7 +3,8 @@
 //! (`session_id` ↔ `--session-id`); a flag that is not given is not sent, so the tool's own
 //! defaults and validation apply unchanged.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, Args, Parser, Subcommand, ValueEnum};
+use coldquery_tools::{Action, ToolDef};
 use serde_json::{Map, Value};
 
 use crate::fail::Failure;
@@ -119,18 +120,10 @@ pub(crate) enum Format {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run SQL (pg_query).
-    #[command(subcommand)]
-    Query(QueryCommand),
-    /// Introspect and change the schema (pg_schema).
-    #[command(subcommand)]
-    Schema(SchemaCommand),
-    /// Maintenance: vacuum, analyze, reindex, statistics, settings, backends (pg_admin).
-    #[command(subcommand)]
-    Admin(AdminCommand),
-    /// Observe the server: health, activity, connections, locks, sizes, top queries (pg_monitor).
-    #[command(subcommand)]
-    Monitor(MonitorCommand),
+    /// `query`, `schema`, `admin`, `monitor`: one subcommand per action of a tool, generated
+    /// from the tool registry.
+    #[command(flatten)]
+    Tool(ToolCommand),
     /// Call any tool with its JSON arguments, e.g. `coldquery call pg_query '{"action":"read","sql":"SELECT 1"}'`.
     Call {
         /// pg_query, pg_tx, pg_schema, pg_admin or pg_monitor.
@@ -172,288 +165,227 @@ pub(crate) enum PromptMode {
     Never,
 }
 
-/// Statement parameters: `--param` (repeatable, sent as text exactly as given; PostgreSQL
-/// infers each type) or `--params-json` (a JSON array, for NULLs and JSON values).
-#[derive(Debug, Clone, Default, Args)]
-pub(crate) struct Params {
-    /// A value for the next $n placeholder, as text (repeat for $1, $2, ...).
-    #[arg(long = "param", value_name = "VALUE", conflicts_with = "params_json")]
-    pub(crate) param: Vec<String>,
-    /// All placeholder values as one JSON array, e.g. '[1, null, {"a": 2}]'.
-    #[arg(long, value_name = "JSON")]
-    pub(crate) params_json: Option<String>,
+/// The tools offered as subcommand groups (`coldquery query read ...`); `pg_tx` is the shell's
+/// BEGIN ... COMMIT. Each action of the tool is a subcommand and each of its parameters a flag
+/// (`session_id` ↔ `--session-id`), from the registry ([`coldquery_tools::TOOLS`]).
+const GROUPS: [(&str, &str); 4] =
+    [("query", "pg_query"), ("schema", "pg_schema"), ("admin", "pg_admin"), ("monitor", "pg_monitor")];
+
+/// Parameters a one-shot command does not offer: there is no session to name, and a preview's
+/// token would not outlive the process that could confirm it.
+const NOT_OFFERED: [&str; 3] = ["session_id", "preview", "confirm"];
+
+/// How the command line presents a parameter that is not a plain `--flag VALUE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A `--flag VALUE` (or a switch, for a boolean).
+    Flag,
+    /// A required positional argument.
+    Positional,
+    /// A required `--flag VALUE`.
+    Required,
+    /// `--flag true|false` (a boolean whose default is true).
+    Valued,
+    /// A flag under another name (`--plan-format`: `--format` is the output's).
+    Renamed(&'static str),
+    /// Not offered by this subcommand.
+    Hidden,
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum QueryCommand {
-    /// Run one read-only statement (in a READ ONLY transaction that is rolled back).
-    Read {
-        /// One SQL statement; use $1, $2... for values.
-        sql: String,
-        #[command(flatten)]
-        params: Params,
-        /// Cap on returned rows.
-        #[arg(long)]
-        max_rows: Option<u64>,
-        /// Statement timeout for this call.
-        #[arg(long)]
-        timeout_ms: Option<u64>,
-    },
-    /// Run one writing statement; needs --autocommit (it then commits on its own).
-    Write {
-        /// One SQL statement (INSERT/UPDATE/DELETE/MERGE/DDL).
-        sql: String,
-        #[command(flatten)]
-        params: Params,
-        /// Commit this statement on its own (required: writes are denied by default).
-        #[arg(long)]
-        autocommit: bool,
-        /// Cap on returned rows (RETURNING).
-        #[arg(long)]
-        max_rows: Option<u64>,
-        /// Statement timeout for this call.
-        #[arg(long)]
-        timeout_ms: Option<u64>,
-    },
-    /// Show a statement's plan.
-    Explain {
-        /// The statement to explain.
-        sql: String,
-        #[command(flatten)]
-        params: Params,
-        /// Run it and report actual times (EXPLAIN ANALYZE; reads only outside a session).
-        #[arg(long)]
-        analyze: bool,
-        /// Report buffer usage (with --analyze).
-        #[arg(long)]
-        buffers: bool,
-        /// A verbose plan.
-        #[arg(long)]
-        verbose: bool,
-        /// The plan as json (default) or text.
-        #[arg(long, value_name = "json|text")]
-        plan_format: Option<String>,
-    },
-    /// Run several statements atomically (all commit or none).
-    Transaction {
-        /// The statements, in order (without parameters; use --operations for those).
-        #[arg(required_unless_present = "operations", conflicts_with = "operations")]
-        statements: Vec<String>,
-        /// The operations as JSON: '[{"sql": "...", "params": [...]}, ...]'.
-        #[arg(long, value_name = "JSON")]
-        operations: Option<String>,
-        /// read_committed (default), repeatable_read, serializable or read_uncommitted.
-        #[arg(long)]
-        isolation_level: Option<String>,
-        /// Run the batch READ ONLY (then --autocommit is not needed).
-        #[arg(long)]
-        read_only: bool,
-        /// Commit the batch (required unless --read-only).
-        #[arg(long)]
-        autocommit: bool,
-    },
+/// The exceptions to [`Shape::Flag`], by tool, action and parameter.
+const SHAPES: [(&str, &str, &str, Shape); 10] = [
+    ("pg_query", "read", "sql", Shape::Positional),
+    ("pg_query", "read", "format", Shape::Hidden),
+    ("pg_query", "write", "sql", Shape::Positional),
+    ("pg_query", "explain", "sql", Shape::Positional),
+    ("pg_query", "explain", "format", Shape::Renamed("plan_format")),
+    ("pg_schema", "describe", "name", Shape::Positional),
+    ("pg_admin", "reindex", "target", Shape::Required),
+    ("pg_admin", "reindex", "name", Shape::Required),
+    ("pg_admin", "settings", "value", Shape::Hidden),
+    ("pg_admin", "terminate", "pid", Shape::Positional),
+];
+
+/// How `parameter` of `tool` `action` is shown (`locks --blocking-only` takes a value: it is on
+/// by default).
+fn shape(tool: &str, action: &str, parameter: &str) -> Shape {
+    if NOT_OFFERED.contains(&parameter) {
+        return Shape::Hidden;
+    }
+    if (tool, action, parameter) == ("pg_monitor", "locks", "blocking_only") {
+        return Shape::Valued;
+    }
+    SHAPES.iter().find(|(t, a, p, _)| (*t, *a, *p) == (tool, action, parameter)).map_or(Shape::Flag, |s| s.3)
 }
 
-/// Structured DDL (or `--sql`), for `schema create|alter|drop`.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct DdlArgs {
-    /// The raw statement instead of the structured form (must be of this verb).
-    #[arg(long)]
-    pub(crate) sql: Option<String>,
-    /// What kind of object (table, view, index, schema, ...).
-    #[arg(long)]
-    pub(crate) target: Option<String>,
-    /// The object's name.
-    #[arg(long)]
-    pub(crate) name: Option<String>,
-    /// Its schema.
-    #[arg(long)]
-    pub(crate) schema: Option<String>,
-    /// The definition (e.g. the column list of a table, the query of a view).
-    #[arg(long)]
-    pub(crate) definition: Option<String>,
-    /// IF EXISTS.
-    #[arg(long)]
-    pub(crate) if_exists: bool,
-    /// IF NOT EXISTS.
-    #[arg(long)]
-    pub(crate) if_not_exists: bool,
-    /// CASCADE.
-    #[arg(long)]
-    pub(crate) cascade: bool,
-    /// Commit the statement on its own (required: writes are denied by default).
-    #[arg(long)]
-    pub(crate) autocommit: bool,
+/// The parameters `action`'s subcommand offers: each with the id of its argument and its shape.
+fn offered(tool: &ToolDef, action: &Action) -> impl Iterator<Item = (&'static str, &'static str, Shape)> + use<> {
+    let (tool, action, parameters) = (tool.name, action.name, action.parameters);
+    parameters.iter().filter_map(move |&parameter| match shape(tool, action, parameter) {
+        Shape::Hidden => None,
+        Shape::Renamed(id) => Some((parameter, id, Shape::Renamed(id))),
+        shape => Some((parameter, parameter, shape)),
+    })
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum SchemaCommand {
-    /// List tables, views, functions, indexes... (paged).
-    List {
-        /// tables (default), views, materialized_views, schemas, functions, sequences,
-        /// indexes, triggers, constraints, extensions or types.
-        #[arg(long)]
-        target: Option<String>,
-        /// Only this schema.
-        #[arg(long)]
-        schema: Option<String>,
-        /// A LIKE pattern on the name.
-        #[arg(long)]
-        pattern: Option<String>,
-        /// Page size.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Rows to skip.
-        #[arg(long)]
-        offset: Option<u64>,
-        /// Include sizes.
-        #[arg(long)]
-        include_sizes: bool,
-    },
-    /// Describe a table (default), view, function, sequence or type.
-    Describe {
-        /// The object's name.
-        name: String,
-        /// Its schema (default: resolved through search_path).
-        #[arg(long)]
-        schema: Option<String>,
-        /// table (default), view, function, sequence or type.
-        #[arg(long)]
-        target: Option<String>,
-    },
-    /// CREATE an object (needs --autocommit).
-    Create(DdlArgs),
-    /// ALTER an object (needs --autocommit).
-    Alter(DdlArgs),
-    /// DROP an object (needs --autocommit).
-    Drop(DdlArgs),
+/// A tool call from a subcommand of [`GROUPS`]: the request its flags build.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ToolCommand(pub(crate) Request);
+
+impl clap::FromArgMatches for ToolCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let missing = || clap::Error::new(clap::error::ErrorKind::MissingSubcommand);
+        let (group, matches) = matches.subcommand().ok_or_else(missing)?;
+        let name = GROUPS.iter().find(|(g, _)| *g == group).ok_or_else(missing)?.1;
+        let tool =
+            coldquery_tools::tool(name).map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidSubcommand, e))?;
+        let (action, matches) = matches.subcommand().ok_or_else(missing)?;
+        let action = tool.actions.iter().find(|a| a.name.replace('_', "-") == action).ok_or_else(missing)?;
+        let mut args = Map::new();
+        args.insert("action".into(), Value::from(action.name));
+        let schema = (tool.input_schema)();
+        for (parameter, id, shape) in offered(tool, action) {
+            let value = match (parameter, kind(&schema, parameter), shape) {
+                ("params", ..) => match matches.get_one::<Value>("params_json") {
+                    Some(json) => Some(json.clone()),
+                    None => matches.get_many::<String>("param").map(|p| p.map(|v| Value::from(v.as_str())).collect()),
+                },
+                ("operations", ..) => match matches.get_one::<Value>("operations") {
+                    Some(json) => Some(json.clone()),
+                    None => matches.get_many::<String>("statements").map(|statements| {
+                        statements.map(|sql| serde_json::json!({"sql": sql, "params": []})).collect()
+                    }),
+                },
+                (_, Kind::Boolean, Shape::Valued) => matches.get_one::<bool>(id).map(|b| Value::from(*b)),
+                (_, Kind::Boolean, _) => matches.get_flag(id).then_some(Value::Bool(true)),
+                (_, Kind::Integer, _) => matches.get_one::<i64>(id).map(|n| Value::from(*n)),
+                (_, Kind::Text, _) => matches.get_one::<String>(id).map(|t| Value::from(t.as_str())),
+            };
+            if let Some(value) = value {
+                args.insert(parameter.into(), value);
+            }
+        }
+        Ok(ToolCommand(Request { tool: tool.name.to_owned(), args: Value::Object(args) }))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum AdminCommand {
-    /// VACUUM a table or the database (needs --autocommit).
-    Vacuum {
-        #[arg(long)]
-        table: Option<String>,
-        #[arg(long)]
-        schema: Option<String>,
-        /// VACUUM FULL (rewrites the table, takes an exclusive lock).
-        #[arg(long)]
-        full: bool,
-        #[arg(long)]
-        verbose: bool,
-        /// Also ANALYZE.
-        #[arg(long)]
-        analyze: bool,
-        /// Required: VACUUM commits on its own.
-        #[arg(long)]
-        autocommit: bool,
-    },
-    /// ANALYZE a table or the database (needs --autocommit).
-    Analyze {
-        #[arg(long)]
-        table: Option<String>,
-        #[arg(long)]
-        schema: Option<String>,
-        #[arg(long)]
-        verbose: bool,
-        /// Required: commit on its own.
-        #[arg(long)]
-        autocommit: bool,
-    },
-    /// REINDEX a table, an index or a schema (needs --autocommit).
-    Reindex {
-        /// table, index or schema.
-        #[arg(long)]
-        target: String,
-        /// The object's name.
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        schema: Option<String>,
-        /// REINDEX CONCURRENTLY.
-        #[arg(long)]
-        concurrently: bool,
-        /// Required: commit on its own.
-        #[arg(long)]
-        autocommit: bool,
-    },
-    /// Table statistics: the busiest tables, or one table with its indexes.
-    Stats {
-        #[arg(long)]
-        table: Option<String>,
-        #[arg(long)]
-        schema: Option<String>,
-        #[arg(long)]
-        limit: Option<u64>,
-    },
-    /// List or get server settings (setting one needs a session: use `coldquery shell`).
-    Settings {
-        /// One setting (dotted names allowed).
-        #[arg(long)]
-        name: Option<String>,
-        /// Only this category.
-        #[arg(long)]
-        category: Option<String>,
-        /// A LIKE pattern on the name.
-        #[arg(long)]
-        pattern: Option<String>,
-    },
-    /// Cancel a backend's query, or terminate the backend (needs --autocommit).
-    Terminate {
-        /// The backend's process id.
-        pid: i64,
-        /// cancel (default) or terminate.
-        #[arg(long)]
-        mode: Option<String>,
-        /// Required.
-        #[arg(long)]
-        autocommit: bool,
-    },
+impl Subcommand for ToolCommand {
+    fn augment_subcommands(command: clap::Command) -> clap::Command {
+        command.subcommands(GROUPS.iter().filter_map(|(group, name)| {
+            coldquery_tools::tool(name).ok().map(|tool| {
+                clap::Command::new(*group)
+                    .about(format!("{} ({})", tool.title, tool.name))
+                    .subcommand_required(true)
+                    .subcommands(tool.actions.iter().map(|action| action_command(tool, action)))
+            })
+        }))
+    }
+
+    fn augment_subcommands_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_subcommands(command)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        GROUPS.iter().any(|(group, _)| *group == name)
+    }
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum MonitorCommand {
-    /// Status, version, uptime, pool and sessions; --deep adds checks.
-    Health {
-        /// Run the deep checks (bloat, wraparound, unused indexes, blocked queries...).
-        #[arg(long)]
-        deep: bool,
-    },
-    /// Backends other than this one.
-    Activity {
-        /// Include idle backends.
-        #[arg(long)]
-        include_idle: bool,
-        /// Only queries running at least this long.
-        #[arg(long)]
-        min_duration_ms: Option<u64>,
-        #[arg(long)]
-        limit: Option<u64>,
-    },
-    /// Connection counts by state, database and user.
-    Connections,
-    /// Who blocks whom.
-    Locks {
-        /// Only blocking chains (default true).
-        #[arg(long, value_name = "BOOL")]
-        blocking_only: Option<bool>,
-    },
-    /// Database sizes, the largest tables and indexes.
-    Size {
-        #[arg(long)]
-        database: Option<String>,
-        #[arg(long)]
-        limit: Option<u64>,
-    },
-    /// The most expensive statements (pg_stat_statements).
-    TopQueries {
-        /// total_time (default), mean_time or calls.
-        #[arg(long)]
-        order_by: Option<String>,
-        #[arg(long)]
-        limit: Option<u64>,
-    },
+/// The JSON type of a parameter, from the tool's input schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Boolean,
+    Integer,
+    Text,
+}
+
+fn kind(schema: &Value, parameter: &str) -> Kind {
+    match schema["properties"][parameter]["type"].as_str() {
+        Some("boolean") => Kind::Boolean,
+        Some("integer") => Kind::Integer,
+        _ => Kind::Text,
+    }
+}
+
+/// The help of a parameter: its description in the schema, or — for a flag named after its SQL
+/// keyword — the keyword.
+fn help(schema: &Value, parameter: &str) -> String {
+    match schema["properties"][parameter]["description"].as_str() {
+        Some(description) => description.replace('\n', " "),
+        None => format!("{}.", parameter.replace('_', " ").to_uppercase()),
+    }
+}
+
+/// The subcommand of one action: its parameters as flags.
+fn action_command(tool: &ToolDef, action: &Action) -> clap::Command {
+    let schema = (tool.input_schema)();
+    let mut command = clap::Command::new(action.name.replace('_', "-")).about(action.about);
+    for (parameter, id, shape) in offered(tool, action) {
+        command = match parameter {
+            "params" => command
+                .arg(
+                    Arg::new("param")
+                        .long("param")
+                        .value_name("VALUE")
+                        .action(ArgAction::Append)
+                        .conflicts_with("params_json")
+                        .help("A value for the next $n placeholder, as text (repeat for $1, $2, ...)."),
+                )
+                .arg(
+                    Arg::new("params_json")
+                        .long("params-json")
+                        .value_name("JSON")
+                        .value_parser(|text: &str| json_array(text, "--params-json", "[1, \"a\", null]"))
+                        .help("All placeholder values as one JSON array, e.g. '[1, null, {\"a\": 2}]'."),
+                ),
+            "operations" => command
+                .arg(
+                    Arg::new("statements")
+                        .value_name("STATEMENTS")
+                        .num_args(1..)
+                        .required_unless_present("operations")
+                        .conflicts_with("operations")
+                        .help("The statements, in order (without parameters; use --operations for those)."),
+                )
+                .arg(
+                    Arg::new("operations")
+                        .long("operations")
+                        .value_name("JSON")
+                        .value_parser(|text: &str| {
+                            json_array(text, "--operations", "[{\"sql\": ..., \"params\": [...]}, ...]")
+                        })
+                        .help("The operations as JSON: '[{\"sql\": \"...\", \"params\": [...]}, ...]'."),
+                ),
+            _ => {
+                let mut arg = Arg::new(id).help(help(&schema, parameter)).value_name(id.to_uppercase());
+                arg = match shape {
+                    Shape::Positional => arg.required(true),
+                    _ => arg.long(id.replace('_', "-")).required(shape == Shape::Required),
+                };
+                arg = match (kind(&schema, parameter), shape) {
+                    (Kind::Boolean, Shape::Valued) => arg.value_name("BOOL").value_parser(clap::value_parser!(bool)),
+                    (Kind::Boolean, _) => arg.action(ArgAction::SetTrue),
+                    (Kind::Integer, _) => arg.value_parser(clap::value_parser!(i64)),
+                    (Kind::Text, _) => arg,
+                };
+                command.arg(arg)
+            }
+        };
+    }
+    command
+}
+
+/// A JSON array given on the command line; the error names the flag and shows an example.
+fn json_array(text: &str, flag: &str, example: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) if value.is_array() => Ok(value),
+        Ok(_) => Err(format!("{flag} must be a JSON array, e.g. '{example}'")),
+        Err(e) => Err(format!("{flag}: not valid JSON: {e}")),
+    }
 }
 
 /// A tool call: the tool's name and its JSON arguments.
@@ -463,201 +395,9 @@ pub(crate) struct Request {
     pub(crate) args: Value,
 }
 
-/// A tool's arguments, built flag by flag; absent flags are not sent.
-struct ArgsBuilder(Map<String, Value>);
-
-impl ArgsBuilder {
-    fn action(action: &str) -> ArgsBuilder {
-        let mut map = Map::new();
-        map.insert("action".into(), Value::from(action));
-        ArgsBuilder(map)
-    }
-
-    fn set(mut self, key: &str, value: impl Into<Value>) -> ArgsBuilder {
-        self.0.insert(key.into(), value.into());
-        self
-    }
-
-    fn opt<T: Into<Value>>(self, key: &str, value: Option<T>) -> ArgsBuilder {
-        match value {
-            Some(value) => self.set(key, value),
-            None => self,
-        }
-    }
-
-    fn flag(self, key: &str, on: bool) -> ArgsBuilder {
-        if on { self.set(key, true) } else { self }
-    }
-
-    fn params(self, params: &Params) -> Result<ArgsBuilder, Failure> {
-        if let Some(json) = &params.params_json {
-            let value = json_of(json, "--params-json")?;
-            if !value.is_array() {
-                return Err(Failure::usage("--params-json must be a JSON array, e.g. '[1, \"a\", null]'"));
-            }
-            return Ok(self.set("params", value));
-        }
-        if params.param.is_empty() {
-            return Ok(self);
-        }
-        let values: Vec<Value> = params.param.iter().map(|p| Value::from(p.as_str())).collect();
-        Ok(self.set("params", values))
-    }
-
-    fn ddl(self, ddl: &DdlArgs) -> ArgsBuilder {
-        self.opt("sql", ddl.sql.clone())
-            .opt("target", ddl.target.clone())
-            .opt("name", ddl.name.clone())
-            .opt("schema", ddl.schema.clone())
-            .opt("definition", ddl.definition.clone())
-            .flag("if_exists", ddl.if_exists)
-            .flag("if_not_exists", ddl.if_not_exists)
-            .flag("cascade", ddl.cascade)
-            .flag("autocommit", ddl.autocommit)
-    }
-
-    fn request(self, tool: &str) -> Request {
-        Request { tool: tool.to_owned(), args: Value::Object(self.0) }
-    }
-}
-
 /// Parses a JSON command-line value; the error names the argument.
 pub(crate) fn json_of(text: &str, what: &str) -> Result<Value, Failure> {
     serde_json::from_str(text).map_err(|e| Failure::usage(format!("{what}: not valid JSON: {e}")))
-}
-
-impl QueryCommand {
-    pub(crate) fn request(&self) -> Result<Request, Failure> {
-        let args = match self {
-            QueryCommand::Read { sql, params, max_rows, timeout_ms } => ArgsBuilder::action("read")
-                .set("sql", sql.as_str())
-                .params(params)?
-                .opt("max_rows", *max_rows)
-                .opt("timeout_ms", *timeout_ms),
-            QueryCommand::Write { sql, params, autocommit, max_rows, timeout_ms } => ArgsBuilder::action("write")
-                .set("sql", sql.as_str())
-                .params(params)?
-                .flag("autocommit", *autocommit)
-                .opt("max_rows", *max_rows)
-                .opt("timeout_ms", *timeout_ms),
-            QueryCommand::Explain { sql, params, analyze, buffers, verbose, plan_format } => {
-                ArgsBuilder::action("explain")
-                    .set("sql", sql.as_str())
-                    .params(params)?
-                    .flag("analyze", *analyze)
-                    .flag("buffers", *buffers)
-                    .flag("verbose", *verbose)
-                    .opt("format", plan_format.clone())
-            }
-            QueryCommand::Transaction { statements, operations, isolation_level, read_only, autocommit } => {
-                let operations = match operations {
-                    Some(json) => {
-                        let value = json_of(json, "--operations")?;
-                        if !value.is_array() {
-                            return Err(Failure::usage(
-                                "--operations must be a JSON array of {\"sql\": ..., \"params\": [...]} objects",
-                            ));
-                        }
-                        value
-                    }
-                    None => Value::Array(
-                        statements.iter().map(|sql| serde_json::json!({"sql": sql, "params": []})).collect(),
-                    ),
-                };
-                ArgsBuilder::action("transaction")
-                    .set("operations", operations)
-                    .opt("isolation_level", isolation_level.clone())
-                    .flag("read_only", *read_only)
-                    .flag("autocommit", *autocommit)
-            }
-        };
-        Ok(args.request("pg_query"))
-    }
-}
-
-impl SchemaCommand {
-    pub(crate) fn request(&self) -> Request {
-        let args = match self {
-            SchemaCommand::List { target, schema, pattern, limit, offset, include_sizes } => {
-                ArgsBuilder::action("list")
-                    .opt("target", target.clone())
-                    .opt("schema", schema.clone())
-                    .opt("pattern", pattern.clone())
-                    .opt("limit", *limit)
-                    .opt("offset", *offset)
-                    .flag("include_sizes", *include_sizes)
-            }
-            SchemaCommand::Describe { name, schema, target } => ArgsBuilder::action("describe")
-                .set("name", name.as_str())
-                .opt("schema", schema.clone())
-                .opt("target", target.clone()),
-            SchemaCommand::Create(ddl) => ArgsBuilder::action("create").ddl(ddl),
-            SchemaCommand::Alter(ddl) => ArgsBuilder::action("alter").ddl(ddl),
-            SchemaCommand::Drop(ddl) => ArgsBuilder::action("drop").ddl(ddl),
-        };
-        args.request("pg_schema")
-    }
-}
-
-impl AdminCommand {
-    pub(crate) fn request(&self) -> Request {
-        let args = match self {
-            AdminCommand::Vacuum { table, schema, full, verbose, analyze, autocommit } => ArgsBuilder::action("vacuum")
-                .opt("table", table.clone())
-                .opt("schema", schema.clone())
-                .flag("full", *full)
-                .flag("verbose", *verbose)
-                .flag("analyze", *analyze)
-                .flag("autocommit", *autocommit),
-            AdminCommand::Analyze { table, schema, verbose, autocommit } => ArgsBuilder::action("analyze")
-                .opt("table", table.clone())
-                .opt("schema", schema.clone())
-                .flag("verbose", *verbose)
-                .flag("autocommit", *autocommit),
-            AdminCommand::Reindex { target, name, schema, concurrently, autocommit } => ArgsBuilder::action("reindex")
-                .set("target", target.as_str())
-                .set("name", name.as_str())
-                .opt("schema", schema.clone())
-                .flag("concurrently", *concurrently)
-                .flag("autocommit", *autocommit),
-            AdminCommand::Stats { table, schema, limit } => ArgsBuilder::action("stats")
-                .opt("table", table.clone())
-                .opt("schema", schema.clone())
-                .opt("limit", *limit),
-            AdminCommand::Settings { name, category, pattern } => ArgsBuilder::action("settings")
-                .opt("name", name.clone())
-                .opt("category", category.clone())
-                .opt("pattern", pattern.clone()),
-            AdminCommand::Terminate { pid, mode, autocommit } => ArgsBuilder::action("terminate")
-                .set("pid", *pid)
-                .opt("mode", mode.clone())
-                .flag("autocommit", *autocommit),
-        };
-        args.request("pg_admin")
-    }
-}
-
-impl MonitorCommand {
-    pub(crate) fn request(&self) -> Request {
-        let args = match self {
-            MonitorCommand::Health { deep } => ArgsBuilder::action("health").flag("deep", *deep),
-            MonitorCommand::Activity { include_idle, min_duration_ms, limit } => ArgsBuilder::action("activity")
-                .flag("include_idle", *include_idle)
-                .opt("min_duration_ms", *min_duration_ms)
-                .opt("limit", *limit),
-            MonitorCommand::Connections => ArgsBuilder::action("connections"),
-            MonitorCommand::Locks { blocking_only } => {
-                ArgsBuilder::action("locks").opt("blocking_only", *blocking_only)
-            }
-            MonitorCommand::Size { database, limit } => {
-                ArgsBuilder::action("size").opt("database", database.clone()).opt("limit", *limit)
-            }
-            MonitorCommand::TopQueries { order_by, limit } => {
-                ArgsBuilder::action("top_queries").opt("order_by", order_by.clone()).opt("limit", *limit)
-            }
-        };
-        args.request("pg_monitor")
-    }
 }
 
 /// The call a generic `coldquery call <tool> <json>` makes. `stdin` supplies the arguments
@@ -667,12 +407,7 @@ pub(crate) fn call_request(
     args: &str,
     stdin: impl FnOnce() -> std::io::Result<String>,
 ) -> Result<Request, Failure> {
-    if !coldquery_tools::TOOL_NAMES.contains(&tool) {
-        return Err(Failure::usage(format!(
-            "unknown tool '{tool}'; the tools are {}",
-            coldquery_tools::TOOL_NAMES.join(", ")
-        )));
-    }
+    coldquery_tools::tool(tool).map_err(|unknown| Failure::usage(unknown.to_string()))?;
     let text = if args == "-" {
         stdin().map_err(|e| Failure::usage(format!("reading the arguments from stdin: {e}")))?
     } else {
@@ -726,10 +461,7 @@ mod tests {
         argv.extend_from_slice(line);
         let cli = Cli::try_parse_from(argv).map_err(|e| Failure::usage(e.to_string()))?;
         match cli.command.ok_or_else(|| Failure::usage("no subcommand"))? {
-            Command::Query(q) => q.request(),
-            Command::Schema(s) => Ok(s.request()),
-            Command::Admin(a) => Ok(a.request()),
-            Command::Monitor(m) => Ok(m.request()),
+            Command::Tool(ToolCommand(request)) => Ok(request),
             Command::Call { tool, args } => call_request(&tool, &args, || Ok("{\"action\":\"list\"}".into())),
             Command::Tools { .. } | Command::Shell(_) => Err(Failure::usage("not a call")),
         }
@@ -743,6 +475,27 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every exception to a plain flag names a parameter the registry has, so a renamed
+    /// parameter cannot leave a stale entry behind.
+    #[test]
+    fn every_shape_names_a_registered_parameter() {
+        for (tool, action, parameter, _) in SHAPES {
+            let parameters = coldquery_tools::action_parameters(tool, action).unwrap_or_default();
+            assert!(parameters.contains(&parameter), "{tool} {action} has no parameter {parameter}");
+        }
+        for (_, tool) in GROUPS {
+            let tool = coldquery_tools::tool(tool).unwrap();
+            let group = Cli::command()
+                .get_subcommands()
+                .find(|c| c.get_about().is_some_and(|a| a.to_string().contains(tool.name)))
+                .cloned()
+                .unwrap();
+            let names: Vec<String> = group.get_subcommands().map(|c| c.get_name().replace('-', "_")).collect();
+            let actions: Vec<&str> = tool.actions.iter().map(|a| a.name).collect();
+            assert_eq!(names, actions, "{}", tool.name);
+        }
     }
 
     #[test]

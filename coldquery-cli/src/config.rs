@@ -70,9 +70,10 @@ pub(crate) async fn connect(options: &Options) -> Result<Connection, Failure> {
     let (url, ephemeral) = match &options.database {
         DatabaseSource::Url(url) => (url.clone(), None),
         DatabaseSource::Ephemeral => {
-            let ephemeral = Ephemeral::start()
-                .await
-                .map_err(|e| Failure::tool("UNAVAILABLE", format!("the ephemeral PostgreSQL did not start: {e}")))?;
+            let ephemeral = Ephemeral::start().await.map_err(|e| {
+                let message = format!("the ephemeral PostgreSQL did not start: {e}");
+                Failure::from_error(&coldquery_core::Error::new(ErrorKind::Unavailable, message))
+            })?;
             (Some(ephemeral.url().to_owned()), Some(ephemeral))
         }
     };
@@ -100,7 +101,7 @@ fn connect_failure(e: &coldquery_core::Error, pg: &PgConfig) -> Failure {
     if e.kind() == ErrorKind::InvalidArgument {
         return Failure::config(e.message().to_owned());
     }
-    let mut failure = Failure::from_error_json(&e.to_json());
+    let mut failure = Failure::from_error(e);
     if e.kind() == ErrorKind::Unavailable
         && let Some(cause) = connection_cause(&pg.redacted())
     {

@@ -1,6 +1,7 @@
 //! Failures and exit codes: 0 ok, 1 a tool (or the database) reported an error, 2 the command
 //! line or the configuration is wrong and nothing was run.
 
+use coldquery_core::{Error, ErrorKind};
 use serde_json::{Map, Value, json};
 
 /// The process exit code.
@@ -19,6 +20,8 @@ pub(crate) enum Exit {
 pub(crate) struct Failure {
     pub(crate) exit: Exit,
     pub(crate) message: String,
+    /// The SPEC §2 kind, when a tool (or the database) failed.
+    pub(crate) kind: Option<ErrorKind>,
     /// `{"code"?, "message", "hint"?, "sqlstate"?, "detail"?, "position"?, ...}`.
     pub(crate) error: Value,
 }
@@ -27,7 +30,7 @@ impl Failure {
     /// A command line the CLI cannot use (exit 2).
     pub(crate) fn usage(message: impl Into<String>) -> Failure {
         let message = message.into();
-        Failure { exit: Exit::Usage, error: json!({"message": message}), message }
+        Failure { exit: Exit::Usage, kind: None, error: json!({"message": message}), message }
     }
 
     /// A setting that cannot be used (exit 2).
@@ -35,20 +38,13 @@ impl Failure {
         Failure::usage(message)
     }
 
-    /// A failure with one of the SPEC §2 codes (exit 1).
-    pub(crate) fn tool(code: &str, message: impl Into<String>) -> Failure {
-        let message = message.into();
-        Failure { exit: Exit::ToolError, error: json!({"code": code, "message": message}), message }
-    }
-
-    /// From a tool's error body `{"error": {...}}` (exit 1).
-    pub(crate) fn from_error_json(body: &Value) -> Failure {
-        let error = match body.get("error") {
-            Some(Value::Object(object)) => Value::Object(object.clone()),
-            _ => json!({"code": "INTERNAL", "message": body.to_string()}),
+    /// A tool's (or the database's) error (exit 1); shown as its SPEC §2 body.
+    pub(crate) fn from_error(error: &Error) -> Failure {
+        let body = match error.to_json() {
+            Value::Object(mut object) => object.remove("error").unwrap_or(Value::Null),
+            other => other,
         };
-        let message = error["message"].as_str().unwrap_or("the call failed").to_owned();
-        Failure { exit: Exit::ToolError, error, message }
+        Failure { exit: Exit::ToolError, kind: Some(error.kind()), error: body, message: error.message().to_owned() }
     }
 
     /// The error as the user sees it on stderr: `error[CODE]: message`, psql's `LINE n:` with
@@ -355,11 +351,13 @@ mod tests {
 
     #[test]
     fn tool_errors_show_code_and_every_field() {
-        let failure = Failure::from_error_json(&json!({"error": {
-            "code": "DATABASE_ERROR", "message": "relation \"nope\" does not exist",
-            "hint": "check the name", "sqlstate": "42P01", "position": 15
-        }}));
+        let error = Error::new(ErrorKind::DatabaseError, "relation \"nope\" does not exist")
+            .with_hint("check the name")
+            .with_sqlstate("42P01")
+            .with_position(15);
+        let failure = Failure::from_error(&error);
         assert_eq!(failure.exit, Exit::ToolError);
+        assert_eq!(failure.kind, Some(ErrorKind::DatabaseError));
         assert_eq!(
             failure.render_text(None, Vocabulary::Command),
             "error[DATABASE_ERROR]: relation \"nope\" does not exist\nhint: check the name\nsqlstate: 42P01\nposition: 15\n"
@@ -371,7 +369,7 @@ mod tests {
         assert_eq!(Failure::usage("bad").render_text(None, Vocabulary::Shell), "error: bad\n");
         assert_eq!(Failure::usage("bad").exit as i32, 2);
         assert_eq!(
-            Failure::tool("UNAVAILABLE", "down").render_json(),
+            Failure::from_error(&Error::new(ErrorKind::Unavailable, "down")).render_json(),
             "{\n  \"error\": {\n    \"code\": \"UNAVAILABLE\",\n    \"message\": \"down\"\n  }\n}"
         );
     }

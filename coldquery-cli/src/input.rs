@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use coldquery_tools::{Caller, Tools};
+use coldquery_tools::{Caller, ToolOutput, Tools};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -231,10 +231,8 @@ impl Completion {
             }
             let ask = self.tools.call(&self.caller, "pg_schema", args);
             let answer = self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), ask).await });
-            if let Ok(Ok(output)) = answer
-                && !output.is_error
-            {
-                return output.value["columns"]
+            if let Ok(Ok(ToolOutput { result: Ok(value), .. })) = answer {
+                return value["columns"]
                     .as_array()
                     .into_iter()
                     .flatten()

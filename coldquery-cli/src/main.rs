@@ -96,19 +96,17 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
     }
     let mut script = cli.script.clone();
     let job = match &cli.command {
-        Some(Command::Query(query)) => {
-            let mut request = query.request()?;
+        Some(Command::Tool(cli::ToolCommand(request))) => {
+            let mut request = request.clone();
             // People read plans as text, the way psql shows EXPLAIN (one line per row in CSV
             // and Markdown); JSON stays for scripts.
             let for_people = style.format != Format::Json;
-            if request.args["action"] == "explain" && request.args.get("format").is_none() && for_people {
+            let explain = request.tool == "pg_query" && request.args["action"] == "explain";
+            if explain && request.args.get("format").is_none() && for_people {
                 request.args["format"] = json!("text");
             }
             Job::Call(request)
         }
-        Some(Command::Schema(schema)) => Job::Call(schema.request()),
-        Some(Command::Admin(admin)) => Job::Call(admin.request()),
-        Some(Command::Monitor(monitor)) => Job::Call(monitor.request()),
         Some(Command::Call { tool, args }) => Job::Call(cli::call_request(tool, args, read_stdin)?),
         Some(Command::Tools { tool }) => {
             print(&render_tools(tool.as_deref(), format)?);
@@ -260,8 +258,7 @@ pub(crate) async fn call(tools: &Tools, interrupt: &Interrupt, request: &Request
     let outcome = tools.call(&caller, &request.tool, request.args.clone()).await;
     interrupt.done();
     match outcome {
-        Ok(output) if output.is_error => Err(Failure::from_error_json(&output.value)),
-        Ok(output) => Ok(output.value),
+        Ok(output) => output.result.map_err(|error| Failure::from_error(&error)),
         Err(unknown) => Err(Failure::usage(unknown.to_string())),
     }
 }
@@ -285,7 +282,7 @@ pub(crate) async fn stream(
             Ok(summary)
         }
         Err(_) if printer.closed() => Ok(Value::Null),
-        Err(error) => Err(Failure::from_error_json(&error.to_json())),
+        Err(error) => Err(Failure::from_error(&error)),
     }
 }
 
@@ -380,15 +377,10 @@ fn render_tools(tool: Option<&str>, format: Format) -> Result<String, Failure> {
     let specs = tool_specs();
     let chosen: Vec<&ToolSpec> = match tool {
         None => specs.iter().collect(),
-        Some(name) => match specs.iter().find(|spec| spec.name == name) {
-            Some(spec) => vec![spec],
-            None => {
-                return Err(Failure::usage(format!(
-                    "unknown tool '{name}'; the tools are {}",
-                    coldquery_tools::TOOL_NAMES.join(", ")
-                )));
-            }
-        },
+        Some(name) => {
+            let tool = coldquery_tools::tool(name).map_err(|unknown| Failure::usage(unknown.to_string()))?;
+            specs.iter().filter(|spec| spec.name == tool.name).collect()
+        }
     };
     let style = |format| output::Style { format, ..output::Style::default() };
     let render = |value: &Value, format| output::render(value, &style(format), &output::Origin::default()).stdout;
@@ -420,14 +412,9 @@ fn render_tools(tool: Option<&str>, format: Format) -> Result<String, Failure> {
     })
 }
 
-/// The `action` parameter's choices, as its schema describes them (input schemas have their
-/// subschemas inlined: `coldquery_tools::spec`).
+/// The `action` parameter's choices, from the registry.
 fn actions(spec: &ToolSpec) -> String {
-    let action = &spec.input_schema["properties"]["action"];
-    if let Some(choices) = enum_of(action) {
-        return choices.join(" | ");
-    }
-    action["description"].as_str().unwrap_or_default().trim_end_matches('.').to_owned()
+    spec.action_names().join(" | ")
 }
 
 fn enum_of(schema: &Value) -> Option<Vec<String>> {

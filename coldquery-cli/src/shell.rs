@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-use coldquery_core::CallerSql;
+use coldquery_core::{CallerSql, ErrorKind};
 use coldquery_tools::{Tools, classify};
 use serde_json::{Value, json};
 
@@ -637,7 +637,7 @@ impl Shell<'_> {
                 }
             }
             Err(failure) => {
-                if failure.error["code"] == "SESSION_NOT_FOUND" {
+                if failure.kind == Some(ErrorKind::SessionNotFound) {
                     self.session = None;
                 }
             }

@@ -261,14 +261,16 @@ async fn http_client(url: &str) -> BoxResult<Mcp> {
 // ---------------------------------------------------------------------------------------------
 // Operations
 
-fn outcome_of(value: &Value, is_error: bool) -> Result<Outcome, String> {
-    if is_error {
-        return Err(format!("tool error: {}", value.get("error").unwrap_or(value)));
-    }
+fn outcome_of(value: &Value) -> Result<Outcome, String> {
     Ok(Outcome {
         rows: value.get("row_count").and_then(Value::as_u64).unwrap_or(0),
         truncated: value.get("truncated").and_then(Value::as_bool).unwrap_or(false),
     })
+}
+
+/// A library call's result, or its error as the MCP variant reports it.
+fn library_value(output: coldquery_tools::ToolOutput) -> Result<Value, String> {
+    output.result.map_err(|error| format!("tool error: {}", error.to_json()["error"]))
 }
 
 fn arguments(value: Value) -> rmcp::model::JsonObject {
@@ -293,7 +295,7 @@ fn mcp_read(name: &'static str, label: &'static str, peer: &Peer<RoleClient>, ar
         let (peer, args) = (peer.clone(), args.clone());
         async move {
             let value = mcp_call(&peer, "pg_query", &args).await?;
-            outcome_of(&value, false)
+            outcome_of(&value)
         }
     })
 }
@@ -304,7 +306,7 @@ fn library_read(tools: &Tools, caller: &Caller, args: Value) -> Variant {
         let (tools, caller, args) = (tools.clone(), caller.clone(), args.clone());
         async move {
             let output = tools.call(&caller, "pg_query", args).await.map_err(|e| e.to_string())?;
-            outcome_of(&output.value, output.is_error)
+            outcome_of(&library_value(output)?)
         }
     })
 }
@@ -730,8 +732,9 @@ async fn measure(options: &Options) -> BoxResult<Value> {
                     let (tools, caller) = (&tools, &caller);
                     async move {
                         let output = tools.call(caller, tool, args).await.map_err(|e| e.to_string())?;
-                        outcome_of(&output.value, output.is_error)?;
-                        Ok::<Value, String>(output.value)
+                        let value = library_value(output)?;
+                        outcome_of(&value)?;
+                        Ok::<Value, String>(value)
                     }
                 };
                 let begun = call("pg_tx", json!({"action": "begin"})).await?;
@@ -823,7 +826,7 @@ async fn http_concurrent(url: &str, mode: Mode) -> BoxResult<Value> {
             let mut n = 0;
             while n < per_client && started.elapsed() < duration {
                 let call_started = Instant::now();
-                let result = mcp_call(&peer, "pg_query", &args).await.and_then(|v| outcome_of(&v, false));
+                let result = mcp_call(&peer, "pg_query", &args).await.and_then(|v| outcome_of(&v));
                 samples.record(call_started, result);
                 n += 1;
             }

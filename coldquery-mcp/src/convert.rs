@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use coldquery_tools::{ToolOutput, ToolSpec, prompts, resources};
+use coldquery_tools::{ResourceError, ToolOutput, ToolSpec, prompts, resources};
 use rmcp::model::{
-    CallToolResult, ContentBlock, JsonObject, Prompt, PromptArgument, Resource, ResourceTemplate, Tool, ToolAnnotations,
+    CallToolResult, ContentBlock, ErrorData, JsonObject, Prompt, PromptArgument, Resource, ResourceTemplate, Tool,
+    ToolAnnotations,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn object(value: Value) -> JsonObject {
     match value {
@@ -38,14 +39,28 @@ pub(crate) fn tool(spec: ToolSpec) -> Tool {
 }
 
 /// A tool result: the JSON as `structuredContent` and as text (markdown or CSV when the call
-/// asked for that format); an error body is an `isError` result.
+/// asked for that format); an error is an `isError` result whose body is `{"error": {...}}`.
 pub(crate) fn call_result(output: ToolOutput) -> CallToolResult {
+    let is_error = output.is_error();
     // The text is rendered once and the value moved, not copied (rmcp's `structured` would
     // serialize it a second time).
-    let mut result = CallToolResult::success(vec![ContentBlock::text(output.text())]);
-    result.is_error = Some(output.is_error);
-    result.structured_content = Some(output.value);
+    let (value, text) = output.into_json_and_text();
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.is_error = Some(is_error);
+    result.structured_content = Some(value);
     result
+}
+
+/// A resource that could not be read, as MCP's error: not found for an unknown URI or an object
+/// that does not exist, invalid params for a malformed URI, internal for a failed read. The
+/// data carries the URI and the tools' error body.
+pub(crate) fn resource_error(failure: ResourceError, uri: String) -> ErrorData {
+    let data = |error: &coldquery_core::Error| json!({"uri": uri, "error": error.to_json()["error"]});
+    match &failure {
+        ResourceError::NotFound(error) => ErrorData::resource_not_found(error.message().to_owned(), Some(data(error))),
+        ResourceError::BadUri(error) => ErrorData::invalid_params(error.message().to_owned(), Some(data(error))),
+        ResourceError::Failed(error) => ErrorData::internal_error(error.message().to_owned(), Some(data(error))),
+    }
 }
 
 /// The fixed resources.
@@ -84,8 +99,8 @@ pub(crate) fn prompts() -> Vec<Prompt> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coldquery_core::{Error, ErrorKind};
     use coldquery_tools::{TextFormat, tool_specs};
-    use serde_json::json;
 
     #[test]
     fn tools_carry_titles_annotations_and_schemas() {
@@ -103,19 +118,18 @@ mod tests {
 
     #[test]
     fn results_carry_structured_content_and_text() {
-        let ok = ToolOutput { value: json!({"rows": [{"a": 1}]}), is_error: false, format: TextFormat::Json };
+        let ok = ToolOutput { result: Ok(json!({"rows": [{"a": 1}]})), format: TextFormat::Json };
         let result = call_result(ok);
         assert_eq!(result.structured_content, Some(json!({"rows": [{"a": 1}]})));
         assert_eq!(result.is_error, Some(false));
         let text = result.content[0].as_text().unwrap().text.clone();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"rows": [{"a": 1}]}));
-        let err = ToolOutput {
-            value: json!({"error": {"code": "WRITE_DENIED", "message": "m"}}),
-            is_error: true,
-            format: TextFormat::Json,
-        };
+        let err = ToolOutput { result: Err(Error::new(ErrorKind::WriteDenied, "m")), format: TextFormat::Markdown };
         let result = call_result(err);
         assert_eq!(result.is_error, Some(true));
-        assert!(result.structured_content.unwrap()["error"].is_object());
+        let body = json!({"error": {"code": "WRITE_DENIED", "message": "m"}});
+        assert_eq!(result.structured_content, Some(body.clone()));
+        let text = result.content[0].as_text().unwrap().text.clone();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), body, "an error's text is its JSON body");
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use coldquery_core::PoolStatus;
+use coldquery_core::{ErrorKind, PoolStatus};
 use coldquery_tools::ToolOutput;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -17,8 +17,8 @@ const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /// The most distinct (tool, action, outcome) series kept; later ones count as action `other`.
 const MAX_SERIES: usize = 512;
 
-/// Error codes counted as denials.
-const DENIALS: [&str; 3] = ["WRITE_DENIED", "READ_ONLY_VIOLATION", "STATEMENT_NOT_ALLOWED"];
+/// Error kinds counted as denials.
+const DENIALS: [ErrorKind; 3] = [ErrorKind::WriteDenied, ErrorKind::ReadOnlyViolation, ErrorKind::StatementNotAllowed];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -66,7 +66,8 @@ fn escape(value: &str) -> String {
 impl Metrics {
     /// Records one finished tool call.
     pub fn record_call(&self, tool: &str, action: &str, output: &ToolOutput, took: Duration) {
-        let outcome = output.error_code().unwrap_or("ok").to_owned();
+        let kind = output.error().map(|error| error.kind());
+        let outcome = kind.map_or("ok", ErrorKind::code).to_owned();
         let mut action = action_label(action);
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.calls.len() >= MAX_SERIES
@@ -84,17 +85,20 @@ impl Metrics {
         }
         histogram.sum += seconds;
         histogram.count += 1;
-        if DENIALS.contains(&outcome.as_str()) {
-            *state.denials.entry((tool.to_owned(), outcome.clone())).or_default() += 1;
-        }
-        if outcome == "TIMEOUT" {
-            *state.timeouts.entry(tool.to_owned()).or_default() += 1;
-        }
-        if outcome == "CANCELLED" {
-            state.cancellations += 1;
-        }
-        if !output.is_error && output.value.get("truncated").and_then(serde_json::Value::as_bool) == Some(true) {
-            *state.truncations.entry(tool.to_owned()).or_default() += 1;
+        match kind {
+            Some(kind) if DENIALS.contains(&kind) => {
+                *state.denials.entry((tool.to_owned(), outcome)).or_default() += 1;
+            }
+            Some(ErrorKind::Timeout) => *state.timeouts.entry(tool.to_owned()).or_default() += 1,
+            Some(ErrorKind::Cancelled) => state.cancellations += 1,
+            Some(_) => {}
+            None => {
+                if let Ok(value) = &output.result
+                    && value.get("truncated").and_then(serde_json::Value::as_bool) == Some(true)
+                {
+                    *state.truncations.entry(tool.to_owned()).or_default() += 1;
+                }
+            }
         }
     }
 
@@ -196,21 +200,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coldquery_core::Error;
     use coldquery_tools::TextFormat;
     use serde_json::json;
 
-    fn output(value: serde_json::Value, is_error: bool) -> ToolOutput {
-        ToolOutput { value, is_error, format: TextFormat::Json }
+    fn output(value: serde_json::Value) -> ToolOutput {
+        ToolOutput { result: Ok(value), format: TextFormat::Json }
+    }
+
+    fn failed(kind: ErrorKind) -> ToolOutput {
+        ToolOutput { result: Err(Error::new(kind, "m")), format: TextFormat::Json }
     }
 
     #[test]
     fn calls_denials_truncations_and_timeouts_are_counted() {
         let metrics = Metrics::default();
         let ms = Duration::from_millis(3);
-        metrics.record_call("pg_query", "read", &output(json!({"rows": [], "truncated": true}), false), ms);
-        metrics.record_call("pg_query", "write", &output(json!({"error": {"code": "WRITE_DENIED"}}), true), ms);
-        metrics.record_call("pg_query", "read", &output(json!({"error": {"code": "TIMEOUT"}}), true), ms);
-        metrics.record_call("pg_query", "re\"ad\n", &output(json!({"error": {"code": "INVALID_ARGUMENT"}}), true), ms);
+        metrics.record_call("pg_query", "read", &output(json!({"rows": [], "truncated": true})), ms);
+        metrics.record_call("pg_query", "write", &failed(ErrorKind::WriteDenied), ms);
+        metrics.record_call("pg_query", "read", &failed(ErrorKind::Timeout), ms);
+        metrics.record_call("pg_query", "re\"ad\n", &failed(ErrorKind::InvalidArgument), ms);
         let pool = PoolStatus { size: 15, connections: 2, idle: 1, in_use: 1, waiting: 3 };
         let text = metrics.render(pool, (1, 10));
         for line in [
@@ -237,7 +246,7 @@ mod tests {
         let metrics = Metrics::default();
         for i in 0..(MAX_SERIES + 10) {
             let action = format!("a{i}");
-            metrics.record_call("pg_query", &action, &output(json!({}), false), Duration::ZERO);
+            metrics.record_call("pg_query", &action, &output(json!({})), Duration::ZERO);
         }
         let seen = metrics.actions_seen();
         assert_eq!(seen.len(), MAX_SERIES + 1);

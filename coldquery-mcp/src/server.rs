@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::request::Parts;
-use coldquery_core::{CancellationToken, ErrorKind, Owner};
+use coldquery_core::{CancellationToken, Owner};
 use coldquery_tools::{Caller, Confirmation, Confirmer, Progress, ProgressSink, Tools, prompts};
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
@@ -343,7 +343,6 @@ impl ServerHandler for ColdQueryServer {
         let caller = self.caller(&context)?;
         let _end_of_call = caller.cancel.clone().drop_guard();
         let uri = request.uri;
-        let known = uri.starts_with("postgres://schema/") || uri.starts_with("postgres://monitor/");
         match self.tools.read_resource(&caller, &uri).await {
             Ok(value) => {
                 let text = serde_json::to_string_pretty(&value)
@@ -353,15 +352,7 @@ impl ServerHandler for ColdQueryServer {
                 ])
                 .into())
             }
-            Err(error) if !known => {
-                Err(McpError::resource_not_found(error.message().to_owned(), Some(json!({"uri": uri}))))
-            }
-            // A table or schema the URI names that does not exist: not found, not a server fault.
-            Err(error) if error.kind() == ErrorKind::InvalidArgument => Err(McpError::resource_not_found(
-                error.message().to_owned(),
-                Some(json!({"uri": uri, "error": error.to_json()["error"]})),
-            )),
-            Err(error) => Err(McpError::internal_error(error.message().to_owned(), Some(error.to_json()))),
+            Err(failure) => Err(convert::resource_error(failure, uri)),
         }
     }
 

@@ -81,8 +81,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .await?;
-    assert!(denied.is_error);
-    println!("without consent: {} ({})", denied.error_code().unwrap_or("?"), text(&denied.value["error"]["message"]));
+    let refusal = denied.error().ok_or("a write without consent is refused")?;
+    println!("without consent: {} ({})", refusal.kind().code(), refusal.message());
 
     // 6. A session: a transaction that stays open across calls until commit or rollback.
     let begun = call(&tools, &caller, "pg_tx", json!({"action": "begin", "isolation_level": "read_committed"})).await?;
@@ -138,12 +138,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .await?;
-    if rows.is_error {
-        return Err(rows.text().into());
-    }
-    print!("{}", rows.text());
-    if rows.value["row_count"] != 2 {
-        return Err(format!("expected 2 committed rows, found {}", rows.value["row_count"]).into());
+    let table = rows.text();
+    let rows = rows.result?;
+    print!("{table}");
+    if rows["row_count"] != 2 {
+        return Err(format!("expected 2 committed rows, found {}", rows["row_count"]).into());
     }
 
     call(
@@ -161,14 +160,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Calls a tool and turns an error result (`{"error": {"code", "message", "hint"?...}}`) into
-/// an `Err` with that JSON, so `?` can propagate it.
+/// Calls a tool; its typed error (`coldquery_core::Error`: kind, message, hint...) propagates
+/// with `?`.
 async fn call(tools: &Tools, caller: &Caller, tool: &str, args: Value) -> Result<Value, Box<dyn std::error::Error>> {
     let output = tools.call(caller, tool, args).await?;
-    if output.is_error {
-        return Err(format!("{tool} failed: {}", output.value["error"]).into());
-    }
-    Ok(output.value)
+    Ok(output.result?)
 }
 
 /// A JSON string without its quotes (other values as JSON).

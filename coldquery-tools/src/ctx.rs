@@ -171,16 +171,11 @@ pub(crate) struct Ctx<'a> {
     pub(crate) reads_only: bool,
 }
 
-/// A tool's flat arguments: which parameters apply depends on the action.
-pub(crate) trait ToolArgs: DeserializeOwned {
-    /// The parameters the chosen action takes (besides `action`).
-    fn parameters(&self) -> &'static [&'static str];
-}
-
 /// Deserializes a tool's flat arguments; errors name the parameter and the valid choices. A
 /// parameter the action does not take is refused, so a typo or a misplaced option is never
 /// silently ignored (a `null` counts as absent).
-pub(crate) fn parse_args<T: ToolArgs>(tool: &str, args: Value) -> Result<T> {
+/// Which parameters each action takes is the registry's ([`crate::TOOLS`]).
+pub(crate) fn parse_args<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T> {
     let args = if args.is_null() { Value::Object(Map::new()) } else { args };
     let given: Vec<String> = args
         .as_object()
@@ -194,7 +189,8 @@ pub(crate) fn parse_args<T: ToolArgs>(tool: &str, args: Value) -> Result<T> {
         .unwrap_or_default();
     let action = args.get("action").and_then(Value::as_str).unwrap_or_default().to_owned();
     let parsed: T = deserialize(tool, args)?;
-    let accepted = parsed.parameters();
+    let accepted = crate::action_parameters(tool, &action)
+        .ok_or_else(|| Error::internal(format!("{tool} {action} is not in the tool registry")))?;
     let unused: Vec<String> =
         given.iter().filter(|key| !accepted.contains(&key.as_str())).map(|key| format!("'{key}'")).collect();
     if unused.is_empty() {

@@ -3,8 +3,8 @@
 //! [`Tools`] holds the three seams of `coldquery-core` — an [`Executor`] for sessionless
 //! statements, a [`SessionStore`] for transactions that live across calls, and a
 //! [`WritePolicy`] (Default-Deny) — plus the [`ToolConfig`]. [`Tools::call`] takes a tool name
-//! and its JSON arguments and returns the JSON result, or the SPEC §2 error body. Adapters (the
-//! MCP server, the CLI, your program) only move JSON in and out; nothing here knows MCP.
+//! and its JSON arguments and returns the JSON result or a typed [`Error`]; the adapters (the
+//! MCP server, the CLI, your program) turn an error into the SPEC §2 body. Nothing here knows MCP.
 //!
 //! ```no_run
 //! # async fn demo(executor: std::sync::Arc<dyn coldquery_core::Executor>,
@@ -20,8 +20,8 @@
 //!     .call(&caller, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"}))
 //!     .await
 //!     .expect("pg_query is a tool");
-//! assert!(!output.is_error);
-//! assert_eq!(output.value["rows"][0]["one"], 1);
+//! let value = output.result.expect("the read succeeds");
+//! assert_eq!(value["rows"][0]["one"], 1);
 //! # }
 //! ```
 
@@ -64,12 +64,10 @@ pub use pg_schema::PgSchemaArgs;
 pub use pg_tx::PgTxArgs;
 pub use reference::{actions, reference_markdown, render_reference};
 pub use render::{TextFormat, cell, render_text, table_of};
-pub use spec::{Annotations, Layout, ToolSpec, registry, tool_specs};
+pub use resources::ResourceError;
+pub use spec::{Action, Annotations, Layout, TOOLS, ToolDef, ToolSpec, registry, tool, tool_specs};
 
 use crate::ctx::Ctx;
-
-/// The names of the five tools, in registry order.
-pub const TOOL_NAMES: [&str; 5] = ["pg_query", "pg_tx", "pg_schema", "pg_admin", "pg_monitor"];
 
 /// The five tools over one executor, session store and write policy.
 #[derive(Clone)]
@@ -91,19 +89,9 @@ impl fmt::Debug for Tools {
 }
 
 /// The parameters `action` of `tool` takes besides `action` itself, or `None` for an unknown
-/// tool or action (the same table the tools check calls against).
+/// tool or action (the same table the tools check calls against: [`TOOLS`]).
 pub fn action_parameters(tool: &str, action: &str) -> Option<&'static [&'static str]> {
-    fn of<T: ctx::ToolArgs>(action: &str) -> Option<&'static [&'static str]> {
-        serde_json::from_value::<T>(serde_json::json!({ "action": action })).ok().map(|args| args.parameters())
-    }
-    match tool {
-        "pg_query" => of::<PgQueryArgs>(action),
-        "pg_tx" => of::<PgTxArgs>(action),
-        "pg_schema" => of::<PgSchemaArgs>(action),
-        "pg_admin" => of::<PgAdminArgs>(action),
-        "pg_monitor" => of::<PgMonitorArgs>(action),
-        _ => None,
-    }
+    spec::tool(tool).ok()?.parameters(action)
 }
 
 /// The tools a server with this configuration exposes: [`registry`], without `pg_tx begin`'s
@@ -122,34 +110,55 @@ fn exposed(layout: Layout, read_only: bool, config: &ToolConfig) -> Vec<ToolSpec
     specs
 }
 
-/// The outcome of a call: the JSON result, or the SPEC §2 error body with `is_error` set.
+/// The outcome of a call: the JSON result or the typed error, and the text format asked for.
+/// The adapters turn an error into the SPEC §2 body `{"error": {...}}` ([`ToolOutput::into_json`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
-    /// The structured result, or `{"error": {...}}`.
-    pub value: Value,
-    /// True when `value` is an error body (an MCP `isError` result).
-    pub is_error: bool,
-    /// The text rendering the caller asked for (`format`), for the text content.
+    /// The structured result, or the error.
+    pub result: Result<Value, Error>,
+    /// The text rendering the caller asked for (`format`), for the text content of a result.
     pub format: TextFormat,
 }
 
 impl ToolOutput {
     fn ok(value: Value, format: TextFormat) -> ToolOutput {
-        ToolOutput { value, is_error: false, format }
+        ToolOutput { result: Ok(value), format }
     }
 
-    fn error(error: &Error) -> ToolOutput {
-        ToolOutput { value: error.to_json(), is_error: true, format: TextFormat::Json }
+    fn failed(error: Error) -> ToolOutput {
+        ToolOutput { result: Err(error), format: TextFormat::Json }
+    }
+
+    /// True when the call failed (an MCP `isError` result).
+    pub fn is_error(&self) -> bool {
+        self.result.is_err()
+    }
+
+    /// The error, when the call failed.
+    pub fn error(&self) -> Option<&Error> {
+        self.result.as_ref().err()
+    }
+
+    /// The JSON as the wire carries it: the result, or the SPEC §2 error body.
+    pub fn into_json(self) -> Value {
+        self.result.unwrap_or_else(|error| error.to_json())
+    }
+
+    /// The wire JSON and its text content (the JSON, or the rows as markdown/csv when asked),
+    /// rendered once and without copying the value.
+    pub fn into_json_and_text(self) -> (Value, String) {
+        let format = if self.is_error() { TextFormat::Json } else { self.format };
+        let value = self.into_json();
+        let text = render_text(&value, format);
+        (value, text)
     }
 
     /// The text content: the JSON, or the rows as markdown/csv when asked.
     pub fn text(&self) -> String {
-        render_text(&self.value, self.format)
-    }
-
-    /// The error code, when this is an error.
-    pub fn error_code(&self) -> Option<&str> {
-        if self.is_error { self.value["error"]["code"].as_str() } else { None }
+        match &self.result {
+            Ok(value) => render_text(value, self.format),
+            Err(error) => render_text(&error.to_json(), TextFormat::Json),
+        }
     }
 }
 
@@ -218,16 +227,26 @@ impl Tools {
         let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
             return Err(UnknownTool(name.to_owned(), self.specs.iter().map(|s| s.name).collect()));
         };
-        let tool = spec.runs;
-        let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
-        if !spec.actions.is_empty() && !spec.actions.contains(&action.as_str()) {
+        let action = args.get("action").and_then(Value::as_str).unwrap_or("");
+        if !spec.actions.is_empty() && !spec.actions.contains(&action) {
             let error = Error::invalid(format!(
                 "{name}: parameter 'action' is '{action}'; choose one of {}",
                 spec.actions.join(", ")
             ))
             .with_hint("the other actions of this kind are on another tool: see tools/list");
-            return Ok(ToolOutput::error(&error));
+            return Ok(ToolOutput::failed(error));
         }
+        // (In --read-only mode every tool is marked read-only, and the write policy refuses.)
+        let reads_only = spec.annotations.read_only && !self.policy.read_only();
+        Ok(self.run(caller, spec.def, reads_only, args).await)
+    }
+
+    /// Runs a call of `tool` (whatever the layout exposes); `reads_only` when it came through a
+    /// tool marked read-only, so nothing it runs may write.
+    async fn run(&self, caller: &Caller, tool: &'static ToolDef, reads_only: bool, args: Value) -> ToolOutput {
+        let run = tool.run;
+        let tool = tool.name;
+        let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
         let format = pg_query::text_format(&args);
         let span = tracing::info_span!(
             "tool_call",
@@ -243,20 +262,9 @@ impl Tools {
         }
         let statement = args.get("sql").and_then(Value::as_str).map(str::to_owned);
         let mut ctx = self.ctx(caller, tool, action);
-        // (In --read-only mode every tool is marked read-only, and the write policy refuses.)
-        ctx.reads_only = spec.annotations.read_only && !self.policy.read_only();
+        ctx.reads_only = reads_only;
         let started = Instant::now();
-        let outcome = async {
-            match tool {
-                "pg_query" => pg_query::run(&ctx, args).await,
-                "pg_tx" => pg_tx::run(&ctx, args).await,
-                "pg_schema" => pg_schema::run(&ctx, args).await,
-                "pg_admin" => pg_admin::run(&ctx, args).await,
-                _ => pg_monitor::run(&ctx, args).await,
-            }
-        }
-        .instrument(span.clone())
-        .await;
+        let outcome = run(&ctx, args).instrument(span.clone()).await;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         span.record("duration_ms", elapsed);
         let output = match outcome {
@@ -271,11 +279,18 @@ impl Tools {
                 if matches!(error.kind(), ErrorKind::StatementNotAllowed | ErrorKind::ReadOnlyViolation) {
                     ctx.record(AuditRecord::denial(&ctx.actor(), session_id.as_deref(), statement.as_deref(), &error));
                 }
-                ToolOutput::error(&error)
+                ToolOutput::failed(error)
             }
         };
         span.in_scope(|| tracing::debug!("tool call finished"));
-        Ok(output)
+        output
+    }
+
+    /// A read the adapters make for a resource or a completion: of the registry's tool, so it
+    /// works in every layout, and through no write.
+    async fn read(&self, caller: &Caller, tool: &str, args: Value) -> Result<Value, Error> {
+        let tool = spec::tool(tool).map_err(|unknown| Error::internal(unknown.to_string()))?;
+        self.run(caller, tool, !self.policy.read_only(), args).await.result
     }
 
     /// Runs a read and hands its rows to `sink` as they arrive, for exports of any size: the
@@ -348,8 +363,8 @@ impl Tools {
         let Some((args, key)) = resources::completion_call(template, argument, prefix, schema) else {
             return Vec::new();
         };
-        match self.call(caller, "pg_schema", args).await {
-            Ok(output) if !output.is_error => output.value["items"]
+        match self.read(caller, "pg_schema", args).await {
+            Ok(value) => value["items"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -360,13 +375,13 @@ impl Tools {
     }
 
     /// A resource's JSON, by URI (see [`resources`]).
-    pub async fn read_resource(&self, caller: &Caller, uri: &str) -> Result<Value, Error> {
+    pub async fn read_resource(&self, caller: &Caller, uri: &str) -> Result<Value, ResourceError> {
         let (tool, args) = resources::call_for(uri)?;
-        let output = self.call(caller, tool, args).await.map_err(|e| Error::internal(e.to_string()))?;
-        if output.is_error {
-            let message = output.value["error"]["message"].as_str().unwrap_or("resource failed").to_owned();
-            return Err(Error::invalid(message));
+        match self.read(caller, tool, args).await {
+            Ok(value) => Ok(value),
+            // The arguments come from a well-formed URI: what they name does not exist.
+            Err(error) if error.kind() == ErrorKind::InvalidArgument => Err(ResourceError::NotFound(error)),
+            Err(error) => Err(ResourceError::Failed(error)),
         }
-        Ok(output.value)
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalog::admin as catalog;
-use crate::ctx::{Ctx, ToolArgs, ident, limit, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ident, limit, parse_args, reject_unused, required};
 
 const TOOL: &str = "pg_admin";
 
@@ -127,21 +127,6 @@ pub struct PgAdminArgs {
     pub mode: Option<SignalMode>,
     pub session_id: Option<String>,
     pub autocommit: Option<bool>,
-}
-
-impl ToolArgs for PgAdminArgs {
-    fn parameters(&self) -> &'static [&'static str] {
-        match self.action {
-            AdminAction::Vacuum => &["table", "schema", "full", "verbose", "analyze", "session_id", "autocommit"],
-            AdminAction::Analyze => &["table", "schema", "verbose", "session_id", "autocommit"],
-            AdminAction::Reindex => {
-                &["target", "name", "schema", "concurrently", "verbose", "session_id", "autocommit"]
-            }
-            AdminAction::Stats => &["table", "schema", "limit"],
-            AdminAction::Settings => &["name", "value", "category", "pattern", "limit", "session_id"],
-            AdminAction::Terminate => &["pid", "mode", "session_id", "autocommit"],
-        }
-    }
 }
 
 /// `pg_admin` arguments as a typed request.

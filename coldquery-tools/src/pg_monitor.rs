@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::monitor as catalog;
-use crate::ctx::{Ctx, ToolArgs, limit, parse_args};
+use crate::ctx::{Ctx, limit, parse_args};
 
 const TOOL: &str = "pg_monitor";
 
@@ -64,19 +64,6 @@ pub struct PgMonitorArgs {
     pub database: Option<String>,
     /// top_queries: sort.
     pub order_by: Option<TopOrder>,
-}
-
-impl ToolArgs for PgMonitorArgs {
-    fn parameters(&self) -> &'static [&'static str] {
-        match self.action {
-            MonitorAction::Health => &["deep"],
-            MonitorAction::Activity => &["include_idle", "min_duration_ms", "limit"],
-            MonitorAction::Connections => &[],
-            MonitorAction::Locks => &["blocking_only", "limit"],
-            MonitorAction::Size => &["database", "limit"],
-            MonitorAction::TopQueries => &["order_by", "limit"],
-        }
-    }
 }
 
 /// `pg_monitor` arguments as a typed request.

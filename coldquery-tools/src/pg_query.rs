@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::classify::{self, Classified};
-use crate::ctx::{Ctx, ToolArgs, parse_args, required, result_json};
+use crate::ctx::{Ctx, parse_args, required, result_json};
 use crate::preview::{self, binding, preview_requested};
 use crate::render::TextFormat;
 
@@ -69,30 +69,6 @@ pub struct PgQueryArgs {
     pub read_only: Option<bool>,
     pub preview: Option<bool>,
     pub confirm: Option<String>,
-}
-
-impl ToolArgs for PgQueryArgs {
-    fn parameters(&self) -> &'static [&'static str] {
-        match self.action {
-            QueryAction::Read => &["sql", "params", "session_id", "max_rows", "timeout_ms", "format"],
-            QueryAction::Write => {
-                &["sql", "params", "session_id", "autocommit", "max_rows", "timeout_ms", "preview", "confirm"]
-            }
-            QueryAction::Explain => {
-                &["sql", "params", "session_id", "timeout_ms", "format", "analyze", "buffers", "verbose"]
-            }
-            QueryAction::Transaction => &[
-                "operations",
-                "isolation_level",
-                "read_only",
-                "autocommit",
-                "max_rows",
-                "timeout_ms",
-                "preview",
-                "confirm",
-            ],
-        }
-    }
 }
 
 /// A statement that passed validation and classification.

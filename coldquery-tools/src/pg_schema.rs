@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::schema as catalog;
 use crate::classify::{self, DdlVerb};
-use crate::ctx::{Ctx, ToolArgs, ident, parse_args, reject_unused, required};
+use crate::ctx::{Ctx, ident, parse_args, reject_unused, required};
 use crate::preview::{self, binding, preview_requested};
 
 const TOOL: &str = "pg_schema";
@@ -149,29 +149,6 @@ pub struct PgSchemaArgs {
     pub autocommit: Option<bool>,
     pub preview: Option<bool>,
     pub confirm: Option<String>,
-}
-
-impl ToolArgs for PgSchemaArgs {
-    fn parameters(&self) -> &'static [&'static str] {
-        match self.action {
-            SchemaAction::List => &["target", "schema", "pattern", "limit", "offset", "include_sizes", "session_id"],
-            SchemaAction::Describe => &["target", "name", "schema", "session_id"],
-            SchemaAction::Create | SchemaAction::Alter | SchemaAction::Drop => &[
-                "target",
-                "name",
-                "schema",
-                "definition",
-                "if_exists",
-                "if_not_exists",
-                "cascade",
-                "sql",
-                "session_id",
-                "autocommit",
-                "preview",
-                "confirm",
-            ],
-        }
-    }
 }
 
 /// What `list` can list, with its catalog query.

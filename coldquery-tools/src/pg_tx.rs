@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ctx::{Ctx, ToolArgs, parse_args, required};
+use crate::ctx::{Ctx, parse_args, required};
 
 /// The actions of `pg_tx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -54,17 +54,6 @@ pub struct PgTxArgs {
     pub role: Option<String>,
     /// begin: request settings for the transaction, e.g. {"request.jwt.claims": {...}}.
     pub settings: Option<serde_json::Map<String, Value>>,
-}
-
-impl ToolArgs for PgTxArgs {
-    fn parameters(&self) -> &'static [&'static str] {
-        match self.action {
-            TxAction::Begin => &["isolation_level", "read_only", "deferrable", "on_error", "role", "settings"],
-            TxAction::Commit | TxAction::Rollback | TxAction::Status => &["session_id"],
-            TxAction::Savepoint | TxAction::Release | TxAction::RollbackTo => &["session_id", "name"],
-            TxAction::List => &[],
-        }
-    }
 }
 
 /// Who a session acts as, set once at begin for its whole transaction.

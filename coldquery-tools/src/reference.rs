@@ -77,16 +77,16 @@ pub fn render_reference(examples: &[Example]) -> String {
                 );
             }
         }
-        for action in actions(&spec.input_schema) {
-            let _ = writeln!(out, "\n### `{}` `{action}`\n", spec.name);
-            let parameters = crate::action_parameters(spec.name, &action).unwrap_or_default();
+        for action in spec.def.actions {
+            let _ = writeln!(out, "\n### `{}` `{}`\n\n{}\n", spec.name, action.name, action.about);
+            let parameters = action.parameters;
             if parameters.is_empty() {
                 out.push_str("Parameters: none besides `action`.\n\n");
             } else {
                 let list: Vec<String> = parameters.iter().map(|p| format!("`{p}`")).collect();
                 let _ = writeln!(out, "Parameters: {}.\n", list.join(", "));
             }
-            for example in examples.iter().filter(|e| e.tool == spec.name && e.action == action) {
+            for example in examples.iter().filter(|e| e.tool == spec.name && e.action == action.name) {
                 write_example(&mut out, example);
             }
         }

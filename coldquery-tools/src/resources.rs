@@ -67,8 +67,28 @@ pub fn resource_templates() -> Vec<ResourceTemplate> {
     }]
 }
 
+/// Why a resource could not be read; the adapter maps each case to its protocol's error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceError {
+    /// No resource has this URI, or the object it names does not exist.
+    NotFound(Error),
+    /// The URI has a resource's shape but a malformed part (a bad %-escape, not UTF-8).
+    BadUri(Error),
+    /// Reading it failed (the database, a timeout, a cancel, a bug).
+    Failed(Error),
+}
+
+impl ResourceError {
+    /// The tools' error behind it.
+    pub fn error(&self) -> &Error {
+        match self {
+            ResourceError::NotFound(error) | ResourceError::BadUri(error) | ResourceError::Failed(error) => error,
+        }
+    }
+}
+
 /// The tool call that produces the resource at `uri`.
-pub(crate) fn call_for(uri: &str) -> Result<(&'static str, Value)> {
+pub(crate) fn call_for(uri: &str) -> Result<(&'static str, Value), ResourceError> {
     match uri {
         "postgres://schema/tables" => Ok(("pg_schema", json!({"action": "list", "target": "tables", "limit": 1000}))),
         "postgres://monitor/health" => Ok(("pg_monitor", json!({"action": "health"}))),
@@ -77,13 +97,13 @@ pub(crate) fn call_for(uri: &str) -> Result<(&'static str, Value)> {
             let parts = other.strip_prefix("postgres://schema/").map(|rest| rest.split('/').collect::<Vec<_>>());
             match parts.as_deref() {
                 Some([schema, table]) if !schema.is_empty() && !table.is_empty() => {
-                    let schema = percent_decode(schema)?;
-                    let table = percent_decode(table)?;
+                    let schema = percent_decode(schema).map_err(ResourceError::BadUri)?;
+                    let table = percent_decode(table).map_err(ResourceError::BadUri)?;
                     Ok(("pg_schema", json!({"action": "describe", "schema": schema, "name": table})))
                 }
-                _ => Err(Error::invalid(format!(
+                _ => Err(ResourceError::NotFound(Error::invalid(format!(
                     "unknown resource '{other}'; the resources are postgres://schema/tables, postgres://schema/{{schema}}/{{table}}, postgres://monitor/health and postgres://monitor/activity"
-                ))),
+                )))),
             }
         }
     }
@@ -148,9 +168,9 @@ mod tests {
         assert_eq!(tool, "pg_schema");
         assert_eq!(args["schema"], "my schema");
         assert_eq!(args["name"], "Orders");
-        assert!(call_for("postgres://schema/a/b/c").is_err());
-        assert!(call_for("postgres://schema/a/%zz").is_err());
-        assert!(call_for("http://x").is_err());
+        assert!(matches!(call_for("postgres://schema/a/b/c"), Err(ResourceError::NotFound(_))));
+        assert!(matches!(call_for("postgres://schema/a/%zz"), Err(ResourceError::BadUri(_))));
+        assert!(matches!(call_for("http://x"), Err(ResourceError::NotFound(_))));
     }
 
     #[test]

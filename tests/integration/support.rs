@@ -72,7 +72,7 @@ pub(crate) async fn call(
     tool: &str,
     args: serde_json::Value,
 ) -> serde_json::Value {
-    tools.call(caller, tool, args).await.expect("a known tool").value
+    tools.call(caller, tool, args).await.expect("a known tool").into_json()
 }
 
 /// The error code of a tool result, or "ok".

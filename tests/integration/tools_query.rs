@@ -195,8 +195,11 @@ async fn read_formats_change_the_text_only() {
     let (_side, tools, _db, me) = setup(&db).await;
     let sql = "SELECT id, name FROM items WHERE id IN (1, 2) ORDER BY id";
     let md = tools.call(&me, "pg_query", json!({"action": "read", "sql": sql, "format": "markdown"})).await.unwrap();
-    assert!(!md.is_error);
-    assert_eq!(md.value["rows"][0], json!({"id": 1, "name": "item 1"}), "structured content stays JSON");
+    assert_eq!(
+        md.result.as_ref().expect("the read succeeds")["rows"][0],
+        json!({"id": 1, "name": "item 1"}),
+        "structured content stays JSON"
+    );
     let text = md.text();
     assert!(text.contains("| id | name |"), "{text}");
     assert!(text.contains("| 2 | item 2 |"), "{text}");
@@ -204,7 +207,7 @@ async fn read_formats_change_the_text_only() {
     assert_eq!(csv.text().lines().collect::<Vec<_>>(), ["id,name", "1,item 1", "2,item 2"]);
     let json_text = tools.call(&me, "pg_query", json!({"action": "read", "sql": sql})).await.unwrap();
     let parsed: Value = serde_json::from_str(&json_text.text()).unwrap();
-    assert_eq!(parsed["rows"], json_text.value["rows"]);
+    assert_eq!(parsed["rows"], json_text.into_json()["rows"]);
     let bad = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql, "format": "xml"})).await;
     assert_eq!(code(&bad), "INVALID_ARGUMENT");
     assert!(error_of(&bad)["message"].as_str().unwrap().contains("markdown"), "{bad}");

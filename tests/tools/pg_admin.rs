@@ -365,7 +365,7 @@ async fn terminate_refuses_another_callers_session_backend() {
 
     let fixture = crate::support::Fixture::new();
     let bob = Caller::new(Owner::new("bob"), "bob");
-    let begun = fixture.tools.call(&bob, "pg_tx", serde_json::json!({"action": "begin"})).await.unwrap().value;
+    let begun = fixture.tools.call(&bob, "pg_tx", serde_json::json!({"action": "begin"})).await.unwrap().into_json();
     let id = begun["session_id"].as_str().unwrap();
     let n: i32 = id.trim_start_matches("sess-").parse().unwrap();
     let bobs_backend = FakeSessions::BACKEND_PID_BASE + n;
@@ -380,5 +380,5 @@ async fn terminate_refuses_another_callers_session_backend() {
         .call(&bob, "pg_admin", serde_json::json!({"action": "terminate", "pid": bobs_backend, "autocommit": true}))
         .await
         .unwrap();
-    assert_ne!(own.error_code(), Some("STATEMENT_NOT_ALLOWED"), "{:?}", own.value);
+    assert_ne!(own.error().map(|e| e.kind()), Some(ErrorKind::StatementNotAllowed), "{own:?}");
 }

@@ -273,7 +273,7 @@ async fn markdown_and_csv_change_only_the_text() {
         .call(&f.caller, "pg_query", json!({"action": "read", "sql": "SELECT name FROM t", "format": "markdown"}))
         .await
         .unwrap();
-    assert_eq!(output.value["rows"][0]["name"], "a|b");
+    assert_eq!(output.result.as_ref().unwrap()["rows"][0]["name"], "a|b");
     insta::assert_snapshot!("markdown_text", output.text());
     f.executor.push_result(rows("name", "text", vec![json!("a|b"), json!("c,d")]));
     let output = f
@@ -333,7 +333,7 @@ async fn the_split_layout_keeps_reading_tools_from_writing() {
     let call = |name: &'static str, args: serde_json::Value| {
         let tools = tools.clone();
         let caller = f.caller.clone();
-        async move { tools.call(&caller, name, args).await.expect("a known tool").value }
+        async move { tools.call(&caller, name, args).await.expect("a known tool").into_json() }
     };
     let begun = call("pg_tx", json!({"action": "begin"})).await;
     let session = begun["session_id"].clone();

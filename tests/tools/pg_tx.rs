@@ -100,13 +100,13 @@ async fn sessions_belong_to_their_caller() {
         json!({"action": "commit", "session_id": id}),
         json!({"action": "rollback", "session_id": id}),
     ] {
-        let out = f.tools.call(&bob, "pg_tx", args).await.unwrap().value;
+        let out = f.tools.call(&bob, "pg_tx", args).await.unwrap().into_json();
         assert_eq!(code(&out), "SESSION_NOT_FOUND");
     }
     let out =
         f.tools.call(&bob, "pg_query", json!({"action": "read", "sql": "SELECT 1", "session_id": id})).await.unwrap();
-    assert_eq!(out.error_code(), Some("SESSION_NOT_FOUND"));
-    let bobs = f.tools.call(&bob, "pg_tx", json!({"action": "list"})).await.unwrap().value;
+    assert_eq!(out.error().map(|e| e.kind()), Some(ErrorKind::SessionNotFound));
+    let bobs = f.tools.call(&bob, "pg_tx", json!({"action": "list"})).await.unwrap().into_json();
     assert_eq!(bobs["count"], 0);
     let mine = f.call("pg_tx", json!({"action": "list"})).await;
     assert_eq!(mine["count"], 1);
@@ -177,7 +177,7 @@ async fn cancelling_the_caller_cancels_the_statement() {
     tokio::task::yield_now().await;
     f.caller.cancel.cancel();
     let out = call.await.unwrap().unwrap();
-    assert_eq!(out.error_code(), Some("CANCELLED"));
+    assert_eq!(out.error().map(|e| e.kind()), Some(ErrorKind::Cancelled));
 }
 
 #[tokio::test]

@@ -87,6 +87,9 @@ fn layouts_mark_what_reads() {
             .all(|s| s.annotations.read_only && !s.annotations.destructive)
     );
     assert_eq!(tool_specs().len(), registry(Layout::Combined, false).len());
+    for spec in &split {
+        assert_eq!(coldquery_tools::actions(&spec.input_schema), spec.action_names(), "{}", spec.name);
+    }
 }
 
 #[test]
@@ -102,6 +105,7 @@ fn input_schemas() {
 fn action_parameters_match_the_schemas() {
     for spec in tool_specs() {
         let properties = spec.input_schema["properties"].as_object().unwrap();
+        assert_eq!(coldquery_tools::actions(&spec.input_schema), spec.action_names(), "{}: the action enum", spec.name);
         let mut used = std::collections::BTreeSet::new();
         for action in coldquery_tools::actions(&spec.input_schema) {
             let parameters = coldquery_tools::action_parameters(spec.name, &action)
@@ -121,4 +125,36 @@ fn action_parameters_match_the_schemas() {
     }
     assert_eq!(coldquery_tools::action_parameters("pg_query", "select"), None);
     assert_eq!(coldquery_tools::action_parameters("pg_nothing", "read"), None);
+}
+
+/// A resource is a read of one tool action whatever the layout exposes, and each failure says
+/// what kind it is: an unknown URI or object, a malformed URI, or a read that failed.
+#[tokio::test]
+async fn resources_read_in_every_layout_and_fail_by_kind() {
+    use coldquery_core::{Error, ErrorKind};
+    use coldquery_tools::ResourceError;
+
+    for layout in [Layout::Combined, Layout::Split] {
+        let fixture = crate::support::Fixture::new();
+        let tools = fixture.tools.clone().with_layout(layout);
+        let caller = &fixture.caller;
+        let tables = tools.read_resource(caller, "postgres://schema/tables").await;
+        assert!(tables.is_ok_and(|t| t["items"].is_array()), "{layout:?}");
+        let completions = tools.complete(caller, "postgres://schema/{schema}/{table}", "schema", "pu", None).await;
+        assert!(completions.is_empty(), "{layout:?}: the fake has no schemas");
+        assert!(!fixture.executor.sql().is_empty(), "{layout:?}: the completion asked the catalog");
+
+        let unknown = tools.read_resource(caller, "postgres://nowhere").await;
+        assert!(matches!(unknown, Err(ResourceError::NotFound(_))), "{layout:?}: {unknown:?}");
+        let malformed = tools.read_resource(caller, "postgres://schema/public/%zz").await;
+        assert!(matches!(malformed, Err(ResourceError::BadUri(_))), "{layout:?}: {malformed:?}");
+        let missing = tools.read_resource(caller, "postgres://schema/public/no_such_table").await;
+        assert!(matches!(missing, Err(ResourceError::NotFound(_))), "{layout:?}: {missing:?}");
+        fixture.executor.push_error(Error::new(ErrorKind::Unavailable, "down"));
+        let down = tools.read_resource(caller, "postgres://schema/tables").await;
+        assert!(
+            matches!(&down, Err(ResourceError::Failed(e)) if e.kind() == ErrorKind::Unavailable),
+            "{layout:?}: {down:?}"
+        );
+    }
 }

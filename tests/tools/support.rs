@@ -36,7 +36,7 @@ impl Fixture {
 
     /// Calls a tool as `alice`; returns the JSON (the error body for an error result).
     pub(crate) async fn call(&self, tool: &str, args: Value) -> Value {
-        self.tools.call(&self.caller, tool, args).await.expect("a known tool").value
+        self.tools.call(&self.caller, tool, args).await.expect("a known tool").into_json()
     }
 }
 

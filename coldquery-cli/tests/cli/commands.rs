@@ -232,7 +232,7 @@ async fn tools_lists_every_tool_and_its_schema() {
     let out = crate::support::run_with(&["--format", "json", "tools"], &[], None).await.expect(0);
     let specs = out.json();
     let names: Vec<&str> = specs.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, coldquery_tools::TOOL_NAMES);
+    assert_eq!(names, coldquery_tools::TOOLS.iter().map(|t| t.name).collect::<Vec<_>>());
     for spec in specs.as_array().unwrap() {
         assert_eq!(spec["input_schema"]["type"], "object", "{spec}");
     }

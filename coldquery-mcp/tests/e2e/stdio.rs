@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use coldquery_tests::harness::test_db;
 use rmcp::model::{
-    CallToolRequestParams, ClientRequest, GetPromptRequestParams, ProtocolVersion, ReadResourceRequestParams, Request,
-    ServerResult,
+    CallToolRequestParams, ClientRequest, ErrorCode, GetPromptRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, Request, ServerResult,
 };
 use rmcp::service::PeerRequestOptions;
 use rmcp::transport::TokioChildProcess;
@@ -14,8 +14,59 @@ use rmcp::{ClientLifecycleMode, ClientServiceExt};
 use serde_json::json;
 
 use crate::support::{
-    args, call, call_raw, code, command, count, create_items, eventually, modern_info, stdio_client, stdio_client_with,
+    args, call, call_raw, code, command, count, create_items, eventually, modern_info, schema_violation, stdio_client,
+    stdio_client_with,
 };
+
+/// Every result the server sends conforms to the output schema it advertises for the tool: one
+/// call of each reading action of every tool, and a session's begin, status and rollback.
+#[tokio::test]
+async fn results_conform_to_the_advertised_output_schemas() {
+    let db = test_db().await;
+    create_items(&db.client().await).await;
+    let client = stdio_client(&db).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let schema_of = |name: &str| -> serde_json::Value {
+        let tool = tools.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} is listed"));
+        serde_json::Value::Object(tool.output_schema.as_deref().cloned().expect("every tool has an output schema"))
+    };
+    let begun = call(&client, "pg_tx", json!({"action": "begin"})).await;
+    let session = begun["session_id"].as_str().expect("a session id").to_owned();
+    let calls = [
+        ("pg_query", json!({"action": "read", "sql": "SELECT 1 AS one, 'a' AS letter"})),
+        ("pg_query", json!({"action": "explain", "sql": "SELECT * FROM e2e_items"})),
+        ("pg_query", json!({"action": "write", "sql": "INSERT INTO e2e_items VALUES (1, 'x')", "session_id": session})),
+        ("pg_tx", json!({"action": "status", "session_id": session})),
+        ("pg_tx", json!({"action": "list"})),
+        ("pg_tx", json!({"action": "rollback", "session_id": session})),
+        ("pg_schema", json!({"action": "list", "target": "tables"})),
+        ("pg_schema", json!({"action": "describe", "name": "e2e_items"})),
+        ("pg_admin", json!({"action": "stats"})),
+        ("pg_admin", json!({"action": "settings", "name": "work_mem"})),
+        ("pg_monitor", json!({"action": "health"})),
+        ("pg_monitor", json!({"action": "activity"})),
+        ("pg_monitor", json!({"action": "connections"})),
+        ("pg_monitor", json!({"action": "locks"})),
+        ("pg_monitor", json!({"action": "size"})),
+    ];
+    let mut checked = vec![("pg_tx", begun)];
+    for (tool, args) in calls {
+        let value = call(&client, tool, args.clone()).await;
+        assert_eq!(code(&value), "ok", "{tool} {args}: {value}");
+        checked.push((tool, value));
+    }
+    for (tool, value) in &checked {
+        if let Some(violation) = schema_violation(&schema_of(tool), value, tool) {
+            panic!("{tool}'s result does not conform to its output schema: {violation}\n{value}");
+        }
+    }
+    // The check can fail: a result of another shape is caught.
+    let strict = json!({"type": "object", "required": ["rows"], "properties": {"rows": {"type": "array"}}});
+    assert!(schema_violation(&strict, &json!({"rows": 1}), "r").is_some());
+    assert!(schema_violation(&strict, &json!({}), "r").is_some());
+    assert!(schema_violation(&strict, &json!([]), "r").is_some());
+    client.cancel().await.unwrap();
+}
 
 #[tokio::test]
 async fn tools_resources_and_prompts_are_served() {
@@ -85,7 +136,21 @@ async fn tools_resources_and_prompts_are_served() {
     };
     let health: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(health["status"], "ok");
-    assert!(client.read_resource(ReadResourceRequestParams::new("postgres://nowhere")).await.is_err());
+    // Each failure is its own MCP error: an unknown URI or object is not found, a malformed URI
+    // is a bad parameter.
+    for (uri, expected) in [
+        ("postgres://nowhere", ErrorCode::RESOURCE_NOT_FOUND),
+        ("postgres://schema/public/no_such_table", ErrorCode::RESOURCE_NOT_FOUND),
+        ("postgres://schema/public/%zz", ErrorCode::INVALID_PARAMS),
+    ] {
+        match client.read_resource(ReadResourceRequestParams::new(uri)).await {
+            Err(rmcp::ServiceError::McpError(error)) => {
+                assert_eq!(error.code, expected, "{uri}: {error:?}");
+                assert_eq!(error.data.as_ref().map(|d| d["uri"].clone()), Some(json!(uri)), "{uri}");
+            }
+            other => panic!("{uri}: an MCP error, got {other:?}"),
+        }
+    }
 
     let prompts = client.list_all_prompts().await.unwrap();
     assert_eq!(prompts.len(), 2);

@@ -370,3 +370,44 @@ impl RawStdio {
         before
     }
 }
+
+/// Where `value` breaks `schema` (the JSON Schema keywords the server's output schemas use:
+/// `type`, `properties`, `required`, `items`), or `None` when it conforms.
+pub(crate) fn schema_violation(schema: &Value, value: &Value, path: &str) -> Option<String> {
+    let type_name = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let allowed: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(types) => types.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let fits = |t: &&str| *t == type_name || (*t == "number" && type_name == "integer");
+    if !allowed.is_empty() && !allowed.iter().any(fits) {
+        return Some(format!("{path}: {type_name}, the schema says {allowed:?}"));
+    }
+    for name in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        if value.get(name).is_none() {
+            return Some(format!("{path}: '{name}' is required"));
+        }
+    }
+    if let (Some(properties), Some(object)) = (schema["properties"].as_object(), value.as_object()) {
+        for (name, property) in properties {
+            if let Some(violation) =
+                object.get(name).and_then(|v| schema_violation(property, v, &format!("{path}.{name}")))
+            {
+                return Some(violation);
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        return array.iter().enumerate().find_map(|(i, v)| schema_violation(items, v, &format!("{path}[{i}]")));
+    }
+    None
+}
