@@ -1,7 +1,7 @@
 //! The value and result model of SPEC §2: bind parameters going in, fields and rows coming out.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A bind parameter. Values only ever travel as parameters, never inside SQL text.
 ///
@@ -156,8 +156,19 @@ impl QueryResult {
 
     /// [`QueryResult::rows_as_objects`], moving the values instead of copying them.
     pub fn into_objects(self) -> Vec<Value> {
-        let keys = self.keys();
-        self.rows.into_iter().map(|row| Value::Object(keys.iter().cloned().zip(row).collect())).collect()
+        // Each row starts as a copy of one object with the keys in place, and its values go in
+        // by position: the keys are hashed once, not once per row.
+        let template: Map<String, Value> = self.keys().into_iter().map(|key| (key, Value::Null)).collect();
+        self.rows
+            .into_iter()
+            .map(|row| {
+                let mut object = template.clone();
+                for ((_, slot), value) in object.iter_mut().zip(row) {
+                    *slot = value;
+                }
+                Value::Object(object)
+            })
+            .collect()
     }
 
     /// The object keys of [`QueryResult::rows_as_objects`], in column order.

@@ -30,7 +30,8 @@ impl TextFormat {
 /// Renders a tool's structured output. Tables (`fields` + `rows`, or a list under another key)
 /// become Markdown or CSV; anything else stays JSON.
 pub fn render_text(output: &Value, format: TextFormat) -> String {
-    let table = table_of(output);
+    // The table is looked for only when a table is asked for: it copies every row.
+    let table = if format == TextFormat::Json { None } else { table_of(output) };
     match (format, table) {
         (TextFormat::Markdown, Some((columns, rows))) => {
             let mut out = markdown(&columns, &rows);
