@@ -167,27 +167,47 @@ pub async fn serve_stdio(server: ColdQueryServer, shutdown: CancellationToken) -
     Ok(())
 }
 
-/// Serves MCP over streamable HTTP until `shutdown` is cancelled.
+/// Serves MCP over streamable HTTP until `shutdown` is cancelled. Then it stops accepting
+/// connections, cancels the calls still running (`calls`) and waits for them to answer, and
+/// only then ends the MCP sessions: rmcp drops the handlers of an ended session, and a dropped
+/// call would leave its statement running on the server.
 pub async fn serve_http(
     server: ColdQueryServer,
     metrics: Arc<Metrics>,
     config: &Config,
     shutdown: CancellationToken,
+    calls: CancellationToken,
 ) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| RunError::Transport(format!("cannot listen on {}: {e}", config.http.listen)))?;
     let address = listener.local_addr().map_err(|e| RunError::Transport(e.to_string()))?;
     tracing::info!(%address, "listening: MCP at /mcp, /health, /ready, /metrics");
-    let app = http::router(server, metrics, &config.http, shutdown.child_token());
+    let in_flight = server.in_flight();
+    let sessions_end = CancellationToken::new();
+    let app = http::router(server, metrics, &config.http, sessions_end.clone());
     let serving = tokio::spawn(accept_loop(listener, app, shutdown.clone()));
     shutdown.cancelled().await;
+    end_calls(&calls, &in_flight).await;
+    sessions_end.cancel();
     match tokio::time::timeout(HTTP_DRAIN, serving).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(RunError::Transport(e.to_string())),
         Err(_) => tracing::warn!("open HTTP requests did not finish within {} s; closing them", HTTP_DRAIN.as_secs()),
     }
     Ok(())
+}
+
+/// How long a stopping server waits for the calls it cancelled to answer.
+const CALLS_DRAIN: Duration = Duration::from_secs(5);
+
+/// Cancels the calls still running and waits (at most [`CALLS_DRAIN`]) until each has
+/// cancelled its statement on the server and answered.
+async fn end_calls(calls: &CancellationToken, in_flight: &crate::server::InFlight) {
+    calls.cancel();
+    if tokio::time::timeout(CALLS_DRAIN, in_flight.idle()).await.is_err() {
+        tracing::warn!("calls still running {} s after they were cancelled; stopping anyway", CALLS_DRAIN.as_secs());
+    }
 }
 
 /// A client must send its request headers within this time, or its connection is closed.
@@ -279,11 +299,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
     let server = ColdQueryServer::new(tools.clone(), metrics.clone(), channel, config.options.read_only)
         .with_shutdown(calls.clone());
+    let in_flight = server.in_flight();
     let served = match config.transport {
         Transport::Stdio => serve_stdio(server, shutdown.clone()).await,
-        Transport::Http => serve_http(server, metrics, &config, shutdown.clone()).await,
+        Transport::Http => serve_http(server, metrics, &config, shutdown.clone(), calls.clone()).await,
     };
-    calls.cancel();
+    end_calls(&calls, &in_flight).await;
     let closed = tools.sessions().close_all().await;
     tracing::info!(rolled_back = closed, "open sessions rolled back; closing the pool");
     drop(tools);

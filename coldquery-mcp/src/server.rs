@@ -170,6 +170,43 @@ pub struct ColdQueryServer {
     channel: Channel,
     read_only: bool,
     shutdown: CancellationToken,
+    in_flight: InFlight,
+}
+
+/// The tool calls and resource reads being served, so that a stopping server can wait for them
+/// to end (each cancels its statement on the server and answers) before it closes the
+/// transport — which would drop them, their statements still running.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+/// One call being served (see [`InFlight`]).
+struct Serving(InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Serving {
+        self.0.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Serving(self.clone())
+    }
+
+    /// Returns once no call is being served.
+    pub async fn idle(&self) {
+        loop {
+            // Created before the check, so a call that ends in between still wakes it.
+            let ended = self.0.1.notified();
+            if self.0.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self.0.0.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.0.1.notify_waiters();
+        }
+    }
 }
 
 impl std::fmt::Debug for ColdQueryServer {
@@ -195,7 +232,13 @@ impl ColdQueryServer {
             channel,
             read_only,
             shutdown: CancellationToken::new(),
+            in_flight: InFlight::default(),
         }
+    }
+
+    /// The calls this server (and its clones) are serving.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.clone()
     }
 
     /// Cancels every running call when `shutdown` is cancelled (server stop).
@@ -305,6 +348,7 @@ impl ServerHandler for ColdQueryServer {
                 Some(json!({"tool": name})),
             ));
         }
+        let _serving = self.in_flight.enter();
         let caller = self.caller(&context)?;
         let _end_of_call = caller.cancel.clone().drop_guard();
         let args = Value::Object(request.arguments.unwrap_or_default());
@@ -340,6 +384,7 @@ impl ServerHandler for ColdQueryServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let _serving = self.in_flight.enter();
         let caller = self.caller(&context)?;
         let _end_of_call = caller.cancel.clone().drop_guard();
         let uri = request.uri;
