@@ -55,20 +55,31 @@ pub(crate) async fn fetch(
     protocol: Protocol,
 ) -> Result<Fetched, Error> {
     let token = conn.client.cancel_token();
-    let (result, suspect) = {
-        let work = fetch_rows(&conn.client, statement, limits, protocol);
-        pin_mut!(work);
-        tokio::select! {
-            biased;
-            result = &mut work => result,
-            () = cancel.cancelled() => interrupt(&token, tls, work, ErrorKind::Cancelled, limits).await,
-            () = tokio::time::sleep(limits.timeout) => interrupt(&token, tls, work, ErrorKind::Timeout, limits).await,
-        }
-    };
+    let work = fetch_rows(&conn.client, statement, limits, protocol);
+    let (result, suspect) = bounded(work, &token, tls, cancel, limits).await;
     if suspect {
         conn.poison();
     }
     result
+}
+
+/// Runs `work` until it ends, the caller cancels or the call's deadline passes; then the
+/// statement is cancelled on the server ([`interrupt`]). Returns its result and whether the
+/// connection is suspect.
+async fn bounded<T>(
+    work: impl Future<Output = (Result<T, Error>, bool)>,
+    token: &CancelToken,
+    tls: &Canceller,
+    cancel: &CancellationToken,
+    limits: &Limits,
+) -> (Result<T, Error>, bool) {
+    pin_mut!(work);
+    tokio::select! {
+        biased;
+        result = &mut work => result,
+        () = cancel.cancelled() => interrupt(token, tls, work, ErrorKind::Cancelled, limits).await,
+        () = tokio::time::sleep(limits.timeout) => interrupt(token, tls, work, ErrorKind::Timeout, limits).await,
+    }
 }
 
 /// Sends a CancelRequest and waits for the statement to end (or gives the connection up).
@@ -222,17 +233,9 @@ pub(crate) async fn read(
 ) -> Result<Read, Error> {
     let token = conn.client.cancel_token();
     let backend = conn.backend();
-    let (result, suspect) = {
-        let work =
-            read_rows(&mut conn.client, &conn.prepared, (&token, tls), statement, limits, backend, report_moved, step);
-        pin_mut!(work);
-        tokio::select! {
-            biased;
-            result = &mut work => result,
-            () = cancel.cancelled() => interrupt(&token, tls, work, ErrorKind::Cancelled, limits).await,
-            () = tokio::time::sleep(limits.timeout) => interrupt(&token, tls, work, ErrorKind::Timeout, limits).await,
-        }
-    };
+    let work =
+        read_rows(&mut conn.client, &conn.prepared, (&token, tls), statement, limits, backend, report_moved, step);
+    let (result, suspect) = bounded(work, &token, tls, cancel, limits).await;
     if suspect {
         conn.poison();
     }
@@ -446,16 +449,8 @@ pub(crate) async fn stream(
     sink: &mut dyn RowSink,
 ) -> Result<(Vec<Field>, u64), Error> {
     let token = conn.client.cancel_token();
-    let (result, suspect) = {
-        let work = stream_rows(&conn.client, &token, tls, helper, statement, sink);
-        pin_mut!(work);
-        tokio::select! {
-            biased;
-            result = &mut work => result,
-            () = cancel.cancelled() => interrupt(&token, tls, work, ErrorKind::Cancelled, limits).await,
-            () = tokio::time::sleep(limits.timeout) => interrupt(&token, tls, work, ErrorKind::Timeout, limits).await,
-        }
-    };
+    let work = stream_rows(&conn.client, &token, tls, helper, statement, sink);
+    let (result, suspect) = bounded(work, &token, tls, cancel, limits).await;
     if suspect {
         conn.poison();
     }
