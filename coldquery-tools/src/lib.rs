@@ -32,6 +32,7 @@ mod confirm;
 mod ctx;
 pub mod examples;
 pub mod functions;
+pub mod output;
 mod pg_admin;
 mod pg_monitor;
 mod pg_query;
@@ -139,6 +140,17 @@ impl ToolOutput {
         self.result.as_ref().err()
     }
 
+    /// The result as its tool's type in [`output`] (`QueryOutput` for `pg_query`, `TxOutput`
+    /// for `pg_tx`...), or the error.
+    pub fn typed<T: serde::de::DeserializeOwned + schemars::JsonSchema>(self) -> Result<T, Error> {
+        let value = self.result?;
+        let shape = || format!("the result does not have the shape of {}", std::any::type_name::<T>());
+        if let Some(broken) = output::violation(&output::schema_of::<T>(), &value, "result") {
+            return Err(Error::internal(format!("{}: {broken}", shape())));
+        }
+        serde_json::from_value(value).map_err(|err| Error::internal(format!("{}: {err}", shape())))
+    }
+
     /// The JSON as the wire carries it: the result, or the SPEC §2 error body.
     pub fn into_json(self) -> Value {
         self.result.unwrap_or_else(|error| error.to_json())
@@ -244,7 +256,8 @@ impl Tools {
     /// Runs a call of `tool` (whatever the layout exposes); `reads_only` when it came through a
     /// tool marked read-only, so nothing it runs may write.
     async fn run(&self, caller: &Caller, tool: &'static ToolDef, reads_only: bool, args: Value) -> ToolOutput {
-        let run = tool.run;
+        #[cfg_attr(not(debug_assertions), allow(unused_variables))]
+        let (run, output_schema) = (tool.run, tool.output_schema);
         let tool = tool.name;
         let action = args.get("action").and_then(Value::as_str).unwrap_or("").to_owned();
         let format = pg_query::text_format(&args);
@@ -270,6 +283,11 @@ impl Tools {
         let output = match outcome {
             Ok(value) => {
                 span.record("outcome", "ok");
+                // In debug builds every test of a tool checks the result against its outputSchema.
+                #[cfg(debug_assertions)]
+                if let Some(broken) = output::violation(&output_schema(), &value, tool) {
+                    panic!("{tool} returned a result its outputSchema does not describe: {broken}\n{value}");
+                }
                 ToolOutput::ok(value, format)
             }
             Err(error) => {

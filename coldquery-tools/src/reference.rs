@@ -77,6 +77,7 @@ pub fn render_reference(examples: &[Example]) -> String {
                 );
             }
         }
+        write_result_fields(&mut out, &(spec.def.output_schema)());
         for action in spec.def.actions {
             let _ = writeln!(out, "\n### `{}` `{}`\n\n{}\n", spec.name, action.name, action.about);
             let parameters = action.parameters;
@@ -92,6 +93,23 @@ pub fn render_reference(examples: &[Example]) -> String {
         }
     }
     out
+}
+
+/// The fields a tool's results may have, from its output type ([`crate::output`]).
+fn write_result_fields(out: &mut String, schema: &Value) {
+    out.push_str("\nResult fields (each action returns some of them; `outputSchema` lists them):\n\n");
+    out.push_str("| field | type | description |\n| --- | --- | --- |\n");
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        let kind = match &property["type"] {
+            Value::Array(types) => types.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" or "),
+            _ => type_of(property),
+        };
+        let about = property["description"].as_str().unwrap_or("").replace('|', "\\|").replace('\n', " ");
+        let _ = writeln!(out, "| `{name}` | {kind} | {about} |");
+    }
+    if schema["additionalProperties"] != Value::Bool(false) {
+        out.push_str("\nBesides these, the catalog's own columns for what was asked (open: any other field).\n");
+    }
 }
 
 fn write_example(out: &mut String, example: &Example) {

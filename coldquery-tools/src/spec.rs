@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::UnknownTool;
 use crate::ctx::Ctx;
+use crate::output::{AdminOutput, MonitorOutput, QueryOutput, SchemaOutput, TxOutput, documented};
 use crate::{PgAdminArgs, PgMonitorArgs, PgQueryArgs, PgSchemaArgs, PgTxArgs};
 
 /// Behaviour hints for clients (never enforcement).
@@ -153,6 +154,12 @@ fn simplify(value: &mut Value) {
             if object.contains_key("properties") {
                 object.remove("description");
             }
+            if let Some(Value::Array(types)) = object.get("type") {
+                let non_null: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                if non_null.len() == 1 {
+                    object.insert("type".into(), non_null[0].clone());
+                }
+            }
             // Number formats and the zero minimum of unsigned fields add bytes, not meaning.
             // (Only in a schema of a number: a `properties` object may have a parameter named
             // `format`.)
@@ -162,21 +169,11 @@ fn simplify(value: &mut Value) {
                     object.remove("minimum");
                 }
             }
-            if let Some(Value::Array(types)) = object.get("type") {
-                let non_null: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
-                if non_null.len() == 1 {
-                    object.insert("type".into(), non_null[0].clone());
-                }
-            }
             object.values_mut().for_each(simplify);
         }
         Value::Array(items) => items.iter_mut().for_each(simplify),
         _ => {}
     }
-}
-
-fn output_schema() -> Value {
-    json!({ "type": "object" })
 }
 
 /// One action of a tool: its name and the parameters it takes besides `action` (in the order
@@ -210,6 +207,9 @@ pub struct ToolDef {
     pub actions: &'static [Action],
     /// The JSON schema of its arguments.
     pub input_schema: fn() -> Value,
+    /// The JSON schema of its results, with descriptions, from its type in [`crate::output`]
+    /// (the wire's `outputSchema` is its [`crate::output::compacted`] form).
+    pub output_schema: fn() -> Value,
     /// Runs a call.
     pub(crate) run: Run,
 }
@@ -243,7 +243,7 @@ impl ToolDef {
             description: self.description,
             annotations: self.annotations,
             input_schema: (self.input_schema)(),
-            output_schema: output_schema(),
+            output_schema: crate::output::compacted((self.output_schema)()),
             def: self,
         }
     }
@@ -334,6 +334,7 @@ pub static TOOLS: [ToolDef; 5] = [
             },
         ],
         input_schema: schema::<PgQueryArgs>,
+        output_schema: documented::<QueryOutput>,
         run: run!(pg_query),
     },
     ToolDef {
@@ -364,6 +365,7 @@ pub static TOOLS: [ToolDef; 5] = [
             Action { name: "status", about: "The session's state.", parameters: &["session_id"] },
         ],
         input_schema: schema::<PgTxArgs>,
+        output_schema: documented::<TxOutput>,
         run: run!(pg_tx),
     },
     ToolDef {
@@ -391,6 +393,7 @@ pub static TOOLS: [ToolDef; 5] = [
             Action { name: "drop", about: "DROP an object (a write).", parameters: DDL },
         ],
         input_schema: schema::<PgSchemaArgs>,
+        output_schema: documented::<SchemaOutput>,
         run: run!(pg_schema),
     },
     ToolDef {
@@ -435,6 +438,7 @@ pub static TOOLS: [ToolDef; 5] = [
             },
         ],
         input_schema: schema::<PgAdminArgs>,
+        output_schema: documented::<AdminOutput>,
         run: run!(pg_admin),
     },
     ToolDef {
@@ -470,6 +474,7 @@ pub static TOOLS: [ToolDef; 5] = [
             },
         ],
         input_schema: schema::<PgMonitorArgs>,
+        output_schema: documented::<MonitorOutput>,
         run: run!(pg_monitor),
     },
 ];

@@ -17,3 +17,4 @@ mod tools_admin;
 mod tools_monitor;
 mod tools_query;
 mod tools_schema;
+mod typed_outputs;

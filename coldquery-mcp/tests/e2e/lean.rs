@@ -55,11 +55,22 @@ async fn tools_list_fits_in_8_kib_and_small_results_stay_small() {
         .iter()
         .map(|t| (t["name"].as_str().unwrap().to_owned(), json!(t.to_string().len())))
         .collect();
+    // What a host tells the model: the tools without their output schemas (a model API's tool
+    // definition is a name, a description and the input schema; the output schema is for the
+    // client program that validates and uses the results).
+    let mut for_model = list.clone();
+    for tool in for_model["result"]["tools"].as_array_mut().unwrap() {
+        assert!(tool.as_object_mut().unwrap().remove("outputSchema").is_some(), "{tool}");
+    }
+    let model_bytes = for_model.to_string().len();
     coldquery_tests::figures::record(
         "wire_sizes",
-        json!({"tools_list_bytes": list_bytes, "per_tool_bytes": per_tool, "select_1_result_bytes": select_bytes}),
+        json!({"tools_list_bytes": list_bytes, "tools_list_bytes_without_output_schemas": model_bytes,
+            "per_tool_bytes": per_tool, "select_1_result_bytes": select_bytes}),
     );
-    assert!(*list_bytes < 8 * 1024, "tools/list is {list_bytes} bytes: {per_tool:?}");
+    assert!(model_bytes < 8 * 1024, "tools/list without output schemas is {model_bytes} bytes: {per_tool:?}");
+    // The output schemas describe every field of every result, compactly.
+    assert!(*list_bytes < 16 * 1024, "tools/list is {list_bytes} bytes: {per_tool:?}");
     // One copy of the JSON as structured content, one as text: no pretty-printed third.
     assert!(*select_bytes < 500, "a SELECT 1 result is {select_bytes} bytes: {select}");
 }
