@@ -26,9 +26,11 @@ use crate::begin::{self, Setup};
 use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
+use crate::options::PgOptions;
+use crate::pool::Shared;
 use crate::reset::{Ended, end_and_reset};
 use crate::run::{self, Protocol};
-use crate::{Shared, no_answer, within};
+use crate::step::{no_answer, within};
 
 /// PostgreSQL ends a session idle in its transaction this long after ColdQuery's own TTL, in
 /// case ColdQuery itself hangs or dies.
@@ -118,21 +120,16 @@ impl Live {
 }
 
 impl PgSessions {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        pool: bb8::Pool<Manager>,
-        max: usize,
-        ttl: Duration,
-        busy_wait: Duration,
-    ) -> PgSessions {
+    pub(crate) fn new(shared: Arc<Shared>, pool: bb8::Pool<Manager>, options: &PgOptions) -> PgSessions {
+        let max = options.max_sessions;
         let inner = Arc::new(Inner {
             shared,
             pool,
             slots: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(max)),
             max,
-            ttl,
-            busy_wait,
+            ttl: options.session_ttl,
+            busy_wait: options.busy_wait,
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
         PgSessions { inner }
