@@ -17,8 +17,8 @@ use crate::options::PgOptions;
 
 /// One pool of connections and what every call on it needs.
 pub(crate) struct Shared {
-    /// How to send CancelRequests (TLS set-up and server address). Named `tls` for the
-    /// callers that pass it on to [`crate::run::fetch`].
+    /// How to send CancelRequests (TLS set-up and server address), for the statements run on
+    /// this pool's connections.
     pub(crate) tls: Canceller,
     pool: bb8::Pool<Manager>,
     acquire_timeout: Duration,

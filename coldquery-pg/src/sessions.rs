@@ -220,6 +220,15 @@ impl Slot {
     fn touch(&self) {
         self.state.lock().expect("state lock").last_used = Instant::now();
     }
+
+    /// Refuses a statement when the transaction is aborted (until it is rolled back) or lost.
+    fn accepts_statements(&self) -> Result<()> {
+        match self.tx() {
+            Tx::Open => Ok(()),
+            Tx::Aborted => Err(aborted_error()),
+            Tx::Lost => Err(lost_error()),
+        }
+    }
 }
 
 /// Marks a session active for the duration of a call.
@@ -373,11 +382,7 @@ impl SessionStore for PgSessions {
         let slot = inner.find(owner, id)?;
         let mut live = inner.lock(&slot).await?;
         let _active = ActiveGuard::new(&slot);
-        match slot.tx() {
-            Tx::Open => {}
-            Tx::Aborted => return Err(aborted_error()),
-            Tx::Lost => return Err(lost_error()),
-        }
+        slot.accepts_statements()?;
         let per_statement = slot.options.on_error == OnError::RollbackStatement;
         let tls = inner.shared.tls.clone();
         let step = inner.shared.step;
@@ -493,11 +498,7 @@ impl SessionStore for PgSessions {
         let slot = inner.find(owner, id)?;
         let mut live = inner.lock(&slot).await?;
         let _active = ActiveGuard::new(&slot);
-        match slot.tx() {
-            Tx::Open => {}
-            Tx::Aborted => return Err(aborted_error()),
-            Tx::Lost => return Err(lost_error()),
-        }
+        slot.accepts_statements()?;
         let tls = inner.shared.tls.clone();
         let step = inner.shared.step;
         let conn = live.conn()?;

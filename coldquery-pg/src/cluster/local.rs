@@ -1,7 +1,7 @@
 //! Running a local PostgreSQL from the binaries on PATH: finding them, `initdb`, the settings
 //! every local cluster shares, the [`Watchdog`] that owns a running server, running them as the
-//! unprivileged `postgres` OS user when we are root, and reading the server log. Shared by
-//! [`super::ephemeral`] and the test harness, so both start clusters the same way.
+//! unprivileged `postgres` OS user when we are root, and reading the server log. Shared by the
+//! throwaway cluster (`ephemeral.rs`) and the test harness, so both start clusters the same way.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
