@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use coldquery_config::{ConfigError, DatabaseSource, Options, Profile, Settings};
 use coldquery_core::ErrorKind;
-use coldquery_pg::ephemeral::Ephemeral;
+use coldquery_pg::cluster::ephemeral::Ephemeral;
 use coldquery_pg::{Database, PgConfig};
 use coldquery_tools::{ConfirmWrites, Tools};
 

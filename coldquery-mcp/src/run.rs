@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coldquery_core::CancellationToken;
-use coldquery_pg::ephemeral::Ephemeral;
+use coldquery_pg::cluster::ephemeral::Ephemeral;
 use coldquery_pg::{Database, PgConfig};
 use coldquery_tools::Tools;
 use rmcp::ServiceExt;

@@ -1,7 +1,7 @@
-//! A throwaway PostgreSQL with the demo schema ([`coldquery_pg::ephemeral`]) for programs that
-//! do not link the driver: `cargo xtask` starts it for the embedding example, the deployment
-//! check and the bench, so that xtask itself compiles in seconds and its fast checks run before
-//! anything heavy is built.
+//! A throwaway PostgreSQL with the demo schema ([`coldquery_pg::cluster::ephemeral`]) for
+//! programs that do not link the driver: `cargo xtask` starts it for the embedding example, the
+//! deployment check and the bench, so that xtask itself compiles in seconds and its fast checks
+//! run before anything heavy is built.
 //!
 //! It prints one JSON line on stdout once the server accepts connections —
 //! `{"url", "port", "dir", "user", "database", "pgbench"}` (`dir` holds `postgres.log`;
@@ -11,8 +11,8 @@
 
 use std::process::ExitCode;
 
-use coldquery_pg::ephemeral::{DEMO_DATABASE, Ephemeral, SUPERUSER};
-use coldquery_pg::local::find_pg_binary;
+use coldquery_pg::cluster::ephemeral::{DEMO_DATABASE, Ephemeral};
+use coldquery_pg::cluster::local::{SUPERUSER, find_pg_binary};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

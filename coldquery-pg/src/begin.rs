@@ -8,8 +8,9 @@ use coldquery_core::{Guard, Isolation, Limits, Result, Sql, TxOptions};
 use postgres_types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
 
+use crate::errors;
 use crate::manager::{Manager, PgConn, Prepared};
-use crate::{errors, no_answer, within};
+use crate::step::{no_answer, within};
 
 /// A pooled connection.
 pub(crate) type Pooled = bb8::PooledConnection<'static, Manager>;

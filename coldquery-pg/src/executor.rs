@@ -13,9 +13,10 @@ use coldquery_core::{
 use crate::begin::{self, Setup};
 use crate::errors;
 use crate::manager::PgConn;
+use crate::pool::Shared;
 use crate::reset::Ended;
 use crate::run::{self, Protocol, Read};
-use crate::{Shared, no_answer, within};
+use crate::step::{no_answer, within};
 
 /// The [`Executor`] over PostgreSQL.
 #[derive(Debug, Clone)]

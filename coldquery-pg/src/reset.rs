@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use postgres_types::{ToSql, Type};
 
 use crate::manager::PgConn;
+use crate::step::within;
 
 /// Everything that makes a connection fit for its next owner, short of `DISCARD ALL` (which
 /// would also drop tokio-postgres's own cached statements), then the connection's own
@@ -39,7 +40,7 @@ pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: Durati
         setup.ok()?;
         reusable.then_some(())
     };
-    if crate::within(step, clean).await.flatten().is_none() {
+    if within(step, clean).await.flatten().is_none() {
         conn.poison();
     }
 }
@@ -106,7 +107,7 @@ pub(crate) async fn end_and_reset(
         }
         (completed, None)
     };
-    let Some((completed, error)) = crate::within(step, run).await else {
+    let Some((completed, error)) = within(step, run).await else {
         conn.poison();
         return Ended::NoAnswer;
     };
@@ -126,7 +127,7 @@ pub(crate) async fn end_and_reset(
             Ended::Done
         }
         None => {
-            if !matches!(crate::within(step, reusable(conn, footprint)).await, Some(true)) {
+            if !matches!(within(step, reusable(conn, footprint)).await, Some(true)) {
                 conn.poison();
             }
             Ended::Done

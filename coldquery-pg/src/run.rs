@@ -21,7 +21,8 @@ use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
 use crate::manager::{PgConn, Prepared};
-use crate::{Shared, no_answer, within};
+use crate::pool::Shared;
+use crate::step::{no_answer, within};
 
 /// How the statement is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

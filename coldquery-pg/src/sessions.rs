@@ -26,9 +26,11 @@ use crate::begin::{self, Setup};
 use crate::errors;
 use crate::executor::elapsed_ms;
 use crate::manager::{Manager, PgConn};
+use crate::options::PgOptions;
+use crate::pool::Shared;
 use crate::reset::{Ended, end_and_reset};
 use crate::run::{self, Protocol};
-use crate::{Shared, no_answer, within};
+use crate::step::{no_answer, within};
 
 /// PostgreSQL ends a session idle in its transaction this long after ColdQuery's own TTL, in
 /// case ColdQuery itself hangs or dies.
@@ -118,21 +120,16 @@ impl Live {
 }
 
 impl PgSessions {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        pool: bb8::Pool<Manager>,
-        max: usize,
-        ttl: Duration,
-        busy_wait: Duration,
-    ) -> PgSessions {
+    pub(crate) fn new(shared: Arc<Shared>, pool: bb8::Pool<Manager>, options: &PgOptions) -> PgSessions {
+        let max = options.max_sessions;
         let inner = Arc::new(Inner {
             shared,
             pool,
             slots: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(max)),
             max,
-            ttl,
-            busy_wait,
+            ttl: options.session_ttl,
+            busy_wait: options.busy_wait,
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
         PgSessions { inner }
@@ -222,6 +219,15 @@ impl Slot {
 
     fn touch(&self) {
         self.state.lock().expect("state lock").last_used = Instant::now();
+    }
+
+    /// Refuses a statement when the transaction is aborted (until it is rolled back) or lost.
+    fn accepts_statements(&self) -> Result<()> {
+        match self.tx() {
+            Tx::Open => Ok(()),
+            Tx::Aborted => Err(aborted_error()),
+            Tx::Lost => Err(lost_error()),
+        }
     }
 }
 
@@ -376,11 +382,7 @@ impl SessionStore for PgSessions {
         let slot = inner.find(owner, id)?;
         let mut live = inner.lock(&slot).await?;
         let _active = ActiveGuard::new(&slot);
-        match slot.tx() {
-            Tx::Open => {}
-            Tx::Aborted => return Err(aborted_error()),
-            Tx::Lost => return Err(lost_error()),
-        }
+        slot.accepts_statements()?;
         let per_statement = slot.options.on_error == OnError::RollbackStatement;
         let tls = inner.shared.tls.clone();
         let step = inner.shared.step;
@@ -496,11 +498,7 @@ impl SessionStore for PgSessions {
         let slot = inner.find(owner, id)?;
         let mut live = inner.lock(&slot).await?;
         let _active = ActiveGuard::new(&slot);
-        match slot.tx() {
-            Tx::Open => {}
-            Tx::Aborted => return Err(aborted_error()),
-            Tx::Lost => return Err(lost_error()),
-        }
+        slot.accepts_statements()?;
         let tls = inner.shared.tls.clone();
         let step = inner.shared.step;
         let conn = live.conn()?;

@@ -121,17 +121,15 @@ pub(crate) fn client_config(verification: &Verification) -> Result<ClientConfig,
             .build()
             .map_err(|e| rustls::Error::General(format!("cannot use the root certificates: {e}")))
     };
+    let lenient = |chain| Lenient { chain, algorithms: provider.signature_verification_algorithms };
     let mut config = match verification {
         Verification::Off => builder.with_webpki_verifier(webpki(&Roots::System)?).with_no_client_auth(),
-        Verification::EncryptOnly => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
-                algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth(),
+        Verification::EncryptOnly => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(lenient(None))).with_no_client_auth()
+        }
         Verification::Chain(roots) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly { inner: webpki(roots)? }))
+            .with_custom_certificate_verifier(Arc::new(lenient(Some(webpki(roots)?))))
             .with_no_client_auth(),
         Verification::Full(roots) => builder.with_webpki_verifier(webpki(roots)?).with_no_client_auth(),
     };
@@ -139,24 +137,39 @@ pub(crate) fn client_config(verification: &Verification) -> Result<ClientConfig,
     Ok(config)
 }
 
-/// `prefer` / `require` without roots: any certificate is accepted, but the handshake
-/// signatures are still verified (with the ring provider's algorithms), so the peer must
-/// hold the key of the certificate it presents.
+/// The checks rustls's own verifier is too strict for, with the ring provider's `algorithms`:
+///
+/// - `prefer` / `require` without roots (`chain` is `None`): any certificate is accepted;
+/// - `verify-ca` (`chain` is the standard webpki verification): a certificate valid for another
+///   name is accepted. `WebPkiServerVerifier` checks the chain (and revocation) before the name,
+///   so a name error means the chain was already found good; any other error is passed on.
+///
+/// Either way the handshake signatures are verified, so the peer must hold the key of the
+/// certificate it presents.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -179,55 +192,6 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the standard webpki verification, except that a certificate valid for
-/// another name is accepted. `WebPkiServerVerifier` checks the chain (and revocation)
-/// before the name, so a name error means the chain was already found good; any other
-/// error is passed on.
-#[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 

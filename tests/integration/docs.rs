@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use coldquery_pg::ephemeral::DEMO_SQL;
+use coldquery_pg::cluster::ephemeral::DEMO_SQL;
 use coldquery_tools::examples::{EXAMPLE_SESSION_ID, examples};
 use coldquery_tools::{ToolConfig, actions, reference_markdown, render_reference, tool_specs};
 use serde_json::{Value, json};

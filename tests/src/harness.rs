@@ -22,16 +22,16 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use coldquery_pg::local::{
-    POSTGRES_WATCHDOG, as_server_user, find_on_path, find_pg_binary, free_port, is_root, log_tail,
-    pg_stat_statements_installed, startup_failure,
+use coldquery_pg::cluster::local::{
+    self, Watchdog, as_server_user, base_settings, find_on_path, find_pg_binary, free_port, is_root, log_tail,
+    startup_failure,
 };
 use tokio_postgres::{Client, NoTls};
 
@@ -360,14 +360,14 @@ impl StopMode {
 /// The methods block; from async code run them under `tokio::task::spawn_blocking`.
 pub struct PgCluster {
     dir: PathBuf,
-    watchdog: Mutex<Watchdog>,
+    state: Mutex<ClusterState>,
 }
 
+/// The server's watchdog (dropping it stops the server and deletes the directory), its port,
+/// and whether it runs.
 #[derive(Debug)]
-struct Watchdog {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+struct ClusterState {
+    watchdog: Watchdog,
     port: u16,
     running: bool,
 }
@@ -392,22 +392,7 @@ impl PgCluster {
             let _ = std::fs::remove_dir_all(&dir);
             message
         };
-        let data = dir.join("data");
-        let output = as_server_user(as_root, &initdb)
-            .args(["-A", "trust", "--nosync", "-U", "postgres", "-E", "UTF8", "--locale=C", "-D"])
-            .arg(&data)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|err| cleanup(format!("running initdb: {err}")))?;
-        if !output.status.success() {
-            return Err(cleanup(format!(
-                "initdb failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )));
-        }
+        let data = local::initdb(as_root, &initdb, &dir).map_err(cleanup)?;
 
         // PASSWORD_ROLE must authenticate (first matching line wins); everyone else is trusted.
         let hba = data.join("pg_hba.conf");
@@ -420,47 +405,10 @@ impl PgCluster {
         );
         std::fs::write(&hba, strict).map_err(|err| cleanup(format!("writing {}: {err}", hba.display())))?;
 
-        let mut settings = vec![
-            "listen_addresses=127.0.0.1".to_owned(),
-            format!("unix_socket_directories={}", dir.display()),
-            "fsync=off".to_owned(),
-            "synchronous_commit=off".to_owned(),
-            "full_page_writes=off".to_owned(),
-            "max_connections=300".to_owned(),
-            "shared_buffers=32MB".to_owned(),
-            "timezone=UTC".to_owned(),
-            "logging_collector=off".to_owned(),
-            // `local::startup_failure` reads the log's English text.
-            "lc_messages=C".to_owned(),
-        ];
-        if pg_stat_statements_installed(&postgres) {
-            settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
-        }
-        let mut command = as_server_user(as_root, Path::new("sh"));
-        command.arg("-c").arg(POSTGRES_WATCHDOG).arg("sh").arg(&dir).arg(&postgres).arg("-D").arg(&data);
-        for setting in &settings {
-            command.arg("-c").arg(setting);
-        }
-        let mut child = command
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|err| cleanup(format!("starting the postgres watchdog: {err}")))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(cleanup("the watchdog has no stdin/stdout pipe".to_owned()));
-        };
-        let cluster = PgCluster {
-            dir,
-            watchdog: Mutex::new(Watchdog {
-                child,
-                stdin: Some(stdin),
-                stdout: BufReader::new(stdout),
-                port: 0,
-                running: false,
-            }),
-        };
+        let mut settings = base_settings(&dir, &postgres);
+        settings.push("max_connections=300".to_owned());
+        let watchdog = Watchdog::spawn(as_root, &dir, &postgres, &data, &settings).map_err(cleanup)?;
+        let cluster = PgCluster { dir, state: Mutex::new(ClusterState { watchdog, port: 0, running: false }) };
         // The port is free when probed but may be taken before postgres binds it: retry.
         let mut last = String::new();
         for _ in 0..5 {
@@ -513,9 +461,9 @@ impl PgCluster {
 
     /// Stops the server and waits until its postmaster has exited. Blocks.
     pub fn stop(&self, mode: StopMode) -> Result<(), String> {
-        let mut watchdog = self.lock();
-        watchdog.command(&format!("stop {}", mode.signal()), "stopped")?;
-        watchdog.running = false;
+        let mut state = self.lock();
+        state.watchdog.command(&format!("stop {}", mode.signal()), "stopped")?;
+        state.running = false;
         Ok(())
     }
 
@@ -525,14 +473,14 @@ impl PgCluster {
         let log = self.log_path();
         let offset = std::fs::metadata(&log).map(|meta| meta.len()).unwrap_or(0);
         let url = {
-            let mut watchdog = self.lock();
-            if watchdog.running {
+            let mut state = self.lock();
+            if state.running {
                 return Err("the cluster is already running".to_owned());
             }
-            let port = watchdog.port;
-            watchdog.command(&format!("start {port}"), "started")?;
-            watchdog.running = true;
-            format!("postgresql://postgres@127.0.0.1:{}/postgres", watchdog.port)
+            let port = state.port;
+            state.watchdog.command(&format!("start {port}"), "started")?;
+            state.running = true;
+            format!("postgresql://postgres@127.0.0.1:{port}/postgres")
         };
         let result = wait_ready(url, log.clone(), offset);
         if let Err(err) = result {
@@ -548,33 +496,8 @@ impl PgCluster {
         self.start_again()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Watchdog> {
-        self.watchdog.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        let watchdog = self.watchdog.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Closing stdin tells the watchdog to stop postgres and delete the directory.
-        drop(watchdog.stdin.take());
-        let _ = watchdog.child.wait();
-    }
-}
-
-impl Watchdog {
-    fn command(&mut self, line: &str, reply: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("the watchdog is closed")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|err| format!("writing to the postgres watchdog: {err}"))?;
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).map_err(|err| format!("reading from the postgres watchdog: {err}"))?;
-        if answer.trim() == reply {
-            Ok(())
-        } else {
-            Err(format!("the postgres watchdog answered {answer:?} to {line:?}"))
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClusterState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -14,8 +14,8 @@
 //!   throwaway PostgreSQL), and must pass the image's health command and its readiness probe
 //!   and stop cleanly on SIGTERM, so every value is one it accepts.
 //!   A renamed setting or a malformed value therefore fails here, not in a deployment.
-//! - (`deploy/demo-schema.sql`, what the development stack loads, is checked against the demo
-//!   schema of `--ephemeral` by a unit test of `coldquery_pg::ephemeral`.)
+//! - (The development stack loads the demo schema of `--ephemeral` from its one file,
+//!   `coldquery-pg/src/cluster/demo-schema.sql`; there is no copy to check.)
 //!
 //! - The release build, with the command the Dockerfile and the release workflow use. Its
 //!   `coldquery-mcp` is the binary the `container` end-to-end test of `coldquery-mcp` runs the

@@ -2,9 +2,10 @@
 //! as the image starts it — the Dockerfile's ENTRYPOINT, CMD, ENV and numeric USER (when the
 //! tests run as root; otherwise as the current, non-root user), an otherwise empty environment,
 //! a token file mounted as docker-compose.deploy.yml mounts its secret, no writable directory but
-//! the audit log's — against a database initialised with `deploy/demo-schema.sql` and
-//! `deploy/init-agent-role.sql` as the development stack initialises it, connecting as that
-//! least-privilege role. The image's HEALTHCHECK command is run the same way.
+//! the audit log's — against a database initialised with the demo schema
+//! (`coldquery-pg/src/cluster/demo-schema.sql`) and `deploy/init-agent-role.sql` as the
+//! development stack initialises it, connecting as that least-privilege role. The image's
+//! HEALTHCHECK command is run the same way.
 //!
 //! The binary is `COLDQUERY_TEST_CONTAINER_BINARY` when set (`cargo xtask ci` sets it to the release
 //! build, the one the image holds), else this test profile's `coldquery-mcp`. Only the port of
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use coldquery_pg::local::is_root;
+use coldquery_pg::cluster::local::is_root;
 use coldquery_tests::harness::{ROLE_PASSWORD, TestDb, test_db};
 use reqwest::StatusCode;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -167,7 +168,7 @@ impl<'a> Container<'a> {
     fn new(image: &'a Image, rootfs: &'a Rootfs, uid: Option<u32>, database_url: &str) -> Container<'a> {
         let listen = image.env("COLDQUERY_LISTEN");
         assert!(listen.starts_with("0.0.0.0:"), "the image listens on 0.0.0.0, not {listen}");
-        let listen_port = coldquery_pg::local::free_port().unwrap();
+        let listen_port = coldquery_pg::cluster::local::free_port().unwrap();
         let mut env: Vec<(String, String)> = image.env.clone();
         env.retain(|(k, _)| k != "COLDQUERY_LISTEN");
         env.push(("COLDQUERY_LISTEN".into(), format!("0.0.0.0:{listen_port}")));
@@ -260,14 +261,15 @@ impl<'a> Container<'a> {
 }
 
 /// A database initialised as the development stack's PostgreSQL initialises `app`: the demo
-/// schema, then the least-privilege role, run by the superuser from `deploy/`.
+/// schema, then the least-privilege role, run by the superuser from the files
+/// `docker-compose.yml` mounts.
 async fn dev_stack_database() -> (TestDb, String) {
     let db = test_db().await;
     let side = db.client().await;
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    for script in ["demo-schema.sql", "init-agent-role.sql"] {
-        let sql = std::fs::read_to_string(deploy.join(script)).unwrap();
-        side.batch_execute(&sql).await.unwrap_or_else(|e| panic!("deploy/{script}: {e}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for script in ["coldquery-pg/src/cluster/demo-schema.sql", "deploy/init-agent-role.sql"] {
+        let sql = std::fs::read_to_string(root.join(script)).unwrap();
+        side.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{script}: {e}"));
     }
     let url = db.url_as(AGENT).replace(ROLE_PASSWORD, AGENT_PASSWORD);
     (db, url)

@@ -1,5 +1,6 @@
--- ColdQuery's demo schema (a small shop), the same SQL `coldquery-mcp --ephemeral` loads: a copy of
--- coldquery_pg::ephemeral::DEMO_SQL, kept identical by a unit test of coldquery_pg::ephemeral.
+-- ColdQuery's demo schema (a small shop): what `--ephemeral` loads (compiled into the binaries as
+-- coldquery_pg::cluster::ephemeral::DEMO_SQL) and what the development stack (docker-compose.yml)
+-- runs when its database is new. This file is the only copy.
 CREATE TABLE customers (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     email text NOT NULL UNIQUE,

@@ -1,6 +1,7 @@
 //! A throwaway local PostgreSQL for `--ephemeral` (SPEC §5): `initdb` and `postgres` from
-//! `PATH` (or Debian's newest `/usr/lib/postgresql/<version>/bin`) in a temporary directory, on a free port of 127.0.0.1, with a small demo schema —
-//! the embedded default a newcomer runs first. Both binaries use it.
+//! `PATH` (or Debian's newest `/usr/lib/postgresql/<version>/bin`) in a temporary directory, on a
+//! free port of 127.0.0.1, with a small demo schema (`demo-schema.sql`) — the embedded default a
+//! newcomer runs first. Both binaries use it.
 //!
 //! It is not a way to run a real database: `fsync` is off, authentication is `trust` (on the
 //! loopback address and the private socket directory only) and everything is deleted on exit.
@@ -14,24 +15,19 @@
 //! `postgres` OS user through `runuser` (PostgreSQL refuses to run as root).
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::local::{
-    POSTGRES_WATCHDOG, as_server_user, find_pg_binary, free_port, is_root, log_tail, pg_stat_statements_installed,
+use super::local::{
+    self, SERVER_USER, SUPERUSER, Watchdog, base_settings, find_pg_binary, free_port, is_root, log_tail,
     startup_failure, user_exists,
 };
 
 /// The database holding the demo schema.
 pub const DEMO_DATABASE: &str = "demo";
-
-/// The superuser the cluster is initialised with.
-pub const SUPERUSER: &str = "postgres";
 
 /// How long a starting server may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,96 +36,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const PORT_ATTEMPTS: usize = 5;
 
 /// The demo schema: a small shop with keys, foreign keys, indexes, checks, comments, a view
-/// and deterministic rows (20 customers, 12 products, 40 orders, 120 order items).
-pub const DEMO_SQL: &str = r#"
-CREATE TABLE customers (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    email text NOT NULL UNIQUE,
-    name text NOT NULL,
-    country char(2) NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE customers IS 'People who place orders.';
-COMMENT ON COLUMN customers.country IS 'ISO 3166-1 alpha-2 country code.';
-
-CREATE TABLE products (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    sku text NOT NULL UNIQUE,
-    name text NOT NULL,
-    price numeric(10, 2) NOT NULL CHECK (price >= 0),
-    stock integer NOT NULL DEFAULT 0 CHECK (stock >= 0),
-    tags text[] NOT NULL DEFAULT '{}'
-);
-COMMENT ON TABLE products IS 'What the shop sells.';
-COMMENT ON COLUMN products.price IS 'Current unit price in EUR.';
-
-CREATE TABLE orders (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    customer_id bigint NOT NULL REFERENCES customers (id),
-    status text NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'paid', 'shipped', 'cancelled')),
-    placed_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX orders_customer_id_idx ON orders (customer_id);
-CREATE INDEX orders_placed_at_idx ON orders (placed_at);
-COMMENT ON TABLE orders IS 'One order per checkout.';
-
-CREATE TABLE order_items (
-    order_id bigint NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
-    product_id bigint NOT NULL REFERENCES products (id),
-    quantity integer NOT NULL CHECK (quantity > 0),
-    unit_price numeric(10, 2) NOT NULL,
-    PRIMARY KEY (order_id, product_id)
-);
-CREATE INDEX order_items_product_id_idx ON order_items (product_id);
-COMMENT ON TABLE order_items IS 'The lines of an order, with the price paid.';
-
-CREATE VIEW order_totals AS
-SELECT o.id AS order_id, c.name AS customer, o.status, o.placed_at,
-       sum(i.quantity * i.unit_price) AS total
-FROM orders o
-JOIN customers c ON c.id = o.customer_id
-JOIN order_items i ON i.order_id = o.id
-GROUP BY o.id, c.name;
-COMMENT ON VIEW order_totals IS 'Each order with its customer and total.';
-
-INSERT INTO customers (email, name, country, created_at)
-SELECT format('customer%s@example.com', n),
-       (ARRAY['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'John', 'Margaret', 'Ken'])[1 + (n - 1) % 10]
-       || ' ' ||
-       (ARRAY['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'McCarthy', 'Hamilton', 'Thompson'])[1 + (n * 3) % 10],
-       (ARRAY['GB', 'US', 'DE', 'FR', 'JP'])[1 + n % 5],
-       timestamptz '2024-01-01 09:00:00+00' + n * interval '3 days'
-FROM generate_series(1, 20) AS n;
-
-INSERT INTO products (sku, name, price, stock, tags) VALUES
-    ('KB-001', 'Mechanical keyboard', 89.00, 25, '{hardware,input}'),
-    ('MS-002', 'Wireless mouse', 29.50, 60, '{hardware,input}'),
-    ('MN-003', '27-inch monitor', 249.99, 8, '{hardware,display}'),
-    ('HD-004', 'USB-C hub', 39.90, 40, '{hardware}'),
-    ('CB-005', 'Braided cable', 9.99, 200, '{accessory}'),
-    ('ST-006', 'Laptop stand', 45.00, 15, '{accessory,ergonomics}'),
-    ('HP-007', 'Headphones', 119.00, 12, '{audio}'),
-    ('WC-008', 'Webcam', 69.00, 0, '{video}'),
-    ('MP-009', 'Mouse pad', 12.00, 80, '{accessory}'),
-    ('LP-010', 'Desk lamp', 34.75, 22, '{office}'),
-    ('CH-011', 'Office chair', 299.00, 5, '{office,ergonomics}'),
-    ('NB-012', 'Notebook', 4.50, 500, '{office,paper}');
-
-INSERT INTO orders (customer_id, status, placed_at)
-SELECT 1 + (n * 7) % 20,
-       (ARRAY['pending', 'paid', 'shipped', 'shipped', 'cancelled'])[1 + n % 5],
-       timestamptz '2025-01-01 10:00:00+00' + n * interval '1 day 3 hours'
-FROM generate_series(1, 40) AS n;
-
-INSERT INTO order_items (order_id, product_id, quantity, unit_price)
-SELECT o.id, p.id, 1 + (o.id + k) % 4, p.price
-FROM orders o
-CROSS JOIN generate_series(0, 2) AS k
-JOIN products p ON p.id = 1 + (o.id * 3 + k * 5) % 12;
-
-ANALYZE;
-"#;
+/// and deterministic rows (20 customers, 12 products, 40 orders, 120 order items). The one copy
+/// is `demo-schema.sql` beside this file, which the development stack (`docker-compose.yml`)
+/// also loads.
+pub const DEMO_SQL: &str = include_str!("demo-schema.sql");
 
 /// A running throwaway PostgreSQL with the demo schema. Stopped and deleted by
 /// [`Ephemeral::stop`], on drop, or when this process exits.
@@ -138,12 +48,6 @@ pub struct Ephemeral {
     port: u16,
     url: String,
     watchdog: Option<Watchdog>,
-}
-
-struct Watchdog {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
 }
 
 impl fmt::Debug for Ephemeral {
@@ -265,43 +169,12 @@ impl Ephemeral {
     }
 }
 
-impl Drop for Ephemeral {
-    fn drop(&mut self) {
-        if let Some(watchdog) = self.watchdog.take() {
-            let _ = watchdog.finish();
-        }
-    }
-}
-
-impl Watchdog {
-    fn command(&mut self, line: &str, reply: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("the postgres watchdog is closed")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("writing to the postgres watchdog: {e}"))?;
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).map_err(|e| format!("reading from the postgres watchdog: {e}"))?;
-        if answer.trim() == reply {
-            Ok(())
-        } else {
-            Err(format!("the postgres watchdog answered {answer:?} to {line:?}"))
-        }
-    }
-
-    /// Closes the pipe (the watchdog stops postgres and deletes the directory) and waits.
-    fn finish(mut self) -> Result<(), String> {
-        drop(self.stdin.take());
-        let status = self.child.wait().map_err(|e| format!("waiting for the postgres watchdog: {e}"))?;
-        if status.success() { Ok(()) } else { Err(format!("the postgres watchdog exited with {status}")) }
-    }
-}
-
 /// Creates the directory, runs `initdb`, writes the configuration and starts the watchdog.
 fn prepare() -> Result<(PathBuf, Watchdog), String> {
     let initdb = find_pg_binary("initdb").ok_or_else(|| missing("initdb"))?;
     let postgres = find_pg_binary("postgres").ok_or_else(|| missing("postgres"))?;
     let as_root = is_root();
-    if as_root && !user_exists(SUPERUSER) {
+    if as_root && !user_exists(SERVER_USER) {
         return Err("running as root, the ephemeral PostgreSQL needs an unprivileged `postgres` OS user \
              (PostgreSQL refuses to run as root); create one, e.g. `useradd --system postgres`"
             .to_owned());
@@ -320,74 +193,22 @@ fn prepare() -> Result<(PathBuf, Watchdog), String> {
 fn prepare_in(dir: &Path, initdb: &Path, postgres: &Path, as_root: bool) -> Result<Watchdog, String> {
     if as_root {
         let status = Command::new("chown")
-            .arg(SUPERUSER)
+            .arg(SERVER_USER)
             .arg(dir)
             .status()
-            .map_err(|e| format!("chown {SUPERUSER} {}: {e}", dir.display()))?;
+            .map_err(|e| format!("chown {SERVER_USER} {}: {e}", dir.display()))?;
         if !status.success() {
-            return Err(format!("chown {SUPERUSER} {} failed: {status}", dir.display()));
+            return Err(format!("chown {SERVER_USER} {} failed: {status}", dir.display()));
         }
     }
-    let data = dir.join("data");
-    let output = as_server_user(as_root, initdb)
-        .args(["-A", "trust", "--nosync", "-U", SUPERUSER, "-E", "UTF8", "--locale=C", "-D"])
-        .arg(&data)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running initdb: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "initdb failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    let data = local::initdb(as_root, initdb, dir)?;
     // Only the private socket directory and the loopback address; never another interface.
     let hba = data.join("pg_hba.conf");
     std::fs::write(&hba, "local all all trust\nhost all all 127.0.0.1/32 trust\n")
         .map_err(|e| format!("writing {}: {e}", hba.display()))?;
-
-    let mut settings = vec![
-        "listen_addresses=127.0.0.1".to_owned(),
-        format!("unix_socket_directories={}", dir.display()),
-        "unix_socket_permissions=0700".to_owned(),
-        "fsync=off".to_owned(),
-        "synchronous_commit=off".to_owned(),
-        "full_page_writes=off".to_owned(),
-        "shared_buffers=32MB".to_owned(),
-        "timezone=UTC".to_owned(),
-        "logging_collector=off".to_owned(),
-        // Start-up failures are read from the log's text (`local::startup_failure`, a port
-        // taken): the cluster is ColdQuery's own, and its log speaks English whatever the
-        // environment's locale.
-        "lc_messages=C".to_owned(),
-    ];
-    if pg_stat_statements_installed(postgres) {
-        settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
-    }
-    let mut command = as_server_user(as_root, Path::new("sh"));
-    command.arg("-c").arg(POSTGRES_WATCHDOG).arg("sh").arg(dir).arg(postgres).arg("-D").arg(&data);
-    for setting in &settings {
-        command.arg("-c").arg(setting);
-    }
-    let mut child = command
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        // Its own process group: a terminal's Ctrl-C must not kill the watchdog before it
-        // has cleaned up.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("starting the postgres watchdog: {e}"))?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err("the postgres watchdog has no stdin/stdout pipe".to_owned());
-    };
-    Ok(Watchdog { child, stdin: Some(stdin), stdout: BufReader::new(stdout) })
+    let mut settings = base_settings(dir, postgres);
+    settings.push("unix_socket_permissions=0700".to_owned());
+    Watchdog::spawn(as_root, dir, postgres, &data, &settings)
 }
 
 fn missing(binary: &str) -> String {
@@ -455,19 +276,6 @@ mod tests {
     #[test]
     fn urls_point_at_the_loopback_address_without_tls() {
         assert_eq!(url_for(5433, DEMO_DATABASE), "postgresql://postgres@127.0.0.1:5433/demo?sslmode=disable");
-    }
-
-    /// `deploy/demo-schema.sql` (what the development stack loads), below its leading comment
-    /// lines, is [`DEMO_SQL`] exactly.
-    #[test]
-    fn the_deployment_demo_schema_is_this_one() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo-schema.sql");
-        let text = std::fs::read_to_string(&path).expect("deploy/demo-schema.sql is readable");
-        let body: String = text.split_inclusive('\n').skip_while(|line| line.starts_with("--")).collect();
-        assert!(
-            body == DEMO_SQL.trim_start_matches('\n'),
-            "deploy/demo-schema.sql differs from coldquery_pg::ephemeral::DEMO_SQL: copy it again (keep the comment lines on top)"
-        );
     }
 
     #[test]
