@@ -198,12 +198,9 @@ pub(crate) async fn run(
                     ctx.config.confirm_writes != crate::confirm::ConfirmWrites::Off
                         && *target == WriteTarget::Autocommit
                 });
-                if let (Some(cap), Some(affected), true, true) = (
-                    cap,
-                    result.rows_affected,
-                    needs_confirmation.is_null(),
-                    crate::pg_query::counts_rows(&op.classified.tag),
-                ) && affected > cap
+                if let (Some(cap), Some(affected), true, true) =
+                    (cap, result.rows_affected, needs_confirmation.is_null(), op.classified.counts_rows())
+                    && affected > cap
                 {
                     needs_confirmation = json!(format!(
                         "this write affects {affected} rows, more than a write may without a confirmation ({cap}, --confirm-rows)"
