@@ -202,9 +202,7 @@ async fn a_write_behind_an_open_transaction_gives_up_after_the_lock_timeout_and_
     let me = caller("alice");
 
     // A long transaction elsewhere holds a lock on the table.
-    let blocker = db.client().await;
-    blocker.batch_execute("BEGIN; SELECT * FROM queue").await.unwrap();
-    let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let (blocker, blocker_pid) = db.blocker("queue").await;
 
     for args in [
         json!({"action": "write", "sql": "ALTER TABLE queue ADD COLUMN note text", "autocommit": true}),

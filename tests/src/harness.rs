@@ -106,6 +106,19 @@ impl TestDb {
     pub async fn client_as(&self, role: &str) -> Client {
         connect(&self.url_as(role)).await
     }
+
+    /// A side connection in an open transaction that has read `table`, so it holds a lock an
+    /// `ALTER TABLE` or `LOCK TABLE` waits for until it ends (`ROLLBACK` on the connection, or
+    /// dropping it); and that connection's backend pid.
+    pub async fn blocker(&self, table: &str) -> (Client, i32) {
+        let blocker = self.client().await;
+        blocker
+            .batch_execute(&format!("BEGIN; SELECT * FROM {}", quote_ident(table)))
+            .await
+            .expect("the blocker reads");
+        let pid = blocker.query_one("SELECT pg_backend_pid()", &[]).await.expect("the blocker's pid").get(0);
+        (blocker, pid)
+    }
 }
 
 impl Drop for TestDb {
