@@ -147,9 +147,7 @@ async fn read_is_capped_at_max_rows_while_fetching() {
         &tools,
         &me,
         "pg_query",
-        json!({
-            "action": "read", "sql": "SELECT id FROM items ORDER BY id", "max_rows": 5,
-        }),
+        json!({"action": "read", "sql": "SELECT id FROM items ORDER BY id", "max_rows": 5}),
     )
     .await;
     assert_eq!(out["row_count"], 5, "{out}");
@@ -163,9 +161,7 @@ async fn read_is_capped_at_max_rows_while_fetching() {
         &tools,
         &me,
         "pg_query",
-        json!({
-            "action": "read", "sql": "SELECT generate_series(1, 100000000) AS g", "max_rows": 10,
-        }),
+        json!({"action": "read", "sql": "SELECT generate_series(1, 100000000) AS g", "max_rows": 10}),
     )
     .await;
     assert_eq!(out["row_count"], 10, "{out}");
@@ -432,15 +428,7 @@ async fn explain_formats_and_analyze() {
     assert!(out["summary"]["total_cost"].as_f64().is_some(), "{out}");
     assert!(out["summary"]["estimated_rows"].as_u64().is_some(), "{out}");
 
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "explain", "sql": "SELECT count(*) FROM items", "analyze": true, "buffers": true, "verbose": true,
-        }),
-    )
-    .await;
+    let out = call(&tools, &me, "pg_query", json!({"action": "explain", "sql": "SELECT count(*) FROM items", "analyze": true, "buffers": true, "verbose": true})).await;
     assert_eq!(code(&out), "ok", "{out}");
     assert_eq!(out["summary"]["actual_rows"], 1, "{out}");
     assert!(out["summary"]["execution_time_ms"].as_f64().is_some(), "{out}");
@@ -465,9 +453,7 @@ async fn explain_formats_and_analyze() {
         &tools,
         &me,
         "pg_query",
-        json!({
-            "action": "explain", "sql": "DELETE FROM items WHERE id <= 5", "analyze": true, "session_id": id,
-        }),
+        json!({"action": "explain", "sql": "DELETE FROM items WHERE id <= 5", "analyze": true, "session_id": id}),
     )
     .await;
     assert_eq!(code(&out), "ok", "{out}");
@@ -563,15 +549,9 @@ async fn transaction_batch_commits_atomically() {
     assert_eq!(items(&side).await, 21);
 
     // Without autocommit a writing batch is denied.
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "transaction", "operations": [{"sql": "DELETE FROM items"}],
-        }),
-    )
-    .await;
+    let out =
+        call(&tools, &me, "pg_query", json!({"action": "transaction", "operations": [{"sql": "DELETE FROM items"}]}))
+            .await;
     assert_eq!(code(&out), "WRITE_DENIED", "{out}");
     assert_eq!(items(&side).await, 21);
 }
@@ -688,15 +668,7 @@ async fn database_errors_carry_sqlstate_and_leave_the_pool_usable() {
     .await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "22P02", "{out}");
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "write", "sql": "UPDATE items SET price = $1 WHERE id = 1", "params": [true], "autocommit": true,
-        }),
-    )
-    .await;
+    let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "UPDATE items SET price = $1 WHERE id = 1", "params": [true], "autocommit": true})).await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "22P02", "{out}");
     let out = sessionless_read(&tools, &me, "SELECT missing FROM items").await;
