@@ -8,6 +8,7 @@ use coldquery_tools::{Action, ToolDef};
 use serde_json::{Map, Value};
 
 use crate::fail::Failure;
+use crate::output::{Format, Style};
 
 /// ColdQuery's PostgreSQL tools from a terminal: the same five tools, the same Default-Deny
 /// write policy, and the same configuration as the MCP server.
@@ -80,8 +81,8 @@ impl PrintArgs {
     }
 
     /// The print style these flags ask for.
-    pub(crate) fn style(&self) -> crate::output::Style {
-        crate::output::Style {
+    pub(crate) fn style(&self) -> Style {
+        Style {
             format: self.format(),
             tuples_only: self.tuples_only,
             expanded: self.expanded,
@@ -101,21 +102,6 @@ pub(crate) struct ScriptArgs {
     /// Stop at the first failing statement (psql's ON_ERROR_STOP); otherwise go on and exit 1.
     #[arg(long)]
     pub(crate) on_error_stop: bool,
-}
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
-    /// Aligned columns for people (psql's default).
-    Table,
-    /// `|`-separated columns (psql -A).
-    Unaligned,
-    /// The tool's structured result as JSON.
-    Json,
-    /// Rows as CSV, values in PostgreSQL's text form (`COPY ... CSV` loads it back).
-    Csv,
-    /// Rows as a Markdown table.
-    Markdown,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,9 +24,10 @@ use coldquery_core::{CancellationToken, Owner};
 use coldquery_tools::{Caller, ToolSpec, Tools, tool_specs};
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command, Format, PromptMode, Request};
+use crate::cli::{Cli, Command, PromptMode, Request};
 use crate::fail::{Exit, Failure, Vocabulary};
 use crate::input::Input;
+use crate::output::Format;
 
 fn main() -> ExitCode {
     let parsed =

@@ -6,13 +6,28 @@
 
 use std::io::Write;
 
+use clap::ValueEnum;
 use coldquery_core::{Error, ErrorKind, Field, QueryResult, RowSink};
 use coldquery_tools::{cell, table_of};
 use serde_json::{Map, Value};
 
-use crate::cli::Format;
 use crate::pgtext;
 use crate::statements::command_tag;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people (psql's default).
+    Table,
+    /// `|`-separated columns (psql -A).
+    Unaligned,
+    /// The tool's structured result as JSON.
+    Json,
+    /// Rows as CSV, values in PostgreSQL's text form (`COPY ... CSV` loads it back).
+    Csv,
+    /// Rows as a Markdown table.
+    Markdown,
+}
 
 /// How results are printed: psql's `\pset` options.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! PostgreSQL's spacing. The tools return values as JSON (SPEC §2); the column's type name
 //! (`fields[].type`) says which text form a JSON value stands for.
 
+use coldquery_core::quote_array_element;
 use serde_json::Value;
 
 /// The text form of `value`, a value of PostgreSQL type `type_name`; `None` for SQL NULL.
@@ -84,18 +85,11 @@ fn array_element(text: &str, out: &mut String) {
     let needs_quotes = text.is_empty()
         || text.eq_ignore_ascii_case("NULL")
         || text.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace() || c == '\x0b');
-    if !needs_quotes {
+    if needs_quotes {
+        quote_array_element(text, out);
+    } else {
         out.push_str(text);
-        return;
     }
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
 }
 
 /// JSON as PostgreSQL's jsonb output writes it: `{"a": 1, "b": [1, 2]}`.

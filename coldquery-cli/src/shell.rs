@@ -21,10 +21,10 @@ use coldquery_core::{CallerSql, ErrorKind};
 use coldquery_tools::{Tools, classify};
 use serde_json::{Value, json};
 
-use crate::cli::{Format, Request, ScriptArgs};
+use crate::cli::{Request, ScriptArgs};
 use crate::fail::{Exit, Failure, Vocabulary};
 use crate::input::{Input, Read};
-use crate::output::{Origin, Style};
+use crate::output::{Format, Origin, Style};
 use crate::statements::{self, Open};
 use crate::{Interrupt, output};
 

@@ -552,6 +552,9 @@ mod tests {
         assert_eq!((options.pg.max_sessions, options.pg.pool_size), (10, 15));
         assert_eq!(options.pg.session_ttl, Duration::from_secs(1800));
         assert_eq!((options.tools.max_rows, options.tools.max_rows_limit), (500, 10_000));
+        assert_eq!(options.pg.acquire_timeout, Duration::from_secs(10));
+        assert_eq!(options.tools.statement_timeout, Duration::from_secs(30));
+        assert_eq!(options.tools.max_result_bytes, 1 << 20);
     }
 
     #[test]

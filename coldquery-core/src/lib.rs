@@ -14,6 +14,7 @@ mod ident;
 mod policy;
 mod session;
 mod sql;
+mod tx;
 mod value;
 
 pub mod units;
@@ -26,9 +27,10 @@ pub use exec::{
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES, QualifiedName};
 pub use policy::{DefaultDeny, WriteIntent, WritePolicy, WriteTarget};
 pub use session::{
-    Isolation, OnError, Owner, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, TxOptions, TxState,
-    commit_failed_after_error, session_not_found, unknown_savepoint,
+    Owner, SavepointOp, SessionEnd, SessionId, SessionInfo, SessionStore, TxState, commit_failed_after_error,
+    session_not_found, unknown_savepoint,
 };
 pub use sql::{CallerSql, MAX_SQL_BYTES, Origin, Sql, SqlBuilder};
 pub use tokio_util::sync::CancellationToken;
-pub use value::{Field, Param, QueryResult};
+pub use tx::{Isolation, OnError, TxOptions};
+pub use value::{Field, Param, QueryResult, quote_array_element};

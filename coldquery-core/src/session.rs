@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Ident, Limits, QueryResult, Result, Statement};
+use crate::{Error, Ident, Limits, QueryResult, Result, Statement, TxOptions};
 
 /// Who is calling: the stdio client, or an HTTP principal (and its legacy MCP session).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,67 +49,6 @@ impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Transaction isolation levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Isolation {
-    /// `READ COMMITTED` (PostgreSQL's default).
-    #[default]
-    ReadCommitted,
-    /// `REPEATABLE READ`.
-    RepeatableRead,
-    /// `SERIALIZABLE`.
-    Serializable,
-    /// `READ UNCOMMITTED` (behaves as READ COMMITTED in PostgreSQL).
-    ReadUncommitted,
-}
-
-impl Isolation {
-    /// The valid spellings, for error messages.
-    pub const CHOICES: &'static str = "read_committed, repeatable_read, serializable, read_uncommitted";
-
-    /// Parses `read_committed` or the SQL spelling `READ COMMITTED` (any case).
-    pub fn parse(text: &str) -> Option<Isolation> {
-        let norm: String =
-            text.trim().chars().map(|c| if c == ' ' || c == '-' { '_' } else { c.to_ascii_lowercase() }).collect();
-        match norm.as_str() {
-            "read_committed" => Some(Isolation::ReadCommitted),
-            "repeatable_read" => Some(Isolation::RepeatableRead),
-            "serializable" => Some(Isolation::Serializable),
-            "read_uncommitted" => Some(Isolation::ReadUncommitted),
-            _ => None,
-        }
-    }
-}
-
-/// What a failed statement does to a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// The transaction is aborted; only rollback is possible (PostgreSQL's behaviour).
-    #[default]
-    Abort,
-    /// Each statement runs under a savepoint, so a failure undoes only that statement.
-    RollbackStatement,
-}
-
-/// How a transaction starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct TxOptions {
-    /// Isolation level.
-    pub isolation: Isolation,
-    /// `READ ONLY`.
-    pub read_only: bool,
-    /// `DEFERRABLE` (only meaningful with serializable read-only).
-    pub deferrable: bool,
-    /// Behaviour after a failed statement.
-    pub on_error: OnError,
-    /// How long a statement of the transaction may wait for a lock (PostgreSQL's
-    /// `lock_timeout`, transaction-local); `None` keeps the server's setting.
-    #[serde(skip)]
-    pub lock_timeout: Option<std::time::Duration>,
 }
 
 /// The state of a session's transaction as callers see it.

@@ -3,6 +3,19 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// Appends `text` to `out` as a double-quoted element of a PostgreSQL array literal
+/// (`a "b"` → `"a \"b\""`), which `array_in` reads back as the same text whatever it holds.
+pub fn quote_array_element(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
 /// A bind parameter. Values only ever travel as parameters, never inside SQL text.
 ///
 /// Parameters are sent in PostgreSQL's text format with an unspecified type, so the server
@@ -46,14 +59,7 @@ impl Param {
             if i > 0 {
                 literal.push(',');
             }
-            literal.push('"');
-            for c in item.chars() {
-                if c == '"' || c == '\\' {
-                    literal.push('\\');
-                }
-                literal.push(c);
-            }
-            literal.push('"');
+            quote_array_element(item, &mut literal);
         }
         literal.push('}');
         Param::Text(literal)
@@ -84,14 +90,7 @@ impl Param {
                     Value::String(s) if !json_elements => s.clone(),
                     other => other.to_string(),
                 };
-                out.push('"');
-                for c in text.chars() {
-                    if c == '"' || c == '\\' {
-                        out.push('\\');
-                    }
-                    out.push(c);
-                }
-                out.push('"');
+                quote_array_element(&text, out);
             }
             out.push('}');
         }

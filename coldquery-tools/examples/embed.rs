@@ -51,23 +51,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let row = &server["rows"][0];
     println!("connected to {} (PostgreSQL {})", text(&row["database"]), text(&row["version"]));
 
-    // 4. DDL with explicit consent: `autocommit: true` commits it on its own.
-    call(
+    // 4. DDL with explicit consent (`autocommit`, below).
+    autocommit(&tools, &caller, "DROP TABLE IF EXISTS coldquery_embed_example").await?;
+    autocommit(
         &tools,
         &caller,
-        "pg_query",
-        json!({
-            "action": "write",
-            "sql": "DROP TABLE IF EXISTS coldquery_embed_example",
-            "autocommit": true,
-        }),
+        "CREATE TABLE coldquery_embed_example (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text NOT NULL)",
     )
-    .await?;
-    call(&tools, &caller, "pg_query", json!({
-        "action": "write",
-        "sql": "CREATE TABLE coldquery_embed_example (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text NOT NULL)",
-        "autocommit": true,
-    }))
     .await?;
 
     // 5. Default-Deny: a write with neither a session nor autocommit is refused, nothing is sent.
@@ -145,17 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("expected 2 committed rows, found {}", rows["row_count"]).into());
     }
 
-    call(
-        &tools,
-        &caller,
-        "pg_query",
-        json!({
-            "action": "write",
-            "sql": "DROP TABLE coldquery_embed_example",
-            "autocommit": true,
-        }),
-    )
-    .await?;
+    autocommit(&tools, &caller, "DROP TABLE coldquery_embed_example").await?;
     println!("done");
     Ok(())
 }
@@ -165,6 +145,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn call(tools: &Tools, caller: &Caller, tool: &str, args: Value) -> Result<Value, Box<dyn std::error::Error>> {
     let output = tools.call(caller, tool, args).await?;
     Ok(output.result?)
+}
+
+/// Runs one write with explicit consent: `autocommit: true` commits it on its own, outside
+/// any session.
+async fn autocommit(tools: &Tools, caller: &Caller, sql: &str) -> Result<Value, Box<dyn std::error::Error>> {
+    call(tools, caller, "pg_query", json!({"action": "write", "sql": sql, "autocommit": true})).await
 }
 
 /// A JSON string without its quotes (other values as JSON).

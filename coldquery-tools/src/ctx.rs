@@ -344,7 +344,7 @@ impl Ctx<'_> {
         let applies = self.config.confirm_writes != ConfirmWrites::Off
             && !self.was_confirmed()
             && *target == WriteTarget::Autocommit
-            && crate::pg_query::counts_rows(&classified.tag);
+            && classified.counts_rows();
         self.config.confirm_rows.filter(|_| applies)
     }
 

@@ -439,7 +439,55 @@ fn refused(message: String) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use coldquery_core::CallerSql;
+
     use super::*;
+    use crate::classify::{check_read, classify};
+
+    /// The code of what a read of `sql` meets before anything is sent: the statement's check,
+    /// then the default function policy's.
+    fn read(sql: &str) -> &'static str {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let checked = runtime.block_on(classify(&CallerSql::new(sql).unwrap())).and_then(|c| {
+            check_read(&c)?;
+            FunctionPolicy::default().precheck(&c)
+        });
+        checked.map_or_else(|e| e.kind().code(), |()| "ok")
+    }
+
+    /// A read that calls a function with effects — directly, in a subquery or CTE, quoted, in
+    /// attribute notation (`(x).f` calls `f(x)`) — is refused before anything is sent; the
+    /// statement alone would pass the read check.
+    #[test]
+    fn reads_calling_functions_with_effects_are_refused() {
+        for sql in [
+            "SELECT set_config('default_transaction_read_only', 'off', false)",
+            "SELECT pg_catalog.set_config('x.y', '1', false)",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            "SELECT * FROM pg_cancel_backend(1)",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_read_file('/etc/passwd')",
+            "SELECT lo_export(1, '/tmp/x')",
+            "SELECT dblink_exec('dbname=x', 'DROP TABLE t')",
+            "SELECT pg_reload_conf()",
+            "SELECT * FROM ts_stat('SELECT to_tsvector(pg_terminate_backend(1)::text)')",
+            "SELECT ts_rewrite('a'::tsquery, 'SELECT pg_advisory_lock(1)')",
+            "SELECT database_to_xml(true, true, '')",
+            "SELECT nextval('s')",
+            "SELECT \"nextval\"('s')",
+            "SELECT (SELECT max(x) FROM (SELECT nextval('s') AS x) q)",
+            "WITH q AS (SELECT pg_notify('c', 'p')) SELECT * FROM q",
+            "SELECT * FROM t WHERE id IN (SELECT setval('s', 1))",
+            "SELECT (pid).pg_terminate_backend FROM pg_stat_activity",
+            "SELECT p.pg_terminate_backend FROM pg_backend_pid() AS p",
+            "SELECT (SELECT 1).pg_advisory_lock",
+            "SELECT ((1)::int8).setseed",
+            "SELECT x[1].pg_cancel_backend FROM (SELECT ARRAY[1] AS x) q",
+        ] {
+            assert_eq!(read(sql), "STATEMENT_NOT_ALLOWED", "{sql}");
+        }
+        assert_eq!(read("SELECT lower('A'), now()"), "ok");
+    }
 
     #[test]
     fn patterns_match_like_globs() {

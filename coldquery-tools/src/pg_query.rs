@@ -167,7 +167,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                 })?;
             }
             let stmt = check_sql(required(args.sql, "sql", tool, action)?, args.params).await?;
-            classify::check_read(&stmt.classified, &ctx.config.functions)?;
+            check_read(ctx, &stmt.classified)?;
             Ok(Request::Read { stmt, session, limits })
         }
         QueryAction::Write => {
@@ -251,7 +251,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
             // the read function policy applies with or without analyze. An analyzed write runs
             // in the caller's session, as a write.
             if !(analyze && stmt.classified.writes) {
-                classify::check_functions(&stmt.classified, &ctx.config.functions)?;
+                ctx.config.functions.precheck(&stmt.classified)?;
             }
             Ok(Request::Explain {
                 stmt,
@@ -284,7 +284,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgQueryArgs) -> Result<Request> {
                     .await
                     .and_then(|c| {
                         if read_only {
-                            classify::check_read(&c.classified, &ctx.config.functions)?;
+                            check_read(ctx, &c.classified)?;
                         } else {
                             classify::check_write(&c.classified)?;
                             classify::check_autocommit(&c.classified)?;
@@ -338,10 +338,12 @@ fn preview_ops(ops: &[Checked]) -> Vec<preview::Op<'_>> {
     ops.iter().map(|op| preview::Op { statement: op.statement(), classified: &op.classified }).collect()
 }
 
-/// Statement kinds whose row count is "affected" (CREATE TABLE AS and SELECT INTO count the
-/// rows they stored, as PostgreSQL's `SELECT n` tag for them does).
-pub(crate) fn counts_rows(tag: &str) -> bool {
-    matches!(tag, "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "COPY" | "SELECT INTO" | "CREATE TABLE AS")
+/// A read: only reading statements (`classify::check_read`) and no function the policy
+/// refuses before sending (the server-side part is the statement's guard,
+/// `FunctionPolicy::guard`).
+fn check_read(ctx: &Ctx<'_>, c: &Classified) -> Result<()> {
+    classify::check_read(c)?;
+    ctx.config.functions.precheck(c)
 }
 
 pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
@@ -365,7 +367,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 Err(err) if err.kind() == ErrorKind::WriteDenied => return Err(too_many_rows(err)),
                 Err(err) => return Err(ctx.name_lock_holders(err, &stmt.classified.names.relations).await),
             };
-            let mut out = result_json(result, &stmt.classified.tag, counts_rows(&stmt.classified.tag), &limits);
+            let mut out = result_json(result, &stmt.classified.tag, stmt.classified.counts_rows(), &limits);
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
             }
@@ -438,7 +440,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let results: Vec<Value> = ops
                 .iter()
                 .zip(results)
-                .map(|(op, r)| result_json(r, &op.classified.tag, counts_rows(&op.classified.tag), &limits))
+                .map(|(op, r)| result_json(r, &op.classified.tag, op.classified.counts_rows(), &limits))
                 .collect();
             Ok(json!({
                 "committed": !options.read_only,
@@ -474,7 +476,7 @@ pub(crate) async fn read_stream(ctx: &Ctx<'_>, mut args: Value, sink: &mut dyn R
     }
     let limits = ctx.limits(None, args.timeout_ms)?;
     let stmt = check_sql(required(args.sql, "sql", "pg_query", "read")?, args.params).await?;
-    classify::check_read(&stmt.classified, &ctx.config.functions)?;
+    check_read(ctx, &stmt.classified)?;
     let statement = stmt.statement().guarded(ctx.config.functions.guard(&stmt.classified));
     let streamed = ctx.executor.stream(&statement, limits.timeout, sink, &ctx.caller.cancel).await?;
     Ok(json!({

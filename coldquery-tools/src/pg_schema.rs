@@ -151,73 +151,38 @@ pub struct PgSchemaArgs {
     pub confirm: Option<String>,
 }
 
-/// What `list` can list, with its catalog query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListTarget {
-    Tables,
-    Views,
-    MaterializedViews,
-    Schemas,
-    Functions,
-    Sequences,
-    Indexes,
-    Triggers,
-    Constraints,
-    Extensions,
-    Types,
+/// What `list` can list (a plural target), with its catalog query and whether the query
+/// takes the include_sizes parameter.
+#[derive(Debug)]
+struct ListTarget {
+    target: SchemaTarget,
+    query: Sql,
+    sized: bool,
 }
 
 impl ListTarget {
     const CHOICES: &'static str = "tables, views, materialized_views, schemas, functions, sequences, indexes, triggers, constraints, extensions or types";
 
     fn from_target(target: SchemaTarget) -> Option<ListTarget> {
-        Some(match target {
-            SchemaTarget::Tables => ListTarget::Tables,
-            SchemaTarget::Views => ListTarget::Views,
-            SchemaTarget::MaterializedViews => ListTarget::MaterializedViews,
-            SchemaTarget::Schemas => ListTarget::Schemas,
-            SchemaTarget::Functions => ListTarget::Functions,
-            SchemaTarget::Sequences => ListTarget::Sequences,
-            SchemaTarget::Indexes => ListTarget::Indexes,
-            SchemaTarget::Triggers => ListTarget::Triggers,
-            SchemaTarget::Constraints => ListTarget::Constraints,
-            SchemaTarget::Extensions => ListTarget::Extensions,
-            SchemaTarget::Types => ListTarget::Types,
+        let (query, sized) = match target {
+            SchemaTarget::Tables => (catalog::LIST_TABLES, true),
+            SchemaTarget::Views => (catalog::LIST_VIEWS, false),
+            SchemaTarget::MaterializedViews => (catalog::LIST_MATERIALIZED_VIEWS, true),
+            SchemaTarget::Schemas => (catalog::LIST_SCHEMAS, false),
+            SchemaTarget::Functions => (catalog::LIST_FUNCTIONS, false),
+            SchemaTarget::Sequences => (catalog::LIST_SEQUENCES, false),
+            SchemaTarget::Indexes => (catalog::LIST_INDEXES, true),
+            SchemaTarget::Triggers => (catalog::LIST_TRIGGERS, false),
+            SchemaTarget::Constraints => (catalog::LIST_CONSTRAINTS, false),
+            SchemaTarget::Extensions => (catalog::LIST_EXTENSIONS, false),
+            SchemaTarget::Types => (catalog::LIST_TYPES, false),
             _ => return None,
-        })
+        };
+        Some(ListTarget { target, query, sized })
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            ListTarget::Tables => "tables",
-            ListTarget::Views => "views",
-            ListTarget::MaterializedViews => "materialized_views",
-            ListTarget::Schemas => "schemas",
-            ListTarget::Functions => "functions",
-            ListTarget::Sequences => "sequences",
-            ListTarget::Indexes => "indexes",
-            ListTarget::Triggers => "triggers",
-            ListTarget::Constraints => "constraints",
-            ListTarget::Extensions => "extensions",
-            ListTarget::Types => "types",
-        }
-    }
-
-    /// The query, and whether it takes the include_sizes parameter.
-    fn query(self) -> (Sql, bool) {
-        match self {
-            ListTarget::Tables => (catalog::LIST_TABLES, true),
-            ListTarget::Views => (catalog::LIST_VIEWS, false),
-            ListTarget::MaterializedViews => (catalog::LIST_MATERIALIZED_VIEWS, true),
-            ListTarget::Schemas => (catalog::LIST_SCHEMAS, false),
-            ListTarget::Functions => (catalog::LIST_FUNCTIONS, false),
-            ListTarget::Sequences => (catalog::LIST_SEQUENCES, false),
-            ListTarget::Indexes => (catalog::LIST_INDEXES, true),
-            ListTarget::Triggers => (catalog::LIST_TRIGGERS, false),
-            ListTarget::Constraints => (catalog::LIST_CONSTRAINTS, false),
-            ListTarget::Extensions => (catalog::LIST_EXTENSIONS, false),
-            ListTarget::Types => (catalog::LIST_TYPES, false),
-        }
+    fn name(&self) -> &'static str {
+        self.target.as_str()
     }
 }
 
@@ -457,19 +422,17 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
     let session = args.session_id.clone().map(SessionId::new);
     match args.action {
         SchemaAction::List => {
-            let target = match args.target {
-                None => ListTarget::Tables,
-                Some(t) => ListTarget::from_target(t).ok_or_else(|| {
-                    invalid(
-                        action,
-                        format_args!(
-                            "parameter 'target' is '{}'; choose {} (describe takes the singular forms)",
-                            t.as_str(),
-                            ListTarget::CHOICES
-                        ),
-                    )
-                })?,
-            };
+            let t = args.target.unwrap_or(SchemaTarget::Tables);
+            let target = ListTarget::from_target(t).ok_or_else(|| {
+                invalid(
+                    action,
+                    format_args!(
+                        "parameter 'target' is '{}'; choose {} (describe takes the singular forms)",
+                        t.as_str(),
+                        ListTarget::CHOICES
+                    ),
+                )
+            })?;
             let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
             if limit == 0 || limit > MAX_LIMIT {
                 return Err(invalid(
@@ -477,8 +440,7 @@ async fn parse(ctx: &Ctx<'_>, args: PgSchemaArgs) -> Result<Request> {
                     format_args!("parameter 'limit' is {limit}; give 1 to {MAX_LIMIT} and page with 'offset'"),
                 ));
             }
-            let (_, sized) = target.query();
-            if args.include_sizes.is_some() && !sized {
+            if args.include_sizes.is_some() && !target.sized {
                 return Err(invalid(
                     action,
                     format_args!(
@@ -812,7 +774,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
     let args: PgSchemaArgs = parse_args(TOOL, args)?;
     match parse(ctx, args).await? {
         Request::List { target, schema, pattern, limit, offset, include_sizes, session } => {
-            let (sql, sized) = target.query();
+            let sized = target.sized;
             let filter = catalog::ListFilter {
                 schema: schema.as_deref(),
                 pattern: pattern.as_deref(),
@@ -820,7 +782,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
                 offset,
                 include_sizes,
             };
-            let statement = catalog::list(&sql, sized, &filter);
+            let statement = catalog::list(&target.query, sized, &filter);
             let mut reader = Reader { ctx, session: session.as_ref(), info: None, truncated: false };
             let row = reader.row(&statement).await?.unwrap_or(Value::Null);
             let total = row["total"].as_u64().unwrap_or(0);

@@ -194,16 +194,10 @@ pub(crate) async fn run(
             Role::Plan(index) => plans[*index] = plan_summary(result),
             Role::Op(index) => {
                 let op = &ops[*index];
-                let cap = ctx.config.confirm_rows.filter(|_| {
-                    ctx.config.confirm_writes != crate::confirm::ConfirmWrites::Off
-                        && *target == WriteTarget::Autocommit
-                });
-                if let (Some(cap), Some(affected), true, true) = (
-                    cap,
-                    result.rows_affected,
-                    needs_confirmation.is_null(),
-                    crate::pg_query::counts_rows(&op.classified.tag),
-                ) && affected > cap
+                // A preview runs before any confirmation, so the cap is the unconfirmed call's.
+                if let (Some(cap), Some(affected), true) =
+                    (ctx.affected_cap(target, op.classified), result.rows_affected, needs_confirmation.is_null())
+                    && affected > cap
                 {
                     needs_confirmation = json!(format!(
                         "this write affects {affected} rows, more than a write may without a confirmation ({cap}, --confirm-rows)"

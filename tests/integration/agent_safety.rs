@@ -9,7 +9,7 @@ use coldquery_tests::harness::test_db;
 use coldquery_tools::{ConfirmWrites, ToolConfig};
 use serde_json::{Value, json};
 
-use crate::support::{call, caller, code, count, options, tools};
+use crate::support::{autocommit_write, call, caller, code, count, options, sessionless_read, tools};
 
 fn config() -> ToolConfig {
     ToolConfig { confirm_writes: ConfirmWrites::Destructive, ..ToolConfig::default() }
@@ -202,9 +202,7 @@ async fn a_write_behind_an_open_transaction_gives_up_after_the_lock_timeout_and_
     let me = caller("alice");
 
     // A long transaction elsewhere holds a lock on the table.
-    let blocker = db.client().await;
-    blocker.batch_execute("BEGIN; SELECT * FROM queue").await.unwrap();
-    let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let (blocker, blocker_pid) = db.blocker("queue").await;
 
     for args in [
         json!({"action": "write", "sql": "ALTER TABLE queue ADD COLUMN note text", "autocommit": true}),
@@ -243,17 +241,11 @@ async fn a_write_behind_an_open_transaction_gives_up_after_the_lock_timeout_and_
     // Nothing changed, and once the blocker ends the write goes through.
     assert_eq!(count(&side, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'queue'").await, 1);
     blocker.batch_execute("COMMIT").await.unwrap();
-    let done = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({"action": "write", "sql": "ALTER TABLE queue ADD COLUMN note text", "autocommit": true}),
-    )
-    .await;
+    let done = autocommit_write(&tools, &me, "ALTER TABLE queue ADD COLUMN note text").await;
     assert_eq!(code(&done), "ok", "{done}");
     assert_eq!(count(&side, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'queue'").await, 2);
     // The lock timeout was the transaction's own: the pooled connection keeps the server's.
-    let setting = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SHOW lock_timeout"})).await;
+    let setting = sessionless_read(&tools, &me, "SHOW lock_timeout").await;
     assert_eq!(setting["rows"][0]["lock_timeout"], "0", "{setting}");
 }
 
@@ -265,7 +257,12 @@ async fn the_byte_budget_bounds_the_whole_message_and_truncation_names_its_limit
     let (tools, _database) = tools(&db, &options(), config, false).await;
     let me = caller("alice");
     // Wide rows full of characters JSON escapes: the message costs far more than the raw data.
-    let wide = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT g AS id, repeat('\"q\" \\\\ ', 40) AS quoted FROM generate_series(1, 400) g"})).await;
+    let wide = sessionless_read(
+        &tools,
+        &me,
+        "SELECT g AS id, repeat('\"q\" \\\\ ', 40) AS quoted FROM generate_series(1, 400) g",
+    )
+    .await;
     assert_eq!(wide["truncated"], true, "{}", wide["hint"]);
     assert_eq!(wide["truncated_by"], "max_result_bytes");
     assert!(wide["hint"].as_str().unwrap().contains("byte budget"), "{}", wide["hint"]);
@@ -308,7 +305,7 @@ async fn the_byte_budget_bounds_the_whole_message_and_truncation_names_its_limit
     .await;
     assert_eq!(huge["truncated_by"], "max_result_bytes", "{}", huge["hint"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
-    let after = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"})).await;
+    let after = sessionless_read(&tools, &me, "SELECT 1 AS one").await;
     assert_eq!(after["rows"][0]["one"], 1, "the pool serves the next call: {after}");
 }
 

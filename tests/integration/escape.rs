@@ -15,7 +15,7 @@ use coldquery_tools::{Caller, ToolConfig, Tools};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::{call, caller, code, options, tools};
+use crate::support::{begin, call, caller, code, options, sessionless_read, tools};
 
 /// Where a case is stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,11 +342,6 @@ fn read_args(case: &Case, session_id: Option<&str>) -> Value {
     args
 }
 
-async fn begin(tools: &Tools, me: &Caller, read_only: bool) -> String {
-    let out = call(tools, me, "pg_tx", json!({"action": "begin", "read_only": read_only})).await;
-    out["session_id"].as_str().unwrap_or_else(|| panic!("begin failed: {out}")).to_owned()
-}
-
 fn check(case: &Case, out: &Value, path: &str, failures: &mut Vec<String>) {
     let got = code(out);
     if got != case.code {
@@ -414,7 +409,7 @@ async fn read_escape_corpus_is_refused_and_changes_nothing() {
 
     // Reads in a read-only session: the same answers, and the session survives the refusals.
     for case in &cases {
-        let id = begin(&tools, &me, true).await;
+        let id = begin(&tools, &me, json!({"read_only": true})).await;
         let out = call(&tools, &me, "pg_query", read_args(case, Some(&id))).await;
         check(case, &out, "read in a read-only session", &mut failures);
         let status = call(&tools, &me, "pg_tx", json!({"action": "status", "session_id": id})).await;
@@ -428,7 +423,7 @@ async fn read_escape_corpus_is_refused_and_changes_nothing() {
 
     // Reads in a read-write session: what the classifier refuses is refused before sending,
     // so the transaction stays open and usable.
-    let id = begin(&tools, &me, false).await;
+    let id = begin(&tools, &me, json!({})).await;
     for case in cases.iter().filter(|c| c.gate == Gate::Classifier) {
         let out = call(&tools, &me, "pg_query", read_args(case, Some(&id))).await;
         check(case, &out, "read in a read-write session", &mut failures);
@@ -469,7 +464,7 @@ async fn forced_reads_cannot_leave_state_on_the_pooled_connection() {
     let (tools, _db) = tools(&db, &PgOptions { pool_size: 1, ..options() }, config, false).await;
     let me = caller("escape");
     let before = observe(&side).await;
-    let pid = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_backend_pid() AS pid"})).await;
+    let pid = sessionless_read(&tools, &me, "SELECT pg_backend_pid() AS pid").await;
     let pid = pid["rows"][0]["pid"].clone();
     for (sql, expected) in [
         ("SELECT current_setting('search_path')", "ok"),
@@ -477,7 +472,7 @@ async fn forced_reads_cannot_leave_state_on_the_pooled_connection() {
         ("SELECT 1/0", "DATABASE_ERROR"),
         ("SELECT pg_sleep(0.01)", "ok"),
     ] {
-        let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+        let out = sessionless_read(&tools, &me, sql).await;
         assert_eq!(code(&out), expected, "{sql}: {out}");
     }
     // A timeout cancels the statement; the connection is still clean (or replaced).
@@ -485,7 +480,7 @@ async fn forced_reads_cannot_leave_state_on_the_pooled_connection() {
         call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_sleep(5)", "timeout_ms": 200})).await;
     assert_eq!(code(&out), "TIMEOUT", "{out}");
     assert_settings_default(&tools, &me, None).await;
-    let again = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_backend_pid() AS pid"})).await;
+    let again = sessionless_read(&tools, &me, "SELECT pg_backend_pid() AS pid").await;
     assert_eq!(code(&again), "ok");
     // The connection is the same backend (a cancelled statement does not need a new one).
     assert_eq!(again["rows"][0]["pid"], pid, "the pooled connection was replaced after a clean cancel");

@@ -13,7 +13,7 @@ use coldquery_tests::harness::{TestDb, quote_ident, test_db};
 use coldquery_tools::{Caller, ToolConfig, Tools};
 use serde_json::{Value, json};
 
-use crate::support::{call, caller, code, options, tools};
+use crate::support::{call, caller, code, options, sessionless_read, tools};
 
 const GERMAN: &str = "de_DE.UTF-8";
 
@@ -125,7 +125,7 @@ async fn outcomes(lc_messages: &str) -> Vec<Outcome> {
     out.push(Outcome::of("JSON arrays for array parameters (autocommit bind)", &value));
     let value = call(&tools, &me, "pg_query", write("INSERT INTO k VALUES ($1)", json!([[1, 2]]))).await;
     out.push(Outcome::of("JSON array for an integer parameter (autocommit bind)", &value));
-    let value = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT my_fn()"})).await;
+    let value = sessionless_read(&tools, &me, "SELECT my_fn()").await;
     out.push(Outcome::of("user-defined function in a read (catalog guard)", &value));
 
     let read_only = json!({"action": "begin", "read_only": true});

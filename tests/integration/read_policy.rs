@@ -17,13 +17,9 @@ use coldquery_tools::{Caller, ToolConfig, Tools};
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::{call, caller, code, options, tools};
+use crate::support::{ADVISORY_LOCKS, autocommit_write, begin, call, caller, code, options, sessionless_read, tools};
 
 const NA: &str = "STATEMENT_NOT_ALLOWED";
-
-/// Advisory locks held in this test's database (other tests share the server).
-const ADVISORY_LOCKS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 /// The contrib extensions whose functions destroy data, touch files, reach other servers or
 /// run SQL given as text, plus objects whose code runs when they are read.
@@ -155,11 +151,6 @@ fn read(sql: &str, session_id: Option<&str>) -> Value {
     args
 }
 
-async fn begin(tools: &Tools, me: &Caller, read_only: bool) -> String {
-    let out = call(tools, me, "pg_tx", json!({"action": "begin", "read_only": read_only})).await;
-    out["session_id"].as_str().unwrap_or_else(|| panic!("begin failed: {out}")).to_owned()
-}
-
 async fn backend_pid(tools: &Tools, me: &Caller) -> i64 {
     let out = call(tools, me, "pg_query", read("SELECT pg_backend_pid() AS pid", None)).await;
     out["rows"][0]["pid"].as_i64().unwrap_or_else(|| panic!("{out}"))
@@ -190,7 +181,7 @@ async fn function_calls_in_every_syntactic_form_are_refused_and_change_nothing()
                 failures.push(format!("{path}: {sql:?} → {out}"));
             }
         }
-        let id = begin(&tools, &me, false).await;
+        let id = begin(&tools, &me, json!({})).await;
         let out = call(&tools, &me, "pg_query", read(sql, Some(&id))).await;
         if code(&out) != NA {
             failures.push(format!("read in a session: {sql:?} → {out}"));
@@ -248,7 +239,7 @@ async fn the_server_reads_statements_with_the_classifiers_grammar() {
     let out = call(&tools, &me, "pg_query", read(trick, None)).await;
     assert_eq!(code(&out), "ok", "{out}");
     assert_eq!(out["rows"][0]["text"], "a\\' , pg_advisory_lock(42) --", "the server read one literal: {out}");
-    let id = begin(&tools, &me, false).await;
+    let id = begin(&tools, &me, json!({})).await;
     let out = call(&tools, &me, "pg_query", read(trick, Some(&id))).await;
     assert_eq!(code(&out), "ok", "{out}");
     // A write that would change the grammar is refused, in a session and with autocommit.
@@ -259,7 +250,7 @@ async fn the_server_reads_statements_with_the_classifiers_grammar() {
         assert_eq!(code(&out), NA, "{sql}: {out}");
     }
     call(&tools, &me, "pg_tx", json!({"action": "rollback", "session_id": id})).await;
-    let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": trick, "autocommit": true})).await;
+    let out = autocommit_write(&tools, &me, trick).await;
     assert_eq!(code(&out), "ok", "{out}");
     let locks: i64 = side.query_one(ADVISORY_LOCKS, &[]).await.unwrap().get(0);
     assert_eq!(locks, 0, "the literal was run as a function call");
@@ -317,7 +308,7 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
 
     // A session that opened a dblink connection: its backend is closed at the end, so the
     // dblink connection goes with it.
-    let id = begin(&tools, &me, false).await;
+    let id = begin(&tools, &me, json!({})).await;
     let conn = db.url.replace('\'', "''");
     let out = call(
         &tools,
@@ -376,7 +367,7 @@ async fn statements_built_to_exhaust_the_classifier_are_refused_while_others_are
         let me = me.clone();
         hostile.push(tokio::spawn(async move {
             let started = Instant::now();
-            let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+            let out = sessionless_read(&tools, &me, &sql).await;
             (what, code(&out), started.elapsed())
         }));
     }
@@ -556,7 +547,7 @@ async fn reads_can_run_as_a_least_privileged_role_and_the_posture_says_which_rig
     let check = health["checks"].as_array().unwrap().iter().find(|c| c["name"] == "role_posture").cloned();
     assert_eq!(check.as_ref().map(|c| c["status"].clone()), Some(json!("ok")), "{health}");
     // Sessions keep the main connection (they may write).
-    let id = begin(&split, &me, false).await;
+    let id = begin(&split, &me, json!({})).await;
     let out = call(&split, &me, "pg_query", read("SELECT current_user AS who", Some(&id))).await;
     assert_eq!(out["rows"][0]["who"], "postgres", "{out}");
     call(&split, &me, "pg_tx", json!({"action": "rollback", "session_id": id})).await;

@@ -10,7 +10,7 @@ use coldquery_tests::harness::test_db;
 use coldquery_tools::ToolConfig;
 use serde_json::{Value, json};
 
-use crate::support::{call, caller, code, count, options, tools};
+use crate::support::{call, caller, code, count, options, sessionless_read, tools};
 
 /// Collects what a stream hands over, or fails after `fail_after` rows.
 #[derive(Default)]
@@ -51,7 +51,7 @@ async fn a_stream_hands_every_row_in_order_past_every_cap() {
     let sql = "SELECT g AS id, 'row ' || g AS name, ARRAY[g, -g] AS pair, g * interval '1 minute' AS span,
                       inet '10.0.0.1' + g AS addr, CASE WHEN g % 3 = 0 THEN NULL ELSE g * 1.5 END AS amount
                FROM generate_series(1, 25000) g ORDER BY g";
-    let collected = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+    let collected = sessionless_read(&tools, &me, sql).await;
     assert_eq!(collected["truncated"], true, "{collected}");
 
     let mut sink = Collect::default();
@@ -120,7 +120,7 @@ async fn a_stream_is_refused_exactly_like_a_read() {
         ("SELEC 1", "DATABASE_ERROR"),
     ];
     for (sql, expected) in cases {
-        let read = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+        let read = sessionless_read(&tools, &me, sql).await;
         let mut sink = Collect::default();
         let streamed = tools.read_stream(&me, stream_args(sql), &mut sink).await;
         let error = streamed.expect_err(sql).to_json();
@@ -179,7 +179,7 @@ async fn a_stream_stops_on_the_server_when_the_sink_fails_or_time_runs_out() {
     assert_eq!(count(&side, &running).await, 0, "the statement was cancelled on the server");
 
     // The pool is healthy afterwards.
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT 1 AS one").await;
     assert_eq!(out["rows"][0]["one"], 1, "{out}");
 }
 

@@ -13,24 +13,15 @@ use insta::assert_json_snapshot;
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::{call, caller, code, count, options, tools};
-
-/// Advisory locks held in this test's database (pg_locks is cluster-wide).
-const ADVISORY_LOCKS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+use crate::support::{
+    ADVISORY_LOCKS, autocommit_write, begin, call, caller, code, count, options, sessionless_read, tools,
+};
 
 async fn setup(db: &TestDb, options: &PgOptions) -> (Client, Tools, coldquery_pg::Database, Caller) {
     let side = db.client().await;
     side.batch_execute("CREATE TABLE t (id int PRIMARY KEY, note text)").await.expect("fixture");
     let (tools, database) = tools(db, options, ToolConfig::default(), false).await;
     (side, tools, database, caller("alice"))
-}
-
-async fn begin(tools: &Tools, me: &Caller, args: Value) -> String {
-    let mut args = args;
-    args["action"] = json!("begin");
-    let out = call(tools, me, "pg_tx", args).await;
-    out["session_id"].as_str().unwrap_or_else(|| panic!("begin failed: {out}")).to_owned()
 }
 
 async fn tx(tools: &Tools, me: &Caller, action: &str, id: &str) -> Value {
@@ -90,8 +81,7 @@ async fn begin_write_commit_is_visible_only_after_commit() {
     assert!(out["session"].get("warning").is_none(), "{out}");
     assert_json_snapshot!("write_in_session", out, {".duration_ms" => "[ms]", ".session.id" => "[id]"});
     assert_eq!(rows(&side).await, 0, "uncommitted rows are invisible to others");
-    let sessionless =
-        call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT count(*) AS n FROM t"})).await;
+    let sessionless = sessionless_read(&tools, &me, "SELECT count(*) AS n FROM t").await;
     assert_eq!(sessionless["rows"][0]["n"], 0, "and to sessionless reads");
     let inside = read(&tools, &me, &id, "SELECT count(*) AS n FROM t").await;
     assert_eq!(inside["rows"][0]["n"], 2, "{inside}");
@@ -421,9 +411,7 @@ async fn session_state_does_not_leak_to_the_next_user() {
         assert_eq!(count(&side, ADVISORY_LOCKS).await, 0, "{end}");
     }
     // The sessionless pool was never touched by any of it.
-    let out =
-        call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT current_setting('search_path') AS p"}))
-            .await;
+    let out = sessionless_read(&tools, &me, "SELECT current_setting('search_path') AS p").await;
     assert_eq!(out["rows"][0]["p"], "\"$user\", public");
 }
 
@@ -488,13 +476,7 @@ async fn the_session_limit_never_starves_sessionless_calls() {
     for (i, handle) in reads.enumerate() {
         assert_eq!(handle.await.unwrap()["rows"][0]["i"], i as i64);
     }
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({"action": "write", "sql": "INSERT INTO t VALUES (1, 'auto')", "autocommit": true}),
-    )
-    .await;
+    let out = autocommit_write(&tools, &me, "INSERT INTO t VALUES (1, 'auto')").await;
     assert_eq!(code(&out), "ok", "{out}");
     assert_eq!(rows(&side).await, 1);
     let listed = call(&tools, &me, "pg_tx", json!({"action": "list"})).await;

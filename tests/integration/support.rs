@@ -75,6 +75,41 @@ pub(crate) async fn call(
     tools.call(caller, tool, args).await.expect("a known tool").into_json()
 }
 
+/// Reads `sql` through `pg_query` without a session (the error body for an error result).
+pub(crate) async fn sessionless_read(
+    tools: &coldquery_tools::Tools,
+    caller: &coldquery_tools::Caller,
+    sql: &str,
+) -> serde_json::Value {
+    call(tools, caller, "pg_query", serde_json::json!({"action": "read", "sql": sql})).await
+}
+
+/// Writes `sql` through `pg_query` with `autocommit: true` (the error body for an error result).
+pub(crate) async fn autocommit_write(
+    tools: &coldquery_tools::Tools,
+    caller: &coldquery_tools::Caller,
+    sql: &str,
+) -> serde_json::Value {
+    call(tools, caller, "pg_query", serde_json::json!({"action": "write", "sql": sql, "autocommit": true})).await
+}
+
+/// Begins a session with `args` (`{}`: the defaults) and returns its id.
+pub(crate) async fn begin(
+    tools: &coldquery_tools::Tools,
+    caller: &coldquery_tools::Caller,
+    args: serde_json::Value,
+) -> String {
+    let mut args = args;
+    args["action"] = serde_json::json!("begin");
+    let out = call(tools, caller, "pg_tx", args).await;
+    out["session_id"].as_str().unwrap_or_else(|| panic!("begin failed: {out}")).to_owned()
+}
+
+/// Advisory locks held in this test's database (pg_locks is cluster-wide, and other tests share
+/// the server).
+pub(crate) const ADVISORY_LOCKS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
 /// The error code of a tool result, or "ok".
 pub(crate) fn code(value: &serde_json::Value) -> String {
     value["error"]["code"].as_str().unwrap_or("ok").to_owned()

@@ -7,15 +7,10 @@ use coldquery_tests::harness::test_db;
 use coldquery_tools::ToolConfig;
 use serde_json::{Value, json};
 
-use crate::support::{call, caller, code, count, options, tools};
+use crate::support::{begin, call, caller, code, count, options, tools};
 
 async fn admin(t: &coldquery_tools::Tools, args: Value) -> Value {
     call(t, &caller("alice"), "pg_admin", args).await
-}
-
-async fn begin(t: &coldquery_tools::Tools) -> String {
-    let begun = call(t, &caller("alice"), "pg_tx", json!({"action": "begin"})).await;
-    begun["session_id"].as_str().unwrap_or_else(|| panic!("begin failed: {begun}")).to_owned()
 }
 
 #[tokio::test]
@@ -35,7 +30,7 @@ async fn vacuum_runs_with_autocommit_and_is_refused_in_a_session() {
     let denied = admin(&t, json!({"action": "vacuum", "table": "Big\"Table", "schema": "My Schema"})).await;
     assert_eq!(code(&denied), "WRITE_DENIED");
 
-    let id = begin(&t).await;
+    let id = begin(&t, &caller("alice"), json!({})).await;
     let refused =
         admin(&t, json!({"action": "vacuum", "table": "Big\"Table", "schema": "My Schema", "session_id": id})).await;
     assert_eq!(code(&refused), "STATEMENT_NOT_ALLOWED", "{refused}");
@@ -82,7 +77,7 @@ async fn analyze_in_a_session_commits_with_it_and_reindex_rebuilds() {
     .unwrap();
     let (t, _db) = tools(&db, &options(), ToolConfig::default(), false).await;
 
-    let id = begin(&t).await;
+    let id = begin(&t, &caller("alice"), json!({})).await;
     let out = admin(&t, json!({"action": "analyze", "table": "items", "session_id": id})).await;
     assert_eq!(out["ran_in"], "session", "{out}");
     assert_eq!(out["session"]["id"], id.as_str());
@@ -108,7 +103,7 @@ async fn analyze_in_a_session_commits_with_it_and_reindex_rebuilds() {
         let out = admin(&t, args.clone()).await;
         assert_eq!(out["status"], "done", "{args}: {out}");
     }
-    let id = begin(&t).await;
+    let id = begin(&t, &caller("alice"), json!({})).await;
     let refused = admin(&t, json!({"action": "reindex", "target": "schema", "name": "public", "session_id": id})).await;
     assert_eq!(code(&refused), "STATEMENT_NOT_ALLOWED");
     let in_session =
@@ -184,7 +179,7 @@ async fn settings_set_in_a_session_is_visible_there_only_and_gone_after_rollback
     let without = admin(&t, json!({"action": "settings", "name": "work_mem", "value": "77MB"})).await;
     assert_eq!(code(&without), "INVALID_ARGUMENT");
 
-    let id = begin(&t).await;
+    let id = begin(&t, &caller("alice"), json!({})).await;
     let set = admin(&t, json!({"action": "settings", "name": "work_mem", "value": "77MB", "session_id": id})).await;
     assert_eq!(set["setting"], "77MB", "{set}");
     let inside = admin(&t, json!({"action": "settings", "name": "work_mem", "session_id": id})).await;
@@ -201,7 +196,7 @@ async fn settings_set_in_a_session_is_visible_there_only_and_gone_after_rollback
 
     let rolled = call(&t, &caller("alice"), "pg_tx", json!({"action": "rollback", "session_id": id})).await;
     assert_eq!(rolled["status"], "rolled_back");
-    let id = begin(&t).await;
+    let id = begin(&t, &caller("alice"), json!({})).await;
     let after = admin(&t, json!({"action": "settings", "name": "work_mem", "session_id": id})).await;
     assert_eq!(after["setting"], default_work_mem.as_str(), "the setting reverted with the rollback");
 
@@ -225,7 +220,7 @@ async fn settings_set_in_a_session_is_visible_there_only_and_gone_after_rollback
 async fn settings_set_is_refused_in_read_only_mode() {
     let db = test_db().await;
     let (t, _db) = tools(&db, &options(), ToolConfig::default(), true).await;
-    let id = begin(&t).await;
+    let id = begin(&t, &caller("alice"), json!({})).await;
     let out = admin(&t, json!({"action": "settings", "name": "work_mem", "value": "8MB", "session_id": id})).await;
     assert_eq!(code(&out), "WRITE_DENIED");
     let read = admin(&t, json!({"action": "settings", "name": "work_mem", "session_id": id})).await;

@@ -10,11 +10,7 @@ use insta::assert_json_snapshot;
 use serde_json::{Value, json};
 use tokio_postgres::Client;
 
-use crate::support::{call, caller, code, count, options, tools};
-
-/// Advisory locks held in this test's database (pg_locks is cluster-wide).
-const ADVISORY_LOCKS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+use crate::support::{ADVISORY_LOCKS, autocommit_write, call, caller, code, count, options, sessionless_read, tools};
 
 async fn setup(db: &TestDb) -> (Client, Tools, coldquery_pg::Database, Caller) {
     let side = db.client().await;
@@ -76,7 +72,7 @@ async fn capped_reads_scan_only_what_they_return_and_keep_their_connection() {
     let warm = call(&tools, &me, "pg_query", read.clone()).await;
     assert_eq!(warm["truncated"], true, "{warm}");
     let backend = "SELECT pg_backend_pid() AS pid";
-    let pid = call(&tools, &me, "pg_query", json!({"action": "read", "sql": backend})).await["rows"][0]["pid"].clone();
+    let pid = sessionless_read(&tools, &me, backend).await["rows"][0]["pid"].clone();
     let sessions = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()";
     let sessions_before = count(&side, sessions).await;
     let scanned = "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'big'";
@@ -110,7 +106,7 @@ async fn capped_reads_scan_only_what_they_return_and_keep_their_connection() {
     );
     assert!(per_read <= 11, "a capped read scanned {per_read} rows of 100 000");
     assert_eq!(count(&side, sessions).await, sessions_before, "a capped read reconnected");
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": backend})).await;
+    let out = sessionless_read(&tools, &me, backend).await;
     assert_eq!(out["rows"][0]["pid"], pid, "the pooled connection was replaced");
 }
 
@@ -122,7 +118,7 @@ async fn the_read_guard_is_prepared_once_per_connection() {
     let (_side, tools, _db, me) = setup(&db).await;
     // The first read of a connection prepares the guard while the statement is parsed: a
     // statement the server refuses still reports its own error, not the aborted transaction.
-    let missing = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT * FROM no_such_table"})).await;
+    let missing = sessionless_read(&tools, &me, "SELECT * FROM no_such_table").await;
     assert_eq!(code(&missing), "DATABASE_ERROR", "{missing}");
     assert_eq!(missing["error"]["sqlstate"], "42P01", "{missing}");
     let prepared = json!({"action": "read", "sql": "SELECT count(*) FILTER (WHERE statement LIKE '%WITH RECURSIVE ' || 'rels%') AS guards,
@@ -151,9 +147,7 @@ async fn read_is_capped_at_max_rows_while_fetching() {
         &tools,
         &me,
         "pg_query",
-        json!({
-            "action": "read", "sql": "SELECT id FROM items ORDER BY id", "max_rows": 5,
-        }),
+        json!({"action": "read", "sql": "SELECT id FROM items ORDER BY id", "max_rows": 5}),
     )
     .await;
     assert_eq!(out["row_count"], 5, "{out}");
@@ -167,9 +161,7 @@ async fn read_is_capped_at_max_rows_while_fetching() {
         &tools,
         &me,
         "pg_query",
-        json!({
-            "action": "read", "sql": "SELECT generate_series(1, 100000000) AS g", "max_rows": 10,
-        }),
+        json!({"action": "read", "sql": "SELECT generate_series(1, 100000000) AS g", "max_rows": 10}),
     )
     .await;
     assert_eq!(out["row_count"], 10, "{out}");
@@ -232,7 +224,7 @@ async fn read_timeout_cancels_the_statement_on_the_server() {
     assert_eq!(sleeping, 0, "the backend still runs the timed-out statement");
     // The next call is prompt.
     let started = Instant::now();
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT 1 AS one").await;
     assert_eq!(out["rows"][0]["one"], 1);
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
 }
@@ -247,7 +239,7 @@ async fn cancelling_the_caller_cancels_the_statement() {
         token.cancel();
     });
     let started = Instant::now();
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_sleep(30)"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT pg_sleep(30)").await;
     assert_eq!(code(&out), "CANCELLED", "{out}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let sleeping = count(
@@ -279,7 +271,7 @@ async fn write_without_consent_is_denied_and_nothing_is_sent() {
     let names = count(&side, "SELECT count(*) FROM items WHERE name LIKE 'item %'").await;
     assert_eq!(names, 20);
     // A read that writes is a read-only violation, pointing at write.
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "DELETE FROM items"})).await;
+    let out = sessionless_read(&tools, &me, "DELETE FROM items").await;
     assert_eq!(code(&out), "READ_ONLY_VIOLATION", "{out}");
     assert!(error_of(&out)["hint"].as_str().unwrap().contains("write"), "{out}");
     assert_eq!(items(&side).await, 20);
@@ -322,15 +314,7 @@ async fn write_with_autocommit_persists_and_returns_rows() {
     assert_eq!(out["rows_affected"], 5);
     assert_eq!(out["rows"], json!([]));
     assert_eq!(count(&side, "SELECT (price * 100)::bigint FROM items WHERE id = 5").await, 1500);
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "write", "sql": "DELETE FROM items WHERE id > 20", "autocommit": true,
-        }),
-    )
-    .await;
+    let out = autocommit_write(&tools, &me, "DELETE FROM items WHERE id > 20").await;
     assert_eq!(out["rows_affected"], 2);
     assert_eq!(items(&side).await, 20);
     // RETURNING is capped by max_rows, but the write completes.
@@ -342,15 +326,7 @@ async fn write_with_autocommit_persists_and_returns_rows() {
     assert_eq!(out["truncated"], true);
     assert_eq!(count(&side, "SELECT count(*) FROM items WHERE name LIKE 'ITEM %'").await, 20);
     // DDL with autocommit.
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "write", "sql": "CREATE TABLE extra (a int)", "autocommit": true,
-        }),
-    )
-    .await;
+    let out = autocommit_write(&tools, &me, "CREATE TABLE extra (a int)").await;
     assert_eq!(out["command"], "CREATE TABLE", "{out}");
     assert_eq!(count(&side, "SELECT count(*) FROM pg_tables WHERE tablename = 'extra'").await, 1);
 }
@@ -367,16 +343,16 @@ async fn write_refuses_transaction_control_and_session_state_on_the_pool() {
         "DELETE FROM items; COMMIT",
         "DO $$BEGIN DELETE FROM items; END$$",
     ] {
-        let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": sql, "autocommit": true})).await;
+        let out = autocommit_write(&tools, &me, sql).await;
         assert_eq!(code(&out), "STATEMENT_NOT_ALLOWED", "{sql}: {out}");
     }
     for sql in ["SET search_path = evil", "SELECT pg_advisory_lock(1)", "CREATE TEMP TABLE tt (a int)"] {
-        let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": sql, "autocommit": true})).await;
+        let out = autocommit_write(&tools, &me, sql).await;
         assert_eq!(code(&out), "STATEMENT_NOT_ALLOWED", "{sql}: {out}");
         assert!(error_of(&out)["hint"].as_str().unwrap().contains("session"), "{out}");
     }
     for sql in ["COPY items TO PROGRAM 'cat'", "COPY items FROM STDIN"] {
-        let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": sql, "autocommit": true})).await;
+        let out = autocommit_write(&tools, &me, sql).await;
         assert_eq!(code(&out), "STATEMENT_NOT_ALLOWED", "{sql}: {out}");
     }
     assert_eq!(items(&side).await, 20);
@@ -387,9 +363,7 @@ async fn write_refuses_transaction_control_and_session_state_on_the_pool() {
 async fn vacuum_runs_with_autocommit_and_is_refused_in_a_session() {
     let db = test_db().await;
     let (side, tools, _db, me) = setup(&db).await;
-    let out =
-        call(&tools, &me, "pg_query", json!({"action": "write", "sql": "VACUUM (ANALYZE) items", "autocommit": true}))
-            .await;
+    let out = autocommit_write(&tools, &me, "VACUUM (ANALYZE) items").await;
     assert_eq!(code(&out), "ok", "{out}");
     assert_eq!(out["command"], "VACUUM");
     let vacuumed = count(
@@ -454,15 +428,7 @@ async fn explain_formats_and_analyze() {
     assert!(out["summary"]["total_cost"].as_f64().is_some(), "{out}");
     assert!(out["summary"]["estimated_rows"].as_u64().is_some(), "{out}");
 
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "explain", "sql": "SELECT count(*) FROM items", "analyze": true, "buffers": true, "verbose": true,
-        }),
-    )
-    .await;
+    let out = call(&tools, &me, "pg_query", json!({"action": "explain", "sql": "SELECT count(*) FROM items", "analyze": true, "buffers": true, "verbose": true})).await;
     assert_eq!(code(&out), "ok", "{out}");
     assert_eq!(out["summary"]["actual_rows"], 1, "{out}");
     assert!(out["summary"]["execution_time_ms"].as_f64().is_some(), "{out}");
@@ -487,9 +453,7 @@ async fn explain_formats_and_analyze() {
         &tools,
         &me,
         "pg_query",
-        json!({
-            "action": "explain", "sql": "DELETE FROM items WHERE id <= 5", "analyze": true, "session_id": id,
-        }),
+        json!({"action": "explain", "sql": "DELETE FROM items WHERE id <= 5", "analyze": true, "session_id": id}),
     )
     .await;
     assert_eq!(code(&out), "ok", "{out}");
@@ -585,15 +549,9 @@ async fn transaction_batch_commits_atomically() {
     assert_eq!(items(&side).await, 21);
 
     // Without autocommit a writing batch is denied.
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "transaction", "operations": [{"sql": "DELETE FROM items"}],
-        }),
-    )
-    .await;
+    let out =
+        call(&tools, &me, "pg_query", json!({"action": "transaction", "operations": [{"sql": "DELETE FROM items"}]}))
+            .await;
     assert_eq!(code(&out), "WRITE_DENIED", "{out}");
     assert_eq!(items(&side).await, 21);
 }
@@ -681,7 +639,7 @@ async fn argument_errors_are_invalid_argument_tool_results() {
     assert_json_snapshot!("unknown_action", out);
     // More than 1 MiB of SQL is refused before parsing.
     let huge = format!("SELECT 1 -- {}", "x".repeat(1024 * 1024));
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": huge})).await;
+    let out = sessionless_read(&tools, &me, &huge).await;
     assert_eq!(code(&out), "INVALID_ARGUMENT", "{}", error_of(&out));
     assert!(error_of(&out)["message"].as_str().unwrap().contains("1048576"), "{}", error_of(&out));
     // An unknown tool is not a tool result.
@@ -693,17 +651,11 @@ async fn argument_errors_are_invalid_argument_tool_results() {
 async fn database_errors_carry_sqlstate_and_leave_the_pool_usable() {
     let db = test_db().await;
     let (side, tools, _db, me) = setup(&db).await;
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELEC 1"})).await;
+    let out = sessionless_read(&tools, &me, "SELEC 1").await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "42601");
     assert_json_snapshot!("syntax_error", out);
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({"action": "write", "sql": "INSERT INTO items VALUES (", "autocommit": true}),
-    )
-    .await;
+    let out = autocommit_write(&tools, &me, "INSERT INTO items VALUES (").await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "42601");
     // Wrong parameter types are PostgreSQL's errors, with their SQLSTATE.
@@ -716,21 +668,13 @@ async fn database_errors_carry_sqlstate_and_leave_the_pool_usable() {
     .await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "22P02", "{out}");
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({
-            "action": "write", "sql": "UPDATE items SET price = $1 WHERE id = 1", "params": [true], "autocommit": true,
-        }),
-    )
-    .await;
+    let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": "UPDATE items SET price = $1 WHERE id = 1", "params": [true], "autocommit": true})).await;
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "22P02", "{out}");
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT missing FROM items"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT missing FROM items").await;
     assert_eq!(error_of(&out)["sqlstate"], "42703");
     assert_eq!(error_of(&out)["position"], 8);
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT * FROM nowhere"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT * FROM nowhere").await;
     assert_eq!(error_of(&out)["sqlstate"], "42P01");
     assert!(error_of(&out)["hint"].as_str().unwrap().contains("pg_schema"), "{out}");
     // Parameter count mismatch, and a NUL byte inside a parameter.
@@ -745,25 +689,13 @@ async fn database_errors_carry_sqlstate_and_leave_the_pool_usable() {
     assert_eq!(code(&out), "DATABASE_ERROR", "{out}");
     assert_eq!(error_of(&out)["sqlstate"], "22021", "{out}");
     // Constraint violations on write.
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({"action": "write", "sql": "INSERT INTO items VALUES (1, 'dup', 1)", "autocommit": true}),
-    )
-    .await;
+    let out = autocommit_write(&tools, &me, "INSERT INTO items VALUES (1, 'dup', 1)").await;
     assert_eq!(error_of(&out)["sqlstate"], "23505", "{out}");
     assert!(error_of(&out)["detail"].as_str().unwrap().contains("(id)=(1)"), "{out}");
-    let out = call(
-        &tools,
-        &me,
-        "pg_query",
-        json!({"action": "write", "sql": "INSERT INTO items (id) VALUES (50)", "autocommit": true}),
-    )
-    .await;
+    let out = autocommit_write(&tools, &me, "INSERT INTO items (id) VALUES (50)").await;
     assert_eq!(error_of(&out)["sqlstate"], "23502", "{out}");
     // The pool is fine, and nothing is left open.
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT count(*) AS n FROM items"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT count(*) AS n FROM items").await;
     assert_eq!(out["rows"][0]["n"], 20);
     let open = count(
         &side,
@@ -783,9 +715,7 @@ async fn pool_exhaustion_is_unavailable_not_a_hang() {
     let me = caller("query");
     let busy = {
         let (tools, me) = (tools.clone(), me.clone());
-        tokio::spawn(async move {
-            call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT pg_sleep(2)"})).await
-        })
+        tokio::spawn(async move { sessionless_read(&tools, &me, "SELECT pg_sleep(2)").await })
     };
     // Wait until the sleeper holds the only pooled connection.
     for _ in 0..50 {
@@ -795,7 +725,7 @@ async fn pool_exhaustion_is_unavailable_not_a_hang() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = Instant::now();
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT 1"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT 1").await;
     assert_eq!(code(&out), "UNAVAILABLE", "{out}");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     // Sessions have their own connections: begin still works while the pool is exhausted.
@@ -803,7 +733,7 @@ async fn pool_exhaustion_is_unavailable_not_a_hang() {
     assert_eq!(code(&begun), "ok", "{begun}");
     let out = busy.await.unwrap();
     assert_eq!(code(&out), "ok", "{out}");
-    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"})).await;
+    let out = sessionless_read(&tools, &me, "SELECT 1 AS one").await;
     assert_eq!(out["rows"][0]["one"], 1, "the pool recovers");
     let id = begun["session_id"].as_str().unwrap();
     assert_eq!(
@@ -834,7 +764,7 @@ async fn syntax_error_positions_match_the_server() {
             Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
             other => panic!("{sql}: unexpected position {other:?}"),
         };
-        let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": sql})).await;
+        let out = sessionless_read(&tools, &me, sql).await;
         assert_eq!(out["error"]["sqlstate"], "42601", "{sql}: {out}");
         assert_eq!(out["error"]["position"].as_u64().map(|p| p as u32), expected, "{sql}: {out}");
     }

@@ -106,6 +106,19 @@ impl TestDb {
     pub async fn client_as(&self, role: &str) -> Client {
         connect(&self.url_as(role)).await
     }
+
+    /// A side connection in an open transaction that has read `table`, so it holds a lock an
+    /// `ALTER TABLE` or `LOCK TABLE` waits for until it ends (`ROLLBACK` on the connection, or
+    /// dropping it); and that connection's backend pid.
+    pub async fn blocker(&self, table: &str) -> (Client, i32) {
+        let blocker = self.client().await;
+        blocker
+            .batch_execute(&format!("BEGIN; SELECT * FROM {}", quote_ident(table)))
+            .await
+            .expect("the blocker reads");
+        let pid = blocker.query_one("SELECT pg_backend_pid()", &[]).await.expect("the blocker's pid").get(0);
+        (blocker, pid)
+    }
 }
 
 impl Drop for TestDb {
@@ -482,7 +495,8 @@ impl PgCluster {
             state.running = true;
             format!("postgresql://postgres@127.0.0.1:{port}/postgres")
         };
-        let result = wait_ready(url, log.clone(), offset);
+        let failure_log = log.clone();
+        let result = wait_ready("postgres", url, "SELECT 1", move || startup_failure(&failure_log, offset));
         if let Err(err) = result {
             let _ = self.stop(StopMode::Immediate);
             return Err(format!("{err}\n--- tail of {} ---\n{}", log.display(), log_tail(&log, 40)));
@@ -695,34 +709,12 @@ impl PgBouncer {
     }
 
     fn wait_ready(&self) -> Result<(), String> {
-        let url = format!("postgresql://{}@127.0.0.1:{}/pgbouncer", percent_encode(&self.user), self.port);
-        let out = self.dir.join("pgbouncer.out");
-        let log = self.log_path();
-        block_on_own_thread(move || async move {
-            let deadline = Instant::now() + READY_TIMEOUT;
-            loop {
-                // The admin console answers SHOW commands over the simple protocol only.
-                let last = match try_connect(&url).await {
-                    Ok((client, task)) => match client.simple_query("SHOW VERSION").await {
-                        Ok(_) => {
-                            drop(client);
-                            let _ = task.await;
-                            return Ok(());
-                        }
-                        Err(err) => err.to_string(),
-                    },
-                    Err(err) => err.to_string(),
-                };
-                let output = std::fs::read_to_string(&out).unwrap_or_default()
-                    + &std::fs::read_to_string(&log).unwrap_or_default();
-                if let Some(line) = output.lines().find(|line| line.contains("FATAL") || line.contains("ERROR")) {
-                    return Err(format!("pgbouncer failed to start: {line}"));
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("pgbouncer did not accept connections within {READY_TIMEOUT:?} ({last})"));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let (out, log) = (self.dir.join("pgbouncer.out"), self.log_path());
+        // The admin console answers SHOW commands over the simple protocol only.
+        wait_ready("pgbouncer", self.url_for("pgbouncer"), "SHOW VERSION", move || {
+            let output =
+                std::fs::read_to_string(&out).unwrap_or_default() + &std::fs::read_to_string(&log).unwrap_or_default();
+            output.lines().find(|line| line.contains("FATAL") || line.contains("ERROR")).map(str::to_owned)
         })
     }
 }
@@ -735,14 +727,19 @@ impl Drop for PgBouncer {
     }
 }
 
-/// Polls until the server at `url` runs `SELECT 1`, the log shows a startup failure, or
-/// [`READY_TIMEOUT`] passes.
-fn wait_ready(url: String, log: PathBuf, offset: u64) -> Result<(), String> {
+/// Polls until the server `what` at `url` answers `probe` (over the simple protocol), `failed`
+/// finds a startup failure in its logs, or [`READY_TIMEOUT`] passes.
+fn wait_ready(
+    what: &'static str,
+    url: String,
+    probe: &'static str,
+    failed: impl Fn() -> Option<String> + Send + 'static,
+) -> Result<(), String> {
     block_on_own_thread(move || async move {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let last = match try_connect(&url).await {
-                Ok((client, task)) => match client.simple_query("SELECT 1").await {
+                Ok((client, task)) => match client.simple_query(probe).await {
                     Ok(_) => {
                         drop(client);
                         let _ = task.await;
@@ -752,13 +749,11 @@ fn wait_ready(url: String, log: PathBuf, offset: u64) -> Result<(), String> {
                 },
                 Err(err) => err.to_string(),
             };
-            if let Some(line) = startup_failure(&log, offset) {
-                return Err(format!("postgres failed to start: {line}"));
+            if let Some(line) = failed() {
+                return Err(format!("{what} failed to start: {line}"));
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "postgres did not accept connections within {READY_TIMEOUT:?} (last error: {last})"
-                ));
+                return Err(format!("{what} did not accept connections within {READY_TIMEOUT:?} (last error: {last})"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

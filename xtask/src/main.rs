@@ -16,6 +16,7 @@ use crate::error::{Context, Result, bail};
 mod bench;
 mod deploy;
 mod error;
+mod imports;
 mod throwaway;
 mod tidy;
 
@@ -38,7 +39,8 @@ fn main() -> ExitCode {
             eprintln!("  ci           everything CI runs: fmt, dependency graph, tidy, clippy, all tests, docs,");
             eprintln!("               the embedding example, the MCP conformance suite, the bench smoke");
             eprintln!("  deps         check that each crate depends only on what its layer may know");
-            eprintln!("  tidy         module docs on every file, every module named in docs/ARCHITECTURE.md");
+            eprintln!("  tidy         module docs on every file, every module named in docs/ARCHITECTURE.md,");
+            eprintln!("               no import circle between the files of a crate");
             eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
             eprintln!("  example      run the embedding example against a throwaway database");

@@ -9,6 +9,8 @@
 //!   exists (relative to the crate's `src`, the crate, or the repository).
 //! - No source file (but this one, which spells the patterns) cites the numbered findings of
 //!   notes that are not in the repository: a comment states the behaviour itself.
+//! - No two files of a crate's `src` use each other, directly or around a longer circle
+//!   ([`crate::imports`] says what counts as a use).
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +57,9 @@ fn problems(root: &Path) -> Result<Vec<String>> {
                 problems.push(format!("{shown}: cites {citation:?}, a document that is not in the repository"));
             }
         }
+        let src = dir.join("src");
+        let in_src: Vec<PathBuf> = files.iter().filter(|file| file.starts_with(&src)).cloned().collect();
+        problems.extend(crate::imports::circles(&src, &format!("{member}/src"), &in_src)?);
         let modules: Vec<String> =
             files.iter().filter_map(|file| file.strip_prefix(dir.join("src")).ok()).filter_map(module_name).collect();
         problems.extend(architecture_problems(&architecture, member, &modules, &|name| {

@@ -14,9 +14,7 @@ async fn an_alter_table_behind_an_open_transaction_fails_within_the_lock_timeout
     let db = test_db().await;
     let side = db.client().await;
     side.batch_execute("CREATE TABLE queue (id int)").await.unwrap();
-    let blocker = db.client().await;
-    blocker.batch_execute("BEGIN; SELECT * FROM queue").await.unwrap();
-    let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let (blocker, blocker_pid) = db.blocker("queue").await;
     let client = stdio_client_with(&db, &[("COLDQUERY_LOCK_TIMEOUT", "1s")]).await;
 
     let started = Instant::now();

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use coldquery_tests::figures;
-use coldquery_tests::harness::test_db;
+use coldquery_tests::harness::{TestDb, test_db};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -396,22 +396,17 @@ async fn malformed_json_rpc_over_http_gets_clear_errors() {
     // The legacy era: an MCP session to send the malformed messages in.
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
-    let initialized = http
-        .post(server.mcp_url())
-        .bearer_auth(ALICE)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(init.to_string())
-        .send()
-        .await
-        .unwrap();
-    let session = initialized.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-    let post = |body: Vec<u8>, modern: bool| {
-        let request = http
-            .post(server.mcp_url())
+    // A POST to /mcp as alice, with the content type and accept headers a client sends.
+    let mcp_post = || {
+        http.post(server.mcp_url())
             .bearer_auth(ALICE)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
+            .header("accept", "application/json, text/event-stream")
+    };
+    let initialized = mcp_post().body(init.to_string()).send().await.unwrap();
+    let session = initialized.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let post = |body: Vec<u8>, modern: bool| {
+        let request = mcp_post();
         let request = if modern {
             request.header("mcp-protocol-version", "2026-07-28")
         } else {
@@ -437,11 +432,7 @@ async fn malformed_json_rpc_over_http_gets_clear_errors() {
                 assert!(error["error"]["code"].as_i64().is_some(), "{name}: a JSON-RPC error: {text}");
             }
             *statuses.entry(status.to_string()).or_insert(0) += 1;
-            let answer = http
-                .post(server.mcp_url())
-                .bearer_auth(ALICE)
-                .header("content-type", "application/json")
-                .header("accept", "application/json, text/event-stream")
+            let answer = mcp_post()
                 .header("mcp-protocol-version", "2026-07-28")
                 .header("mcp-method", "tools/call")
                 .header("mcp-name", "pg_query")
@@ -476,6 +467,18 @@ const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity WHERE state = 'act
 /// SIGTERM over stdio with a read running and a session holding an uncommitted write: the
 /// statement is cancelled on the server, the session rolled back, and the process exits 0
 /// within 10 s, leaving no backend behind.
+/// What a server stopped by SIGTERM leaves: the running statement was cancelled before the
+/// exit, no backend is left, and the session's uncommitted write was rolled back.
+async fn assert_stopped_cleanly(side: &tokio_postgres::Client, db: &TestDb) {
+    assert_eq!(count(side, SLEEPING).await, 0, "the running statement was cancelled before the exit");
+    assert!(
+        eventually(Duration::from_secs(3), || async { backends(side, db).await.is_empty() }).await,
+        "no backend is left: {:?}",
+        backends(side, db).await
+    );
+    assert_eq!(count(side, "SELECT count(*) FROM e2e_items").await, 0, "the session was rolled back");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_over_stdio_cancels_calls_in_flight_and_rolls_back() {
     let db = test_db().await;
@@ -505,13 +508,7 @@ async fn sigterm_over_stdio_cancels_calls_in_flight_and_rolls_back() {
         .unwrap();
     let exit_ms = started.elapsed().as_millis() as u64;
     assert_eq!(status.code(), Some(0));
-    assert_eq!(count(&side, SLEEPING).await, 0, "the running statement was cancelled before the exit");
-    assert!(
-        eventually(Duration::from_secs(3), || async { backends(&side, &db).await.is_empty() }).await,
-        "no backend is left: {:?}",
-        backends(&side, &db).await
-    );
-    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0, "the session was rolled back");
+    assert_stopped_cleanly(&side, &db).await;
     figures::record("clients_sigterm_stdio", json!({"exit_ms": exit_ms}));
 }
 
@@ -541,13 +538,7 @@ async fn sigterm_over_http_cancels_calls_in_flight_and_rolls_back() {
     let exit_ms = started.elapsed().as_millis() as u64;
     assert_eq!(status.code(), Some(0));
     assert!(exit_ms < 10_000, "the server exits within 10 s of SIGTERM, took {exit_ms} ms");
-    assert_eq!(count(&side, SLEEPING).await, 0, "the running statement was cancelled before the exit");
-    assert!(
-        eventually(Duration::from_secs(3), || async { backends(&side, &db).await.is_empty() }).await,
-        "no backend is left: {:?}",
-        backends(&side, &db).await
-    );
-    assert_eq!(count(&side, "SELECT count(*) FROM e2e_items").await, 0, "the session was rolled back");
+    assert_stopped_cleanly(&side, &db).await;
     // The client whose call was in flight got an answer or a closed connection, not a hang.
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest)).await;

@@ -14,12 +14,16 @@ fn initialize_body() -> serde_json::Value {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
 }
 
-async fn post_initialize(server: &HttpServer, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
+/// A POST to the server's /mcp with the content type and accept headers a client sends.
+fn mcp_post(server: &HttpServer) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
         .post(server.mcp_url())
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .body(initialize_body().to_string());
+}
+
+async fn post_initialize(server: &HttpServer, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = mcp_post(server).body(initialize_body().to_string());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -46,11 +50,8 @@ async fn requests_without_a_valid_token_get_401_with_a_challenge() {
     // Alice's MCP session id is no use to Bob: it is bound to the principal that created it.
     let session = right.headers().get("mcp-session-id").expect("a legacy session").to_str().unwrap().to_owned();
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
-    let hijack = reqwest::Client::new()
-        .post(server.mcp_url())
+    let hijack = mcp_post(&server)
         .bearer_auth(BOB)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", &session)
         .header("mcp-protocol-version", "2025-11-25")
         .body(list)
@@ -100,15 +101,7 @@ async fn foreign_origins_get_403() {
     // Bodies over --max-request-bytes are refused.
     let mut huge = initialize_body();
     huge["params"]["clientInfo"]["name"] = json!("x".repeat(8192));
-    let too_large = reqwest::Client::new()
-        .post(server.mcp_url())
-        .bearer_auth(ALICE)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(huge.to_string())
-        .send()
-        .await
-        .unwrap();
+    let too_large = mcp_post(&server).bearer_auth(ALICE).body(huge.to_string()).send().await.unwrap();
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
     server.terminate().await;
 }
@@ -235,11 +228,8 @@ async fn a_client_going_away_cancels_its_statement() {
             "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
         }
     }});
-    let request = reqwest::Client::new()
-        .post(server.mcp_url())
+    let request = mcp_post(&server)
         .bearer_auth(ALICE)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", "tools/call")
         .header("mcp-name", "pg_query")

@@ -29,9 +29,7 @@ async fn a_long_statement_reports_progress_and_names_the_lock_it_waits_for() {
     let db = test_db().await;
     let side = db.client().await;
     side.batch_execute("CREATE TABLE queue (id int)").await.unwrap();
-    let blocker = db.client().await;
-    blocker.batch_execute("BEGIN; SELECT * FROM queue").await.unwrap();
-    let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let (blocker, blocker_pid) = db.blocker("queue").await;
 
     let command = command(&[("DATABASE_URL", db.url.as_str()), ("COLDQUERY_LOCK_TIMEOUT", "3s")]);
     let (transport, _) = TokioChildProcess::builder(command).stderr(Stdio::inherit()).spawn().unwrap();
