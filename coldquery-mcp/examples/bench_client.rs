@@ -251,6 +251,14 @@ async fn node_client(node: &NodeReference, url: &str, log: &Path) -> BoxResult<(
     Ok((client, pid))
 }
 
+/// Stops a Node reference server: once it has connected, it does not exit when its stdin closes
+/// (its pool keeps the idle connection open), and rmcp's client waits 3 s before signalling it.
+async fn stop_node(client: Mcp, pid: u32) -> BoxResult<()> {
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    client.cancel().await?;
+    Ok(())
+}
+
 /// A trivial MCP server over stdio (this program with `floor-server`): what rmcp's client and
 /// a process boundary cost without any database work.
 async fn floor_client() -> BoxResult<Mcp> {
@@ -632,11 +640,11 @@ async fn measure(options: &Options) -> BoxResult<Value> {
         client.cancel().await?;
 
         let started = Instant::now();
-        let (client, _) = node_client(&options.node, url, &node_log).await?;
+        let (client, pid) = node_client(&options.node, url, &node_log).await?;
         let initialized = started.elapsed();
         expect_rows(node_call(client.peer(), SELECT_1).await?, 1, "the Node server's first SELECT 1")?;
         node_startups.push(initialized, started.elapsed());
-        client.cancel().await?;
+        stop_node(client, pid).await?;
     }
     let startup = startups.summary();
 
@@ -685,7 +693,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
         let (after_10k, peak_10k) = memory_kib(pid);
         expect_rows(node_call(&peer, READ_100K).await?, 100_000, READ_100K)?;
         let (after_100k_all, peak_100k_all) = memory_kib(pid);
-        client.cancel().await?;
+        stop_node(client, pid).await?;
         json!({
             "idle_rss_kib": idle,
             "after_100k_limit_10000_rss_kib": after_100k,
@@ -918,7 +926,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
 
     drop(http_client_1);
     stdio.cancel().await?;
-    node.cancel().await?;
+    stop_node(node, node_pid).await?;
     floor.cancel().await?;
     let _ = http.child.start_kill();
     let _ = http.child.wait().await;
