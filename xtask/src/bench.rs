@@ -219,7 +219,8 @@ fn report(mut m: Value, pgbench: Option<Value>, profile: &str) -> Value {
         "capped_1m_over_1k_stdio": over(p50("capped_1m", "stdio"), p50("capped_1k", "stdio")),
         "capped_1m_over_1k_raw_tx": over(p50("capped_1m", "raw_tx"), p50("capped_1k", "raw_tx")),
         "http16_percent_of_pgbench_tps": over(http16.map(|h| h * 100.0), tps),
-        "select1_stdio_over_node_calls_per_s": over(calls_per_s("select1", "stdio"), calls_per_s("select1", "node_stdio")),
+        "select1_stdio_over_node_calls_per_s":
+            over(calls_per_s("select1", "stdio"), calls_per_s("select1", "node_stdio")),
         "read_10k_10_stdio_over_node_calls_per_s":
             over(calls_per_s("read_10k_10", "stdio"), calls_per_s("read_10k_10", "node_stdio")),
         "select1_server_cpu_node_over_stdio":
