@@ -326,23 +326,30 @@ fn compact(value: &mut Value) {
             if object.get("additionalProperties") == Some(&Value::Bool(true)) {
                 object.remove("additionalProperties");
             }
-            let numeric = |t: &Value| matches!(t.as_str(), Some("integer" | "number"));
-            let is_number = match object.get("type") {
-                Some(Value::Array(types)) => types.iter().any(numeric),
-                Some(t) => numeric(t),
-                None => false,
-            };
-            if is_number {
-                object.remove("format");
-                if object.get("minimum") == Some(&json!(0)) {
-                    object.remove("minimum");
-                }
-            }
+            drop_number_format(object);
             // A `properties` map may name a field `format` or `default`: its values are schemas.
             object.values_mut().for_each(compact);
         }
         Value::Array(items) => items.iter_mut().for_each(compact),
         _ => {}
+    }
+}
+
+/// Drops the format (`uint64`, `double`...) and the zero minimum of unsigned numbers from the
+/// schema of a number: bytes, not meaning (a value out of range is refused when it is read).
+/// Only in a schema of a number: a `properties` map may have a field named `format`.
+pub(crate) fn drop_number_format(object: &mut Map<String, Value>) {
+    let numeric = |t: &Value| matches!(t.as_str(), Some("integer" | "number"));
+    let is_number = match object.get("type") {
+        Some(Value::Array(types)) => types.iter().any(numeric),
+        Some(t) => numeric(t),
+        None => false,
+    };
+    if is_number {
+        object.remove("format");
+        if object.get("minimum") == Some(&json!(0)) {
+            object.remove("minimum");
+        }
     }
 }
 

@@ -160,15 +160,7 @@ fn simplify(value: &mut Value) {
                     object.insert("type".into(), non_null[0].clone());
                 }
             }
-            // Number formats and the zero minimum of unsigned fields add bytes, not meaning.
-            // (Only in a schema of a number: a `properties` object may have a parameter named
-            // `format`.)
-            if matches!(object.get("type").and_then(Value::as_str), Some("integer" | "number")) {
-                object.remove("format");
-                if object.get("minimum") == Some(&json!(0)) {
-                    object.remove("minimum");
-                }
-            }
+            crate::output::drop_number_format(object);
             object.values_mut().for_each(simplify);
         }
         Value::Array(items) => items.iter_mut().for_each(simplify),
