@@ -174,7 +174,7 @@ pub fn base_settings(dir: &Path, postgres: &Path) -> Vec<String> {
     settings
 }
 
-/// The watchdog of a local server (the [`POSTGRES_WATCHDOG`] script) and the pipes to it.
+/// The watchdog of a local server (the `POSTGRES_WATCHDOG` script) and the pipes to it.
 /// Dropping it (or [`Watchdog::finish`]) closes its stdin, so the watchdog stops PostgreSQL and
 /// deletes the directory, and waits for that; the same happens when this process dies in any
 /// way, since the pipe closes then too.
