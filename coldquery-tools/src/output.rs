@@ -7,7 +7,8 @@
 //! action returns is in docs/tools.md); a nullable one is an `Option`. `pg_query` and `pg_tx`
 //! results have exactly these fields. `pg_schema`, `pg_admin` and `pg_monitor` return catalog
 //! columns besides (a described object's attributes, a table's statistics, a setting, a
-//! check's figures), kept in `more`. In debug builds every result is checked against its tool's
+//! check's figures), kept in `more`. Every type also has `error`, the body of an error result,
+//! so that everything a tool sends as structured content conforms to its schema. In debug builds every result is checked against its tool's
 //! schema as it is returned ([`violation`]), so every test of a tool checks the schema too.
 
 use schemars::JsonSchema;
@@ -38,6 +39,27 @@ pub struct SessionRef {
     pub expires_in_seconds: u64,
     /// Said when it expires soon.
     pub warning: String,
+}
+
+/// The body of an error result (`isError: true`, SPEC §2), the same for every tool.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// `INVALID_ARGUMENT`, `WRITE_DENIED`, `DATABASE_ERROR`...
+    pub code: String,
+    /// What happened and what to do next.
+    pub message: String,
+    /// A hint.
+    pub hint: String,
+    /// PostgreSQL's SQLSTATE.
+    pub sqlstate: String,
+    /// PostgreSQL's detail.
+    pub detail: String,
+    /// Where in the statement (1-based character).
+    pub position: u64,
+    /// Which operation of a batch failed (0-based).
+    pub operation_index: u64,
 }
 
 /// One statement's result (SPEC §2): rows and what the statement did.
@@ -119,6 +141,8 @@ pub struct QueryOutput {
     pub preview: PreviewOutput,
     /// The session it ran in.
     pub session: SessionRef,
+    /// An error result's body (`isError: true`); absent otherwise.
+    pub error: Option<ErrorBody>,
 }
 
 /// A session as `pg_tx` shows it.
@@ -173,6 +197,8 @@ pub struct TxOutput {
     pub count: u64,
     /// list: the server's limit.
     pub max_sessions: u64,
+    /// An error result's body (`isError: true`); absent otherwise.
+    pub error: Option<ErrorBody>,
 }
 
 /// What `pg_schema` returns: a page of objects (list), an object's description (describe: its
@@ -209,6 +235,8 @@ pub struct SchemaOutput {
     pub preview: PreviewOutput,
     /// The session it ran in.
     pub session: SessionRef,
+    /// An error result's body (`isError: true`); absent otherwise.
+    pub error: Option<ErrorBody>,
     /// describe: the object's attributes (columns, keys, indexes, policies...).
     #[serde(flatten)]
     pub more: Map<String, Value>,
@@ -249,6 +277,8 @@ pub struct AdminOutput {
     pub signalled: bool,
     /// terminate: what the backend was doing.
     pub backend: Map<String, Value>,
+    /// An error result's body (`isError: true`); absent otherwise.
+    pub error: Option<ErrorBody>,
     /// stats of one table, a setting: its catalog columns.
     #[serde(flatten)]
     pub more: Map<String, Value>,
@@ -280,6 +310,8 @@ pub struct MonitorOutput {
     pub truncated: bool,
     /// A remark on the result.
     pub note: String,
+    /// An error result's body (`isError: true`); absent otherwise.
+    pub error: Option<ErrorBody>,
     /// Each action's figures (health's server version, uptime, pool; connections by state...).
     #[serde(flatten)]
     pub more: Map<String, Value>,
@@ -431,6 +463,36 @@ mod tests {
         let schema = schema_of::<SchemaOutput>();
         assert_eq!(violation(&schema, &json!({"name": "t", "columns": [], "row_estimate": 3}), "r"), None);
         assert!(violation(&schema, &json!({"name": 3}), "r").is_some());
+    }
+
+    /// Every error body — each kind, with every optional part — conforms to every tool's schema.
+    #[test]
+    fn error_results_conform_to_every_tools_schema() {
+        use coldquery_core::{Error, ErrorKind};
+        let schemas = [
+            schema_of::<QueryOutput>(),
+            schema_of::<TxOutput>(),
+            schema_of::<SchemaOutput>(),
+            schema_of::<AdminOutput>(),
+            schema_of::<MonitorOutput>(),
+        ];
+        for kind in ErrorKind::ALL {
+            let bare = Error::new(kind, "m");
+            let full = Error::new(kind, "m")
+                .with_hint("h")
+                .with_sqlstate("42P01")
+                .with_detail("d")
+                .with_position(3)
+                .with_operation_index(1);
+            for body in [bare.to_json(), full.to_json()] {
+                for schema in &schemas {
+                    assert_eq!(violation(schema, &body, "r"), None, "{body} against {schema}");
+                }
+            }
+        }
+        let mut unknown = Error::new(ErrorKind::Internal, "m").to_json();
+        unknown["error"]["extra"] = json!(1);
+        assert!(violation(&schemas[0], &unknown, "r").is_some());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use crate::support::{
 };
 
 /// Every result the server sends conforms to the output schema it advertises for the tool: one
-/// call of each reading action of every tool, a preview, a batch, and a session's begin,
-/// savepoint, status and rollback. (In debug builds the server checks every result it returns
+/// call of each reading action of every tool, a preview, a batch, a session's begin,
+/// savepoint, status and rollback, and an error of each tool. (In debug builds the server checks every result it returns
 /// too, so every end-to-end test checks the schemas; this test checks the advertised ones.)
 #[tokio::test]
 async fn results_conform_to_the_advertised_output_schemas() {
@@ -60,6 +60,18 @@ async fn results_conform_to_the_advertised_output_schemas() {
     for (tool, args) in calls {
         let value = call(&client, tool, args.clone()).await;
         assert_eq!(code(&value), "ok", "{tool} {args}: {value}");
+        checked.push((tool, value));
+    }
+    // Error results carry their body as structured content too, and conform as well.
+    for (tool, args) in [
+        ("pg_query", json!({"action": "read", "sql": "SELECT * FROM e2e_no_such_table"})),
+        ("pg_tx", json!({"action": "commit", "session_id": "cqs_00000000000000000000000000000000"})),
+        ("pg_schema", json!({"action": "describe", "name": "e2e_no_such_table"})),
+        ("pg_admin", json!({"action": "terminate"})),
+        ("pg_monitor", json!({"action": "nothing"})),
+    ] {
+        let value = call(&client, tool, args.clone()).await;
+        assert_ne!(code(&value), "ok", "{tool} {args}: {value}");
         checked.push((tool, value));
     }
     for (tool, value) in &checked {
