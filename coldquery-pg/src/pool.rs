@@ -87,7 +87,7 @@ impl Shared {
     }
 
     pub(crate) async fn get(&self, pool: &bb8::Pool<Manager>) -> Result<bb8::PooledConnection<'static, Manager>> {
-        pool.get_owned().await.map_err(|e| match e {
+        let mut conn = pool.get_owned().await.map_err(|e| match e {
             bb8::RunError::User(e) => e.to_error("connecting to PostgreSQL"),
             bb8::RunError::TimedOut => match self.last_connect_error.recent(self.acquire_timeout * 2) {
                 Some(cause) => Error::new(
@@ -101,7 +101,9 @@ impl Shared {
                 )
                 .with_hint("the server is busy or PostgreSQL is unreachable; retry shortly"),
             },
-        })
+        })?;
+        conn.close_leftover();
+        Ok(conn)
     }
 
     pub(crate) fn pool_status(&self) -> PoolStatus {

@@ -20,7 +20,7 @@ use crate::begin::{Setup, check};
 use crate::cancel::Canceller;
 use crate::decode::{self, Plan};
 use crate::errors;
-use crate::manager::{PgConn, Prepared};
+use crate::manager::{Leftover, PgConn, Prepared};
 use crate::pool::Shared;
 use crate::step::{no_answer, within};
 
@@ -218,7 +218,8 @@ pub(crate) enum Read {
 /// read scans only what it returns, and no CancelRequest is needed to stop it.
 ///
 /// Round trips: `START TRANSACTION READ ONLY`; the pin, the guard and Parse/Describe
-/// (pipelined); Bind; Execute with the ROLLBACK pipelined behind it. `backend` is the server
+/// (pipelined); Bind; Execute with the ROLLBACK pipelined behind it. The statement and portal
+/// are closed at the connection's next use ([`Leftover`]). `backend` is the server
 /// process of the connection's last transaction: when `report_moved` and this one runs
 /// elsewhere, nothing is executed ([`Read::Moved`]). On interruption or a fatal error the
 /// connection is poisoned.
@@ -235,7 +236,7 @@ pub(crate) async fn read(
     let token = conn.client.cancel_token();
     let backend = conn.backend();
     let work =
-        read_rows(&mut conn.client, &conn.prepared, (&token, tls), statement, limits, backend, report_moved, step);
+        read_rows(&mut conn.client, (&conn.prepared, &mut conn.leftover), (&token, tls), statement, limits, backend, report_moved, step);
     let (result, suspect) = bounded(work, &token, tls, cancel, limits).await;
     if suspect {
         conn.poison();
@@ -249,7 +250,7 @@ pub(crate) async fn read(
 #[allow(clippy::too_many_arguments)]
 async fn read_rows(
     client: &mut Client,
-    prepared: &Prepared,
+    (prepared, leftover): (&Prepared, &mut Leftover),
     (token, tls): (&CancelToken, &Canceller),
     statement: &Statement,
     limits: &Limits,
@@ -364,6 +365,7 @@ async fn read_rows(
     match collected {
         Ok(()) => {
             let columns = describe(prepared.columns());
+            leftover.keep(prepared, portal);
             (Ok(Read::Fetched(Fetched { columns, rows, truncated, rows_affected: None }, pid)), suspect)
         }
         Err(e) => (Err(errors::map(&e, "reading rows")), suspect || errors::is_fatal(&e)),

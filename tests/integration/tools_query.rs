@@ -139,6 +139,35 @@ async fn the_read_guard_is_prepared_once_per_connection() {
     assert_eq!(after["rows"][0], first["rows"][0], "{first} then {after}");
 }
 
+/// A read's protocol statement is closed when its connection is next used (its Close travels
+/// with that use's first message), before anything of the next caller runs: no read ever sees
+/// another read's statement, whoever made it, on the one pooled connection there is.
+#[tokio::test]
+async fn a_reads_statement_is_gone_before_the_next_read_runs() {
+    let db = test_db().await;
+    let _side = db.client().await;
+    let one = coldquery_pg::PgOptions { pool_size: 1, ..options() };
+    let (tools, _database) = tools(&db, &one, ToolConfig::default(), false).await;
+    let (alice, bob) = (caller("alice"), caller("bob"));
+    let seen = json!({"action": "read", "sql": "SELECT statement, pg_backend_pid() AS pid FROM pg_prepared_statements
+        WHERE NOT from_sql AND statement NOT LIKE '%WITH RECURSIVE ' || 'rels%' ORDER BY statement"});
+    let mut pids = std::collections::BTreeSet::new();
+    for n in 0..5 {
+        let secret = format!("SELECT 'alice secret {n}' AS marker");
+        let out = call(&tools, &alice, "pg_query", json!({"action": "read", "sql": secret})).await;
+        assert_eq!(out["row_count"], 1, "{out}");
+        let out = call(&tools, &bob, "pg_query", seen.clone()).await;
+        assert_eq!(code(&out), "ok", "{out}");
+        let statements: Vec<&str> = out["rows"].as_array().unwrap().iter().filter_map(|r| r["statement"].as_str()).collect();
+        assert!(!statements.iter().any(|s| s.contains("alice secret")), "bob saw alice's statement: {statements:?}");
+        // Bob's own statement is the only one there (but for ColdQuery's read guard).
+        assert_eq!(statements.len(), 1, "another statement stayed prepared: {statements:?}");
+        assert!(statements[0].contains("pg_prepared_statements"), "{statements:?}");
+        pids.insert(out["rows"][0]["pid"].to_string());
+    }
+    assert_eq!(pids.len(), 1, "the reads did not share the one pooled connection: {pids:?}");
+}
+
 #[tokio::test]
 async fn read_is_capped_at_max_rows_while_fetching() {
     let db = test_db().await;
