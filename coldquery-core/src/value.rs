@@ -16,6 +16,110 @@ pub fn quote_array_element(text: &str, out: &mut String) {
     out.push('"');
 }
 
+/// The size of a JSON value's compact serialization (what `serde_json::to_string` writes),
+/// computed by walking the value instead of writing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonSize {
+    /// Bytes of the serialization.
+    pub bytes: usize,
+    /// Of those, the double quotes and backslashes: the bytes a JSON string holding the
+    /// serialization escapes again (each becomes two).
+    pub escapes: usize,
+}
+
+impl JsonSize {
+    /// The size of `value` serialized compactly.
+    pub fn of(value: &Value) -> JsonSize {
+        let mut size = JsonSize::default();
+        size.add(value);
+        size
+    }
+
+    fn add(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.bytes += 4,
+            Value::Bool(true) => self.bytes += 4,
+            Value::Bool(false) => self.bytes += 5,
+            Value::Number(n) => self.bytes += number_len(n),
+            Value::String(s) => self.add_str(s),
+            Value::Array(items) => {
+                self.bytes += 2 + items.len().saturating_sub(1);
+                for item in items {
+                    self.add(item);
+                }
+            }
+            Value::Object(map) => {
+                // Braces, a colon per entry, a comma between entries.
+                self.bytes += 2 + map.len() + map.len().saturating_sub(1);
+                for (key, item) in map {
+                    self.add_str(key);
+                    self.add(item);
+                }
+            }
+        }
+    }
+
+    /// A string as serde_json escapes it: `"` and `\` with a backslash, the control
+    /// characters as `\b \t \n \f \r` or `\u00XX`, everything else as is.
+    fn add_str(&mut self, s: &str) {
+        let mut bytes = 2 + s.len();
+        let mut escapes = 2;
+        for &b in s.as_bytes() {
+            match b {
+                b'"' | b'\\' => {
+                    bytes += 1;
+                    escapes += 2;
+                }
+                0x08 | 0x09 | 0x0a | 0x0c | 0x0d => {
+                    bytes += 1;
+                    escapes += 1;
+                }
+                0x00..=0x1f => {
+                    bytes += 5;
+                    escapes += 1;
+                }
+                _ => {}
+            }
+        }
+        self.bytes += bytes;
+        self.escapes += escapes;
+    }
+}
+
+/// The length of a number as serde_json writes it (integers in full, floats in their
+/// shortest form), written to a counter.
+fn number_len(n: &serde_json::Number) -> usize {
+    if let Some(u) = n.as_u64() {
+        return digits(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return 1 + digits(i.unsigned_abs());
+    }
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a number to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, n);
+    count.0
+}
+
+fn digits(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
 /// A bind parameter. Values only ever travel as parameters, never inside SQL text.
 ///
 /// Parameters are sent in PostgreSQL's text format with an unspecified type, so the server
@@ -195,6 +299,62 @@ impl QueryResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn measured(value: &Value) -> JsonSize {
+        let text = serde_json::to_string(value).unwrap();
+        JsonSize { bytes: text.len(), escapes: text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count() }
+    }
+
+    #[test]
+    fn json_size_of_every_kind_of_value() {
+        let cases = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-1),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1),
+            json!(-1.5e300),
+            json!(1e-7),
+            json!(""),
+            json!("a \"quoted\" \\ back\u{8}\t\n\u{c}\r\u{0}\u{1f}\u{7f} é ☃ 🦀"),
+            json!([]),
+            json!({}),
+            json!([1, "two", [null], {"k": {"\"": [true, 2.5]}}]),
+        ];
+        for value in cases {
+            assert_eq!(JsonSize::of(&value), measured(&value), "{value}");
+        }
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<String>().prop_map(Value::String),
+            "[\\x00-\\x20\"\\\\a]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..8)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_size_is_the_serialized_size(value in any_json()) {
+            proptest::prop_assert_eq!(JsonSize::of(&value), measured(&value));
+        }
+    }
 
     #[test]
     fn params_from_json() {

@@ -174,7 +174,13 @@ impl ManageConnection for Manager {
         let connect = async {
             let client = self.inner.connect().await?;
             client.query_typed(CONNECTION_SETUP, &[]).await?;
-            Ok(PgConn { client, poisoned: false, backend: None, prepared: Prepared::default(), leftover: Leftover::default() })
+            Ok(PgConn {
+                client,
+                poisoned: false,
+                backend: None,
+                prepared: Prepared::default(),
+                leftover: Leftover::default(),
+            })
         };
         match tokio::time::timeout(self.limit, connect).await {
             Ok(result) => result.map_err(ConnectError::Pg),

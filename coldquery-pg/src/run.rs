@@ -235,8 +235,16 @@ pub(crate) async fn read(
 ) -> Result<Read, Error> {
     let token = conn.client.cancel_token();
     let backend = conn.backend();
-    let work =
-        read_rows(&mut conn.client, (&conn.prepared, &mut conn.leftover), (&token, tls), statement, limits, backend, report_moved, step);
+    let work = read_rows(
+        &mut conn.client,
+        (&conn.prepared, &mut conn.leftover),
+        (&token, tls),
+        statement,
+        limits,
+        backend,
+        report_moved,
+        step,
+    );
     let (result, suspect) = bounded(work, &token, tls, cancel, limits).await;
     if suspect {
         conn.poison();

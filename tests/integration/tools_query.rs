@@ -158,7 +158,8 @@ async fn a_reads_statement_is_gone_before_the_next_read_runs() {
         assert_eq!(out["row_count"], 1, "{out}");
         let out = call(&tools, &bob, "pg_query", seen.clone()).await;
         assert_eq!(code(&out), "ok", "{out}");
-        let statements: Vec<&str> = out["rows"].as_array().unwrap().iter().filter_map(|r| r["statement"].as_str()).collect();
+        let statements: Vec<&str> =
+            out["rows"].as_array().unwrap().iter().filter_map(|r| r["statement"].as_str()).collect();
         assert!(!statements.iter().any(|s| s.contains("alice secret")), "bob saw alice's statement: {statements:?}");
         // Bob's own statement is the only one there (but for ColdQuery's read guard).
         assert_eq!(statements.len(), 1, "another statement stayed prepared: {statements:?}");
