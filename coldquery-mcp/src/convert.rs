@@ -40,11 +40,18 @@ pub(crate) fn tool(spec: ToolSpec) -> Tool {
 
 /// A tool result: the JSON as `structuredContent` and as text (markdown or CSV when the call
 /// asked for that format); an error is an `isError` result whose body is `{"error": {...}}`.
-pub(crate) fn call_result(output: ToolOutput) -> CallToolResult {
+/// With `wire_writes_json`, a text that is the JSON itself is left for the wire to write
+/// ([`crate::lines::JSON_TEXT`]): it serializes the value once for both.
+pub(crate) fn call_result(output: ToolOutput, wire_writes_json: bool) -> CallToolResult {
     let is_error = output.is_error();
     // The text is rendered once and the value moved, not copied (rmcp's `structured` would
     // serialize it a second time).
-    let (value, text) = output.into_json_and_text();
+    let (value, rendering) = output.into_json_and_rendering();
+    let text = match rendering {
+        Some(text) => text,
+        None if wire_writes_json => crate::lines::JSON_TEXT.to_owned(),
+        None => value.to_string(),
+    };
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.is_error = Some(is_error);
     result.structured_content = Some(value);
@@ -119,17 +126,31 @@ mod tests {
     #[test]
     fn results_carry_structured_content_and_text() {
         let ok = ToolOutput { result: Ok(json!({"rows": [{"a": 1}]})), format: TextFormat::Json };
-        let result = call_result(ok);
+        let result = call_result(ok, false);
         assert_eq!(result.structured_content, Some(json!({"rows": [{"a": 1}]})));
         assert_eq!(result.is_error, Some(false));
         let text = result.content[0].as_text().unwrap().text.clone();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"rows": [{"a": 1}]}));
         let err = ToolOutput { result: Err(Error::new(ErrorKind::WriteDenied, "m")), format: TextFormat::Markdown };
-        let result = call_result(err);
+        let result = call_result(err, false);
         assert_eq!(result.is_error, Some(true));
         let body = json!({"error": {"code": "WRITE_DENIED", "message": "m"}});
         assert_eq!(result.structured_content, Some(body.clone()));
         let text = result.content[0].as_text().unwrap().text.clone();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), body, "an error's text is its JSON body");
+    }
+
+    /// For a wire that writes the JSON text itself, a JSON text is left to it; a markdown
+    /// table is not.
+    #[test]
+    fn a_json_text_is_left_to_the_wire_that_writes_it() {
+        let rows = json!({"fields": [{"name": "a", "type": "int4"}], "rows": [{"a": 1}], "truncated": false});
+        let json = ToolOutput { result: Ok(rows.clone()), format: TextFormat::Json };
+        let result = call_result(json, true);
+        assert_eq!(result.content[0].as_text().unwrap().text, crate::lines::JSON_TEXT);
+        assert_eq!(result.structured_content, Some(rows.clone()));
+        let table = ToolOutput { result: Ok(rows), format: TextFormat::Markdown };
+        let result = call_result(table, true);
+        assert!(result.content[0].as_text().unwrap().text.starts_with("| a |"), "{:?}", result.content);
     }
 }

@@ -8,7 +8,9 @@
 //! - [`http`]: `/mcp` behind bearer tokens, `Host`/`Origin` validation and a body limit, plus
 //!   `/health`, `/ready` and `/metrics`;
 //! - [`stdio`]: the stdio transport with back-pressure (a client that stops reading stdout
-//!   stops the server reading stdin, instead of queueing answers without bound);
+//!   stops the server reading stdin, instead of queueing answers without bound), over
+//!   [`lines`], the wire of JSON-RPC lines that decodes tool calls and writes tool results
+//!   directly;
 //! - [`config`]: flags with environment variables, validated fail-closed;
 //! - [`mod@run`]: start-up and shutdown (every open session rolled back before exit).
 //!
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod config;
 mod convert;
 pub mod http;
+pub mod lines;
 pub mod metrics;
 pub mod run;
 pub mod server;

@@ -123,10 +123,10 @@ async fn connect(config: &Config) -> Result<(Database, Option<Ephemeral>), RunEr
     Ok((database, ephemeral))
 }
 
-/// rmcp's stdio transport (a JSON line per message, 16 MiB at most) over [`stdio_streams`].
+/// The stdio wire (a JSON line per message, 16 MiB at most) over [`stdio_streams`].
 fn stdio_transport() -> impl rmcp::transport::Transport<rmcp::RoleServer> {
     let (stdin, stdout) = stdio_streams();
-    rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout)
+    crate::lines::Lines::new(stdin, stdout)
 }
 
 type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;

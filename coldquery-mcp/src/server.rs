@@ -104,7 +104,8 @@ fn instructions(read_only: bool) -> String {
     text
 }
 
-/// Which transport a server instance serves; decides how the caller is identified.
+/// Which transport a server instance serves; decides how the caller is identified, and
+/// whether results are written by [`crate::lines`] (stdio), which writes a JSON text itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     /// Standard input and output: one client, the process that started this one.
@@ -360,7 +361,8 @@ impl ServerHandler for ColdQueryServer {
             .await
             .map_err(|unknown| McpError::invalid_params(unknown.to_string(), None))?;
         self.metrics.record_call(name, &action, &output, started.elapsed());
-        Ok(convert::call_result(output).into())
+        // Over stdio the wire ([`crate::lines`]) writes a JSON text as it serializes the value.
+        Ok(convert::call_result(output, self.channel == Channel::Stdio).into())
     }
 
     async fn list_resources(

@@ -159,10 +159,19 @@ impl ToolOutput {
     /// The wire JSON and its text content (the JSON, or the rows as markdown/csv when asked),
     /// rendered once and without copying the value.
     pub fn into_json_and_text(self) -> (Value, String) {
+        let (value, rendering) = self.into_json_and_rendering();
+        let text = rendering.unwrap_or_else(|| render_text(&value, TextFormat::Json));
+        (value, text)
+    }
+
+    /// The wire JSON, and its text content when that is not the JSON itself (the rows as
+    /// markdown/csv when asked): for a wire that writes the JSON text as it serializes the
+    /// value.
+    pub fn into_json_and_rendering(self) -> (Value, Option<String>) {
         let format = if self.is_error() { TextFormat::Json } else { self.format };
         let value = self.into_json();
-        let text = render_text(&value, format);
-        (value, text)
+        let rendering = (format != TextFormat::Json).then(|| render_text(&value, format));
+        (value, rendering)
     }
 
     /// The text content: the JSON, or the rows as markdown/csv when asked.

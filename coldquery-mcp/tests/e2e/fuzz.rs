@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use coldquery_core::DefaultDeny;
+use coldquery_mcp::lines::Lines;
 use coldquery_mcp::metrics::Metrics;
 use coldquery_mcp::stdio::Bounded;
 use coldquery_mcp::{Channel, ColdQueryServer};
@@ -18,7 +19,6 @@ use coldquery_tests::fakes::{FakeExecutor, FakeSessions};
 use coldquery_tools::{ToolConfig, Tools};
 use proptest::prelude::*;
 use rmcp::ServiceExt;
-use rmcp::transport::async_rw::AsyncRwTransport;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -184,7 +184,7 @@ async fn run_case(initialize: bool, messages: &[Vec<u8>]) -> Result<(), String> 
     let (client, server_end) = tokio::io::duplex(1 << 20);
     let (read, write) = tokio::io::split(server_end);
     let serving = tokio::spawn(async move {
-        let transport = Bounded::new(AsyncRwTransport::new_server(read, write));
+        let transport = Bounded::new(Lines::new(read, write));
         if let Ok(service) = server.serve(transport).await {
             let _ = service.waiting().await;
         }
