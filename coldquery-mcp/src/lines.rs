@@ -73,16 +73,24 @@ impl<W: AsyncWrite + Unpin> Out<W> {
             self.pending.extend_from_slice(&line);
         }
         let Some(write) = self.write.as_mut() else {
+            self.pending = Vec::new();
             return Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "the transport is closed"));
         };
+        let mut outcome = Ok(());
         while self.written < self.pending.len() {
-            match write.write(&self.pending[self.written..]).await? {
-                0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                n => self.written += n,
+            match write.write(&self.pending[self.written..]).await {
+                Ok(0) => outcome = Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) => outcome = Err(e),
+            }
+            if outcome.is_err() {
+                break;
             }
         }
+        // Written, or lost with a broken output: nothing is kept either way.
         self.pending = Vec::new();
         self.written = 0;
+        outcome?;
         write.flush().await
     }
 }
