@@ -309,7 +309,10 @@ fn json_text_of(result: &CallToolResult) -> Option<&Value> {
 /// byte for byte), with the JSON serialized once.
 fn encode_tool_result(id: &RequestId, result: &CallToolResult, structured: &Value) -> Vec<u8> {
     let json = structured.to_string();
-    let mut line = Vec::with_capacity(2 * json.len() + 192);
+    // The text escapes the JSON's quotes and backslashes (its control characters are already
+    // escaped): the line's length is known, and it is allocated once.
+    let escapes = json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
+    let mut line = Vec::with_capacity(2 * json.len() + escapes + 256);
     // Writing to a Vec cannot fail, nor can serializing ids, result types and strings.
     line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     let _ = serde_json::to_writer(&mut line, id);
