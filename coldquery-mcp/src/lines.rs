@@ -518,6 +518,43 @@ mod tests {
         assert_eq!(encode(&message), expected);
     }
 
+    /// A write to a broken output fails and keeps nothing: answers to a client that went away
+    /// do not pile up.
+    #[tokio::test]
+    async fn a_failed_write_keeps_nothing() {
+        struct Broken;
+        impl AsyncWrite for Broken {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let mut out = Out { write: Some(Broken), pending: Vec::new(), written: 0 };
+        for _ in 0..3 {
+            let failed = out.write_line(vec![b'x'; 1000]).await;
+            assert_eq!(failed.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+            assert!(out.pending.is_empty() && out.written == 0);
+        }
+        out.write = None;
+        assert_eq!(out.write_line(b"y\n".to_vec()).await.unwrap_err().kind(), std::io::ErrorKind::NotConnected);
+        assert!(out.pending.is_empty());
+    }
+
     /// A cancelled write is finished by the next one: lines never interleave.
     #[tokio::test]
     async fn a_cancelled_write_is_finished_before_the_next_line() {
