@@ -123,6 +123,14 @@ async fn tools_resources_and_prompts_are_served() {
         call(&client, "pg_query", json!({"action": "read", "sql": "SELECT 40 + $1::int AS answer", "params": [2]}))
             .await;
     assert_eq!(read["rows"], json!([{"answer": 42}]));
+    // SPEC §2: the text is the same JSON as the structured content (the stdio wire writes it),
+    // for a result with characters to escape and for an error.
+    for sql in ["SELECT 'a \"b\" \\ c' AS q, E'\\n\\t\\u0001' AS control, 1.5::float8 AS f", "SELEC 1"] {
+        let raw = call_raw(&client, "pg_query", json!({"action": "read", "sql": sql})).await;
+        let text = &raw.content[0].as_text().expect("text content").text;
+        let structured = raw.structured_content.as_ref().expect("structured content");
+        assert_eq!(&serde_json::from_str::<serde_json::Value>(text).expect("the text is JSON"), structured, "{text}");
+    }
     let list = call(&client, "pg_tx", json!({"action": "list"})).await;
     assert_eq!(code(&list), "ok", "{list}");
     let schemas = call(&client, "pg_schema", json!({"action": "list", "target": "schemas"})).await;
