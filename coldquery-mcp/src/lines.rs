@@ -6,7 +6,7 @@
 //!   a line by trying each kind of request in turn, which was 16% of the instructions of a
 //!   `SELECT 1` call;
 //! - a tool result whose text is the JSON of its structured content (the text is then
-//!   [`JSON_TEXT`], see `convert::call_result`) is serialized once and written twice, escaped as
+//!   `JSON_TEXT`, see `convert::call_result`) is serialized once and written twice, escaped as
 //!   the text and as is as the structured content; rendered by the tools and then serialized by
 //!   rmcp, a large result was serialized three times. Its value is dropped once the line is
 //!   written, not before.
