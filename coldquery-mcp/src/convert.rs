@@ -49,7 +49,9 @@ pub(crate) fn call_result(output: ToolOutput, wire_writes_json: bool) -> CallToo
     let (value, rendering) = output.into_json_and_rendering();
     let text = match rendering {
         Some(text) => text,
-        None if wire_writes_json => crate::lines::JSON_TEXT.to_owned(),
+        // An object, as every tool's result is: rmcp rewrites other structured content for
+        // older clients.
+        None if wire_writes_json && value.is_object() => crate::lines::JSON_TEXT.to_owned(),
         None => value.to_string(),
     };
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);

@@ -47,6 +47,8 @@ pub struct Lines<R, W> {
     out: Arc<tokio::sync::Mutex<Out<W>>>,
     /// A line that was JSON but not a JSON-RPC message waits for its "Invalid request".
     invalid: bool,
+    /// That answer is queued and not yet known to be written.
+    flushing: bool,
 }
 
 impl<R, W> std::fmt::Debug for Lines<R, W> {
@@ -65,13 +67,20 @@ struct Out<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Out<W> {
-    async fn write_line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
+    /// Appends a whole line to what is to be written; nothing is awaited.
+    fn enqueue(&mut self, line: Vec<u8>) {
         if self.pending.is_empty() {
             self.pending = line;
             self.written = 0;
         } else {
             self.pending.extend_from_slice(&line);
         }
+    }
+
+    /// Writes what is pending. Cancelled, it leaves the rest for the next writer. On an error
+    /// the output is given up: nothing more is written after a line that may be torn, and
+    /// nothing is kept for a client that is gone.
+    async fn drain(&mut self) -> std::io::Result<()> {
         let Some(write) = self.write.as_mut() else {
             self.pending = Vec::new();
             return Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "the transport is closed"));
@@ -81,17 +90,27 @@ impl<W: AsyncWrite + Unpin> Out<W> {
             match write.write(&self.pending[self.written..]).await {
                 Ok(0) => outcome = Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => outcome = Err(e),
             }
             if outcome.is_err() {
                 break;
             }
         }
-        // Written, or lost with a broken output: nothing is kept either way.
         self.pending = Vec::new();
         self.written = 0;
-        outcome?;
-        write.flush().await
+        if outcome.is_ok() {
+            outcome = write.flush().await;
+        }
+        if outcome.is_err() {
+            self.write = None;
+        }
+        outcome
+    }
+
+    async fn write_line(&mut self, line: Vec<u8>) -> std::io::Result<()> {
+        self.enqueue(line);
+        self.drain().await
     }
 }
 
@@ -104,6 +123,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lines<R, W> {
             discarding: false,
             out: Arc::new(tokio::sync::Mutex::new(Out { write: Some(write), pending: Vec::new(), written: 0 })),
             invalid: false,
+            flushing: false,
         }
     }
 
@@ -198,26 +218,20 @@ fn decode(line: &[u8]) -> Decoded {
     }
 }
 
-/// A `tools/call` request — exactly `jsonrpc`, `id`, `method` and `params` — decoded as one;
-/// anything else is left to rmcp's decoding of any message.
+/// A `tools/call` request, decoded by rmcp's own code for that one kind of request (its checks
+/// of the message's shape, duplicate keys and ids included); anything else is left to rmcp's
+/// decoding of any message.
 fn tools_call(line: &[u8]) -> Option<RxJsonRpcMessage<RoleServer>> {
     // Cheap refusal of the other messages before anything is parsed.
     if !line.windows(12).any(|w| w == b"\"tools/call\"") {
         return None;
     }
-    let Ok(Value::Object(mut message)) = serde_json::from_slice::<Value>(line) else {
-        return None;
-    };
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0")
-        || message.get("method").and_then(Value::as_str) != Some("tools/call")
-        || message.keys().any(|key| !matches!(key.as_str(), "jsonrpc" | "id" | "method" | "params"))
-    {
-        return None;
+    match serde_json::from_slice::<JsonRpcMessage<CallToolRequest, Value, Value>>(line).ok()? {
+        JsonRpcMessage::Request(request) => {
+            Some(JsonRpcMessage::request(ClientRequest::CallToolRequest(request.request), request.id))
+        }
+        _ => None,
     }
-    let id: RequestId = serde_json::from_value(message.remove("id")?).ok()?;
-    message.remove("jsonrpc");
-    let request: CallToolRequest = serde_json::from_value(Value::Object(message)).ok()?;
-    Some(JsonRpcMessage::request(ClientRequest::CallToolRequest(request), id))
 }
 
 /// rmcp's rule: a notification (no id) whose method MCP does not define, or any message whose
@@ -277,15 +291,44 @@ fn standard_notification(method: &str) -> bool {
 fn encode(message: &TxJsonRpcMessage<RoleServer>) -> Vec<u8> {
     if let JsonRpcMessage::Response(response) = message
         && let ServerResult::CallToolResult(result) = &response.result
-        && let Some(structured) = json_text_of(result)
     {
-        return encode_tool_result(&response.id, result, structured);
+        if let Some(structured) = json_text_of(result) {
+            return encode_tool_result(&response.id, result, structured);
+        }
+        if result.content.iter().any(|block| block.as_text().is_some_and(|t| t.text == JSON_TEXT)) {
+            // Not the shape written directly (rmcp may have added a block): the marker is
+            // replaced by the JSON it stands for, never sent.
+            let mut response = response.clone();
+            if let ServerResult::CallToolResult(result) = &mut response.result {
+                let json = result.structured_content.as_ref().map(Value::to_string);
+                result.content.retain_mut(|block| match block {
+                    rmcp::model::ContentBlock::Text(text) if text.text == JSON_TEXT => match &json {
+                        Some(json) => {
+                            text.text.clone_from(json);
+                            true
+                        }
+                        None => false,
+                    },
+                    _ => true,
+                });
+            }
+            return serialized(&JsonRpcMessage::Response(response));
+        }
     }
+    serialized(message)
+}
+
+fn serialized(message: &TxJsonRpcMessage<RoleServer>) -> Vec<u8> {
     let mut line = serde_json::to_vec(message).unwrap_or_else(|e| {
         // rmcp's model types always serialize; should one not, the peer gets an error, not nothing.
         tracing::error!("could not serialize a message: {e}");
+        let id = match message {
+            JsonRpcMessage::Response(response) => Some(response.id.clone()),
+            JsonRpcMessage::Error(error) => error.id.clone(),
+            _ => None,
+        };
         let error = ErrorData::internal_error("the answer could not be serialized", None);
-        serde_json::to_vec(&TxJsonRpcMessage::<RoleServer>::error(error, None)).unwrap_or_default()
+        serde_json::to_vec(&TxJsonRpcMessage::<RoleServer>::error(error, id)).unwrap_or_default()
     });
     line.push(b'\n');
     line
@@ -356,14 +399,23 @@ where
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
         loop {
-            if self.invalid {
-                let answer =
-                    TxJsonRpcMessage::<RoleServer>::error(ErrorData::invalid_request("Invalid request", None), None);
-                // Appended whole before anything is awaited: a cancelled write is finished by the next.
-                if self.out.lock().await.write_line(encode(&answer)).await.is_err() {
+            if self.invalid || self.flushing {
+                let mut out = self.out.lock().await;
+                if self.invalid {
+                    // Queued whole with no await in between, and only once: a cancelled
+                    // `receive` resumes with the flush (a send may also finish it first).
+                    let answer = TxJsonRpcMessage::<RoleServer>::error(
+                        ErrorData::invalid_request("Invalid request", None),
+                        None,
+                    );
+                    out.enqueue(encode(&answer));
+                    self.invalid = false;
+                    self.flushing = true;
+                }
+                if out.drain().await.is_err() {
                     return None;
                 }
-                self.invalid = false;
+                self.flushing = false;
             }
             match self.read_line().await {
                 Read::Line => {}
@@ -442,6 +494,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"pg_query"}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{"note":"tools/call"}}"#,
             r#"["tools/call"]"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"pg_query"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pg_query","name":"pg_tx"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pg_query"},"params":{"name":"pg_tx"}}"#,
         ];
         for line in lines {
             match (tools_call(line.as_bytes()), rmcp_decoded(line)) {
@@ -451,7 +506,7 @@ mod tests {
                 }
             }
         }
-        for line in &lines[1..5] {
+        for line in lines[1..5].iter().chain(&lines[9..]) {
             assert!(tools_call(line.as_bytes()).is_none(), "{line}");
         }
     }
@@ -545,14 +600,126 @@ mod tests {
             }
         }
         let mut out = Out { write: Some(Broken), pending: Vec::new(), written: 0 };
+        let failed = out.write_line(vec![b'x'; 1000]).await;
+        assert_eq!(failed.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(out.pending.is_empty() && out.written == 0);
+        // The output is given up: nothing is written after a line that may be torn.
         for _ in 0..3 {
-            let failed = out.write_line(vec![b'x'; 1000]).await;
-            assert_eq!(failed.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
-            assert!(out.pending.is_empty() && out.written == 0);
+            let failed = out.write_line(b"y\n".to_vec()).await;
+            assert_eq!(failed.unwrap_err().kind(), std::io::ErrorKind::NotConnected);
+            assert!(out.pending.is_empty() && out.write.is_none());
         }
-        out.write = None;
-        assert_eq!(out.write_line(b"y\n".to_vec()).await.unwrap_err().kind(), std::io::ErrorKind::NotConnected);
-        assert!(out.pending.is_empty());
+    }
+
+    /// A marker in a result of another shape (rmcp adds a block for an older client when the
+    /// structured content is not an object) is replaced by the JSON, never written.
+    #[test]
+    fn the_marker_is_never_written() {
+        let value = json!([1, "two"]);
+        let mut result = CallToolResult::success(vec![
+            rmcp::model::ContentBlock::text(value.to_string()),
+            rmcp::model::ContentBlock::text(JSON_TEXT),
+        ]);
+        result.structured_content = Some(value.clone());
+        let message =
+            TxJsonRpcMessage::<RoleServer>::response(ServerResult::CallToolResult(result), RequestId::Number(1));
+        let line = String::from_utf8(encode(&message)).unwrap();
+        assert!(!line.contains("coldquery:"), "{line}");
+        let written: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(written["result"]["content"][1]["text"], value.to_string(), "{line}");
+        let mut bare = CallToolResult::success(vec![rmcp::model::ContentBlock::text(JSON_TEXT)]);
+        bare.structured_content = None;
+        let message =
+            TxJsonRpcMessage::<RoleServer>::response(ServerResult::CallToolResult(bare), RequestId::Number(2));
+        let line = String::from_utf8(encode(&message)).unwrap();
+        assert!(!line.contains("coldquery:"), "{line}");
+    }
+
+    /// `receive` over a pipe: lines split across reads and across a cancelled read, a CR, a
+    /// byte order mark, empty and unparsable lines, a line over the limit, JSON that is not
+    /// JSON-RPC (answered "Invalid request" once, even when the read that answers it is
+    /// cancelled), then the end of input.
+    #[tokio::test]
+    async fn receive_reads_lines_as_rmcp_does() {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let (server_in, mut client_out) = tokio::io::duplex(64);
+        let (server_out, client_in) = tokio::io::duplex(1 << 16);
+        let mut lines = Lines::new(server_in, server_out);
+        let ping = |id: u32| format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}");
+        let id_of = |message: Option<RxJsonRpcMessage<RoleServer>>| match message {
+            Some(JsonRpcMessage::Request(request)) => request.id,
+            other => panic!("not a request: {other:?}"),
+        };
+        // Half a line, a cancelled receive, then the rest.
+        let first = ping(1);
+        client_out.write_all(&first.as_bytes()[..10]).await.unwrap();
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(20), lines.receive()).await;
+        assert!(cancelled.is_err());
+        client_out.write_all(&first.as_bytes()[10..]).await.unwrap();
+        client_out.write_all(b"\r\n").await.unwrap();
+        assert_eq!(id_of(lines.receive().await), RequestId::Number(1));
+        let writing = tokio::spawn(async move {
+            let mut input = Vec::new();
+            input.extend_from_slice(b"\n\nnot json\n");
+            input.extend_from_slice(&vec![b' '; MAX_LINE_BYTES + 10]);
+            input.extend_from_slice(b"\n\xEF\xBB\xBF");
+            input.extend_from_slice(ping(2).as_bytes());
+            input.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"id\":3}\n");
+            input.extend_from_slice(ping(4).as_bytes());
+            input.extend_from_slice(b"\n");
+            client_out.write_all(&input).await.unwrap();
+        });
+        assert_eq!(id_of(lines.receive().await), RequestId::Number(2));
+        assert_eq!(id_of(lines.receive().await), RequestId::Number(4));
+        writing.await.unwrap();
+        assert!(lines.receive().await.is_none(), "the end of input ends the wire");
+        lines.close().await.unwrap();
+        let mut answers = tokio::io::BufReader::new(client_in).lines();
+        let mut written = Vec::new();
+        while let Some(line) = answers.next_line().await.unwrap() {
+            written.push(line);
+        }
+        assert_eq!(written.len(), 1, "{written:?}");
+        let answer: Value = serde_json::from_str(&written[0]).unwrap();
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+    }
+
+    /// The "Invalid request" answer goes out once, even when the reads that write it are
+    /// cancelled while the client is not reading.
+    #[tokio::test]
+    async fn an_invalid_line_is_answered_once_through_cancelled_reads() {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let (server_in, mut client_out) = tokio::io::duplex(1024);
+        let (server_out, client_in) = tokio::io::duplex(8);
+        let mut lines = Lines::new(server_in, server_out);
+        client_out
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":3}\n{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            // The answer fills the 8-byte pipe and waits: the read is cancelled.
+            let cancelled = tokio::time::timeout(std::time::Duration::from_millis(20), lines.receive()).await;
+            assert!(cancelled.is_err());
+        }
+        let reading = tokio::spawn(async move {
+            let mut answers = tokio::io::BufReader::new(client_in).lines();
+            let mut written = Vec::new();
+            while let Some(line) = answers.next_line().await.unwrap() {
+                written.push(line);
+            }
+            written
+        });
+        match lines.receive().await {
+            Some(JsonRpcMessage::Request(request)) => assert_eq!(request.id, RequestId::Number(4)),
+            other => panic!("not the ping: {other:?}"),
+        }
+        drop(client_out);
+        assert!(lines.receive().await.is_none());
+        lines.close().await.unwrap();
+        let written = reading.await.unwrap();
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert!(written[0].contains("-32600"), "{written:?}");
     }
 
     /// A cancelled write is finished by the next one: lines never interleave.

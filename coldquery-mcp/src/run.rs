@@ -132,22 +132,46 @@ fn stdio_transport() -> impl rmcp::transport::Transport<rmcp::RoleServer> {
 type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
-/// Standard input and output. When they are pipes — as when an MCP client starts the server —
-/// they are read and written by the runtime's own event loop (non-blocking pipes); tokio's
-/// `stdin()`/`stdout()` would hand every read and write to a blocking thread and back, a
-/// thread wake-up each way per message. Anything else (a terminal, a file) keeps tokio's.
+/// Standard input and output. When they are pipes or Unix sockets — as when an MCP client starts
+/// the server (Node's `child_process`, through libuv, gives its children socket pairs) — they
+/// are read and written by the runtime's own event loop; tokio's `stdin()`/`stdout()` would hand
+/// every read and write to a blocking thread and back, a thread wake-up each way per message.
+/// Anything else (a terminal, a file) keeps tokio's.
 fn stdio_streams() -> (Reader, Writer) {
     use std::os::fd::AsFd;
     use tokio::net::unix::pipe;
-    let stdin: Reader = match std::io::stdin().as_fd().try_clone_to_owned().map(pipe::Receiver::from_owned_fd) {
-        Ok(Ok(pipe)) => Box::new(pipe),
-        _ => Box::new(tokio::io::stdin()),
+    let stdin: Reader = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) if socket(&fd) => {
+            unix_stream(fd).map_or_else(|| Box::new(tokio::io::stdin()) as Reader, |s| Box::new(s))
+        }
+        Ok(fd) => {
+            pipe::Receiver::from_owned_fd(fd).map_or_else(|_| Box::new(tokio::io::stdin()) as Reader, |p| Box::new(p))
+        }
+        Err(_) => Box::new(tokio::io::stdin()),
     };
-    let stdout: Writer = match std::io::stdout().as_fd().try_clone_to_owned().map(pipe::Sender::from_owned_fd) {
-        Ok(Ok(pipe)) => Box::new(pipe),
-        _ => Box::new(tokio::io::stdout()),
+    let stdout: Writer = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) if socket(&fd) => {
+            unix_stream(fd).map_or_else(|| Box::new(tokio::io::stdout()) as Writer, |s| Box::new(s))
+        }
+        Ok(fd) => {
+            pipe::Sender::from_owned_fd(fd).map_or_else(|_| Box::new(tokio::io::stdout()) as Writer, |p| Box::new(p))
+        }
+        Err(_) => Box::new(tokio::io::stdout()),
     };
     (stdin, stdout)
+}
+
+/// Whether `fd` is a socket.
+fn socket(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    fd.try_clone().map(std::fs::File::from).and_then(|file| file.metadata()).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// A Unix stream socket on the runtime's event loop (non-blocking).
+fn unix_stream(fd: std::os::fd::OwnedFd) -> Option<tokio::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true).ok()?;
+    tokio::net::UnixStream::from_std(stream).ok()
 }
 
 /// Serves MCP over stdin/stdout until stdin closes or `shutdown` is cancelled.

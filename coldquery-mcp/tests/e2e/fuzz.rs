@@ -213,6 +213,9 @@ async fn run_case(initialize: bool, messages: &[Vec<u8>]) -> Result<(), String> 
     let check = |line: &str| -> Result<bool, String> {
         let message: Value =
             serde_json::from_str(line).map_err(|e| format!("a line that is not JSON ({e}): {line}"))?;
+        if line.contains("\\u0000coldquery") {
+            return Err(format!("the stdio wire's marker was written: {line}"));
+        }
         if message["jsonrpc"] != "2.0" {
             return Err(format!("not a JSON-RPC 2.0 message: {line}"));
         }

@@ -447,3 +447,64 @@ async fn ephemeral_serves_a_throwaway_demo_database() {
     assert_eq!(read["rows"], json!([{"some": true}]));
     client.cancel().await.unwrap();
 }
+
+/// Node's `child_process` (through libuv) gives its children socket pairs for stdio, not pipes:
+/// the server serves them the same way — on its event loop, with no more threads than over
+/// pipes (tokio's own stdin/stdout would add a blocking thread each) — and exits on EOF.
+#[tokio::test]
+async fn stdio_over_socket_pairs_is_served_like_pipes() {
+    use std::os::fd::OwnedFd;
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let db = test_db().await;
+    let mut threads = Vec::new();
+    for sockets in [false, true] {
+        let mut command = command(&[("DATABASE_URL", db.url.as_str())]);
+        let (mut child, mut input, output): (
+            _,
+            Box<dyn tokio::io::AsyncWrite + Unpin>,
+            Box<dyn tokio::io::AsyncRead + Unpin>,
+        ) = if sockets {
+            let (ours_in, theirs_in) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (ours_out, theirs_out) = std::os::unix::net::UnixStream::pair().unwrap();
+            command.stdin(Stdio::from(OwnedFd::from(theirs_in))).stdout(Stdio::from(OwnedFd::from(theirs_out)));
+            let child = command.spawn().unwrap();
+            ours_in.set_nonblocking(true).unwrap();
+            ours_out.set_nonblocking(true).unwrap();
+            let input = tokio::net::UnixStream::from_std(ours_in).unwrap();
+            let output = tokio::net::UnixStream::from_std(ours_out).unwrap();
+            (child, Box::new(input), Box::new(output))
+        } else {
+            command.stdin(Stdio::piped()).stdout(Stdio::piped());
+            let mut child = command.spawn().unwrap();
+            let (input, output) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+            (child, Box::new(input), Box::new(output))
+        };
+        // The child's ends of the sockets are closed here, so that closing ours is its EOF.
+        drop(command);
+        let mut lines = BufReader::new(output).lines();
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "sockets", "version": "0"}}});
+        input.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
+        input.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await.unwrap();
+        for id in 1..=3 {
+            let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "pg_query", "arguments": {"action": "read", "sql": "SELECT 1 AS one"}}});
+            input.write_all(format!("{call}\n").as_bytes()).await.unwrap();
+            let answer: serde_json::Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            assert_eq!(answer["result"]["structuredContent"]["rows"], json!([{"one": 1}]), "{answer}");
+        }
+        let pid = child.id().unwrap();
+        threads.push(std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count());
+        drop(input);
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the server exits within 10 s of its input closing")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "sockets: {sockets}");
+    }
+    assert!(threads[1] <= threads[0], "threads over pipes, over sockets: {threads:?}");
+}
