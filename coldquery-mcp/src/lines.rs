@@ -2,9 +2,9 @@
 //!
 //! rmcp's `AsyncRwTransport` does the same for any message; this one keeps its behaviour and
 //! knows ColdQuery's two hot messages (measured with callgrind, docs/PERFORMANCE.md):
-//! - a `tools/call` request is decoded as one, with rmcp's own `CallToolRequest`; rmcp decodes
-//!   a line by trying each kind of request in turn, which was 16% of the instructions of a
-//!   `SELECT 1` call;
+//! - a `tools/call` request is decoded by rmcp's own code for that one kind of request; rmcp
+//!   decodes a line by trying each kind of request in turn, which was 16% of the instructions
+//!   of a `SELECT 1` call;
 //! - a tool result whose text is the JSON of its structured content (the text is then
 //!   `JSON_TEXT`, see `convert::call_result`) is serialized once and written twice, escaped as
 //!   the text and as is as the structured content; rendered by the tools and then serialized by
@@ -15,7 +15,8 @@
 //! UTF-8 byte order mark and a `\r` before the newline ignored, empty and unparsable lines
 //! ignored, well-formed JSON that is not a JSON-RPC message answered with "Invalid request"
 //! (but a notification with a method MCP does not define is ignored), and reads that can be
-//! cancelled between any two awaits without losing a byte.
+//! cancelled between any two awaits without losing a byte. Lines are written whole and never
+//! interleave; after a failed write nothing more is written.
 
 use std::future::Future;
 use std::sync::Arc;
