@@ -231,7 +231,7 @@ impl Completion {
             }
             let ask = self.tools.call(&self.caller, "pg_schema", args);
             let answer = self.runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), ask).await });
-            if let Ok(Ok(ToolOutput { result: Ok(value), .. })) = answer {
+            if let Ok(Ok(Ok(value))) = answer.map(|called| called.map(ToolOutput::value)) {
                 return value["columns"]
                     .as_array()
                     .into_iter()

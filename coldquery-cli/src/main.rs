@@ -259,7 +259,7 @@ pub(crate) async fn call(tools: &Tools, interrupt: &Interrupt, request: &Request
     let outcome = tools.call(&caller, &request.tool, request.args.clone()).await;
     interrupt.done();
     match outcome {
-        Ok(output) => output.result.map_err(|error| Failure::from_error(&error)),
+        Ok(output) => output.value().map_err(|error| Failure::from_error(&error)),
         Err(unknown) => Err(Failure::usage(unknown.to_string())),
     }
 }

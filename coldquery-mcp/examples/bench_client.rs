@@ -312,7 +312,7 @@ fn outcome_of(value: &Value) -> Result<Outcome, String> {
 
 /// A library call's result, or its error as the MCP variant reports it.
 fn library_value(output: coldquery_tools::ToolOutput) -> Result<Value, String> {
-    output.result.map_err(|error| format!("tool error: {}", error.to_json()["error"]))
+    output.value().map_err(|error| format!("tool error: {}", error.to_json()["error"]))
 }
 
 fn arguments(value: Value) -> rmcp::model::JsonObject {
@@ -372,7 +372,15 @@ fn library_read(tools: &Tools, caller: &Caller, args: Value) -> Variant {
         let (tools, caller, args) = (tools.clone(), caller.clone(), args.clone());
         async move {
             let output = tools.call(&caller, "pg_query", args).await.map_err(|e| e.to_string())?;
-            outcome_of(&library_value(output)?)
+            // The result as `Tools::call` gives it: the rows stay JSON text (the tree of values
+            // is built only when asked for, by `ToolOutput::value`).
+            if let Some(error) = output.error() {
+                return Err(format!("tool error: {}", error.to_json()["error"]));
+            }
+            Ok(Outcome {
+                rows: output.member("row_count").and_then(Value::as_u64).unwrap_or(0),
+                truncated: output.member("truncated").and_then(Value::as_bool).unwrap_or(false),
+            })
         }
     })
 }

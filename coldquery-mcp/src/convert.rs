@@ -40,23 +40,30 @@ pub(crate) fn tool(spec: ToolSpec) -> Tool {
 
 /// A tool result: the JSON as `structuredContent` and as text (markdown or CSV when the call
 /// asked for that format); an error is an `isError` result whose body is `{"error": {...}}`.
-/// With `wire_writes_json`, a text that is the JSON itself is left for the wire to write
-/// ([`crate::lines::JSON_TEXT`]): it serializes the value once for both.
+/// With `wire_writes_json`, the JSON goes to the wire as the tools wrote it, as text
+/// ([`crate::lines::STRUCTURED_JSON`], and [`crate::lines::JSON_TEXT`] for a text that is the
+/// JSON): the wire writes it without building its values, and serializes it once.
 pub(crate) fn call_result(output: ToolOutput, wire_writes_json: bool) -> CallToolResult {
     let is_error = output.is_error();
-    // The text is rendered once and the value moved, not copied (rmcp's `structured` would
-    // serialize it a second time).
-    let (value, rendering) = output.into_json_and_rendering();
-    let text = match rendering {
-        Some(text) => text,
+    let (structured, text) = if wire_writes_json {
+        let (json, rendering) = output.into_json_text_and_rendering();
         // An object, as every tool's result is: rmcp rewrites other structured content for
         // older clients.
-        None if wire_writes_json && value.is_object() => crate::lines::JSON_TEXT.to_owned(),
-        None => value.to_string(),
+        if json.starts_with('{') {
+            let text = rendering.unwrap_or_else(|| crate::lines::JSON_TEXT.to_owned());
+            let mut carrier = JsonObject::new();
+            carrier.insert(crate::lines::STRUCTURED_JSON.to_owned(), Value::String(json));
+            (Value::Object(carrier), text)
+        } else {
+            let value = serde_json::from_str(&json).unwrap_or(Value::Null);
+            (value, rendering.unwrap_or(json))
+        }
+    } else {
+        output.into_json_and_text()
     };
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.is_error = Some(is_error);
-    result.structured_content = Some(value);
+    result.structured_content = Some(structured);
     result
 }
 
@@ -127,13 +134,13 @@ mod tests {
 
     #[test]
     fn results_carry_structured_content_and_text() {
-        let ok = ToolOutput { result: Ok(json!({"rows": [{"a": 1}]})), format: TextFormat::Json };
+        let ok = ToolOutput::new(Ok(json!({"rows": [{"a": 1}]})), TextFormat::Json);
         let result = call_result(ok, false);
         assert_eq!(result.structured_content, Some(json!({"rows": [{"a": 1}]})));
         assert_eq!(result.is_error, Some(false));
         let text = result.content[0].as_text().unwrap().text.clone();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"rows": [{"a": 1}]}));
-        let err = ToolOutput { result: Err(Error::new(ErrorKind::WriteDenied, "m")), format: TextFormat::Markdown };
+        let err = ToolOutput::new(Err(Error::new(ErrorKind::WriteDenied, "m")), TextFormat::Markdown);
         let result = call_result(err, false);
         assert_eq!(result.is_error, Some(true));
         let body = json!({"error": {"code": "WRITE_DENIED", "message": "m"}});
@@ -142,17 +149,24 @@ mod tests {
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), body, "an error's text is its JSON body");
     }
 
-    /// For a wire that writes the JSON text itself, a JSON text is left to it; a markdown
-    /// table is not.
+    /// For a wire that writes the JSON text itself, the JSON goes as text; a markdown table
+    /// stays the text content.
     #[test]
-    fn a_json_text_is_left_to_the_wire_that_writes_it() {
+    fn the_json_text_is_left_to_the_wire_that_writes_it() {
+        use crate::lines::{JSON_TEXT, STRUCTURED_JSON};
         let rows = json!({"fields": [{"name": "a", "type": "int4"}], "rows": [{"a": 1}], "truncated": false});
-        let json = ToolOutput { result: Ok(rows.clone()), format: TextFormat::Json };
+        let carried = json!({STRUCTURED_JSON: rows.to_string()});
+        let json = ToolOutput::new(Ok(rows.clone()), TextFormat::Json);
         let result = call_result(json, true);
-        assert_eq!(result.content[0].as_text().unwrap().text, crate::lines::JSON_TEXT);
-        assert_eq!(result.structured_content, Some(rows.clone()));
-        let table = ToolOutput { result: Ok(rows), format: TextFormat::Markdown };
+        assert_eq!(result.content[0].as_text().unwrap().text, JSON_TEXT);
+        assert_eq!(result.structured_content, Some(carried.clone()));
+        let table = ToolOutput::new(Ok(rows), TextFormat::Markdown);
         let result = call_result(table, true);
         assert!(result.content[0].as_text().unwrap().text.starts_with("| a |"), "{:?}", result.content);
+        assert_eq!(result.structured_content, Some(carried));
+        // Something other than an object (no tool returns one) is left to rmcp.
+        let result = call_result(ToolOutput::new(Ok(json!([1])), TextFormat::Json), true);
+        assert_eq!(result.structured_content, Some(json!([1])));
+        assert_eq!(result.content[0].as_text().unwrap().text, "[1]");
     }
 }

@@ -5,11 +5,11 @@
 //! - a `tools/call` request is decoded by rmcp's own code for that one kind of request; rmcp
 //!   decodes a line by trying each kind of request in turn, which was 16% of the instructions
 //!   of a `SELECT 1` call;
-//! - a tool result whose text is the JSON of its structured content (the text is then
-//!   `JSON_TEXT`, see `convert::call_result`) is serialized once and written twice, escaped as
-//!   the text and as is as the structured content; rendered by the tools and then serialized by
-//!   rmcp, a large result was serialized three times. Its value is dropped once the line is
-//!   written, not before.
+//! - a tool result comes from the tools as JSON text (`convert::call_result` carries it to this
+//!   wire in a one-member object, `STRUCTURED_JSON`), and is written as is as the structured
+//!   content and, escaped, as the text content when that is the JSON (`JSON_TEXT`): no tree of
+//!   values is built for it, and it is serialized once. Serialized by rmcp, a large result was
+//!   serialized three times.
 //!
 //! Kept from rmcp: lines of at most [`MAX_LINE_BYTES`] (a longer one is dropped and logged), a
 //! UTF-8 byte order mark and a `\r` before the newline ignored, empty and unparsable lines
@@ -35,6 +35,11 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// written by this wire. No tool's own text can be it: a JSON text starts with `{`, and a
 /// markdown or CSV one has a header line.
 pub(crate) const JSON_TEXT: &str = "\u{0}coldquery: the text is the JSON of the structured content\u{0}";
+
+/// The one key of the object that carries a tool result's structured content to this wire as
+/// its compact JSON text (an object, so that rmcp leaves it where it is for every client). The
+/// wire writes the text in its place; it is never sent.
+pub(crate) const STRUCTURED_JSON: &str = "\u{0}coldquery: the structured content is this JSON text\u{0}";
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -293,15 +298,24 @@ fn encode(message: &TxJsonRpcMessage<RoleServer>) -> Vec<u8> {
     if let JsonRpcMessage::Response(response) = message
         && let ServerResult::CallToolResult(result) = &response.result
     {
-        if let Some(structured) = json_text_of(result) {
-            return encode_tool_result(&response.id, result, structured);
+        let json = carried_json(result);
+        if let (Some(json), Some(text)) = (json, plain_text_of(result)) {
+            return encode_tool_result(&response.id, result, json, text);
         }
-        if result.content.iter().any(|block| block.as_text().is_some_and(|t| t.text == JSON_TEXT)) {
-            // Not the shape written directly (rmcp may have added a block): the marker is
-            // replaced by the JSON it stands for, never sent.
+        let marked = result.content.iter().any(|block| block.as_text().is_some_and(|t| t.text == JSON_TEXT));
+        if json.is_some() || marked {
+            // Not the shape written directly (rmcp may have added a block): the markers are
+            // replaced by the JSON they stand for, never sent.
             let mut response = response.clone();
             if let ServerResult::CallToolResult(result) = &mut response.result {
-                let json = result.structured_content.as_ref().map(Value::to_string);
+                let json = match json {
+                    Some(json) => {
+                        let json = json.to_owned();
+                        result.structured_content = serde_json::from_str(&json).ok();
+                        Some(json)
+                    }
+                    None => result.structured_content.as_ref().map(Value::to_string),
+                };
                 result.content.retain_mut(|block| match block {
                     rmcp::model::ContentBlock::Text(text) if text.text == JSON_TEXT => match &json {
                         Some(json) => {
@@ -335,28 +349,34 @@ fn serialized(message: &TxJsonRpcMessage<RoleServer>) -> Vec<u8> {
     line
 }
 
-/// The structured content of a result whose text this wire writes: one text block that is
-/// [`JSON_TEXT`], nothing else on it.
-fn json_text_of(result: &CallToolResult) -> Option<&Value> {
+/// The JSON text of a structured content carried to this wire ([`STRUCTURED_JSON`]).
+fn carried_json(result: &CallToolResult) -> Option<&str> {
+    match result.structured_content.as_ref()? {
+        Value::Object(object) if object.len() == 1 => object.get(STRUCTURED_JSON)?.as_str(),
+        _ => None,
+    }
+}
+
+/// The text of a result that has one text block and nothing else on it.
+fn plain_text_of(result: &CallToolResult) -> Option<&str> {
     match result.content.as_slice() {
         [block] if result.meta.is_none() => {
             let text = block.as_text()?;
-            (text.text == JSON_TEXT && text.meta.is_none() && text.annotations.is_none())
-                .then_some(result.structured_content.as_ref())
-                .flatten()
+            (text.meta.is_none() && text.annotations.is_none()).then_some(text.text.as_str())
         }
         _ => None,
     }
 }
 
-/// The line rmcp would write for this result with the JSON as its text (a test compares them
-/// byte for byte), with the JSON serialized once.
-fn encode_tool_result(id: &RequestId, result: &CallToolResult, structured: &Value) -> Vec<u8> {
-    let json = structured.to_string();
-    // The text escapes the JSON's quotes and backslashes (its control characters are already
+/// The line rmcp would write for this result with `json` as its structured content and `text`
+/// as its text ([`JSON_TEXT`]: the JSON itself), byte for byte (a test compares them), without
+/// a tree of values.
+fn encode_tool_result(id: &RequestId, result: &CallToolResult, json: &str, text: &str) -> Vec<u8> {
+    let json_text = text == JSON_TEXT;
+    // A JSON text escapes the JSON's quotes and backslashes (its control characters are already
     // escaped): the line's length is known, and it is allocated once.
-    let escapes = json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
-    let mut line = Vec::with_capacity(2 * json.len() + escapes + 256);
+    let text_len = if json_text { json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count() } else { text.len() + 16 };
+    let mut line = Vec::with_capacity(json.len() + text_len + 256);
     // Writing to a Vec cannot fail, nor can serializing ids, result types and strings.
     line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     let _ = serde_json::to_writer(&mut line, id);
@@ -367,7 +387,7 @@ fn encode_tool_result(id: &RequestId, result: &CallToolResult, structured: &Valu
         line.push(b',');
     }
     line.extend_from_slice(br#""content":[{"type":"text","text":"#);
-    let _ = serde_json::to_writer(&mut line, json.as_str());
+    let _ = serde_json::to_writer(&mut line, if json_text { json } else { text });
     line.extend_from_slice(br#"}],"structuredContent":"#);
     line.extend_from_slice(json.as_bytes());
     if let Some(is_error) = result.is_error {
@@ -530,8 +550,9 @@ mod tests {
         }
     }
 
-    /// A result whose text is [`JSON_TEXT`] is written as the line rmcp writes for the same
-    /// result with the JSON as its text, byte for byte.
+    /// A result carried as JSON text ([`STRUCTURED_JSON`]), its text the JSON ([`JSON_TEXT`]) or
+    /// a rendering of it, is written as the line rmcp writes for the same result with the JSON
+    /// as its structured content, byte for byte.
     #[test]
     fn tool_results_are_written_as_rmcp_writes_them() {
         let values = [
@@ -543,19 +564,23 @@ mod tests {
         for value in &values {
             for id in &ids {
                 for (is_error, result_type) in [(Some(false), true), (Some(true), false), (None, false)] {
-                    let result = |text: String| {
-                        let mut result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]);
-                        result.structured_content = Some(value.clone());
-                        result.is_error = is_error;
-                        if !result_type {
-                            result.result_type = None;
-                        }
-                        TxJsonRpcMessage::<RoleServer>::response(ServerResult::CallToolResult(result), id.clone())
-                    };
-                    let mut rmcp = serde_json::to_vec(&result(value.to_string())).unwrap();
-                    rmcp.push(b'\n');
-                    let ours = encode(&result(JSON_TEXT.to_owned()));
-                    assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(rmcp).unwrap());
+                    for rendering in [None, Some("| a\"b |\n|---|\n| x\\ |\n")] {
+                        let result = |text: String, structured: Value| {
+                            let mut result = CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)]);
+                            result.structured_content = Some(structured);
+                            result.is_error = is_error;
+                            if !result_type {
+                                result.result_type = None;
+                            }
+                            TxJsonRpcMessage::<RoleServer>::response(ServerResult::CallToolResult(result), id.clone())
+                        };
+                        let text = rendering.map_or_else(|| value.to_string(), str::to_owned);
+                        let mut rmcp = serde_json::to_vec(&result(text, value.clone())).unwrap();
+                        rmcp.push(b'\n');
+                        let carried = json!({STRUCTURED_JSON: value.to_string()});
+                        let ours = encode(&result(rendering.unwrap_or(JSON_TEXT).to_owned(), carried));
+                        assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(rmcp).unwrap());
+                    }
                 }
             }
         }
@@ -634,6 +659,21 @@ mod tests {
             TxJsonRpcMessage::<RoleServer>::response(ServerResult::CallToolResult(bare), RequestId::Number(2));
         let line = String::from_utf8(encode(&message)).unwrap();
         assert!(!line.contains("coldquery:"), "{line}");
+        // Carried as text in a result of another shape: the structured content is the JSON's
+        // value, the marked text the JSON.
+        let value = json!({"rows": [{"a": "\"x\""}]});
+        let mut result = CallToolResult::success(vec![
+            rmcp::model::ContentBlock::text("first"),
+            rmcp::model::ContentBlock::text(JSON_TEXT),
+        ]);
+        result.structured_content = Some(json!({STRUCTURED_JSON: value.to_string()}));
+        let message =
+            TxJsonRpcMessage::<RoleServer>::response(ServerResult::CallToolResult(result), RequestId::Number(3));
+        let line = String::from_utf8(encode(&message)).unwrap();
+        assert!(!line.contains("coldquery:"), "{line}");
+        let written: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(written["result"]["structuredContent"], value, "{line}");
+        assert_eq!(written["result"]["content"][1]["text"], value.to_string(), "{line}");
     }
 
     /// `receive` over a pipe: lines split across reads and across a cancelled read, a CR, a

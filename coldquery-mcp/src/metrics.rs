@@ -93,9 +93,7 @@ impl Metrics {
             Some(ErrorKind::Cancelled) => state.cancellations += 1,
             Some(_) => {}
             None => {
-                if let Ok(value) = &output.result
-                    && value.get("truncated").and_then(serde_json::Value::as_bool) == Some(true)
-                {
+                if output.member("truncated").and_then(serde_json::Value::as_bool) == Some(true) {
                     *state.truncations.entry(tool.to_owned()).or_default() += 1;
                 }
             }
@@ -205,11 +203,11 @@ mod tests {
     use serde_json::json;
 
     fn output(value: serde_json::Value) -> ToolOutput {
-        ToolOutput { result: Ok(value), format: TextFormat::Json }
+        ToolOutput::new(Ok(value), TextFormat::Json)
     }
 
     fn failed(kind: ErrorKind) -> ToolOutput {
-        ToolOutput { result: Err(Error::new(kind, "m")), format: TextFormat::Json }
+        ToolOutput::new(Err(Error::new(kind, "m")), TextFormat::Json)
     }
 
     #[test]

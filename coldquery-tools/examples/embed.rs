@@ -129,7 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     let table = rows.text();
-    let rows = rows.result?;
+    let rows = rows.value()?;
     print!("{table}");
     if rows["row_count"] != 2 {
         return Err(format!("expected 2 committed rows, found {}", rows["row_count"]).into());
@@ -144,7 +144,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// with `?`.
 async fn call(tools: &Tools, caller: &Caller, tool: &str, args: Value) -> Result<Value, Box<dyn std::error::Error>> {
     let output = tools.call(caller, tool, args).await?;
-    Ok(output.result?)
+    Ok(output.value()?)
 }
 
 /// Runs one write with explicit consent: `autocommit: true` commits it on its own, outside

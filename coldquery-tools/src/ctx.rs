@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, JsonSize, Limits, Owner, QueryResult, Result, SessionId,
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result, SessionId,
     SessionInfo, SessionStore, Statement, WriteIntent, WritePolicy, WriteTarget,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{Actor, AuditRecord, AuditSink};
+use crate::body::{Body, RowsWriter};
 use crate::confirm::{Binding, ConfirmWrites, Confirmations};
 use crate::functions::FunctionPolicy;
 
@@ -559,37 +560,34 @@ impl Ctx<'_> {
 /// the result object, twice (structured content and text).
 const MESSAGE_OVERHEAD: usize = 4 * 1024;
 
-/// The bytes a JSON value costs in the response message: once as structured content, and again
-/// inside the text content's JSON string, where quotes and backslashes are escaped. Computed
-/// from the value (measured: counting by serializing each row was 9% of a 10 000-row read).
-fn message_cost(value: &Value) -> usize {
-    let size = JsonSize::of(value);
-    2 * size.bytes + size.escapes
-}
-
-/// The SPEC §2 result object, built from the result without copying its rows. The byte budget
-/// bounds the whole response message: rows that would take it past `limits.max_bytes` (counted
-/// as the message carries them, twice) are cut, and a truncated result says which limit it hit.
-pub(crate) fn result_json(result: QueryResult, command: &str, keep_rows_affected: bool, limits: &Limits) -> Value {
+/// The SPEC §2 result object, its rows written as JSON text as they are taken from the result
+/// ([`Body::Rows`]). The byte budget bounds the whole response message: rows that would take it
+/// past `limits.max_bytes` are cut, and a truncated result says which limit it hit. A row costs
+/// its JSON twice (structured content, and the text content, where its quotes and backslashes
+/// are escaped) and its comma in each.
+pub(crate) fn result_json(result: QueryResult, command: &str, keep_rows_affected: bool, limits: &Limits) -> Body {
     let fetched = result.rows.len();
     let fields = serde_json::to_value(&result.fields).unwrap_or_default();
+    let keys = result.keys();
     let (fetch_truncated, rows_affected, duration_ms) = (result.truncated, result.rows_affected, result.duration_ms);
-    let mut rows = result.into_objects();
+    let mut writer = RowsWriter::new(&keys, 64 * fetched.min(16 * 1024));
     let budget = limits.max_bytes.saturating_sub(MESSAGE_OVERHEAD);
     let mut spent = 0;
     let mut over_budget = false;
-    if let Some(cut) = rows.iter().position(|row| {
-        spent += message_cost(row) + 2;
-        spent > budget
-    }) {
-        rows.truncate(cut);
-        over_budget = true;
+    for row in result.rows {
+        let (cost, mark) = writer.push(row);
+        spent += 2 * cost.bytes + cost.escapes + 2;
+        if spent > budget {
+            writer.pop(mark);
+            over_budget = true;
+            break;
+        }
     }
+    let row_count = writer.len();
     let truncated = fetch_truncated || over_budget;
-    let mut out = Map::with_capacity(9);
-    let row_count = rows.len();
+    let mut out = Map::with_capacity(10);
     out.insert("fields".into(), fields);
-    out.insert("rows".into(), Value::Array(rows));
+    out.insert("rows".into(), Value::Null);
     out.insert("row_count".into(), json!(row_count));
     out.insert("truncated".into(), Value::Bool(truncated));
     out.insert("command".into(), json!(command));
@@ -618,5 +616,64 @@ pub(crate) fn result_json(result: QueryResult, command: &str, keep_rows_affected
         out.insert("truncated_by".into(), json!(limit));
         out.insert("hint".into(), json!(hint));
     }
-    Value::Object(out)
+    Body::Rows { object: out, rows: writer.finish() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coldquery_core::Field;
+    use proptest::prelude::*;
+
+    /// What a row costs the message, from its serialization: twice, the text's escapes, and a
+    /// comma each time.
+    fn cost(row: &Value) -> usize {
+        let text = row.to_string();
+        2 * text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count() + 2
+    }
+
+    fn cell() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<String>().prop_map(Value::String),
+            "[\\x00-\\x20\"\\\\aé]{0,12}".prop_map(Value::String),
+            proptest::collection::vec("[a\"\\\\]{0,3}", 0..3).prop_map(|items| json!({"k": items, "n": [1.5, null]})),
+        ]
+    }
+
+    proptest! {
+        /// The result's rows, written as text under the byte budget, are the rows as objects
+        /// (`QueryResult::rows_as_objects`, repeated names suffixed) up to the first row that
+        /// would take the message past the budget; the text is serde_json's for the value.
+        #[test]
+        fn rows_are_written_as_their_objects_under_the_budget(
+            names in proptest::collection::vec("[ab\"\\\\]{1,2}", 1..5),
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), 0..6), 0..12),
+            max_bytes in 4096usize..6000,
+            fetch_truncated in any::<bool>(),
+        ) {
+            let fields: Vec<Field> = names.iter().map(|name| Field { name: name.clone(), type_name: "text".into() }).collect();
+            let result = QueryResult { fields, rows, truncated: fetch_truncated, rows_affected: None, duration_ms: 1.5 };
+            let objects = result.rows_as_objects();
+            let limits = Limits { max_rows: 100, max_bytes, timeout: Duration::from_secs(1), lock_timeout: None };
+            let body = result_json(result, "SELECT", false, &limits);
+            let text = body.to_json_string();
+            let value = body.into_value();
+            prop_assert_eq!(&text, &value.to_string());
+            let budget = max_bytes - MESSAGE_OVERHEAD;
+            let mut spent = 0;
+            let kept = objects.iter().take_while(|row| { spent += cost(row); spent <= budget }).count();
+            prop_assert_eq!(value["rows"].as_array().unwrap(), &objects[..kept].to_vec());
+            prop_assert_eq!(&value["row_count"], &json!(kept));
+            prop_assert_eq!(&value["truncated"], &json!(fetch_truncated || kept < objects.len()));
+            if kept < objects.len() {
+                prop_assert_eq!(&value["truncated_by"], &json!("max_result_bytes"));
+            }
+            let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+            prop_assert_eq!(&keys[..7], &["fields", "rows", "row_count", "truncated", "command", "rows_affected", "duration_ms"]);
+        }
+    }
 }

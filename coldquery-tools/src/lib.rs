@@ -20,12 +20,13 @@
 //!     .call(&caller, "pg_query", json!({"action": "read", "sql": "SELECT 1 AS one"}))
 //!     .await
 //!     .expect("pg_query is a tool");
-//! let value = output.result.expect("the read succeeds");
+//! let value = output.value().expect("the read succeeds");
 //! assert_eq!(value["rows"][0]["one"], 1);
 //! # }
 //! ```
 
 mod audit;
+mod body;
 mod catalog;
 mod classify;
 mod confirm;
@@ -68,6 +69,7 @@ pub use render::{TextFormat, cell, render_text, table_of};
 pub use resources::ResourceError;
 pub use spec::{Action, Annotations, Layout, TOOLS, ToolDef, ToolSpec, registry, tool, tool_specs};
 
+use crate::body::Body;
 use crate::ctx::Ctx;
 
 /// The five tools over one executor, session store and write policy.
@@ -113,17 +115,25 @@ fn exposed(layout: Layout, read_only: bool, config: &ToolConfig) -> Vec<ToolSpec
 
 /// The outcome of a call: the JSON result or the typed error, and the text format asked for.
 /// The adapters turn an error into the SPEC §2 body `{"error": {...}}` ([`ToolOutput::into_json`]).
+///
+/// A statement's result keeps its rows as the JSON text they were written to: a wire that writes
+/// JSON takes the text ([`ToolOutput::into_json_text_and_rendering`]); the tree of values is built
+/// only when asked for ([`ToolOutput::value`], [`ToolOutput::into_json`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
-    /// The structured result, or the error.
-    pub result: Result<Value, Error>,
-    /// The text rendering the caller asked for (`format`), for the text content of a result.
-    pub format: TextFormat,
+    result: Result<Body, Error>,
+    format: TextFormat,
 }
 
 impl ToolOutput {
-    fn ok(value: Value, format: TextFormat) -> ToolOutput {
-        ToolOutput { result: Ok(value), format }
+    /// An outcome with this result and text format (for an adapter's tests, and for outputs
+    /// made outside [`Tools::call`]).
+    pub fn new(result: Result<Value, Error>, format: TextFormat) -> ToolOutput {
+        ToolOutput { result: result.map(Body::Value), format }
+    }
+
+    fn ok(body: Body, format: TextFormat) -> ToolOutput {
+        ToolOutput { result: Ok(body), format }
     }
 
     fn failed(error: Error) -> ToolOutput {
@@ -140,10 +150,26 @@ impl ToolOutput {
         self.result.as_ref().err()
     }
 
+    /// The text rendering the caller asked for (`format`), for the text content of a result.
+    pub fn format(&self) -> TextFormat {
+        self.format
+    }
+
+    /// A top-level member of a successful result other than its `rows` (`row_count`,
+    /// `truncated`, `session`...), read without building the rows' values.
+    pub fn member(&self, key: &str) -> Option<&Value> {
+        self.result.as_ref().ok()?.get(key)
+    }
+
+    /// The result as a tree of JSON values, or the error.
+    pub fn value(self) -> Result<Value, Error> {
+        self.result.map(Body::into_value)
+    }
+
     /// The result as its tool's type in [`output`] (`QueryOutput` for `pg_query`, `TxOutput`
     /// for `pg_tx`...), or the error.
     pub fn typed<T: serde::de::DeserializeOwned + schemars::JsonSchema>(self) -> Result<T, Error> {
-        let value = self.result?;
+        let value = self.value()?;
         let shape = || format!("the result does not have the shape of {}", std::any::type_name::<T>());
         if let Some(broken) = output::violation(&output::schema_of::<T>(), &value, "result") {
             return Err(Error::internal(format!("{}: {broken}", shape())));
@@ -153,31 +179,49 @@ impl ToolOutput {
 
     /// The JSON as the wire carries it: the result, or the SPEC §2 error body.
     pub fn into_json(self) -> Value {
-        self.result.unwrap_or_else(|error| error.to_json())
+        self.value().unwrap_or_else(|error| error.to_json())
     }
 
-    /// The wire JSON and its text content (the JSON, or the rows as markdown/csv when asked),
-    /// rendered once and without copying the value.
+    /// The wire JSON and its text content (the JSON, or the rows as markdown/csv when asked).
     pub fn into_json_and_text(self) -> (Value, String) {
-        let (value, rendering) = self.into_json_and_rendering();
-        let text = rendering.unwrap_or_else(|| render_text(&value, TextFormat::Json));
-        (value, text)
+        match self.result {
+            Ok(body) if self.format == TextFormat::Json => {
+                let text = body.to_json_string();
+                (body.into_value(), text)
+            }
+            Ok(body) => {
+                let value = body.into_value();
+                let text = render_text(&value, self.format);
+                (value, text)
+            }
+            Err(error) => {
+                let value = error.to_json();
+                let text = value.to_string();
+                (value, text)
+            }
+        }
     }
 
-    /// The wire JSON, and its text content when that is not the JSON itself (the rows as
-    /// markdown/csv when asked): for a wire that writes the JSON text as it serializes the
-    /// value.
-    pub fn into_json_and_rendering(self) -> (Value, Option<String>) {
-        let format = if self.is_error() { TextFormat::Json } else { self.format };
-        let value = self.into_json();
-        let rendering = (format != TextFormat::Json).then(|| render_text(&value, format));
-        (value, rendering)
+    /// The wire JSON as compact text, and the text content when that is not the JSON itself
+    /// (the rows as markdown/csv when asked): for a wire that writes JSON, without building the
+    /// rows' values.
+    pub fn into_json_text_and_rendering(self) -> (String, Option<String>) {
+        match self.result {
+            Ok(body) if self.format == TextFormat::Json => (body.to_json_string(), None),
+            Ok(body) => {
+                let value = body.into_value();
+                let text = render_text(&value, self.format);
+                (value.to_string(), Some(text))
+            }
+            Err(error) => (error.to_json().to_string(), None),
+        }
     }
 
     /// The text content: the JSON, or the rows as markdown/csv when asked.
     pub fn text(&self) -> String {
         match &self.result {
-            Ok(value) => render_text(value, self.format),
+            Ok(body) if self.format == TextFormat::Json => body.to_json_string(),
+            Ok(body) => render_text(&body.clone().into_value(), self.format),
             Err(error) => render_text(&error.to_json(), TextFormat::Json),
         }
     }
@@ -294,16 +338,21 @@ impl Tools {
             span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
         }
         let output = match outcome {
-            Ok(value) => {
+            Ok(body) => {
                 if finished {
                     span.record("outcome", "ok");
                 }
-                // In debug builds every test of a tool checks the result against its outputSchema.
+                // In debug builds every test of a tool checks the result against its outputSchema,
+                // and that the JSON text of a result is the text of its value.
                 #[cfg(debug_assertions)]
-                if let Some(broken) = output::violation(&output_schema(), &value, tool) {
-                    panic!("{tool} returned a result its outputSchema does not describe: {broken}\n{value}");
+                {
+                    let value = body.clone().into_value();
+                    if let Some(broken) = output::violation(&output_schema(), &value, tool) {
+                        panic!("{tool} returned a result its outputSchema does not describe: {broken}\n{value}");
+                    }
+                    assert_eq!(body.to_json_string(), value.to_string(), "{tool}: the JSON text is not the value's");
                 }
-                ToolOutput::ok(value, format)
+                ToolOutput::ok(body, format)
             }
             Err(error) => {
                 if finished {
@@ -327,7 +376,7 @@ impl Tools {
     /// works in every layout, and through no write.
     async fn read(&self, caller: &Caller, tool: &str, args: Value) -> Result<Value, Error> {
         let tool = spec::tool(tool).map_err(|unknown| Error::internal(unknown.to_string()))?;
-        self.run(caller, tool, !self.policy.read_only(), args).await.result
+        self.run(caller, tool, !self.policy.read_only(), args).await.value()
     }
 
     /// Runs a read and hands its rows to `sink` as they arrive, for exports of any size: the

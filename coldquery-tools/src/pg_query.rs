@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::classify::{self, Classified};
+use crate::body::Body;
 use crate::ctx::{Ctx, parse_args, required, result_json};
 use crate::preview::{self, binding, preview_requested};
 use crate::render::TextFormat;
@@ -346,7 +347,7 @@ fn check_read(ctx: &Ctx<'_>, c: &Classified) -> Result<()> {
     ctx.config.functions.precheck(c)
 }
 
-pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
+pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Body> {
     let args: PgQueryArgs = parse_args("pg_query", args)?;
     let request = parse(ctx, args).await?;
     match request {
@@ -355,7 +356,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let (result, info) = ctx.read(session.as_ref(), &statement, &limits).await?;
             let mut out = result_json(result, &stmt.classified.tag, false, &limits);
             if let Some(info) = info {
-                out["session"] = ctx.session_json(&info);
+                out.insert("session", ctx.session_json(&info));
             }
             Ok(out)
         }
@@ -369,7 +370,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             };
             let mut out = result_json(result, &stmt.classified.tag, stmt.classified.counts_rows(), &limits);
             if let Some(info) = info {
-                out["session"] = ctx.session_json(&info);
+                out.insert("session", ctx.session_json(&info));
             }
             Ok(out)
         }
@@ -402,12 +403,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             if let Some(info) = info {
                 out["session"] = ctx.session_json(&info);
             }
-            Ok(out)
+            Ok(out.into())
         }
         Request::Preview { ops, target, limits } => {
             let (sql, params) = (joined_sql(&ops), joined_params(&ops));
             let previewed = preview_ops(&ops);
-            preview::run(ctx, &previewed, &target, &limits, binding(ctx, &sql, &params, &target)).await
+            preview::run(ctx, &previewed, &target, &limits, binding(ctx, &sql, &params, &target)).await.map(Body::from)
         }
         Request::Transaction { ops, options, limits } => {
             let statements: Vec<Statement> = ops
@@ -440,14 +441,14 @@ pub(crate) async fn run(ctx: &Ctx<'_>, args: Value) -> Result<Value> {
             let results: Vec<Value> = ops
                 .iter()
                 .zip(results)
-                .map(|(op, r)| result_json(r, &op.classified.tag, op.classified.counts_rows(), &limits))
+                .map(|(op, r)| result_json(r, &op.classified.tag, op.classified.counts_rows(), &limits).into_value())
                 .collect();
-            Ok(json!({
+            Ok(Body::Value(json!({
                 "committed": !options.read_only,
                 "isolation_level": options.isolation,
                 "read_only": options.read_only,
                 "results": results,
-            }))
+            })))
         }
     }
 }

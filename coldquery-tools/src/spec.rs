@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::UnknownTool;
+use crate::body::Body;
 use crate::ctx::Ctx;
 use crate::output::{AdminOutput, MonitorOutput, QueryOutput, SchemaOutput, TxOutput, documented};
 use crate::{PgAdminArgs, PgMonitorArgs, PgQueryArgs, PgSchemaArgs, PgTxArgs};
@@ -181,7 +182,7 @@ pub struct Action {
 }
 
 /// A tool's implementation: its module's `run`, boxed so the table can hold it.
-type Run = for<'c> fn(&'c Ctx<'c>, Value) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + 'c>>;
+type Run = for<'c> fn(&'c Ctx<'c>, Value) -> Pin<Box<dyn Future<Output = Result<Body>> + Send + 'c>>;
 
 /// One tool, declared once (like a flag of ripgrep's flag table): what it is called, how it is
 /// described, its actions and their parameters, the schema of its arguments, and the function
@@ -244,8 +245,8 @@ impl ToolDef {
 /// A [`Run`] of a tool module's `run`.
 macro_rules! run {
     ($module:ident) => {{
-        fn run<'c>(ctx: &'c Ctx<'c>, args: Value) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + 'c>> {
-            Box::pin(crate::$module::run(ctx, args))
+        fn run<'c>(ctx: &'c Ctx<'c>, args: Value) -> Pin<Box<dyn Future<Output = Result<Body>> + Send + 'c>> {
+            Box::pin(async move { crate::$module::run(ctx, args).await.map(Into::into) })
         }
         run
     }};

@@ -218,7 +218,7 @@ async fn read_formats_change_the_text_only() {
     let sql = "SELECT id, name FROM items WHERE id IN (1, 2) ORDER BY id";
     let md = tools.call(&me, "pg_query", json!({"action": "read", "sql": sql, "format": "markdown"})).await.unwrap();
     assert_eq!(
-        md.result.as_ref().expect("the read succeeds")["rows"][0],
+        md.clone().value().expect("the read succeeds")["rows"][0],
         json!({"id": 1, "name": "item 1"}),
         "structured content stays JSON"
     );

@@ -61,7 +61,7 @@ async fn health_is_down_when_the_database_is_unreachable() {
     );
     let output =
         fixture.tools.call(&fixture.caller, "pg_monitor", json!({"action": "health", "deep": true})).await.unwrap();
-    let out = output.result.expect("down is a result, not a failure");
+    let out = output.value().expect("down is a result, not a failure");
     assert_eq!(out["status"], "down");
     assert_eq!(out["error"]["code"], "UNAVAILABLE");
     assert_eq!(fixture.executor.sql().len(), 1, "no checks run against a database that is down");

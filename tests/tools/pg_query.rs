@@ -273,7 +273,7 @@ async fn markdown_and_csv_change_only_the_text() {
         .call(&f.caller, "pg_query", json!({"action": "read", "sql": "SELECT name FROM t", "format": "markdown"}))
         .await
         .unwrap();
-    assert_eq!(output.result.as_ref().unwrap()["rows"][0]["name"], "a|b");
+    assert_eq!(output.clone().value().unwrap()["rows"][0]["name"], "a|b");
     insta::assert_snapshot!("markdown_text", output.text());
     f.executor.push_result(rows("name", "text", vec![json!("a|b"), json!("c,d")]));
     let output = f
