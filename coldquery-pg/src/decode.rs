@@ -201,6 +201,23 @@ const PG_EPOCH_DAYS: i64 = 10_957;
 /// digit by digit: through `format!` they were a quarter of a 10 000-row read's instructions
 /// with one `timestamptz` column in ten.)
 fn push_padded(out: &mut String, n: u64, width: usize) {
+    let digit = |n: u64| char::from(b'0' + (n % 10) as u8);
+    // The common fields (months, days, hours..., years, numeric's base-10000 digits) directly.
+    match (width, n) {
+        (2, 0..100) => {
+            out.push(digit(n / 10));
+            out.push(digit(n));
+            return;
+        }
+        (4, 0..10_000) => {
+            out.push(digit(n / 1000));
+            out.push(digit(n / 100));
+            out.push(digit(n / 10));
+            out.push(digit(n));
+            return;
+        }
+        _ => {}
+    }
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut n = n;

@@ -166,6 +166,11 @@ impl RowsWriter {
         self.rows -= 1;
     }
 
+    /// Makes room for `bytes` more of text.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
+    }
+
     /// The rows written.
     pub(crate) fn len(&self) -> usize {
         self.rows

@@ -570,12 +570,18 @@ pub(crate) fn result_json(result: QueryResult, command: &str, keep_rows_affected
     let fields = serde_json::to_value(&result.fields).unwrap_or_default();
     let keys = result.keys();
     let (fetch_truncated, rows_affected, duration_ms) = (result.truncated, result.rows_affected, result.duration_ms);
-    let mut writer = RowsWriter::new(&keys, 64 * fetched.min(16 * 1024));
+    let mut writer = RowsWriter::new(&keys, 256);
     let budget = limits.max_bytes.saturating_sub(MESSAGE_OVERHEAD);
     let mut spent = 0;
     let mut over_budget = false;
     for row in result.rows {
         let (cost, mark) = writer.push(row);
+        if writer.len() == 1 {
+            // Room for rows like the first and a quarter more, within the budget: the text is
+            // not copied each time it outgrows its buffer, nor left with twice its size.
+            let expected = (cost.bytes + 1).saturating_mul(fetched).saturating_mul(5) / 4;
+            writer.reserve(expected.min(budget / 2));
+        }
         spent += 2 * cost.bytes + cost.escapes + 2;
         if spent > budget {
             writer.pop(mark);
