@@ -36,11 +36,14 @@ pub(crate) enum Protocol {
     Unnamed,
 }
 
-/// Rows fetched but not yet rendered.
+/// Rows fetched: decoded as they arrived (a read whose columns are all decoded here), or not
+/// yet rendered.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     columns: Vec<(String, Type)>,
     rows: Vec<Row>,
+    /// Rows already decoded, in order, when `rows` is empty.
+    decoded: Vec<Vec<Value>>,
     truncated: bool,
     pub(crate) rows_affected: Option<u64>,
 }
@@ -179,7 +182,7 @@ async fn fetch_rows(
     };
     let columns = columns.or_else(|| rows.first().map(|r| describe(r.columns()))).unwrap_or_default();
     let rows_affected = stream.rows_affected();
-    (Ok(Fetched { columns, rows, truncated, rows_affected }), false)
+    (Ok(Fetched { columns, rows, decoded: Vec::new(), truncated, rows_affected }), false)
 }
 
 /// Rolls a read back before its statement ran; true when the connection is suspect.
@@ -339,7 +342,12 @@ async fn read_rows(
     pin_mut!(stream);
     // The portal stops at the row cap by itself; the byte budget can be spent long before it
     // (wide rows), and then the rest is not worth transferring: the statement is cancelled.
+    // When every column is decoded here, a row is decoded as it arrives, while the server is
+    // still sending the next ones, and its raw bytes are freed.
+    let types: Vec<&Type> = prepared.columns().iter().map(|c| c.type_()).collect();
+    let decode_now = types.iter().all(|ty| decode::plan(ty) == Plan::Native);
     let mut rows: Vec<Row> = Vec::new();
+    let mut decoded: Vec<Vec<Value>> = Vec::new();
     let mut bytes = 0usize;
     let mut truncated = false;
     let mut collected = Ok(());
@@ -348,12 +356,14 @@ async fn read_rows(
         match stream.next().await.transpose() {
             Ok(Some(row)) => {
                 bytes += row.raw_size_bytes();
-                if rows.len() >= limits.max_rows {
+                if rows.len() + decoded.len() >= limits.max_rows {
                     truncated = true;
                 } else if bytes > limits.max_bytes {
                     truncated = true;
                     cancel_suspect = cancel_rest(token, tls, stream.as_mut()).await;
                     break;
+                } else if decode_now {
+                    decoded.push(types.iter().enumerate().map(|(i, ty)| decode_native(ty, raw_value(&row, i))).collect());
                 } else {
                     rows.push(row);
                 }
@@ -374,7 +384,7 @@ async fn read_rows(
         Ok(()) => {
             let columns = describe(prepared.columns());
             leftover.keep(prepared, portal);
-            (Ok(Read::Fetched(Fetched { columns, rows, truncated, rows_affected: None }, pid)), suspect)
+            (Ok(Read::Fetched(Fetched { columns, rows, decoded, truncated, rows_affected: None }, pid)), suspect)
         }
         Err(e) => (Err(errors::map(&e, "reading rows")), suspect || errors::is_fatal(&e)),
     }
@@ -384,10 +394,11 @@ async fn read_rows(
 /// (which must be usable: not inside an aborted transaction), each round trip bounded by
 /// `limit` (values the server did not render in time keep their raw bytes, in hex).
 pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration) -> QueryResult {
-    let Fetched { columns, rows, truncated, rows_affected } = fetched;
+    let Fetched { columns, rows, decoded, truncated, rows_affected } = fetched;
+    let rows = if rows.is_empty() { decoded } else { render_rows(client, &columns, &rows, limit).await };
     QueryResult {
         fields: fields_of(&columns),
-        rows: render_rows(client, &columns, &rows, limit).await,
+        rows,
         truncated,
         // PostgreSQL reports a count for SELECT too; the tools layer, which knows the
         // statement's kind, keeps it only for DML.
@@ -407,13 +418,7 @@ async fn render_rows(client: &Client, columns: &[(String, Type)], rows: &[Row], 
     for (i, (_, ty)) in columns.iter().enumerate() {
         let raw: Vec<Option<&[u8]>> = rows.iter().map(|r| raw_value(r, i)).collect();
         let values = match decode::plan(ty) {
-            Plan::Native => raw
-                .iter()
-                .map(|v| match v {
-                    None => Value::Null,
-                    Some(bytes) => decode::decode(ty, bytes).unwrap_or_else(|_| Value::String(decode::hex(bytes))),
-                })
-                .collect(),
+            Plan::Native => raw.iter().map(|v| decode_native(ty, *v)).collect(),
             Plan::ServerText => server_text(client, ty, &raw, limit).await,
         };
         for (row, value) in out.iter_mut().zip(values) {
@@ -547,6 +552,14 @@ fn placeholder_mismatch(placeholders: usize, given: usize) -> Error {
 
 fn describe(columns: &[Column]) -> Vec<(String, Type)> {
     columns.iter().map(|c| (c.name().to_owned(), c.type_().clone())).collect()
+}
+
+/// A value of a type decoded here ([`Plan::Native`]); bytes it cannot decode are kept, in hex.
+fn decode_native(ty: &Type, raw: Option<&[u8]>) -> Value {
+    match raw {
+        None => Value::Null,
+        Some(bytes) => decode::decode(ty, bytes).unwrap_or_else(|_| Value::String(decode::hex(bytes))),
+    }
 }
 
 fn raw_value(row: &Row, i: usize) -> Option<&[u8]> {
