@@ -284,7 +284,7 @@ fn timestamp(micros: i64, zone: &str) -> String {
         // Six digits of microseconds, without their trailing zeros.
         let mut frac = frac;
         let mut width = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             width -= 1;
         }

@@ -36,16 +36,49 @@ pub(crate) enum Protocol {
     Unnamed,
 }
 
-/// Rows fetched: decoded as they arrived (a read whose columns are all decoded here), or not
-/// yet rendered.
+/// Rows fetched and not yet rendered.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     columns: Vec<(String, Type)>,
-    rows: Vec<Row>,
-    /// Rows already decoded, in order, when `rows` is empty.
-    decoded: Vec<Vec<Value>>,
+    rows: Collected,
     truncated: bool,
     pub(crate) rows_affected: Option<u64>,
+}
+
+/// Rows as they arrive. When every column is of a type decoded here, each row is decoded at
+/// once — while the server is still sending the next ones — and its bytes are freed: kept
+/// whole and decoded column by column afterwards, a 10 000 × 10 read took 20 ms of CPU instead
+/// of 12, most of the difference page faults (88 555 against 4 032 over 33 reads). Otherwise
+/// the rows are kept for [`render`], which has the server render the other types.
+#[derive(Debug, Default)]
+struct Collected {
+    kept: Vec<Row>,
+    decoded: Vec<Vec<Value>>,
+    /// Whether rows are decoded on arrival, known from the first row's columns.
+    decode_now: Option<bool>,
+    /// The first row's columns (a statement run unprepared is described by its rows).
+    columns: Option<Vec<(String, Type)>>,
+}
+
+impl Collected {
+    fn push(&mut self, row: Row) {
+        let columns = row.columns();
+        if self.columns.is_none() {
+            self.columns = Some(describe(columns));
+        }
+        let decode_now =
+            *self.decode_now.get_or_insert_with(|| columns.iter().all(|c| decode::plan(c.type_()) == Plan::Native));
+        if decode_now {
+            let values = columns.iter().enumerate().map(|(i, c)| decode_native(c.type_(), raw_value(&row, i)));
+            self.decoded.push(values.collect());
+        } else {
+            self.kept.push(row);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.kept.len() + self.decoded.len()
+    }
 }
 
 /// Runs `statement` on `conn`; rows beyond the caps are read and discarded (a write must
@@ -180,9 +213,9 @@ async fn fetch_rows(
         Ok(collected) => collected,
         Err(e) => return (Err(errors::map(&e, "reading rows")), errors::is_fatal(&e)),
     };
-    let columns = columns.or_else(|| rows.first().map(|r| describe(r.columns()))).unwrap_or_default();
+    let columns = columns.or_else(|| rows.columns.clone()).unwrap_or_default();
     let rows_affected = stream.rows_affected();
-    (Ok(Fetched { columns, rows, decoded: Vec::new(), truncated, rows_affected }), false)
+    (Ok(Fetched { columns, rows, truncated, rows_affected }), false)
 }
 
 /// Rolls a read back before its statement ran; true when the connection is suspect.
@@ -192,8 +225,8 @@ async fn end_early(tx: tokio_postgres::Transaction<'_>, step: Duration) -> bool 
 
 /// Reads `stream` to its end, keeping at most `max_rows` rows and `max_bytes` of raw row data;
 /// true when some were left out.
-async fn collect(mut stream: Pin<&mut RowStream>, limits: &Limits) -> Result<(Vec<Row>, bool), tokio_postgres::Error> {
-    let mut rows: Vec<Row> = Vec::new();
+async fn collect(mut stream: Pin<&mut RowStream>, limits: &Limits) -> Result<(Collected, bool), tokio_postgres::Error> {
+    let mut rows = Collected::default();
     let mut bytes = 0usize;
     let mut truncated = false;
     while let Some(row) = stream.next().await.transpose()? {
@@ -342,12 +375,7 @@ async fn read_rows(
     pin_mut!(stream);
     // The portal stops at the row cap by itself; the byte budget can be spent long before it
     // (wide rows), and then the rest is not worth transferring: the statement is cancelled.
-    // When every column is decoded here, a row is decoded as it arrives, while the server is
-    // still sending the next ones, and its raw bytes are freed.
-    let types: Vec<&Type> = prepared.columns().iter().map(|c| c.type_()).collect();
-    let decode_now = types.iter().all(|ty| decode::plan(ty) == Plan::Native);
-    let mut rows: Vec<Row> = Vec::new();
-    let mut decoded: Vec<Vec<Value>> = Vec::new();
+    let mut rows = Collected::default();
     let mut bytes = 0usize;
     let mut truncated = false;
     let mut collected = Ok(());
@@ -356,14 +384,12 @@ async fn read_rows(
         match stream.next().await.transpose() {
             Ok(Some(row)) => {
                 bytes += row.raw_size_bytes();
-                if rows.len() + decoded.len() >= limits.max_rows {
+                if rows.len() >= limits.max_rows {
                     truncated = true;
                 } else if bytes > limits.max_bytes {
                     truncated = true;
                     cancel_suspect = cancel_rest(token, tls, stream.as_mut()).await;
                     break;
-                } else if decode_now {
-                    decoded.push(types.iter().enumerate().map(|(i, ty)| decode_native(ty, raw_value(&row, i))).collect());
                 } else {
                     rows.push(row);
                 }
@@ -384,7 +410,7 @@ async fn read_rows(
         Ok(()) => {
             let columns = describe(prepared.columns());
             leftover.keep(prepared, portal);
-            (Ok(Read::Fetched(Fetched { columns, rows, decoded, truncated, rows_affected: None }, pid)), suspect)
+            (Ok(Read::Fetched(Fetched { columns, rows, truncated, rows_affected: None }, pid)), suspect)
         }
         Err(e) => (Err(errors::map(&e, "reading rows")), suspect || errors::is_fatal(&e)),
     }
@@ -394,8 +420,11 @@ async fn read_rows(
 /// (which must be usable: not inside an aborted transaction), each round trip bounded by
 /// `limit` (values the server did not render in time keep their raw bytes, in hex).
 pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration) -> QueryResult {
-    let Fetched { columns, rows, decoded, truncated, rows_affected } = fetched;
-    let rows = if rows.is_empty() { decoded } else { render_rows(client, &columns, &rows, limit).await };
+    let Fetched { columns, rows, truncated, rows_affected } = fetched;
+    let rows = match rows.decode_now {
+        Some(true) => rows.decoded,
+        _ => render_rows(client, &columns, &rows.kept, limit).await,
+    };
     QueryResult {
         fields: fields_of(&columns),
         rows,
