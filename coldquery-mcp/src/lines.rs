@@ -375,7 +375,11 @@ fn encode_tool_result(id: &RequestId, result: &CallToolResult, json: &str, text:
     let json_text = text == JSON_TEXT;
     // A JSON text escapes the JSON's quotes and backslashes (its control characters are already
     // escaped): the line's length is known, and it is allocated once.
-    let text_len = if json_text { json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count() } else { text.len() + 16 };
+    let text_len = if json_text {
+        json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+    } else {
+        text.len() + 16
+    };
     let mut line = Vec::with_capacity(json.len() + text_len + 256);
     // Writing to a Vec cannot fail, nor can serializing ids, result types and strings.
     line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);

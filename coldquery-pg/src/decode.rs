@@ -404,7 +404,8 @@ mod tests {
         let (year, bc) = if year >= 1 { (year, false) } else { (1 - year, true) };
         let in_day = micros.rem_euclid(DAY);
         let (secs, frac) = (in_day / 1_000_000, in_day % 1_000_000);
-        let mut out = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let mut out =
+            format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
         if frac != 0 {
             out.push('.');
             out.push_str(format!("{frac:06}").trim_end_matches('0'));

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use coldquery_core::{
-    Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result, SessionId,
-    SessionInfo, SessionStore, Statement, WriteIntent, WritePolicy, WriteTarget,
+    Access, CancellationToken, Error, ErrorKind, Executor, Limits, Owner, QueryResult, Result, SessionId, SessionInfo,
+    SessionStore, Statement, WriteIntent, WritePolicy, WriteTarget,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};

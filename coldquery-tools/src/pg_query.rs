@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::classify::{self, Classified};
 use crate::body::Body;
+use crate::classify::{self, Classified};
 use crate::ctx::{Ctx, parse_args, required, result_json};
 use crate::preview::{self, binding, preview_requested};
 use crate::render::TextFormat;
