@@ -33,4 +33,4 @@ pub use session::{
 pub use sql::{CallerSql, MAX_SQL_BYTES, Origin, Sql, SqlBuilder};
 pub use tokio_util::sync::CancellationToken;
 pub use tx::{Isolation, OnError, TxOptions};
-pub use value::{Field, Param, QueryResult, quote_array_element};
+pub use value::{Field, Param, QueryResult, parse_own_json, quote_array_element};

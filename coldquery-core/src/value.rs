@@ -16,6 +16,19 @@ pub fn quote_array_element(text: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Parses JSON text that ColdQuery wrote from values it holds (a result's rows), without
+/// serde_json's nesting limit of 128 levels: a `jsonb` value decoded from PostgreSQL may be 127
+/// levels deep (it was parsed with that limit), inside array dimensions, and a result's rows add
+/// two more. The depth is bounded by what was decoded, so this parse needs no limit of its own.
+pub fn parse_own_json(text: &str) -> serde_json::Result<Value> {
+    use serde::Deserialize;
+    let mut input = serde_json::Deserializer::from_str(text);
+    input.disable_recursion_limit();
+    let value = Value::deserialize(&mut input)?;
+    input.end()?;
+    Ok(value)
+}
+
 /// A bind parameter. Values only ever travel as parameters, never inside SQL text.
 ///
 /// Parameters are sent in PostgreSQL's text format with an unspecified type, so the server

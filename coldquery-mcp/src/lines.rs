@@ -311,7 +311,7 @@ fn encode(message: &TxJsonRpcMessage<RoleServer>) -> Vec<u8> {
                 let json = match json {
                     Some(json) => {
                         let json = json.to_owned();
-                        result.structured_content = serde_json::from_str(&json).ok();
+                        result.structured_content = coldquery_core::parse_own_json(&json).ok();
                         Some(json)
                     }
                     None => result.structured_content.as_ref().map(Value::to_string),

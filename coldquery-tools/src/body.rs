@@ -32,9 +32,12 @@ impl From<Value> for Body {
 impl Body {
     /// A member of the object other than its rows, without building the rows' values.
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        if key == ROWS {
+            return None;
+        }
         match self {
             Body::Value(value) => value.get(key),
-            Body::Rows { object, .. } => object.get(key).filter(|_| key != ROWS),
+            Body::Rows { object, .. } => object.get(key),
         }
     }
 
@@ -53,8 +56,9 @@ impl Body {
         match self {
             Body::Value(value) => value,
             Body::Rows { mut object, rows } => {
-                // The text is serde_json's own output (`RowsWriter`): it always parses.
-                let rows = serde_json::from_str(&rows).unwrap_or(Value::Null);
+                // The text is serde_json's own output (`RowsWriter`), as deep as the values it
+                // was written from: it parses.
+                let rows = coldquery_core::parse_own_json(&rows).unwrap_or(Value::Null);
                 if let Some(slot) = object.get_mut(ROWS) {
                     *slot = rows;
                 }
@@ -68,22 +72,28 @@ impl Body {
         match self {
             Body::Value(value) => value.to_string(),
             Body::Rows { object, rows } => {
-                let mut out = Vec::with_capacity(rows.len() + 512);
-                out.push(b'{');
+                // The members before the rows and after them are written first, so the text is
+                // allocated once, at its size.
+                let (mut head, mut tail) = (vec![b'{'], Vec::new());
+                let mut part = &mut head;
                 for (i, (key, member)) in object.iter().enumerate() {
                     if i > 0 {
-                        out.push(b',');
+                        part.push(b',');
                     }
                     // Writing to a Vec cannot fail, nor can serializing a string or a Value.
-                    let _ = serde_json::to_writer(&mut out, key);
-                    out.push(b':');
+                    let _ = serde_json::to_writer(&mut *part, key);
+                    part.push(b':');
                     if key == ROWS {
-                        out.extend_from_slice(rows.as_bytes());
+                        part = &mut tail;
                     } else {
-                        let _ = serde_json::to_writer(&mut out, member);
+                        let _ = serde_json::to_writer(&mut *part, member);
                     }
                 }
-                out.push(b'}');
+                tail.push(b'}');
+                let mut out = Vec::with_capacity(head.len() + rows.len() + tail.len());
+                out.extend_from_slice(&head);
+                out.extend_from_slice(rows.as_bytes());
+                out.extend_from_slice(&tail);
                 // Only whole UTF-8 texts were written.
                 String::from_utf8(out).unwrap_or_default()
             }
@@ -179,6 +189,11 @@ impl RowsWriter {
     /// The JSON text of the array.
     pub(crate) fn finish(mut self) -> String {
         self.out.push(b']');
+        // Room reserved for rows that did not come (the first row was larger than the rest, or
+        // the budget cut the rows) is given back.
+        if self.out.capacity() - self.out.len() > self.out.len() / 2 + 4096 {
+            self.out.shrink_to_fit();
+        }
         // Only whole UTF-8 texts were written.
         String::from_utf8(self.out).unwrap_or_default()
     }
@@ -219,7 +234,25 @@ mod tests {
         assert_eq!(body.get("row_count"), Some(&json!(3)));
         assert_eq!(body.get("rows"), None);
         assert_eq!(body.clone().into_value(), expected);
-        assert_eq!(body, Body::Value(expected));
+        assert_eq!(body, Body::Value(expected.clone()));
+        assert_eq!(Body::Value(expected).get("rows"), None, "the rows are not a member, whatever the body");
+    }
+
+    /// A value as deep as a `jsonb` value decoded from PostgreSQL can be (127 levels, inside
+    /// array dimensions) comes back from the rows' text whole.
+    #[test]
+    fn deep_values_come_back_from_the_text() {
+        let mut deep = json!("bottom");
+        for _ in 0..133 {
+            deep = json!([deep]);
+        }
+        let mut writer = RowsWriter::new(&["j".to_owned()], 0);
+        writer.push(vec![deep.clone()]);
+        let mut object = Map::new();
+        object.insert("rows".into(), Value::Null);
+        let body = Body::Rows { object, rows: writer.finish() };
+        assert_eq!(body.clone().into_value(), json!({"rows": [{"j": deep}]}));
+        assert_eq!(body.to_json_string(), json!({"rows": [{"j": deep}]}).to_string());
     }
 
     #[test]

@@ -235,6 +235,38 @@ async fn read_formats_change_the_text_only() {
     assert!(error_of(&bad)["message"].as_str().unwrap().contains("markdown"), "{bad}");
 }
 
+/// A `jsonb` value as deep as the decoder takes (127 levels), in a row and in a 2-dimensional
+/// array, comes back whole as values, as markdown and as text: the rows' JSON text is parsed back
+/// without serde_json's nesting limit.
+#[tokio::test]
+async fn deep_json_values_come_back_whole() {
+    let db = test_db().await;
+    let (_side, tools, _db, me) = setup(&db).await;
+    let sql = "SELECT (repeat('[', 126) || '1' || repeat(']', 126))::jsonb AS j, \
+               ARRAY[ARRAY[(repeat('[', 120) || repeat(']', 120))::jsonb]] AS a";
+    let mut deep = json!(1);
+    for _ in 0..126 {
+        deep = json!([deep]);
+    }
+    let mut shallower = json!([]);
+    for _ in 0..119 {
+        shallower = json!([shallower]);
+    }
+    let expected = json!({"j": deep, "a": [[shallower]]});
+    for format in ["json", "markdown"] {
+        let output =
+            tools.call(&me, "pg_query", json!({"action": "read", "sql": sql, "format": format})).await.unwrap();
+        let value = output.clone().value().expect("the read succeeds");
+        assert_eq!(value["rows"][0], expected, "{format}");
+        if format == "json" {
+            let text: Value = coldquery_core::parse_own_json(&output.text()).unwrap();
+            assert_eq!(text["rows"][0], expected);
+        } else {
+            assert!(output.text().starts_with("| j | a |"), "{}", output.text());
+        }
+    }
+}
+
 #[tokio::test]
 async fn read_timeout_cancels_the_statement_on_the_server() {
     let db = test_db().await;
