@@ -69,6 +69,14 @@ macro_rules! signature {
 /// use, `$10` allowed extensions (`*` for all but `$11`), `$11` extensions a wildcard does not
 /// allow, `$12` allow patterns for user-defined functions (LIKE).
 ///
+/// Its plan is generic after five runs (the statement is prepared once per connection), so it is
+/// written for one: each list is tested for emptiness (`cardinality`, a one-time filter on the
+/// parameter) before its catalog is searched, and the candidate functions are looked up by OID
+/// (`= ANY(ARRAY(...))`, an index scan) rather than joined with all of `pg_proc`. Measured with
+/// `EXPLAIN ANALYZE` of the generic plan for `SELECT * FROM t` and `... WHERE id = 1`: 0.19 →
+/// 0.11 ms and 0.75–0.92 → 0.28–0.30 ms (empty lists had scanned `pg_type` and `pg_operator`
+/// whole; one operator name had scanned `pg_proc` whole).
+///
 /// Every string it raises contains a stable function's result, so the planner cannot fold
 /// the failing cast into a constant and raise it when nothing was refused. The reason is
 /// wrapped in [`coldquery_core::GUARD_REFUSAL`] and [`coldquery_core::GUARD_REFUSAL_END`], the
@@ -94,15 +102,17 @@ trees(tree) AS (
       FROM rels r JOIN pg_catalog.pg_policy p ON p.polrelid = r.oid
 ),
 candidates(oid) AS (
-    SELECT p.oid FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1::text[])
+    SELECT p.oid FROM pg_catalog.pg_proc p WHERE p.proname = ANY($1::text[]) AND pg_catalog.cardinality($1::text[]) > 0
   UNION
     SELECT p.oid FROM pg_catalog.pg_proc p
-     WHERE p.proname = ANY($2::text[]) AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
+     WHERE p.proname = ANY($2::text[]) AND pg_catalog.cardinality($2::text[]) > 0
+       AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
   UNION
-    SELECT o.oprcode FROM pg_catalog.pg_operator o WHERE o.oprname = ANY($3::text[])
+    SELECT o.oprcode FROM pg_catalog.pg_operator o
+     WHERE o.oprname = ANY($3::text[]) AND pg_catalog.cardinality($3::text[]) > 0
   UNION
     SELECT c.castfunc FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
-     WHERE t.typname = ANY($4::text[]) AND c.castfunc <> 0
+     WHERE t.typname = ANY($4::text[]) AND pg_catalog.cardinality($4::text[]) > 0 AND c.castfunc <> 0
   UNION
     SELECT m[2]::oid FROM trees, regexp_matches(tree, ':(funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') m
 ),
@@ -115,7 +125,7 @@ judged AS (
       FROM ",
     functions!(),
     r"
-     WHERE p.oid IN (SELECT oid FROM candidates)
+     WHERE p.oid = ANY(ARRAY(SELECT oid FROM candidates))
        AND NOT 'pg_catalog.internal'::regtype = ANY(p.proargtypes::oid[])
 )
 SELECT ('coldquery-refused: ' || reason || ' :coldquery-refused')::int
