@@ -140,25 +140,28 @@ type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 fn stdio_streams() -> (Reader, Writer) {
     use std::os::fd::AsFd;
     use tokio::net::unix::pipe;
-    let stdin: Reader = match std::io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) if socket(&fd) => {
-            unix_stream(fd).map_or_else(|| Box::new(tokio::io::stdin()) as Reader, |s| Box::new(s))
-        }
-        Ok(fd) => {
-            pipe::Receiver::from_owned_fd(fd).map_or_else(|_| Box::new(tokio::io::stdin()) as Reader, |p| Box::new(p))
-        }
-        Err(_) => Box::new(tokio::io::stdin()),
-    };
-    let stdout: Writer = match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) if socket(&fd) => {
-            unix_stream(fd).map_or_else(|| Box::new(tokio::io::stdout()) as Writer, |s| Box::new(s))
-        }
-        Ok(fd) => {
-            pipe::Sender::from_owned_fd(fd).map_or_else(|_| Box::new(tokio::io::stdout()) as Writer, |p| Box::new(p))
-        }
-        Err(_) => Box::new(tokio::io::stdout()),
-    };
-    (stdin, stdout)
+    let stdin = on_event_loop(
+        std::io::stdin().as_fd(),
+        |s| Box::new(s) as Reader,
+        |fd| pipe::Receiver::from_owned_fd(fd).map(|p| Box::new(p) as Reader),
+    );
+    let stdout = on_event_loop(
+        std::io::stdout().as_fd(),
+        |s| Box::new(s) as Writer,
+        |fd| pipe::Sender::from_owned_fd(fd).map(|p| Box::new(p) as Writer),
+    );
+    (stdin.unwrap_or_else(|| Box::new(tokio::io::stdin())), stdout.unwrap_or_else(|| Box::new(tokio::io::stdout())))
+}
+
+/// `fd` on the runtime's event loop: a Unix socket as a stream, anything else through `pipe`;
+/// `None` when it cannot be (a terminal, a file).
+fn on_event_loop<T>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    socket_stream: impl FnOnce(tokio::net::UnixStream) -> T,
+    pipe: impl FnOnce(std::os::fd::OwnedFd) -> std::io::Result<T>,
+) -> Option<T> {
+    let fd = fd.try_clone_to_owned().ok()?;
+    if socket(&fd) { unix_stream(fd).map(socket_stream) } else { pipe(fd).ok() }
 }
 
 /// Whether `fd` is a socket.

@@ -184,36 +184,30 @@ impl ToolOutput {
 
     /// The wire JSON and its text content (the JSON, or the rows as markdown/csv when asked).
     pub fn into_json_and_text(self) -> (Value, String) {
-        match self.result {
-            Ok(body) if self.format == TextFormat::Json => {
-                let text = body.to_json_string();
-                (body.into_value(), text)
-            }
-            Ok(body) => {
-                let value = body.into_value();
-                let text = render_text(&value, self.format);
-                (value, text)
-            }
-            Err(error) => {
-                let value = error.to_json();
-                let text = value.to_string();
-                (value, text)
-            }
-        }
+        let (body, rendering) = self.into_body_and_rendering();
+        let text = rendering.unwrap_or_else(|| body.to_json_string());
+        (body.into_value(), text)
     }
 
     /// The wire JSON as compact text, and the text content when that is not the JSON itself
     /// (the rows as markdown/csv when asked): for a wire that writes JSON, without building the
     /// rows' values.
     pub fn into_json_text_and_rendering(self) -> (String, Option<String>) {
+        let (body, rendering) = self.into_body_and_rendering();
+        (body.to_json_string(), rendering)
+    }
+
+    /// The wire JSON (the result, or the SPEC §2 error body), and the text content when that is
+    /// not the JSON itself. Only a rendering as markdown/csv builds the rows' values.
+    fn into_body_and_rendering(self) -> (Body, Option<String>) {
         match self.result {
-            Ok(body) if self.format == TextFormat::Json => (body.to_json_string(), None),
+            Ok(body) if self.format == TextFormat::Json => (body, None),
             Ok(body) => {
                 let value = body.into_value();
                 let text = render_text(&value, self.format);
-                (value.to_string(), Some(text))
+                (Body::Value(value), Some(text))
             }
-            Err(error) => (error.to_json().to_string(), None),
+            Err(error) => (Body::Value(error.to_json()), None),
         }
     }
 
