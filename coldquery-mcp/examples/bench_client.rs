@@ -12,6 +12,7 @@
 //!     --node PATH/bin/node --node-reference PATH/server-postgres/dist/index.js \
 //!     --out measurements.json [--smoke]
 //! bench_client floor-server   # internal: a trivial MCP server over stdio, the client's floor
+//! bench_client floor-http-server ADDR   # internal: the same server over rmcp's streamable HTTP
 //! ```
 //!
 //! Variants of one scenario run interleaved, in rounds of a few calls each, so that a noisy
@@ -136,8 +137,11 @@ fn parse_options() -> BoxResult<Options> {
 }
 
 fn main() -> BoxResult<()> {
-    if std::env::args().nth(1).as_deref() == Some("floor-server") {
-        return floor_server();
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("floor-server") => return floor_server(),
+        Some("floor-http-server") => return floor_http_server(&args.next().ok_or("floor-http-server needs ADDR")?),
+        _ => {}
     }
     let options = parse_options()?;
     // One thread: the client side should cost as little as it can and never compete with
@@ -274,25 +278,43 @@ struct HttpServer {
 }
 
 async fn http_server(server: &Path, url: &str, log: &Path) -> BoxResult<HttpServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_address()?;
     let mut command = server_command(server, url);
     command.args(["--transport", "http", "--listen", &listen]).stdin(Stdio::null()).stdout(Stdio::null());
     command.stderr(log_file(log)?);
     let child = command.spawn()?;
-    let health = format!("http://{listen}/health");
+    answering(child, &listen, "/health").await
+}
+
+fn free_address() -> BoxResult<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// Waits until `child`, listening on `listen`, answers a GET of `probe` (any status).
+async fn answering(child: tokio::process::Child, listen: &str, probe: &str) -> BoxResult<HttpServer> {
+    let probe = format!("http://{listen}{probe}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http.get(&probe).send().await.is_ok() {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("coldquery-mcp did not answer {health} within 60 s").into());
+            return Err(format!("nothing answered {probe} within 60 s").into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(HttpServer { child, url: format!("http://{listen}/mcp") })
+}
+
+/// The floor server over streamable HTTP (this program with `floor-http-server`): what rmcp's
+/// HTTP client and server cost per call without any database work.
+async fn floor_http() -> BoxResult<HttpServer> {
+    let listen = free_address()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["floor-http-server", &listen]).stdin(Stdio::null()).stdout(Stdio::null()).kill_on_drop(true);
+    answering(command.spawn()?, &listen, "/mcp").await
 }
 
 /// An MCP client over streamable HTTP: rmcp's reqwest client, one keep-alive connection.
@@ -719,6 +741,9 @@ async fn measure(options: &Options) -> BoxResult<Value> {
     let node_peer = node.peer().clone();
     let floor = floor_client().await?;
     let floor_peer = floor.peer().clone();
+    let mut floor_http = floor_http().await?;
+    let floor_http_client = http_client(&floor_http.url).await?;
+    let floor_http_peer = floor_http_client.peer().clone();
     let mut http = http_server(&options.server, url, &http_log).await?;
     let http_pid = http.child.id().ok_or("the HTTP server has no pid")?;
     let (http_idle_rss, _) = memory_kib(http_pid);
@@ -739,6 +764,10 @@ async fn measure(options: &Options) -> BoxResult<Value> {
             let peer = floor_peer.clone();
             async move { mcp_call(&peer, "noop", &json!({})).await.map(|_| Outcome { rows: 1, truncated: false }) }
         });
+        let floor_http = variant("floor_http", "MCP client floor over HTTP (trivial rmcp HTTP server)", move || {
+            let peer = floor_http_peer.clone();
+            async move { mcp_call(&peer, "noop", &json!({})).await.map(|_| Outcome { rows: 1, truncated: false }) }
+        });
         let (cpu_before, node_cpu_before) = (cpu_us(stdio_pid), cpu_us(node_pid));
         let mut select1 = scenario(
             "select1",
@@ -752,6 +781,7 @@ async fn measure(options: &Options) -> BoxResult<Value> {
                 node_read(&node_peer, SELECT_1),
                 mcp_read("http", "coldquery-mcp over HTTP, one keep-alive connection", &http_peer, args),
                 floor,
+                floor_http,
             ],
         )
         .await;
@@ -936,6 +966,9 @@ async fn measure(options: &Options) -> BoxResult<Value> {
     stdio.cancel().await?;
     stop_node(node, node_pid).await?;
     floor.cancel().await?;
+    drop(floor_http_client);
+    let _ = floor_http.child.start_kill();
+    let _ = floor_http.child.wait().await;
     let _ = http.child.start_kill();
     let _ = http.child.wait().await;
 
@@ -1048,6 +1081,25 @@ impl ServerHandler for Floor {
         result.content = vec![rmcp::model::ContentBlock::text(value.to_string())];
         Ok(result.into())
     }
+}
+
+/// The floor server behind rmcp's streamable HTTP service, served as `coldquery-mcp` serves it:
+/// a multi-threaded runtime, MCP sessions, `TCP_NODELAY` on accepted sockets.
+fn floor_http_server(listen: &str) -> BoxResult<()> {
+    use axum::serve::ListenerExt;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let manager = Arc::new(LocalSessionManager::default());
+        let service = StreamableHttpService::new(|| Ok(Floor), manager, StreamableHttpServerConfig::default());
+        let router = axum::Router::new().nest_service("/mcp", service);
+        let listener = tokio::net::TcpListener::bind(listen).await?.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router).await?;
+        Ok(())
+    })
 }
 
 fn floor_server() -> BoxResult<()> {

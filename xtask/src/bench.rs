@@ -199,7 +199,10 @@ fn report(mut m: Value, pgbench: Option<Value>, profile: &str) -> Value {
     }
     let p50 = |scenario, name| variant(&m, scenario, name, "p50_us");
     let over = |a: Option<f64>, b: Option<f64>| a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| ratio(a, b));
-    let overhead = match (p50("select1", "stdio"), p50("select1", "floor_stdio"), p50("select1", "raw_tx")) {
+    // What the server adds to a call: its p50 less the client's floor (over the same transport)
+    // and the raw driver's p50.
+    let overhead = |transport, floor| match (p50("select1", transport), p50("select1", floor), p50("select1", "raw_tx"))
+    {
         (Some(s), Some(f), Some(r)) => Some((s - f - r).round()),
         _ => None,
     };
@@ -213,7 +216,9 @@ fn report(mut m: Value, pgbench: Option<Value>, profile: &str) -> Value {
     let http16 = m["http_concurrent"]["calls_per_s"].as_f64();
     let tps = pgbench.as_ref().and_then(|p| p["tps"].as_f64());
     let derived = json!({
-        "select1_server_overhead_stdio_us": overhead,
+        "select1_server_overhead_stdio_us": overhead("stdio", "floor_stdio"),
+        "select1_server_overhead_http_us": overhead("http", "floor_http"),
+        "select1_http_floor_over_stdio_floor": over(p50("select1", "floor_http"), p50("select1", "floor_stdio")),
         "select1_http_p50_over_stdio_p50": over(p50("select1", "http"), p50("select1", "stdio")),
         "capped_1m_over_1k_library": over(p50("capped_1m", "library"), p50("capped_1k", "library")),
         "capped_1m_over_1k_stdio": over(p50("capped_1m", "stdio"), p50("capped_1k", "stdio")),
@@ -395,6 +400,11 @@ fn print_table(r: &Value) {
         "SELECT 1 over stdio: server overhead (p50 - floor - raw_tx) {} µs; HTTP p50 / stdio p50 {}",
         num(&d["select1_server_overhead_stdio_us"]),
         num(&d["select1_http_p50_over_stdio_p50"])
+    );
+    println!(
+        "SELECT 1 over HTTP: server overhead (p50 - HTTP floor - raw_tx) {} µs; HTTP floor / stdio floor {}",
+        num(&d["select1_server_overhead_http_us"]),
+        num(&d["select1_http_floor_over_stdio_floor"])
     );
     let select1 = r["scenarios"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "select1"));
     let cpu = |field: &str| select1.map_or_else(|| "-".to_owned(), |s| num(&s[field]));
