@@ -186,7 +186,7 @@ impl PgExecutor {
                         statement,
                         limits,
                         cancel,
-                        Protocol::Prepared,
+                        Protocol::Prepared { prelude: None },
                     )
                     .await
                 }

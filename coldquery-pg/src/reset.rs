@@ -13,9 +13,22 @@ use crate::step::within;
 
 /// Everything that makes a connection fit for its next owner, short of `DISCARD ALL` (which
 /// would also drop tokio-postgres's own cached statements), then the connection's own
-/// settings again (`RESET ALL` restores the database's and role's defaults).
+/// settings again (`RESET ALL` restores the database's and role's defaults). [`reseed`]
+/// follows it.
 const RESET_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
+
+/// `random()` seeded anew from the operating system's randomness: `setseed`, called by the work
+/// or by any function it ran without naming it (a trigger, a column default), would otherwise
+/// hand the connection's next owner a sequence known in advance. `None` when the system has
+/// no randomness to give (the connection is then not reused).
+fn reseed() -> Option<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).ok()?;
+    // 53 random bits, as a seed in [-1, 1) (the range setseed accepts).
+    let seed = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
+    Some(format!("SELECT pg_catalog.setseed({seed})"))
+}
 
 /// True when the connection may be reused: no SQL-level prepared statement is left, and no
 /// function the work called (`$1`) is one whose state outlives a reset: a function that is not
@@ -25,18 +38,27 @@ const REUSABLE: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_stat
      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = ANY($1::text[]) \
                      AND (oid >= 16384 OR proname = ANY($2::text[])))";
 
-/// Built-in functions whose effect outlives `RESET ALL` and the `DISCARD`s: the random seed
-/// the next user would inherit, a backup in progress, a replication origin set up for the
-/// session.
-const UNRESETTABLE: &[&str] = &["setseed", "pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup"];
+/// Built-in functions whose effect outlives `RESET ALL` and the `DISCARD`s: a backup in
+/// progress, a replication origin set up for the session. (The random seed is reset:
+/// [`reseed`].)
+pub(crate) const UNRESETTABLE: &[&str] = &["pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup"];
 
 /// Cleans a connection whose transaction has ended; poisons it (so the pool closes it) if that
-/// cannot be proven within `step`.
+/// cannot be proven within `step`. The reset, the connection's set-up and the check go out
+/// together (one round trip); the check counts only if the reset succeeded.
 pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: Duration) {
+    let Some(reseed) = reseed() else {
+        conn.poison();
+        return;
+    };
+    let sql = format!("{RESET_SQL}; {reseed}");
     let clean = async {
-        conn.client.batch_execute(RESET_SQL).await.ok()?;
-        let (setup, reusable) =
-            tokio::join!(conn.client.query_typed(crate::manager::CONNECTION_SETUP, &[]), reusable(conn, footprint));
+        let (reset, setup, reusable) = tokio::join!(
+            conn.client.batch_execute(&sql),
+            conn.client.query_typed(crate::manager::CONNECTION_SETUP, &[]),
+            reusable(conn, footprint)
+        );
+        reset.ok()?;
         setup.ok()?;
         reusable.then_some(())
     };
@@ -72,7 +94,7 @@ pub(crate) enum Ended {
 }
 
 /// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`) and cleans the connection in the
-/// **same simple-query message**: `COMMIT; CLOSE ALL; …; DISCARD SEQUENCES; <set-up>`.
+/// **same simple-query message**: `COMMIT; CLOSE ALL; …; DISCARD SEQUENCES; <reseed>; <set-up>`.
 ///
 /// One message has one ReadyForQuery, and a transaction pooler (PgBouncer in transaction mode)
 /// hands the server connection back only at a ReadyForQuery outside a transaction: so the
@@ -90,8 +112,13 @@ pub(crate) async fn end_and_reset(
     footprint: &Footprint,
     step: Duration,
 ) -> Ended {
-    let sql = format!("{end}; {RESET_SQL}; {}", crate::manager::CONNECTION_SETUP);
-    let run = async {
+    let setup = crate::manager::CONNECTION_SETUP;
+    let reseed = reseed();
+    let sql = match &reseed {
+        Some(reseed) => format!("{end}; {RESET_SQL}; {reseed}; {setup}"),
+        None => format!("{end}; {RESET_SQL}; {setup}"),
+    };
+    let ended = async {
         let stream = match conn.client.simple_query_raw(&sql).await {
             Ok(stream) => stream,
             Err(e) => return (0, Some(e)),
@@ -107,7 +134,12 @@ pub(crate) async fn end_and_reset(
         }
         (completed, None)
     };
-    let Some((completed, error)) = within(step, run).await else {
+    // The check that the connection is reusable is sent behind the message without waiting
+    // for its answer (one round trip for both); it counts only when the message succeeded,
+    // and a check that gets no answer poisons the connection without making the outcome
+    // of `end` unknown.
+    let (ended, reusable) = tokio::join!(within(step, ended), within(step, reusable(conn, footprint)));
+    let Some((completed, error)) = ended else {
         conn.poison();
         return Ended::NoAnswer;
     };
@@ -127,10 +159,30 @@ pub(crate) async fn end_and_reset(
             Ended::Done
         }
         None => {
-            if !matches!(within(step, reusable(conn, footprint)).await, Some(true)) {
+            if reseed.is_none() || reusable != Some(true) {
                 conn.poison();
             }
             Ended::Done
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_reseed_is_a_fresh_seed_setseed_accepts() {
+        let seeds: Vec<f64> = (0..10_000)
+            .map(|_| {
+                let sql = super::reseed().expect("system randomness");
+                let seed = sql.strip_prefix("SELECT pg_catalog.setseed(").and_then(|s| s.strip_suffix(')'));
+                seed.and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{sql}"))
+            })
+            .collect();
+        assert!(seeds.iter().all(|s| (-1.0..1.0).contains(s)), "a seed out of [-1, 1)");
+        let mut distinct = seeds.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert_eq!(distinct.len(), seeds.len(), "a seed came twice");
+        assert!(seeds.iter().any(|s| *s < -0.5) && seeds.iter().any(|s| *s > 0.5), "the seeds cover the range");
     }
 }

@@ -29,11 +29,21 @@ use crate::step::{no_answer, within};
 pub(crate) enum Protocol {
     /// Parse into a named statement, then bind and execute: two round trips, but the result
     /// columns are known even when no row comes back. Used inside transactions, where even
-    /// PgBouncer in transaction mode keeps the same server connection.
-    Prepared,
+    /// PgBouncer in transaction mode keeps the same server connection. A [`Prelude`] goes out
+    /// just before the Parse, in the same round trip.
+    Prepared { prelude: Option<Prelude> },
     /// One unnamed statement in one round trip (`query_typed`): safe behind PgBouncer 1.18 in
     /// transaction mode outside a transaction.
     Unnamed,
+}
+
+/// Constant SQL (a savepoint, a setting pinned again) sent as a simple query just before a
+/// statement's Parse, in the same round trip. If it fails, or gets no answer within `step`
+/// (it waits for no lock), the statement is not run and that is the error reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prelude {
+    pub(crate) sql: &'static str,
+    pub(crate) step: Duration,
 }
 
 /// Rows fetched and not yet rendered.
@@ -162,8 +172,9 @@ async fn fetch_rows(
     let params: Vec<TextParam> = statement.params.iter().map(|p| TextParam(p.to_text())).collect();
     let sql = statement.sql.text();
     let started = match protocol {
-        Protocol::Prepared => match client.prepare(sql).await {
-            Ok(prepared) => {
+        Protocol::Prepared { prelude } => match after(client, prelude, client.prepare(sql)).await {
+            Err(failed) => return failed,
+            Ok(Ok(prepared)) => {
                 if prepared.params().len() != params.len() {
                     return (Err(placeholder_mismatch(prepared.params().len(), params.len())), false);
                 }
@@ -174,7 +185,7 @@ async fn fetch_rows(
                     .await
                     .map(|stream| (Some(columns), stream))
             }
-            Err(e) => Err(e),
+            Ok(Err(e)) => Err(e),
         },
         Protocol::Unnamed => {
             // The server types an unnamed statement's parameters only when it binds them: a
@@ -216,6 +227,28 @@ async fn fetch_rows(
     let columns = columns.or_else(|| rows.columns.clone()).unwrap_or_default();
     let rows_affected = stream.rows_affected();
     (Ok(Fetched { columns, rows, truncated, rows_affected }), false)
+}
+
+/// `work` with `prelude` sent just before it (when given), both in one round trip: `work`'s
+/// result, or, when the prelude failed or got no answer, the error to report and whether the
+/// connection is suspect (`work`'s statement then ran in an aborted transaction: not at all).
+async fn after<T>(
+    client: &Client,
+    prelude: Option<Prelude>,
+    work: impl Future<Output = T>,
+) -> Result<T, (Result<Fetched, Error>, bool)> {
+    let Some(Prelude { sql, step }) = prelude else { return Ok(work.await) };
+    let before = async {
+        match within(step, client.batch_execute(sql)).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err((Err(errors::map(&e, "preparing the statement")), errors::is_fatal(&e))),
+            None => Err((Err(no_answer(step, "preparing the statement")), true)),
+        }
+    };
+    // Polled in order, the prelude's message is queued before the work's; a failed prelude
+    // ends the wait at once.
+    let (_, result) = futures_util::future::try_join(before, async { Ok(work.await) }).await?;
+    Ok(result)
 }
 
 /// Rolls a read back before its statement ran; true when the connection is suspect.

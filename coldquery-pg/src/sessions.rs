@@ -44,6 +44,11 @@ const MAX_FOOTPRINT: usize = 4096;
 /// something the session ran changed it (only a function could: SET of it is refused).
 const REPIN_GRAMMAR: &str = "SELECT set_config('standard_conforming_strings', 'on', true)";
 
+/// [`REPIN_GRAMMAR`] for a session with `on_error: rollback_statement`, after the savepoint that
+/// a failing statement is rolled back to (so a failing pin is rolled back too).
+const SAVEPOINT_AND_REPIN: &str =
+    "SAVEPOINT coldquery_statement; SELECT set_config('standard_conforming_strings', 'on', true)";
+
 /// The [`SessionStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgSessions {
@@ -203,8 +208,11 @@ impl Slot {
     /// The functions the session may have called, or one that no connection passes as clean.
     fn footprint(&self) -> Footprint {
         let state = self.state.lock().expect("state lock");
-        // "setseed" stands for "anything": it is on the list of functions no reset undoes.
-        state.footprint.clone().unwrap_or_else(|| Footprint { functions: vec!["setseed".to_owned()] })
+        // A function no reset undoes stands for "anything".
+        state
+            .footprint
+            .clone()
+            .unwrap_or_else(|| Footprint { functions: vec![crate::reset::UNRESETTABLE[0].to_owned()] })
     }
 
     fn remember(&self, footprint: &Footprint) {
@@ -413,23 +421,14 @@ impl SessionStore for PgSessions {
             }
             checked?;
         }
-        let prepared = within(step, async {
-            tokio::join!(conn.client.query_typed(REPIN_GRAMMAR, &[]), async {
-                if per_statement { conn.client.batch_execute("SAVEPOINT coldquery_statement").await } else { Ok(()) }
-            })
-        })
-        .await;
-        let Some((repinned, saved)) = prepared else {
-            return Err(inner.lose(&slot, &mut live, "preparing the statement"));
-        };
-        if let Err(e) = repinned.map(drop).and(saved) {
-            slot.set_tx(if errors::is_fatal(&e) { Tx::Lost } else { Tx::Aborted });
-            return Err(errors::map(&e, "preparing the statement"));
-        }
         let started = Instant::now();
-        // Inside a session a truncated result is drained, not cancelled: a cancel would abort
-        // the caller's transaction.
-        let fetched = run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared).await;
+        // The grammar pinned again (and the statement's savepoint made) in the statement's
+        // first round trip. Inside a session a truncated result is drained, not cancelled: a
+        // cancel would abort the caller's transaction.
+        let prelude = if per_statement { SAVEPOINT_AND_REPIN } else { REPIN_GRAMMAR };
+        let prelude = run::Prelude { sql: prelude, step };
+        let fetched =
+            run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared { prelude: Some(prelude) }).await;
         slot.state.lock().expect("state lock").statements += 1;
         let fetched = match fetched {
             Ok(fetched) => fetched,
@@ -523,7 +522,7 @@ impl SessionStore for PgSessions {
         let mut failure = None;
         for (index, statement) in statements.iter().enumerate() {
             // Drained, never cancelled, when truncated: a cancel would abort the transaction.
-            match run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared).await {
+            match run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared { prelude: None }).await {
                 Ok(fetched) => results.push(run::render(&conn.client, fetched, step).await),
                 Err(err) => {
                     failure = Some(err.with_operation_index(index));

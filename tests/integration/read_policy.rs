@@ -300,11 +300,49 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
     let locks: i64 = side.query_one(ADVISORY_LOCKS, &[]).await.unwrap().get(0);
     assert_eq!(locks, 0, "an advisory lock stayed on the pooled connection");
 
-    // A random seed cannot be reset: the connection is closed.
-    let pid = backend_pid(&tools, &me).await;
-    let out = call(&tools, &me, "pg_query", write("SELECT setseed(0.5)")).await;
-    assert_eq!(code(&out), "ok", "{out}");
-    assert_ne!(backend_pid(&tools, &me).await, pid, "the seeded connection was reused");
+    // A random seed set by the work, by name or by a function it runs without naming it (a
+    // trigger's), is not handed on: the connection is seeded anew from the system's randomness
+    // and stays in the pool. What `random()` gives first after `setseed(0.5)`:
+    side.batch_execute("SELECT setseed(0.5)").await.unwrap();
+    let seeded: f64 = side.query_one("SELECT random()", &[]).await.unwrap().get(0);
+    side.batch_execute(
+        "CREATE FUNCTION seed_it() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM setseed(0.5); RETURN NEW; END $$;
+         CREATE TABLE seeded (v int);
+         CREATE TRIGGER seed_on_insert BEFORE INSERT ON seeded FOR EACH ROW EXECUTE FUNCTION seed_it();",
+    )
+    .await
+    .unwrap();
+    let next_random = |session: Option<String>| {
+        let (tools, me) = (&tools, &me);
+        async move {
+            let out =
+                call(tools, me, "pg_query", read("SELECT random() AS r, pg_backend_pid() AS pid", session.as_deref()))
+                    .await;
+            (out["rows"][0]["r"].as_f64().unwrap_or_else(|| panic!("{out}")), out["rows"][0]["pid"].as_i64().unwrap())
+        }
+    };
+    for sql in ["SELECT setseed(0.5)", "INSERT INTO seeded VALUES (1)"] {
+        let pid = backend_pid(&tools, &me).await;
+        let out = call(&tools, &me, "pg_query", write(sql)).await;
+        assert_eq!(code(&out), "ok", "{sql}: {out}");
+        let (r, next_pid) = next_random(None).await;
+        assert_eq!(next_pid, pid, "{sql}: the connection was not kept");
+        assert_ne!(r, seeded, "{sql}: the next caller got the seeded sequence");
+        // In a session, ended by COMMIT or ROLLBACK: the next session on the connection.
+        for end in ["commit", "rollback"] {
+            let id = begin(&tools, &me, json!({})).await;
+            let (_, pid) = next_random(Some(id.clone())).await;
+            let out = call(&tools, &me, "pg_query", json!({"action": "write", "sql": sql, "session_id": id})).await;
+            assert_eq!(code(&out), "ok", "{sql}: {out}");
+            let out = call(&tools, &me, "pg_tx", json!({"action": end, "session_id": id})).await;
+            assert_eq!(code(&out), "ok", "{sql}, {end}: {out}");
+            let id = begin(&tools, &me, json!({})).await;
+            let (r, next_pid) = next_random(Some(id.clone())).await;
+            call(&tools, &me, "pg_tx", json!({"action": "rollback", "session_id": id})).await;
+            assert_eq!(next_pid, pid, "{sql}, {end}: the session's connection was not kept");
+            assert_ne!(r, seeded, "{sql}, {end}: the next session got the seeded sequence");
+        }
+    }
 
     // A session that opened a dblink connection: its backend is closed at the end, so the
     // dblink connection goes with it.
