@@ -30,52 +30,91 @@ fn reseed() -> Option<String> {
     Some(format!("SELECT pg_catalog.setseed({seed})"))
 }
 
-/// True when the connection may be reused: no SQL-level prepared statement is left, and no
-/// function the work called (`$1`) is one whose state outlives a reset: a function that is not
-/// built-in (it could open a dblink connection, load a library, anything) or a built-in of
-/// `$2`.
-const REUSABLE: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql) = 0 \
-     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = ANY($1::text[]) \
-                     AND (oid >= 16384 OR proname = ANY($2::text[])))";
+/// The last statement of every reset message: no SQL-level prepared statement is left (no
+/// reset drops one: `DEALLOCATE ALL` would drop the driver's own statements too).
+const NO_SQL_PREPARED: &str = "SELECT count(*) = 0 FROM pg_catalog.pg_prepared_statements WHERE from_sql";
+
+/// True when no function the work called (`$1`) is one whose state outlives a reset: a function
+/// that is not built-in (it could open a dblink connection, load a library, anything) or a
+/// built-in of `$2`.
+const NO_UNRESETTABLE_CALL: &str = "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = ANY($1::text[]) \
+     AND (oid >= 16384 OR proname = ANY($2::text[])))";
 
 /// Built-in functions whose effect outlives `RESET ALL` and the `DISCARD`s: a backup in
 /// progress, a replication origin set up for the session. (The random seed is reset:
 /// [`reseed`].)
 pub(crate) const UNRESETTABLE: &[&str] = &["pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup"];
 
-/// Cleans a connection whose transaction has ended; poisons it (so the pool closes it) if that
-/// cannot be proven within `step`. The reset, the connection's set-up and the check go out
-/// together (one round trip); the check counts only if the reset succeeded.
-pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: Duration) {
-    let Some(reseed) = reseed() else {
-        conn.poison();
-        return;
-    };
-    let sql = format!("{RESET_SQL}; {reseed}");
-    let clean = async {
-        let (reset, setup, reusable) = tokio::join!(
-            conn.client.batch_execute(&sql),
-            conn.client.query_typed(crate::manager::CONNECTION_SETUP, &[]),
-            reusable(conn, footprint)
-        );
-        reset.ok()?;
-        setup.ok()?;
-        reusable.then_some(())
-    };
-    if within(step, clean).await.flatten().is_none() {
-        conn.poison();
-    }
+/// What a reset message ([`RESET_SQL`], [`reseed`], the connection's set-up, [`NO_SQL_PREPARED`],
+/// after `end` if any) came to.
+struct Outcome {
+    /// Statements of the message that completed; the first is `end`'s.
+    completed: usize,
+    /// The error that stopped the message, if one did.
+    error: Option<tokio_postgres::Error>,
+    /// Whether the last statement found no SQL-level prepared statement.
+    no_sql_prepared: bool,
 }
 
-/// True when no function the work called (`footprint`) left state that no reset clears, and no
-/// SQL-level prepared statement is left.
-async fn reusable(conn: &PgConn, footprint: &Footprint) -> bool {
+/// Sends one simple-query message: `end` (if any), the reset, the reseed, the set-up and the
+/// prepared-statement check. `None` when the system has no randomness for the reseed.
+async fn reset_message(client: &tokio_postgres::Client, end: Option<&str>) -> Option<Outcome> {
+    let reseed = reseed()?;
+    let setup = crate::manager::CONNECTION_SETUP;
+    let body = format!("{RESET_SQL}; {reseed}; {setup}; {NO_SQL_PREPARED}");
+    let sql = match end {
+        Some(end) => format!("{end}; {body}"),
+        None => body,
+    };
+    let mut outcome = Outcome { completed: 0, error: None, no_sql_prepared: false };
+    let stream = match client.simple_query_raw(&sql).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            outcome.error = Some(e);
+            return Some(outcome);
+        }
+    };
+    futures_util::pin_mut!(stream);
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(tokio_postgres::SimpleQueryMessage::CommandComplete(_)) => outcome.completed += 1,
+            // The set-up's row comes first; the check's is the last one.
+            Ok(tokio_postgres::SimpleQueryMessage::Row(row)) => outcome.no_sql_prepared = row.get(0) == Some("t"),
+            Ok(_) => {}
+            Err(e) => {
+                outcome.error = Some(e);
+                break;
+            }
+        }
+    }
+    Some(outcome)
+}
+
+/// True when no function the work called (`footprint`) leaves state that no reset clears. The
+/// catalog is asked only when the work called functions (bound as parameters, never in a
+/// simple-query message).
+async fn no_unresettable_call(conn: &PgConn, footprint: &Footprint) -> bool {
+    if footprint.functions.is_empty() {
+        return true;
+    }
     let functions = Param::text_array(footprint.functions.iter().map(String::as_str)).to_text();
     let unresettable = Param::text_array(UNRESETTABLE.iter().copied()).to_text();
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&functions, Type::TEXT), (&unresettable, Type::TEXT)];
-    match conn.client.query_typed(REUSABLE, &params).await {
+    match conn.client.query_typed(NO_UNRESETTABLE_CALL, &params).await {
         Ok(rows) => rows.first().and_then(|row| row.try_get::<_, bool>(0).ok()).unwrap_or(false),
         Err(_) => false,
+    }
+}
+
+/// Cleans a connection whose transaction has ended; poisons it (so the pool closes it) if that
+/// cannot be proven within `step`. The reset and the checks go out together (one round trip).
+pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: Duration) {
+    let clean = async {
+        let (outcome, calls) = tokio::join!(reset_message(&conn.client, None), no_unresettable_call(conn, footprint));
+        outcome.is_some_and(|o| o.error.is_none() && o.no_sql_prepared) && calls
+    };
+    if within(step, clean).await != Some(true) {
+        conn.poison();
     }
 }
 
@@ -94,7 +133,8 @@ pub(crate) enum Ended {
 }
 
 /// Ends the transaction with `end` (`COMMIT` or `ROLLBACK`) and cleans the connection in the
-/// **same simple-query message**: `COMMIT; CLOSE ALL; …; DISCARD SEQUENCES; <reseed>; <set-up>`.
+/// **same simple-query message**: `COMMIT; CLOSE ALL; …; DISCARD SEQUENCES; <reseed>; <set-up>;
+/// <check>`.
 ///
 /// One message has one ReadyForQuery, and a transaction pooler (PgBouncer in transaction mode)
 /// hands the server connection back only at a ReadyForQuery outside a transaction: so the
@@ -112,34 +152,22 @@ pub(crate) async fn end_and_reset(
     footprint: &Footprint,
     step: Duration,
 ) -> Ended {
-    let setup = crate::manager::CONNECTION_SETUP;
-    let reseed = reseed();
-    let sql = match &reseed {
-        Some(reseed) => format!("{end}; {RESET_SQL}; {reseed}; {setup}"),
-        None => format!("{end}; {RESET_SQL}; {setup}"),
-    };
+    // Without randomness for the reseed, the transaction is still ended (and the connection
+    // not reused).
     let ended = async {
-        let stream = match conn.client.simple_query_raw(&sql).await {
-            Ok(stream) => stream,
-            Err(e) => return (0, Some(e)),
-        };
-        futures_util::pin_mut!(stream);
-        let mut completed = 0usize;
-        while let Some(message) = stream.next().await {
-            match message {
-                Ok(tokio_postgres::SimpleQueryMessage::CommandComplete(_)) => completed += 1,
-                Ok(_) => {}
-                Err(e) => return (completed, Some(e)),
+        match reset_message(&conn.client, Some(end)).await {
+            Some(outcome) => outcome,
+            None => {
+                let error = conn.client.batch_execute(end).await.err();
+                Outcome { completed: usize::from(error.is_none()), error, no_sql_prepared: false }
             }
         }
-        (completed, None)
     };
-    // The check that the connection is reusable is sent behind the message without waiting
-    // for its answer (one round trip for both); it counts only when the message succeeded,
-    // and a check that gets no answer poisons the connection without making the outcome
-    // of `end` unknown.
-    let (ended, reusable) = tokio::join!(within(step, ended), within(step, reusable(conn, footprint)));
-    let Some((completed, error)) = ended else {
+    // The check of the functions called (when there were any) goes out behind the message
+    // without waiting for its answer; it counts only when the message succeeded, and one that
+    // gets no answer poisons the connection without making the outcome of `end` unknown.
+    let (ended, calls) = tokio::join!(within(step, ended), within(step, no_unresettable_call(conn, footprint)));
+    let Some(Outcome { completed, error, no_sql_prepared }) = ended else {
         conn.poison();
         return Ended::NoAnswer;
     };
@@ -159,7 +187,7 @@ pub(crate) async fn end_and_reset(
             Ended::Done
         }
         None => {
-            if reseed.is_none() || reusable != Some(true) {
+            if !no_sql_prepared || calls != Some(true) {
                 conn.poison();
             }
             Ended::Done

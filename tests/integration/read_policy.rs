@@ -344,6 +344,38 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
         }
     }
 
+    // A SQL-level prepared statement left by a function the work did not name (a trigger's):
+    // no reset drops it, so the connection is closed, after autocommit work and after a
+    // session's COMMIT or ROLLBACK.
+    side.batch_execute(
+        "CREATE FUNCTION prepare_it() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'PREPARE leftover AS SELECT 1'; RETURN NEW; END $$;
+         CREATE TABLE preparing (v int);
+         CREATE TRIGGER prepare_on_insert BEFORE INSERT ON preparing FOR EACH ROW EXECUTE FUNCTION prepare_it();",
+    )
+    .await
+    .unwrap();
+    let leftovers = "SELECT count(*) AS n, pg_backend_pid() AS pid FROM pg_prepared_statements WHERE from_sql";
+    let out = call(&tools, &me, "pg_query", write("INSERT INTO preparing VALUES (1)")).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    let out = call(&tools, &me, "pg_query", read(leftovers, None)).await;
+    assert_eq!(out["rows"][0]["n"], 0, "a prepared statement stayed on the pooled connection: {out}");
+    for end in ["commit", "rollback"] {
+        let id = begin(&tools, &me, json!({})).await;
+        let insert = json!({"action": "write", "sql": "INSERT INTO preparing VALUES (2)", "session_id": id});
+        let out = call(&tools, &me, "pg_query", insert).await;
+        assert_eq!(code(&out), "ok", "{out}");
+        let out = call(&tools, &me, "pg_query", read(leftovers, Some(&id))).await;
+        assert_eq!(out["rows"][0]["n"], 1, "{end}: the trigger prepared nothing: {out}");
+        let used = out["rows"][0]["pid"].clone();
+        let out = call(&tools, &me, "pg_tx", json!({"action": end, "session_id": id})).await;
+        assert_eq!(code(&out), "ok", "{end}: {out}");
+        let id = begin(&tools, &me, json!({})).await;
+        let out = call(&tools, &me, "pg_query", read(leftovers, Some(&id))).await;
+        call(&tools, &me, "pg_tx", json!({"action": "rollback", "session_id": id})).await;
+        assert_eq!(out["rows"][0]["n"], 0, "{end}: a prepared statement stayed on the session's connection: {out}");
+        assert_ne!(out["rows"][0]["pid"], used, "{end}: the connection with the prepared statement was reused");
+    }
+
     // A session that opened a dblink connection: its backend is closed at the end, so the
     // dblink connection goes with it.
     let id = begin(&tools, &me, json!({})).await;
