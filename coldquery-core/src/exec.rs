@@ -45,15 +45,30 @@ pub struct Statement {
 pub struct Footprint {
     /// Function names, unqualified.
     pub functions: Vec<String>,
+    /// The functions called are not known (more than could be remembered): no connection the
+    /// work ran on passes as clean.
+    pub unknown: bool,
 }
 
 impl Footprint {
+    /// The footprint of work whose calls are not known.
+    pub fn unknown() -> Footprint {
+        Footprint { functions: Vec::new(), unknown: true }
+    }
+
     /// The footprint of several statements.
     pub fn union<'a>(footprints: impl IntoIterator<Item = &'a Footprint>) -> Footprint {
-        let mut functions: Vec<String> = footprints.into_iter().flat_map(|f| f.functions.iter().cloned()).collect();
+        let mut unknown = false;
+        let mut functions: Vec<String> = footprints
+            .into_iter()
+            .flat_map(|f| {
+                unknown |= f.unknown;
+                f.functions.iter().cloned()
+            })
+            .collect();
         functions.sort();
         functions.dedup();
-        Footprint { functions }
+        Footprint { functions, unknown }
     }
 }
 

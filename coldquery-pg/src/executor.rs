@@ -68,7 +68,7 @@ impl Executor for PgExecutor {
                 return Err(autocommit_failure(err, conn.is_poisoned()));
             }
         };
-        let mut result = run::render(&conn.client, fetched, step).await;
+        let mut result = run::render(&conn.client, fetched, step, run::Rendering::Outside).await;
         result.duration_ms = elapsed_ms(started);
         Ok(result)
     }
@@ -202,7 +202,7 @@ impl PgExecutor {
             });
             match fetched {
                 Ok(fetched) => {
-                    let mut result = run::render(&conn.client, fetched, step).await;
+                    let mut result = run::render(&conn.client, fetched, step, run::Rendering::InTransaction).await;
                     result.duration_ms = elapsed_ms(started);
                     results.push(result);
                 }
@@ -288,7 +288,7 @@ impl PgExecutor {
             match run::read(&mut conn, &pool.tls, statement, limits, cancel, report_moved, pool.step).await? {
                 Read::Moved => attempt += 1,
                 Read::Fetched(fetched, _) => {
-                    let mut result = run::render(&conn.client, fetched, pool.step).await;
+                    let mut result = run::render(&conn.client, fetched, pool.step, run::Rendering::Outside).await;
                     result.duration_ms = elapsed_ms(started);
                     return Ok(result);
                 }

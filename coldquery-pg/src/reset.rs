@@ -13,22 +13,19 @@ use crate::step::within;
 
 /// Everything that makes a connection fit for its next owner, short of `DISCARD ALL` (which
 /// would also drop tokio-postgres's own cached statements), then the connection's own
-/// settings again (`RESET ALL` restores the database's and role's defaults). [`reseed`]
+/// settings again (`RESET ALL` restores the database's and role's defaults). [`RESEED`]
 /// follows it.
 const RESET_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
 
-/// `random()` seeded anew from the operating system's randomness: `setseed`, called by the work
-/// or by any function it ran without naming it (a trigger, a column default), would otherwise
-/// hand the connection's next owner a sequence known in advance. `None` when the system has
-/// no randomness to give (the connection is then not reused).
-fn reseed() -> Option<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).ok()?;
-    // 53 random bits, as a seed in [-1, 1) (the range setseed accepts).
-    let seed = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 52) as f64 - 1.0;
-    Some(format!("SELECT pg_catalog.setseed({seed})"))
-}
+/// `random()` seeded anew from PostgreSQL's own strong randomness (`gen_random_uuid`, 48 of its
+/// random bits): `setseed`, called by the work or by any function it ran without naming it (a
+/// trigger, a column default), would otherwise hand the connection's next owner a sequence
+/// known in advance. The seed is computed by the server: a value written into the SQL would be
+/// readable by anyone who can read `pg_stat_activity.query`. Before PostgreSQL 13 there is no
+/// `gen_random_uuid`: the reset then fails and the connection is closed instead of reused.
+const RESEED: &str = "SELECT pg_catalog.setseed(('x' || pg_catalog.substr(pg_catalog.replace(\
+     pg_catalog.gen_random_uuid()::text, '-', ''), 1, 12))::bit(48)::int8 / 140737488355328.0 - 1)";
 
 /// The last statement of every reset message: no SQL-level prepared statement is left (no
 /// reset drops one: `DEALLOCATE ALL` would drop the driver's own statements too).
@@ -42,10 +39,10 @@ const NO_UNRESETTABLE_CALL: &str = "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.
 
 /// Built-in functions whose effect outlives `RESET ALL` and the `DISCARD`s: a backup in
 /// progress, a replication origin set up for the session. (The random seed is reset:
-/// [`reseed`].)
+/// [`RESEED`].)
 pub(crate) const UNRESETTABLE: &[&str] = &["pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup"];
 
-/// What a reset message ([`RESET_SQL`], [`reseed`], the connection's set-up, [`NO_SQL_PREPARED`],
+/// What a reset message ([`RESET_SQL`], [`RESEED`], the connection's set-up, [`NO_SQL_PREPARED`],
 /// after `end` if any) came to.
 struct Outcome {
     /// Statements of the message that completed; the first is `end`'s.
@@ -57,11 +54,10 @@ struct Outcome {
 }
 
 /// Sends one simple-query message: `end` (if any), the reset, the reseed, the set-up and the
-/// prepared-statement check. `None` when the system has no randomness for the reseed.
-async fn reset_message(client: &tokio_postgres::Client, end: Option<&str>) -> Option<Outcome> {
-    let reseed = reseed()?;
+/// prepared-statement check.
+async fn reset_message(client: &tokio_postgres::Client, end: Option<&str>) -> Outcome {
     let setup = crate::manager::CONNECTION_SETUP;
-    let body = format!("{RESET_SQL}; {reseed}; {setup}; {NO_SQL_PREPARED}");
+    let body = format!("{RESET_SQL}; {RESEED}; {setup}; {NO_SQL_PREPARED}");
     let sql = match end {
         Some(end) => format!("{end}; {body}"),
         None => body,
@@ -71,7 +67,7 @@ async fn reset_message(client: &tokio_postgres::Client, end: Option<&str>) -> Op
         Ok(stream) => stream,
         Err(e) => {
             outcome.error = Some(e);
-            return Some(outcome);
+            return outcome;
         }
     };
     futures_util::pin_mut!(stream);
@@ -87,15 +83,27 @@ async fn reset_message(client: &tokio_postgres::Client, end: Option<&str>) -> Op
             }
         }
     }
-    Some(outcome)
+    outcome
+}
+
+/// What the footprint alone says of the functions the work called: no function (clean), or
+/// calls not known (not clean); `None` when the catalog must be asked.
+fn calls_verdict(footprint: &Footprint) -> Option<bool> {
+    if footprint.unknown {
+        Some(false)
+    } else if footprint.functions.is_empty() {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// True when no function the work called (`footprint`) leaves state that no reset clears. The
 /// catalog is asked only when the work called functions (bound as parameters, never in a
 /// simple-query message).
 async fn no_unresettable_call(conn: &PgConn, footprint: &Footprint) -> bool {
-    if footprint.functions.is_empty() {
-        return true;
+    if let Some(verdict) = calls_verdict(footprint) {
+        return verdict;
     }
     let functions = Param::text_array(footprint.functions.iter().map(String::as_str)).to_text();
     let unresettable = Param::text_array(UNRESETTABLE.iter().copied()).to_text();
@@ -111,7 +119,7 @@ async fn no_unresettable_call(conn: &PgConn, footprint: &Footprint) -> bool {
 pub(crate) async fn reset(conn: &mut PgConn, footprint: &Footprint, step: Duration) {
     let clean = async {
         let (outcome, calls) = tokio::join!(reset_message(&conn.client, None), no_unresettable_call(conn, footprint));
-        outcome.is_some_and(|o| o.error.is_none() && o.no_sql_prepared) && calls
+        outcome.error.is_none() && outcome.no_sql_prepared && calls
     };
     if within(step, clean).await != Some(true) {
         conn.poison();
@@ -152,17 +160,7 @@ pub(crate) async fn end_and_reset(
     footprint: &Footprint,
     step: Duration,
 ) -> Ended {
-    // Without randomness for the reseed, the transaction is still ended (and the connection
-    // not reused).
-    let ended = async {
-        match reset_message(&conn.client, Some(end)).await {
-            Some(outcome) => outcome,
-            None => {
-                let error = conn.client.batch_execute(end).await.err();
-                Outcome { completed: usize::from(error.is_none()), error, no_sql_prepared: false }
-            }
-        }
-    };
+    let ended = reset_message(&conn.client, Some(end));
     // The check of the functions called (when there were any) goes out behind the message
     // without waiting for its answer; it counts only when the message succeeded, and one that
     // gets no answer poisons the connection without making the outcome of `end` unknown.
@@ -197,20 +195,16 @@ pub(crate) async fn end_and_reset(
 
 #[cfg(test)]
 mod tests {
+    use coldquery_core::Footprint;
+
     #[test]
-    fn every_reseed_is_a_fresh_seed_setseed_accepts() {
-        let seeds: Vec<f64> = (0..10_000)
-            .map(|_| {
-                let sql = super::reseed().expect("system randomness");
-                let seed = sql.strip_prefix("SELECT pg_catalog.setseed(").and_then(|s| s.strip_suffix(')'));
-                seed.and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{sql}"))
-            })
-            .collect();
-        assert!(seeds.iter().all(|s| (-1.0..1.0).contains(s)), "a seed out of [-1, 1)");
-        let mut distinct = seeds.clone();
-        distinct.sort_by(f64::total_cmp);
-        distinct.dedup();
-        assert_eq!(distinct.len(), seeds.len(), "a seed came twice");
-        assert!(seeds.iter().any(|s| *s < -0.5) && seeds.iter().any(|s| *s > 0.5), "the seeds cover the range");
+    fn the_catalog_is_asked_only_about_known_calls() {
+        let called =
+            |names: &[&str]| Footprint { functions: names.iter().map(|n| (*n).to_owned()).collect(), unknown: false };
+        assert_eq!(super::calls_verdict(&called(&[])), Some(true), "no call: clean");
+        assert_eq!(super::calls_verdict(&called(&["lower"])), None, "a call: the catalog decides");
+        assert_eq!(super::calls_verdict(&Footprint::unknown()), Some(false), "calls not known: never clean");
+        let union = Footprint::union([&called(&["lower"]), &Footprint::unknown()]);
+        assert_eq!(super::calls_verdict(&union), Some(false), "a union with unknown calls stays unknown");
     }
 }

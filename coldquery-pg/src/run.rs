@@ -449,14 +449,46 @@ async fn read_rows(
     }
 }
 
+/// Where [`render`] runs: the server's rendering of a value can fail (a type without binary
+/// input, such as `pg_node_tree`), and inside a transaction block a failure would abort it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rendering {
+    /// Inside the caller's transaction: the server renders under a savepoint, rolled back to if
+    /// a rendering failed, so the transaction goes on as the statement left it.
+    InTransaction,
+    /// Outside any transaction block.
+    Outside,
+}
+
+/// The savepoint of [`Rendering::InTransaction`].
+const RENDER_SAVEPOINT: &str = "SAVEPOINT coldquery_render";
+
 /// Renders fetched rows; types not decoded here are rendered by the server over `client`
 /// (which must be usable: not inside an aborted transaction), each round trip bounded by
-/// `limit` (values the server did not render in time keep their raw bytes, in hex).
-pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration) -> QueryResult {
+/// `limit` (values the server did not render, or not in time, keep their raw bytes, in hex).
+pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration, rendering: Rendering) -> QueryResult {
     let Fetched { columns, rows, truncated, rows_affected } = fetched;
     let rows = match rows.decode_now {
         Some(true) => rows.decoded,
-        _ => render_rows(client, &columns, &rows.kept, limit).await,
+        _ => {
+            let by_server = columns.iter().any(|(_, ty)| decode::plan(ty) == Plan::ServerText) && !rows.kept.is_empty();
+            if by_server && rendering == Rendering::InTransaction {
+                // Without its savepoint the server renders nothing: a failure could not be undone.
+                let saved =
+                    matches!(tokio::time::timeout(limit, client.batch_execute(RENDER_SAVEPOINT)).await, Ok(Ok(())));
+                let server = if saved { Server::UnderSavepoint } else { Server::No };
+                let rows = render_rows(client, &columns, &rows.kept, limit, server).await;
+                if saved {
+                    // If this fails, the transaction is what the next statement, or the check
+                    // before COMMIT, finds it to be.
+                    let _ =
+                        tokio::time::timeout(limit, client.batch_execute("RELEASE SAVEPOINT coldquery_render")).await;
+                }
+                rows
+            } else {
+                render_rows(client, &columns, &rows.kept, limit, Server::Yes).await
+            }
+        }
     };
     QueryResult {
         fields: fields_of(&columns),
@@ -475,13 +507,32 @@ fn fields_of(columns: &[(String, Type)]) -> Vec<Field> {
 
 /// Renders rows; types not decoded here are rendered by the server over `client`, each round
 /// trip bounded by `limit`.
-async fn render_rows(client: &Client, columns: &[(String, Type)], rows: &[Row], limit: Duration) -> Vec<Vec<Value>> {
+/// Whether the server renders the types not decoded here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// No: those values keep their bytes.
+    No,
+    Yes,
+    /// Yes, under [`RENDER_SAVEPOINT`], rolled back to after a failed rendering.
+    UnderSavepoint,
+}
+
+async fn render_rows(
+    client: &Client,
+    columns: &[(String, Type)],
+    rows: &[Row],
+    limit: Duration,
+    server: Server,
+) -> Vec<Vec<Value>> {
     let mut out: Vec<Vec<Value>> = rows.iter().map(|_| Vec::with_capacity(columns.len())).collect();
     for (i, (_, ty)) in columns.iter().enumerate() {
         let raw: Vec<Option<&[u8]>> = rows.iter().map(|r| raw_value(r, i)).collect();
-        let values = match decode::plan(ty) {
-            Plan::Native => raw.iter().map(|v| decode_native(ty, *v)).collect(),
-            Plan::ServerText => server_text(client, ty, &raw, limit).await,
+        let values = match (decode::plan(ty), server) {
+            (Plan::Native, _) => raw.iter().map(|v| decode_native(ty, *v)).collect(),
+            (Plan::ServerText, Server::No) => {
+                raw.iter().map(|v| v.map_or(Value::Null, |b| Value::String(decode::hex(b)))).collect()
+            }
+            (Plan::ServerText, _) => server_text(client, ty, &raw, limit, server).await,
         };
         for (row, value) in out.iter_mut().zip(values) {
             row.push(value);
@@ -490,9 +541,6 @@ async fn render_rows(client: &Client, columns: &[(String, Type)], rows: &[Row], 
     out
 }
 
-/// Sends a CancelRequest for the statement whose rows `stream` carries and reads the stream to
-/// its end. Returns true when the connection is suspect: the statement did not end by that
-/// cancel, so a late cancel could still hit a later statement.
 async fn cancel_rest(token: &CancelToken, tls: &Canceller, mut stream: Pin<&mut RowStream>) -> bool {
     let sent = tls.cancel(token).await;
     let mut cancelled = false;
@@ -588,7 +636,7 @@ async fn stream_rows(
             None => {}
         }
         if done || batch.len() >= STREAM_BATCH_ROWS || bytes >= STREAM_BATCH_BYTES {
-            let rows = render_rows(text_client, &columns, &batch, step).await;
+            let rows = render_rows(text_client, &columns, &batch, step, Server::Yes).await;
             batch.clear();
             bytes = 0;
             for row in rows {
@@ -632,7 +680,7 @@ fn raw_value(row: &Row, i: usize) -> Option<&[u8]> {
 /// of that very type and casting them to `text` on the server: PostgreSQL's own text form.
 /// Arrays of such types are cast to `text[]` instead, so they still render as JSON arrays
 /// (of their elements' text forms).
-async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: Duration) -> Vec<Value> {
+async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: Duration, server: Server) -> Vec<Value> {
     const CHUNK: usize = 1000;
     let mut out = Vec::with_capacity(raw.len());
     let mut answering = true;
@@ -643,13 +691,20 @@ async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: D
         } else if !answering {
             Err(())
         } else {
-            match tokio::time::timeout(limit, cast_to_text(client, ty, &present)).await {
+            let texts = match tokio::time::timeout(limit, cast_to_text(client, ty, &present)).await {
                 Ok(texts) => texts.map_err(drop),
                 Err(_) => {
                     answering = false;
                     Err(())
                 }
+            };
+            // A failed rendering aborted the savepoint's subtransaction: undone, so that the
+            // next rendering, and the caller's transaction, go on.
+            if texts.is_err() && answering && server == Server::UnderSavepoint {
+                let undo = client.batch_execute("ROLLBACK TO SAVEPOINT coldquery_render");
+                answering = matches!(tokio::time::timeout(limit, undo).await, Ok(Ok(())));
             }
+            texts
         };
         let mut texts = texts.map(|t| t.into_iter());
         for value in chunk {

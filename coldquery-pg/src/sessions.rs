@@ -49,6 +49,11 @@ const REPIN_GRAMMAR: &str = "SELECT set_config('standard_conforming_strings', 'o
 const SAVEPOINT_AND_REPIN: &str =
     "SAVEPOINT coldquery_statement; SELECT set_config('standard_conforming_strings', 'on', true)";
 
+/// The savepoints ColdQuery makes in a session's transaction (`coldquery_guard`,
+/// `coldquery_statement`, `coldquery_preview`) start with this: a caller's savepoint of the same
+/// name would be rolled back or released in their place, so callers cannot use it.
+const RESERVED_SAVEPOINT_PREFIX: &str = "coldquery_";
+
 /// The [`SessionStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgSessions {
@@ -208,11 +213,7 @@ impl Slot {
     /// The functions the session may have called, or one that no connection passes as clean.
     fn footprint(&self) -> Footprint {
         let state = self.state.lock().expect("state lock");
-        // A function no reset undoes stands for "anything".
-        state
-            .footprint
-            .clone()
-            .unwrap_or_else(|| Footprint { functions: vec![crate::reset::UNRESETTABLE[0].to_owned()] })
+        state.footprint.clone().unwrap_or_else(Footprint::unknown)
     }
 
     fn remember(&self, footprint: &Footprint) {
@@ -479,7 +480,7 @@ impl SessionStore for PgSessions {
                 None => return Err(inner.lose(&slot, &mut live, "releasing the statement savepoint")),
             }
         }
-        let mut result = run::render(&conn.client, fetched, step).await;
+        let mut result = run::render(&conn.client, fetched, step, run::Rendering::InTransaction).await;
         result.duration_ms = elapsed_ms(started);
         drop(_active);
         Ok((result, slot.info(inner.ttl)))
@@ -523,7 +524,9 @@ impl SessionStore for PgSessions {
         for (index, statement) in statements.iter().enumerate() {
             // Drained, never cancelled, when truncated: a cancel would abort the transaction.
             match run::fetch(conn, &tls, statement, limits, cancel, Protocol::Prepared { prelude: None }).await {
-                Ok(fetched) => results.push(run::render(&conn.client, fetched, step).await),
+                Ok(fetched) => {
+                    results.push(run::render(&conn.client, fetched, step, run::Rendering::InTransaction).await)
+                }
                 Err(err) => {
                     failure = Some(err.with_operation_index(index));
                     break;
@@ -578,6 +581,12 @@ impl SessionStore for PgSessions {
     }
 
     async fn savepoint(&self, owner: &Owner, id: &SessionId, op: SavepointOp, name: &Ident) -> Result<SessionInfo> {
+        if name.as_str().starts_with(RESERVED_SAVEPOINT_PREFIX) {
+            return Err(Error::invalid(format!(
+                "savepoint names starting with '{RESERVED_SAVEPOINT_PREFIX}' are reserved for ColdQuery's own savepoints"
+            ))
+            .with_hint("choose another name"));
+        }
         let inner = &self.inner;
         let slot = inner.find(owner, id)?;
         let mut live = inner.lock(&slot).await?;

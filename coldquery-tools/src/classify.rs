@@ -75,7 +75,7 @@ impl Classified {
     pub fn footprint(&self) -> Footprint {
         let called = self.functions.iter().map(|f| f.rsplit('.').next().unwrap_or(f).to_owned());
         let fields = self.names.fields.iter().cloned();
-        Footprint::union([&Footprint { functions: called.chain(fields).collect() }])
+        Footprint::union([&Footprint { functions: called.chain(fields).collect(), unknown: false }])
     }
 }
 

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use coldquery_core::{Access, CancellationToken, ErrorKind, Executor, Limits, Param, Sql, Statement, TxOptions};
 use coldquery_pg::{Database, PgConfig, PgOptions};
-use coldquery_tests::harness::{PgBouncer, TestDb, pgbouncer_for, test_db};
+use coldquery_tests::harness::{PGBOUNCER_POOL_SIZE, PgBouncer, TestDb, pgbouncer_for, test_db};
 use serde_json::json;
 
 use crate::support::{count, limits, options};
 
 /// The test database behind a fresh PgBouncer, and ColdQuery connected through it. `None` (and
 /// a note on stderr) when PgBouncer is not installed outside CI; under CI that panics.
-async fn behind_pgbouncer(pool_size: u32) -> Option<(TestDb, PgBouncer, Database)> {
+async fn behind_pgbouncer(options: PgOptions) -> Option<(TestDb, PgBouncer, Database)> {
     let db = test_db().await;
     let Some(bouncer) = pgbouncer_for(&db).await else {
         eprintln!("SKIPPED: pgbouncer is not installed (apt-get install pgbouncer); under CI this test fails");
@@ -22,7 +22,7 @@ async fn behind_pgbouncer(pool_size: u32) -> Option<(TestDb, PgBouncer, Database
     };
     let url = bouncer.url_for(&db.name);
     let config = PgConfig::from_env_and_url(Some(&url), &|_| None).expect("the PgBouncer URL parses");
-    let cq = Database::connect(&config, &PgOptions { pool_size, ..options() })
+    let cq = Database::connect(&config, &options)
         .await
         .unwrap_or_else(|err| panic!("ColdQuery connects through PgBouncer: {err}\n{}", bouncer.log_tail(20)));
     Some((db, bouncer, cq))
@@ -55,7 +55,7 @@ async fn pgbouncer_transactions(bouncer: &PgBouncer, dbname: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sessionless_path_works_through_pgbouncer_in_transaction_mode() {
-    let Some((db, bouncer, cq)) = behind_pgbouncer(4).await else { return };
+    let Some((db, bouncer, cq)) = behind_pgbouncer(PgOptions { pool_size: 4, ..options() }).await else { return };
     let side = db.client().await;
     side.batch_execute(
         "CREATE TYPE mood AS ENUM ('sad', 'happy');
@@ -202,7 +202,7 @@ async fn the_sessionless_path_works_through_pgbouncer_in_transaction_mode() {
 /// needs a type the connection has not seen yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_of_custom_types_survive_moves_between_server_connections() {
-    let Some((db, bouncer, cq)) = behind_pgbouncer(2).await else { return };
+    let Some((db, bouncer, cq)) = behind_pgbouncer(PgOptions { pool_size: 2, ..options() }).await else { return };
     // Make PgBouncer open several server connections, so that round robin moves ColdQuery's
     // transactions between them.
     let url = bouncer.url_for(&db.name);
@@ -256,7 +256,11 @@ async fn reads_of_custom_types_survive_moves_between_server_connections() {
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_through_pgbouncer_leave_nothing_on_their_server_connection() {
-    let Some((db, _bouncer, cq)) = behind_pgbouncer(4).await else { return };
+    // Up to PGBOUNCER_POOL_SIZE sessions open at once (below).
+    let Some((db, _bouncer, cq)) = behind_pgbouncer(PgOptions { pool_size: 6, max_sessions: 5, ..options() }).await
+    else {
+        return;
+    };
     let side = db.client().await;
     side.batch_execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
     let tools = coldquery_tools::Tools::new(
@@ -332,9 +336,13 @@ async fn sessions_through_pgbouncer_leave_nothing_on_their_server_connection() {
         let temp = count(&side, "SELECT count(*) FROM pg_class WHERE relname IN ('scratch', 'tseq')").await;
         assert_eq!(temp, 0, "{end}: the temporary table and sequence were dropped");
 
-        // A later session that lands on the same server connection sees the defaults.
+        // A later session that lands on the same server connection sees the defaults. As many
+        // sessions open at once as PgBouncer has server connections (`default_pool_size`) hold
+        // one each, so one of them is the session's: which one PgBouncer hands out next
+        // depends on the order in which they went idle, not on anything checked here.
+        let mut open = Vec::new();
         let mut found = false;
-        for _ in 0..16 {
+        for _ in 0..PGBOUNCER_POOL_SIZE {
             let begun = tx(&other, json!({"action": "begin"})).await;
             let next = begun["session_id"].as_str().unwrap_or_else(|| panic!("{begun}")).to_owned();
             let out = query(
@@ -355,10 +363,13 @@ async fn sessions_through_pgbouncer_leave_nothing_on_their_server_connection() {
                 assert_ne!(code(&seq), "ok", "{end}: the temporary sequence is gone: {seq}");
                 found = true;
             }
-            assert_eq!(code(&tx(&other, json!({"action": "rollback", "session_id": next})).await), "ok");
+            open.push(next);
             if found {
                 break;
             }
+        }
+        for next in open {
+            assert_eq!(code(&tx(&other, json!({"action": "rollback", "session_id": next})).await), "ok");
         }
         assert!(found, "{end}: a later session landed on server connection {pid}");
         landed.push(pid);

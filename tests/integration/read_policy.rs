@@ -325,9 +325,29 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
         let pid = backend_pid(&tools, &me).await;
         let out = call(&tools, &me, "pg_query", write(sql)).await;
         assert_eq!(code(&out), "ok", "{sql}: {out}");
+        // What anyone can read of the connection's last message (the reset, unless a check of
+        // called functions followed it) must not give the new seed away.
+        let last: String = side
+            .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&i32::try_from(pid).unwrap()])
+            .await
+            .unwrap()
+            .get(0);
+        let shown_seed =
+            last.split("setseed(").nth(1).and_then(|rest| rest.split(')').next()?.trim().parse::<f64>().ok());
         let (r, next_pid) = next_random(None).await;
         assert_eq!(next_pid, pid, "{sql}: the connection was not kept");
         assert_ne!(r, seeded, "{sql}: the next caller got the seeded sequence");
+        if sql.starts_with("INSERT") {
+            assert!(last.contains("setseed"), "{sql}: the reset was the connection's last message: {last}");
+        }
+        if let Some(seed) = shown_seed {
+            side.execute("SELECT setseed($1)", &[&seed]).await.unwrap();
+            let predicted: f64 = side.query_one("SELECT random()", &[]).await.unwrap().get(0);
+            assert_ne!(
+                r, predicted,
+                "{sql}: the seed shown in pg_stat_activity ({seed}) predicted the next caller's random()"
+            );
+        }
         // In a session, ended by COMMIT or ROLLBACK: the next session on the connection.
         for end in ["commit", "rollback"] {
             let id = begin(&tools, &me, json!({})).await;
@@ -375,6 +395,27 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
         assert_eq!(out["rows"][0]["n"], 0, "{end}: a prepared statement stayed on the session's connection: {out}");
         assert_ne!(out["rows"][0]["pid"], used, "{end}: the connection with the prepared statement was reused");
     }
+
+    // Without a lock timeout an autocommit statement runs unprepared, outside a transaction
+    // block, and the reset follows it as a message of its own: the same two cases there.
+    let (plain, _plain_db) = crate::support::tools(
+        &db,
+        &PgOptions { pool_size: 1, max_sessions: 1, ..options() },
+        ToolConfig { lock_timeout: None, ..ToolConfig::default() },
+        false,
+    )
+    .await;
+    let pid = backend_pid(&plain, &me).await;
+    let out = call(&plain, &me, "pg_query", write("INSERT INTO seeded VALUES (3)")).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    let out = call(&plain, &me, "pg_query", read("SELECT random() AS r, pg_backend_pid() AS pid", None)).await;
+    assert_eq!(out["rows"][0]["pid"], pid, "unprepared: the connection was not kept: {out}");
+    assert_ne!(out["rows"][0]["r"].as_f64(), Some(seeded), "unprepared: the next caller got the seeded sequence");
+    let out = call(&plain, &me, "pg_query", write("INSERT INTO preparing VALUES (3)")).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    let out = call(&plain, &me, "pg_query", read(leftovers, None)).await;
+    assert_eq!(out["rows"][0]["n"], 0, "unprepared: a prepared statement stayed on the pooled connection: {out}");
+    assert_ne!(out["rows"][0]["pid"], pid, "unprepared: the connection with the prepared statement was reused");
 
     // A session that opened a dblink connection: its backend is closed at the end, so the
     // dblink connection goes with it.

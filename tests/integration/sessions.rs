@@ -319,6 +319,15 @@ async fn savepoints_create_release_and_roll_back() {
         let out = call(&tools, &me, "pg_tx", sp("savepoint", bad)).await;
         assert_eq!(code(&out), "INVALID_ARGUMENT", "{bad:?}: {out}");
     }
+    // ColdQuery's own savepoints' names: a caller's would be rolled back or released in their
+    // place.
+    for (action, name) in
+        [("savepoint", "coldquery_statement"), ("savepoint", "coldquery_guard"), ("rollback_to", "coldquery_preview")]
+    {
+        let out = call(&tools, &me, "pg_tx", sp(action, name)).await;
+        assert_eq!(code(&out), "INVALID_ARGUMENT", "{action} {name}: {out}");
+        assert!(out["error"]["message"].as_str().unwrap().contains("reserved"), "{out}");
+    }
     let out = call(&tools, &me, "pg_tx", json!({"action": "savepoint", "session_id": id})).await;
     assert_eq!(code(&out), "INVALID_ARGUMENT");
     assert!(out["error"]["message"].as_str().unwrap().contains("'name'"), "{out}");
@@ -854,4 +863,53 @@ async fn many_callers_leave_no_leaked_connections_or_transactions() {
     assert!(count(&side, ours).await <= i64::from(opts.pool_size) + opts.max_sessions as i64);
     let stuck = format!("{ours} AND state LIKE 'idle in transaction%'");
     assert_eq!(count(&side, &stuck).await, 0, "no backend left inside a transaction");
+}
+
+/// A value the server cannot render (`pg_node_tree` has no binary input, so ColdQuery's request
+/// to render it as text fails) keeps its bytes, in hex; inside a transaction that failure is
+/// undone, and the transaction goes on as the statement left it: an autocommit write commits,
+/// a session commits, and the values after it are still rendered.
+#[tokio::test]
+async fn a_value_the_server_cannot_render_leaves_the_transaction_as_the_statement_left_it() {
+    let db = test_db().await;
+    let (side, tools, _db, me) = setup(&db, &options()).await;
+    side.batch_execute("CREATE TABLE with_default (id int, d int DEFAULT 5)").await.unwrap();
+    let tree = "(SELECT adbin FROM pg_attrdef LIMIT 1)";
+    let unrendered = |out: &Value, column: &str| {
+        let value = out["rows"][0][column].as_str().unwrap_or_else(|| panic!("{out}"));
+        assert!(value.starts_with("\\x7b"), "the tree's bytes, in hex: {out}");
+    };
+
+    // An autocommit write whose RETURNING has one: reported committed, and committed.
+    let sql = format!("INSERT INTO t VALUES (1, 'a') RETURNING id, {tree} AS tree, interval '1 day' AS later");
+    let out = autocommit_write(&tools, &me, &sql).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    unrendered(&out, "tree");
+    assert_eq!(out["rows"][0]["later"], "1 day", "rendered after the failure: {out}");
+    assert_eq!(ids(&side).await, [1], "the autocommit write said it committed: {out}");
+
+    // A batch with autocommit: the statements after it run, and all commit.
+    let out = call(
+        &tools,
+        &me,
+        "pg_query",
+        json!({"action": "transaction", "autocommit": true, "operations": [
+            {"sql": format!("SELECT {tree} AS tree")},
+            {"sql": "INSERT INTO t VALUES (2, 'b')"},
+        ]}),
+    )
+    .await;
+    assert_eq!(code(&out), "ok", "{out}");
+    assert_eq!(ids(&side).await, [1, 2]);
+
+    // A session: read one, then write and commit.
+    let id = begin(&tools, &me, json!({})).await;
+    let out = read(&tools, &me, &id, &format!("SELECT {tree} AS tree, interval '2 days' AS later")).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    unrendered(&out, "tree");
+    assert_eq!(out["rows"][0]["later"], "2 days", "{out}");
+    assert_eq!(out["session"]["transaction_state"], "idle", "{out}");
+    write_ok(&tools, &me, &id, "INSERT INTO t VALUES (3, 'c')").await;
+    assert_eq!(tx(&tools, &me, "commit", &id).await["status"], "committed");
+    assert_eq!(ids(&side).await, [1, 2, 3]);
 }

@@ -562,6 +562,10 @@ pub async fn pgbouncer_for(db: &TestDb) -> Option<PgBouncer> {
     }
 }
 
+/// The server connections a [`PgBouncer`] opens at most per database and user
+/// (`default_pool_size`).
+pub const PGBOUNCER_POOL_SIZE: usize = 4;
+
 /// A throwaway PgBouncer (`pool_mode = transaction`, `auth_type = trust`) listening on a free
 /// port of 127.0.0.1, forwarding every database name to one PostgreSQL server. Run as the
 /// `postgres` OS user when running as root (PgBouncer refuses root). Dropping it stops it.
@@ -640,7 +644,7 @@ impl PgBouncer {
                      auth_file = {userlist}\n\
                      admin_users = {admin}\n\
                      pool_mode = transaction\n\
-                     default_pool_size = 4\n\
+                     default_pool_size = {PGBOUNCER_POOL_SIZE}\n\
                      max_client_conn = 200\n\
                      server_round_robin = 1\n\
                      logfile = {log}\n",
