@@ -22,10 +22,18 @@ const RESET_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL
 /// random bits): `setseed`, called by the work or by any function it ran without naming it (a
 /// trigger, a column default), would otherwise hand the connection's next owner a sequence
 /// known in advance. The seed is computed by the server: a value written into the SQL would be
-/// readable by anyone who can read `pg_stat_activity.query`. Before PostgreSQL 13 there is no
-/// `gen_random_uuid`: the reset then fails and the connection is closed instead of reused.
-const RESEED: &str = "SELECT pg_catalog.setseed(('x' || pg_catalog.substr(pg_catalog.replace(\
-     pg_catalog.gen_random_uuid()::text, '-', ''), 1, 12))::bit(48)::int8 / 140737488355328.0 - 1)";
+/// readable by anyone who can read `pg_stat_activity.query`. Its types and operators are named
+/// with their schema, the operators given exactly their operand types: an operator of the same name that
+/// a user created in a schema on the search path for those types would otherwise be chosen over
+/// a built-in one that needs a cast (and run as ColdQuery's role). Before PostgreSQL 13 there is
+/// no `gen_random_uuid`: the reset then fails and the connection is closed instead of reused.
+const RESEED: &str = "SELECT pg_catalog.setseed(('x'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.substr(\
+     pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 1, 12))::pg_catalog.bit(48)\
+     ::pg_catalog.int8::pg_catalog.numeric OPERATOR(pg_catalog./) 140737488355328::pg_catalog.numeric \
+     OPERATOR(pg_catalog.-) 1::pg_catalog.numeric)";
+
+/// Sent just before COMMIT, in the same message ([`end_and_reset`]).
+const COMMIT_PROBE: &str = "SELECT 1";
 
 /// The last statement of every reset message: no SQL-level prepared statement is left (no
 /// reset drops one: `DEALLOCATE ALL` would drop the driver's own statements too).
@@ -160,7 +168,12 @@ pub(crate) async fn end_and_reset(
     footprint: &Footprint,
     step: Duration,
 ) -> Ended {
-    let ended = reset_message(&conn.client, Some(end));
+    // Before COMMIT, in its message: a transaction that something aborted unnoticed fails the
+    // probe (and the message stops there), where COMMIT would answer ROLLBACK without an error
+    // and be taken for a commit.
+    let probed = end == "COMMIT";
+    let head = if probed { format!("{COMMIT_PROBE}; {end}") } else { end.to_owned() };
+    let ended = reset_message(&conn.client, Some(&head));
     // The check of the functions called (when there were any) goes out behind the message
     // without waiting for its answer; it counts only when the message succeeded, and one that
     // gets no answer poisons the connection without making the outcome of `end` unknown.
@@ -170,8 +183,14 @@ pub(crate) async fn end_and_reset(
         return Ended::NoAnswer;
     };
     match error {
+        // The probe failed: COMMIT was not run, and the aborted transaction is still open.
+        // Closing the connection ends it.
+        Some(e) if probed && completed == 0 => {
+            conn.poison();
+            Ended::Failed(e)
+        }
         // `end` itself failed; the rest of the message was skipped.
-        Some(e) if completed == 0 => {
+        Some(e) if completed == usize::from(probed) => {
             if crate::errors::is_fatal(&e) {
                 conn.poison();
             } else {

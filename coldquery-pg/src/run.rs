@@ -479,10 +479,12 @@ pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration, r
                 let server = if saved { Server::UnderSavepoint } else { Server::No };
                 let rows = render_rows(client, &columns, &rows.kept, limit, server).await;
                 if saved {
-                    // If this fails, the transaction is what the next statement, or the check
-                    // before COMMIT, finds it to be.
-                    let _ =
-                        tokio::time::timeout(limit, client.batch_execute("RELEASE SAVEPOINT coldquery_render")).await;
+                    // Rolled back to in any case: a rendering that went unanswered and failed
+                    // later is undone too (this runs after it), and so is anything a rendering
+                    // did. If this fails as well, the transaction is what the next statement,
+                    // or the check in COMMIT's message, finds it to be.
+                    let undo = "ROLLBACK TO SAVEPOINT coldquery_render; RELEASE SAVEPOINT coldquery_render";
+                    let _ = tokio::time::timeout(limit, client.batch_execute(undo)).await;
                 }
                 rows
             } else {
@@ -505,8 +507,6 @@ fn fields_of(columns: &[(String, Type)]) -> Vec<Field> {
     columns.iter().map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() }).collect()
 }
 
-/// Renders rows; types not decoded here are rendered by the server over `client`, each round
-/// trip bounded by `limit`.
 /// Whether the server renders the types not decoded here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
@@ -517,6 +517,8 @@ enum Server {
     UnderSavepoint,
 }
 
+/// Renders rows; types not decoded here are rendered as `server` says, each round trip
+/// bounded by `limit`.
 async fn render_rows(
     client: &Client,
     columns: &[(String, Type)],
@@ -541,6 +543,9 @@ async fn render_rows(
     out
 }
 
+/// Sends a CancelRequest for the statement whose rows `stream` carries and reads the stream to
+/// its end. Returns true when the connection is suspect: the statement did not end by that
+/// cancel, so a late cancel could still hit a later statement.
 async fn cancel_rest(token: &CancelToken, tls: &Canceller, mut stream: Pin<&mut RowStream>) -> bool {
     let sent = tls.cancel(token).await;
     let mut cancelled = false;

@@ -340,6 +340,10 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
         if sql.starts_with("INSERT") {
             assert!(last.contains("setseed"), "{sql}: the reset was the connection's last message: {last}");
         }
+        if sql.starts_with("INSERT") {
+            let argument = last.split("setseed(").nth(1).unwrap_or_default();
+            assert!(argument.contains("gen_random_uuid()"), "{sql}: the seed is drawn by the server: {last}");
+        }
         if let Some(seed) = shown_seed {
             side.execute("SELECT setseed($1)", &[&seed]).await.unwrap();
             let predicted: f64 = side.query_one("SELECT random()", &[]).await.unwrap().get(0);
@@ -416,6 +420,26 @@ async fn autocommit_work_and_sessions_leave_nothing_on_pooled_connections() {
     let out = call(&plain, &me, "pg_query", read(leftovers, None)).await;
     assert_eq!(out["rows"][0]["n"], 0, "unprepared: a prepared statement stayed on the pooled connection: {out}");
     assert_ne!(out["rows"][0]["pid"], pid, "unprepared: the connection with the prepared statement was reused");
+
+    // Operators a user created for the operand types of the reseed's arithmetic, in a schema on
+    // the search path, are not the ones it uses (they would fix the seed, and run as
+    // ColdQuery's role): two resets in a row seed differently.
+    side.batch_execute(
+        "CREATE FUNCTION fixed(int8, numeric) RETURNS numeric LANGUAGE sql AS 'SELECT 0.5';
+         CREATE OPERATOR public./ (LEFTARG = int8, RIGHTARG = numeric, FUNCTION = fixed);
+         CREATE FUNCTION fixed_minus(numeric, int4) RETURNS numeric LANGUAGE sql AS 'SELECT 0.25';
+         CREATE OPERATOR public.- (LEFTARG = numeric, RIGHTARG = int4, FUNCTION = fixed_minus);",
+    )
+    .await
+    .unwrap();
+    let mut draws = Vec::new();
+    for n in [4, 5] {
+        let out = call(&tools, &me, "pg_query", write(&format!("INSERT INTO seeded VALUES ({n})"))).await;
+        assert_eq!(code(&out), "ok", "{out}");
+        draws.push(next_random(None).await);
+    }
+    assert_eq!(draws[0].1, draws[1].1, "the same connection: {draws:?}");
+    assert_ne!(draws[0].0, draws[1].0, "two resets gave the same seed: {draws:?}");
 
     // A session that opened a dblink connection: its backend is closed at the end, so the
     // dblink connection goes with it.

@@ -640,9 +640,10 @@ async fn a_killed_backend_loses_the_session_without_reconnecting() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while count(
         &side,
-        // COMMIT goes with the connection's reset in one message (see reset::end_and_reset).
+        // COMMIT goes after its probe and before the connection's reset, in one message (see
+        // reset::end_and_reset).
         &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid3} AND query LIKE 'COMMIT;%' AND state = 'active'"
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid3} AND query LIKE 'SELECT 1; COMMIT;%' AND state = 'active'"
         ),
     )
     .await
