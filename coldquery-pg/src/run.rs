@@ -449,18 +449,21 @@ async fn read_rows(
     }
 }
 
-/// Where [`render`] runs: the server's rendering of a value can fail (a type without binary
-/// input, such as `pg_node_tree`), and inside a transaction block a failure would abort it.
+/// Where [`render`] runs. The server renders a value by receiving its binary form, which runs
+/// the type's input checks — a domain's CHECK, whatever function it calls, user code included —
+/// and can fail (a type without binary input, such as `pg_node_tree`). So the server renders
+/// only inside a transaction that is rolled back to or rolled back afterwards: nothing that code
+/// did to data stays, and a failure never aborts the caller's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rendering {
-    /// Inside the caller's transaction: the server renders under a savepoint, rolled back to if
-    /// a rendering failed, so the transaction goes on as the statement left it.
+    /// Inside the caller's transaction: under a savepoint, rolled back to at the end.
     InTransaction,
-    /// Outside any transaction block.
+    /// Outside any transaction block: in a `READ ONLY` transaction of its own, rolled back at
+    /// the end (a read's values are rendered after the read's own ROLLBACK).
     Outside,
 }
 
-/// The savepoint of [`Rendering::InTransaction`].
+/// The savepoint the server renders under, rolled back to after a failed rendering.
 const RENDER_SAVEPOINT: &str = "SAVEPOINT coldquery_render";
 
 /// Renders fetched rows; types not decoded here are rendered by the server over `client`
@@ -470,27 +473,7 @@ pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration, r
     let Fetched { columns, rows, truncated, rows_affected } = fetched;
     let rows = match rows.decode_now {
         Some(true) => rows.decoded,
-        _ => {
-            let by_server = columns.iter().any(|(_, ty)| decode::plan(ty) == Plan::ServerText) && !rows.kept.is_empty();
-            if by_server && rendering == Rendering::InTransaction {
-                // Without its savepoint the server renders nothing: a failure could not be undone.
-                let saved =
-                    matches!(tokio::time::timeout(limit, client.batch_execute(RENDER_SAVEPOINT)).await, Ok(Ok(())));
-                let server = if saved { Server::UnderSavepoint } else { Server::No };
-                let rows = render_rows(client, &columns, &rows.kept, limit, server).await;
-                if saved {
-                    // Rolled back to in any case: a rendering that went unanswered and failed
-                    // later is undone too (this runs after it), and so is anything a rendering
-                    // did. If this fails as well, the transaction is what the next statement,
-                    // or the check in COMMIT's message, finds it to be.
-                    let undo = "ROLLBACK TO SAVEPOINT coldquery_render; RELEASE SAVEPOINT coldquery_render";
-                    let _ = tokio::time::timeout(limit, client.batch_execute(undo)).await;
-                }
-                rows
-            } else {
-                render_rows(client, &columns, &rows.kept, limit, Server::Yes).await
-            }
-        }
+        _ => render_guarded(client, &columns, &rows.kept, limit, rendering).await,
     };
     QueryResult {
         fields: fields_of(&columns),
@@ -503,38 +486,55 @@ pub(crate) async fn render(client: &Client, fetched: Fetched, limit: Duration, r
     }
 }
 
+/// [`render_rows`] with the server's renderings enclosed as [`Rendering`] says.
+async fn render_guarded(
+    client: &Client,
+    columns: &[(String, Type)],
+    rows: &[Row],
+    limit: Duration,
+    rendering: Rendering,
+) -> Vec<Vec<Value>> {
+    let by_server = columns.iter().any(|(_, ty)| decode::plan(ty) == Plan::ServerText) && !rows.is_empty();
+    if !by_server {
+        return render_rows(client, columns, rows, limit, false).await;
+    }
+    let (open, close) = match rendering {
+        Rendering::InTransaction => {
+            (RENDER_SAVEPOINT, "ROLLBACK TO SAVEPOINT coldquery_render; RELEASE SAVEPOINT coldquery_render")
+        }
+        Rendering::Outside => ("START TRANSACTION READ ONLY; SAVEPOINT coldquery_render", "ROLLBACK"),
+    };
+    // Not enclosed, the server renders nothing: what a rendering did could not be undone.
+    let opened = matches!(tokio::time::timeout(limit, client.batch_execute(open)).await, Ok(Ok(())));
+    let values = render_rows(client, columns, rows, limit, opened).await;
+    // Always: a rendering that went unanswered and failed later is undone too (this runs after
+    // it), and so is anything a rendering did. If this fails as well, the transaction is what
+    // the next statement, or the probe in COMMIT's message, finds it to be.
+    let _ = tokio::time::timeout(limit, client.batch_execute(close)).await;
+    values
+}
+
 fn fields_of(columns: &[(String, Type)]) -> Vec<Field> {
     columns.iter().map(|(name, ty)| Field { name: name.clone(), type_name: ty.name().to_owned() }).collect()
 }
 
-/// Whether the server renders the types not decoded here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Server {
-    /// No: those values keep their bytes.
-    No,
-    Yes,
-    /// Yes, under [`RENDER_SAVEPOINT`], rolled back to after a failed rendering.
-    UnderSavepoint,
-}
-
-/// Renders rows; types not decoded here are rendered as `server` says, each round trip
-/// bounded by `limit`.
+/// Renders rows; types not decoded here are rendered by the server when `by_server` (under
+/// [`RENDER_SAVEPOINT`]: see [`render_guarded`]), each round trip bounded by `limit`, and
+/// otherwise keep their bytes, in hex.
 async fn render_rows(
     client: &Client,
     columns: &[(String, Type)],
     rows: &[Row],
     limit: Duration,
-    server: Server,
+    by_server: bool,
 ) -> Vec<Vec<Value>> {
     let mut out: Vec<Vec<Value>> = rows.iter().map(|_| Vec::with_capacity(columns.len())).collect();
     for (i, (_, ty)) in columns.iter().enumerate() {
         let raw: Vec<Option<&[u8]>> = rows.iter().map(|r| raw_value(r, i)).collect();
-        let values = match (decode::plan(ty), server) {
-            (Plan::Native, _) => raw.iter().map(|v| decode_native(ty, *v)).collect(),
-            (Plan::ServerText, Server::No) => {
-                raw.iter().map(|v| v.map_or(Value::Null, |b| Value::String(decode::hex(b)))).collect()
-            }
-            (Plan::ServerText, _) => server_text(client, ty, &raw, limit, server).await,
+        let values = match decode::plan(ty) {
+            Plan::Native => raw.iter().map(|v| decode_native(ty, *v)).collect(),
+            Plan::ServerText if by_server => server_text(client, ty, &raw, limit).await,
+            Plan::ServerText => raw.iter().map(|v| v.map_or(Value::Null, |b| Value::String(decode::hex(b)))).collect(),
         };
         for (row, value) in out.iter_mut().zip(values) {
             row.push(value);
@@ -641,7 +641,7 @@ async fn stream_rows(
             None => {}
         }
         if done || batch.len() >= STREAM_BATCH_ROWS || bytes >= STREAM_BATCH_BYTES {
-            let rows = render_rows(text_client, &columns, &batch, step, Server::Yes).await;
+            let rows = render_guarded(text_client, &columns, &batch, step, Rendering::Outside).await;
             batch.clear();
             bytes = 0;
             for row in rows {
@@ -685,7 +685,7 @@ fn raw_value(row: &Row, i: usize) -> Option<&[u8]> {
 /// of that very type and casting them to `text` on the server: PostgreSQL's own text form.
 /// Arrays of such types are cast to `text[]` instead, so they still render as JSON arrays
 /// (of their elements' text forms).
-async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: Duration, server: Server) -> Vec<Value> {
+async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: Duration) -> Vec<Value> {
     const CHUNK: usize = 1000;
     let mut out = Vec::with_capacity(raw.len());
     let mut answering = true;
@@ -705,7 +705,7 @@ async fn server_text(client: &Client, ty: &Type, raw: &[Option<&[u8]>], limit: D
             };
             // A failed rendering aborted the savepoint's subtransaction: undone, so that the
             // next rendering, and the caller's transaction, go on.
-            if texts.is_err() && answering && server == Server::UnderSavepoint {
+            if texts.is_err() && answering {
                 let undo = client.batch_execute("ROLLBACK TO SAVEPOINT coldquery_render");
                 answering = matches!(tokio::time::timeout(limit, undo).await, Ok(Ok(())));
             }

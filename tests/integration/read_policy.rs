@@ -687,3 +687,46 @@ async fn reads_can_run_as_a_least_privileged_role_and_the_posture_says_which_rig
     assert_eq!(out["rows"][0]["who"], "postgres", "{out}");
     call(&split, &me, "pg_tx", json!({"action": "rollback", "session_id": id})).await;
 }
+
+/// Values of types ColdQuery does not decode are rendered by the server, which receives their
+/// binary form and so runs the type's input checks: a domain's CHECK can call any function, a
+/// user's included. Rendering a read's values (after the read's ROLLBACK) ran such a function
+/// outside any transaction, so a read committed a write; a session's rendering ran it in the
+/// caller's transaction. Neither changes data now.
+#[tokio::test]
+async fn rendering_a_value_changes_no_data() {
+    let db = coldquery_tests::harness::test_db().await;
+    let side = db.client().await;
+    side.batch_execute(
+        "CREATE TABLE side_effects (n int);
+         CREATE FUNCTION note_it(v int) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN INSERT INTO side_effects VALUES (v); RETURN true; END $$;
+         CREATE DOMAIN noted AS int CHECK (note_it(VALUE));
+         CREATE TYPE holder AS (a noted);
+         CREATE TABLE held (h holder);
+         INSERT INTO held VALUES (ROW(7)::holder);
+         DELETE FROM side_effects;",
+    )
+    .await
+    .unwrap();
+    let (tools, _db) = tools(&db, &options(), ToolConfig::default(), false).await;
+    let me = caller("renderer");
+    let effects = || async { side.query_one("SELECT count(*) FROM side_effects", &[]).await.unwrap().get::<_, i64>(0) };
+
+    let out = call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT h FROM held"})).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    assert_eq!(out["rows"][0]["h"].as_str().map(|h| h.starts_with("\\x")), Some(true), "kept as bytes: {out}");
+    assert_eq!(effects().await, 0, "a read's rendering wrote: {out}");
+
+    let id = begin(&tools, &me, json!({})).await;
+    let out =
+        call(&tools, &me, "pg_query", json!({"action": "read", "sql": "SELECT h FROM held", "session_id": id})).await;
+    assert_eq!(code(&out), "ok", "{out}");
+    let out = call(&tools, &me, "pg_tx", json!({"action": "commit", "session_id": id})).await;
+    assert_eq!(out["status"], "committed", "{out}");
+    assert_eq!(effects().await, 0, "a session's rendering wrote");
+
+    let out = autocommit_write(&tools, &me, "UPDATE held SET h = h RETURNING h").await;
+    assert_eq!(code(&out), "ok", "{out}");
+    assert_eq!(out["rows"][0]["h"], "(7)", "rendered inside the write's transaction: {out}");
+    assert_eq!(effects().await, 0, "the rendering of a write's RETURNING value wrote: {out}");
+}
